@@ -1,0 +1,1 @@
+"""The four services of portfolio-sync, and the CLI that runs them."""

@@ -1,0 +1,1 @@
+"""Built-in broker adapters, one module each."""

@@ -1,0 +1,79 @@
+"""The simulated broker: the demo's and the benchmarks' broker, needing no network or account.
+
+Deterministic per account: the same account always holds the same instruments and quantities;
+last prices drift per minute. Latency and failure rate come from settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from services.fetcher.adapter import AccountContext, TransientBrokerError
+from services.fetcher.registry import register_broker
+from shared.events import AssetType, Holding
+from shared.settings import Settings
+
+CODE = "sim"
+
+# (symbol, exchange, isin, currency, asset type, reference price)
+_UNIVERSE: tuple[tuple[str, str, str | None, str, AssetType, str], ...] = (
+    ("TCS", "NSE", "INE467B01029", "INR", AssetType.EQUITY, "3850.00"),
+    ("INFY", "NSE", "INE009A01021", "INR", AssetType.EQUITY, "1540.50"),
+    ("RELIANCE", "NSE", "INE002A01018", "INR", AssetType.EQUITY, "2890.10"),
+    ("HDFCBANK", "NSE", "INE040A01034", "INR", AssetType.EQUITY, "1645.75"),
+    ("NIFTYBEES", "NSE", "INF204KB14I2", "INR", AssetType.ETF, "262.35"),
+    ("AAPL", "NASDAQ", "US0378331005", "USD", AssetType.EQUITY, "228.40"),
+    ("MSFT", "NASDAQ", "US5949181045", "USD", AssetType.EQUITY, "415.20"),
+    ("GOOGL", "NASDAQ", "US02079K3059", "USD", AssetType.EQUITY, "171.05"),
+    ("VTI", "NYSEARCA", "US9229087690", "USD", AssetType.ETF, "282.90"),
+    ("BND", "NASDAQ", "US9219378356", "USD", AssetType.BOND, "72.45"),
+)
+
+
+class SimulatedBroker:
+    def __init__(self, *, latency_s: float, failure_rate: float) -> None:
+        self._latency_s = latency_s
+        self._failure_rate = failure_rate
+
+    async def fetch_holdings(self, account: AccountContext) -> Sequence[Holding]:
+        if self._latency_s:
+            await asyncio.sleep(self._latency_s)  # stands in for the broker's network round trip
+        if self._failure_rate and random.random() < self._failure_rate:
+            raise TransientBrokerError("simulated broker: injected failure")
+        return simulated_holdings(account, minute=datetime.now(UTC).replace(second=0, microsecond=0))
+
+    async def aclose(self) -> None:
+        return None
+
+
+def simulated_holdings(account: AccountContext, *, minute: datetime) -> list[Holding]:
+    picker = random.Random(account.account_id.int)
+    drift = random.Random(account.account_id.int ^ int(minute.timestamp()))
+    holdings = []
+    for symbol, exchange, isin, currency, asset_type, reference in picker.sample(_UNIVERSE, k=picker.randint(3, 6)):
+        average = Decimal(reference) * Decimal(picker.randint(80, 110)) / 100
+        last = Decimal(reference) * Decimal(drift.randint(950, 1050)) / 1000
+        holdings.append(
+            Holding(
+                symbol=symbol,
+                exchange=exchange,
+                isin=isin,
+                currency=currency,
+                asset_type=asset_type,
+                quantity=Decimal(picker.randint(1, 400)),
+                average_price=average.quantize(Decimal("0.01")),
+                last_price=last.quantize(Decimal("0.01")),
+            )
+        )
+    return holdings
+
+
+@register_broker(CODE)
+def _create(settings: Settings) -> SimulatedBroker:
+    return SimulatedBroker(
+        latency_s=settings.simulated_latency_ms / 1000, failure_rate=settings.simulated_failure_rate
+    )

@@ -1,0 +1,1 @@
+"""The ledger: consumes snapshots and failures into the database, then announces what changed."""

@@ -1,0 +1,33 @@
+"""Entrypoint: the ledger consumes snapshots and failures in group `ledger`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.ledger.handlers import Ledger
+from shared import topics
+from shared.bus.consumer import EventConsumer
+from shared.bus.port import MessageBus
+from shared.db.engine import TRANSIENT_DB_ERRORS, session_factory
+from shared.events import HoldingSnapshot, SyncFailed
+from shared.runtime import checked_engine, run_until_signalled, started_bus
+from shared.settings import Settings
+
+CONSUMER_GROUP = "ledger"
+
+
+async def run_ledger(ledger: Ledger, bus: MessageBus, stop: asyncio.Event) -> None:
+    await EventConsumer(
+        bus=bus,
+        group=CONSUMER_GROUP,
+        event_types={topics.HOLDINGS_SNAPSHOTS: HoldingSnapshot, topics.SYNC_FAILURES: SyncFailed},
+        handler=ledger.apply_batch,
+        transient_errors=TRANSIENT_DB_ERRORS,
+    ).run(stop)
+
+
+async def serve(settings: Settings) -> None:
+    """The `portfolio-sync ledger` process."""
+    async with checked_engine(settings) as engine, started_bus(settings, client_id=CONSUMER_GROUP) as bus:
+        ledger = Ledger(sessions=session_factory(engine), bus=bus)
+        await run_until_signalled(lambda stop: run_ledger(ledger, bus, stop))

@@ -1,0 +1,1 @@
+"""The scheduler: finds due sync schedules and requests their syncs."""

@@ -1,0 +1,42 @@
+"""Entrypoint: look for due schedules every SCHEDULER_TICK_SECONDS until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.scheduler.handlers import emit_due_syncs
+from shared.bus.port import MessageBus
+from shared.bus.port import BusUnavailable
+from shared.db.engine import TRANSIENT_DB_ERRORS, session_factory
+from shared.events import utc_now
+from shared.runtime import checked_engine, run_until_signalled, started_bus
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def run_scheduler(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], bus: MessageBus, stop: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        try:
+            emitted = await emit_due_syncs(sessions, bus, now=utc_now(), limit=settings.scheduler_batch_size)
+        except (*TRANSIENT_DB_ERRORS, BusUnavailable) as exc:
+            log.warning("scheduler pass failed; trying again next tick", extra={"error": repr(exc)})
+            emitted = 0
+        if emitted >= settings.scheduler_batch_size:
+            continue  # more are due right now: no pause
+        try:
+            await asyncio.wait_for(stop.wait(), settings.scheduler_tick_seconds)
+        except TimeoutError:
+            pass
+
+
+async def serve(settings: Settings) -> None:
+    """The `portfolio-sync scheduler` process."""
+    async with checked_engine(settings) as engine, started_bus(settings, client_id="scheduler") as bus:
+        sessions = session_factory(engine)
+        await run_until_signalled(lambda stop: run_scheduler(settings, sessions, bus, stop))

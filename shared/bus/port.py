@@ -1,0 +1,70 @@
+"""What services need from a message bus, and nothing more.
+
+Semantics both adapters guarantee (and `tests/contract/test_bus_contract.py` proves):
+- records with the same key land in the same partition and are delivered in publish order;
+- subscriptions sharing a group split the partitions between them; each record goes to one of them;
+- `commit()` marks everything fetched so far as done; what a subscription fetched but did not commit
+  before it closed or died is delivered again to whoever gets the partition next (at least once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from shared.events import Event
+
+
+class BusUnavailable(ConnectionError):
+    """The bus did not accept or deliver in time; waiting and retrying is the remedy."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One message as it came off the bus."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    topic: str
+    key: str
+    value: bytes
+
+    @classmethod
+    def of(cls, topic: str, event: Event) -> OutgoingMessage:
+        """The message carrying `event`, keyed by its account."""
+        return cls(topic, event.key, event.to_bytes())
+
+
+class Subscription(Protocol):
+    async def fetch(self, *, max_records: int, timeout_s: float) -> list[Record]:
+        """Wait up to `timeout_s` for records; return at most `max_records` (possibly none)."""
+
+    async def commit(self) -> None:
+        """Mark every record fetched so far as processed."""
+
+    def assignment(self) -> frozenset[tuple[str, int]]:
+        """The (topic, partition) pairs this member holds now; empty until it has joined."""
+
+    async def close(self) -> None:
+        """Leave the group; uncommitted records are redelivered to the remaining members."""
+
+
+class MessageBus(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Publish and return only once every message is durably accepted; else raise BusUnavailable."""
+
+    async def subscribe(self, topics: Sequence[str], *, group: str) -> Subscription:
+        """Join consumer group `group` on `topics`, starting at the group's committed offsets."""

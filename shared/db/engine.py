@@ -1,0 +1,72 @@
+"""Engines and sessions for Postgres (asyncpg) and SQLite (aiosqlite), and the schema gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+# Errors a consumer waits out (the database is restarting or unreachable) rather than dead-letters.
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, OSError, TimeoutError)
+
+
+class SchemaOutOfDate(RuntimeError):
+    """The database is not at the newest migration; run `portfolio-sync db upgrade`."""
+
+
+def create_engine(url: str) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    if not url.startswith("postgresql+asyncpg://"):
+        raise ValueError(f"DATABASE_URL must start with postgresql+asyncpg:// or sqlite+aiosqlite://, not {url.split(':')[0]}:")
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def _alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+async def upgrade_schema(engine: AsyncEngine) -> None:
+    """Apply every pending Alembic migration."""
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda sync_conn: command.upgrade(_alembic_config(sync_conn), "head"))
+
+
+async def assert_schema_current(engine: AsyncEngine) -> None:
+    """Refuse to run against a database that is behind (or ahead of) this code's migrations."""
+
+    def check(sync_conn: Connection) -> tuple[str | None, str | None]:
+        head = ScriptDirectory.from_config(_alembic_config(sync_conn)).get_current_head()
+        return MigrationContext.configure(sync_conn).get_current_revision(), head
+
+    async with engine.connect() as conn:
+        current, head = await conn.run_sync(check)
+    if current != head:
+        raise SchemaOutOfDate(
+            f"database schema is at {current or 'nothing'}, this code needs {head}: run `portfolio-sync db upgrade`"
+        )

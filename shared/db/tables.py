@@ -1,0 +1,151 @@
+"""The tables, and only the tables: queries live with the service that runs them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, Uuid
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db.types import ExactDecimal, UtcDateTime
+from shared.events import utc_now
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    api_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class Portfolio(Base):
+    __tablename__ = "portfolios"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class BrokerAccount(Base):
+    """One account at one broker, with its sync status."""
+
+    __tablename__ = "broker_accounts"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    portfolio_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("portfolios.id", ondelete="CASCADE"), index=True)
+    broker: Mapped[str] = mapped_column(String(32))
+    label: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    positions_as_of: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    needs_reauth: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Credential(Base):
+    """Broker credentials as a Fernet token: never stored, logged or returned in plaintext."""
+
+    __tablename__ = "credentials"
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("broker_accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    ciphertext: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class Schedule(Base):
+    __tablename__ = "schedules"
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("broker_accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    interval_seconds: Mapped[int] = mapped_column(Integer)
+    next_run_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Position(Base):
+    """What an account holds now: the newest applied snapshot, one row per instrument."""
+
+    __tablename__ = "positions"
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("broker_accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    exchange: Mapped[str] = mapped_column(String(32), primary_key=True)
+    isin: Mapped[str | None] = mapped_column(String(12))
+    currency: Mapped[str] = mapped_column(String(3))
+    asset_type: Mapped[str] = mapped_column(String(16))
+    quantity: Mapped[Decimal] = mapped_column(ExactDecimal)
+    average_price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    last_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    as_of: Mapped[datetime] = mapped_column(UtcDateTime)
+    snapshot_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+
+
+class Snapshot(Base):
+    """Point-in-time history: every snapshot received, whether or not it became current."""
+
+    __tablename__ = "snapshots"
+    __table_args__ = (Index("ix_snapshots_account_taken", "account_id", "taken_at"),)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("broker_accounts.id", ondelete="CASCADE"))
+    request_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    taken_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    holdings_count: Mapped[int] = mapped_column(Integer)
+
+
+class SnapshotHolding(Base):
+    __tablename__ = "snapshot_holdings"
+    snapshot_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True
+    )
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    exchange: Mapped[str] = mapped_column(String(32), primary_key=True)
+    isin: Mapped[str | None] = mapped_column(String(12))
+    currency: Mapped[str] = mapped_column(String(3))
+    asset_type: Mapped[str] = mapped_column(String(16))
+    quantity: Mapped[Decimal] = mapped_column(ExactDecimal)
+    average_price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    last_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+
+
+class SyncRun(Base):
+    """One requested sync and how it ended; its id is the SyncRequested event id."""
+
+    __tablename__ = "sync_runs"
+    __table_args__ = (Index("ix_sync_runs_account_requested", "account_id", "requested_at"),)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("broker_accounts.id", ondelete="CASCADE"))
+    trigger: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    failure_kind: Mapped[str | None] = mapped_column(String(32))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    snapshot_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
+
+class ProcessedEvent(Base):
+    """Dedupe record: an event id here was already applied by `consumer`; redelivery is a no-op."""
+
+    __tablename__ = "processed_events"
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)

@@ -1,0 +1,162 @@
+"""The events other services build on: immutable pydantic models, JSON on the wire.
+
+Every event carries `event_id`, `schema_version` and `occurred_at`, and is keyed by `account_id`
+so that one account's events stay in order. Evolution is compatible only: new optional fields;
+a breaking change is a new topic version. `shared/schemas/*.json` is generated from these models.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = [
+    "AssetType",
+    "Event",
+    "EventDecodeError",
+    "FailureKind",
+    "Holding",
+    "HoldingSnapshot",
+    "HoldingsChanged",
+    "PositionChange",
+    "SyncFailed",
+    "SyncRequested",
+    "SyncTrigger",
+    "decode_event",
+    "utc_now",
+]
+
+Quantity = Annotated[Decimal, Field(max_digits=28, decimal_places=8)]
+Price = Annotated[Decimal, Field(ge=0, max_digits=28, decimal_places=8)]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Event(_Frozen):
+    """Fields every event has. `extra="ignore"` lets old readers accept newer optional fields."""
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    schema_version: int = 1
+    occurred_at: AwareDatetime = Field(default_factory=utc_now)
+    account_id: uuid.UUID
+
+    @property
+    def key(self) -> str:
+        """The partition key: one account's events stay in order."""
+        return str(self.account_id)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class SyncTrigger(enum.StrEnum):
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+
+
+class SyncRequested(Event):
+    """A sync of one broker account was requested, by its schedule or by its owner."""
+
+    broker: str = Field(min_length=1, max_length=32)
+    trigger: SyncTrigger
+    attempt: int = Field(default=1, ge=1)
+    credentials_ciphertext: str | None = Field(
+        default=None, description="Fernet token of the account's credentials; only fetchers hold the key."
+    )
+
+
+class AssetType(enum.StrEnum):
+    EQUITY = "equity"
+    ETF = "etf"
+    MUTUAL_FUND = "mutual_fund"
+    BOND = "bond"
+    CRYPTO = "crypto"
+    OTHER = "other"
+
+
+class Holding(_Frozen):
+    """One instrument held in an account at the moment of the snapshot."""
+
+    symbol: str = Field(min_length=1, max_length=64)
+    exchange: str = Field(default="", max_length=32)
+    isin: str | None = Field(default=None, max_length=12)
+    currency: str = Field(min_length=3, max_length=3)
+    asset_type: AssetType = AssetType.EQUITY
+    quantity: Quantity
+    average_price: Price
+    last_price: Price | None = None
+
+
+class HoldingSnapshot(Event):
+    """Everything an account held at `taken_at`, as its broker reported it."""
+
+    request_id: uuid.UUID
+    broker: str
+    taken_at: AwareDatetime
+    holdings: tuple[Holding, ...]
+
+
+class FailureKind(enum.StrEnum):
+    AUTH = "auth"
+    TRANSIENT = "transient"
+    RATE_LIMITED = "rate_limited"
+    INVALID_RESPONSE = "invalid_response"
+
+
+class SyncFailed(Event):
+    """A requested sync did not produce a snapshot; `kind` says whether trying again can help."""
+
+    request_id: uuid.UUID
+    broker: str
+    kind: FailureKind
+    reason: str = Field(max_length=2000)
+    attempt: int = Field(default=1, ge=1)
+    final: bool = True
+
+
+class PositionChange(_Frozen):
+    symbol: str
+    exchange: str
+    previous_quantity: Quantity
+    quantity: Quantity
+
+
+class HoldingsChanged(Event):
+    """The ledger committed a snapshot that changed the account's current positions."""
+
+    snapshot_id: uuid.UUID
+    portfolio_id: uuid.UUID
+    taken_at: AwareDatetime
+    changes: tuple[PositionChange, ...]
+
+
+class EventDecodeError(ValueError):
+    """A message that is not a valid event of the expected type; the reason goes to the DLQ."""
+
+
+E = TypeVar("E", bound=Event)
+
+
+def decode_event(model: type[E], raw: bytes) -> E:
+    """Parse and validate one message; raise EventDecodeError with a readable reason."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        raise EventDecodeError(f"not a valid {model.__name__}: {problems}") from None
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (SyncRequested, HoldingSnapshot, SyncFailed, HoldingsChanged)

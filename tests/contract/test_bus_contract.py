@@ -1,0 +1,131 @@
+"""One contract, two adapters: the in-memory bus and Kafka must behave the same for services.
+
+Run against a real Kafka broker (see tests/conftest.py) and the in-memory bus alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+
+import pytest
+
+from shared.bus.port import MessageBus, OutgoingMessage, Record, Subscription
+from tests.support.waiting import eventually
+
+PARTITIONS = 4
+
+
+@pytest.fixture(params=["memory", "kafka"])
+async def bus(request: pytest.FixtureRequest) -> AsyncIterator[MessageBus]:
+    if request.param == "memory":
+        from shared.bus.memory import InMemoryBus
+
+        bus: MessageBus = InMemoryBus(partitions=PARTITIONS)
+    else:
+        from shared.bus.kafka import KafkaBus
+
+        bus = KafkaBus(request.getfixturevalue("kafka").bootstrap_servers.split(","))
+    await bus.start()
+    yield bus
+    await bus.close()
+
+
+@pytest.fixture
+async def topic(bus: MessageBus, request: pytest.FixtureRequest) -> str:
+    name = f"contract.{uuid.uuid4().hex[:12]}"
+    if request.node.callspec.params["bus"] == "kafka":
+        from shared.bus.kafka import create_topics
+
+        await create_topics(request.getfixturevalue("kafka").bootstrap_servers.split(","), [name], partitions=PARTITIONS)
+    return name
+
+
+def _messages(topic: str, keys: int, per_key: int) -> list[OutgoingMessage]:
+    return [
+        OutgoingMessage(topic, f"key-{k}", f"{k}:{seq}".encode()) for seq in range(per_key) for k in range(keys)
+    ]
+
+
+async def _drain(sub: Subscription, into: list[Record], *, expected: int, commit: bool) -> list[Record]:
+    async def probe() -> bool:
+        batch = await sub.fetch(max_records=100, timeout_s=0.2)
+        into.extend(batch)
+        if commit and batch:
+            await sub.commit()
+        return len(into) >= expected
+
+    await eventually(probe, timeout_s=60, what=f"{expected} records (have {len(into)})")
+    return into
+
+
+async def _settled(*subs: Subscription) -> None:
+    """Poll every member until the group has given each one partitions and nothing overlaps."""
+
+    async def probe() -> bool:
+        await asyncio.gather(*(s.fetch(max_records=1, timeout_s=0.1) for s in subs))
+        owned = [s.assignment() for s in subs]
+        return all(owned) and sum(map(len, owned)) == PARTITIONS and not set.intersection(*map(set, owned))
+
+    await eventually(probe, timeout_s=60, what="the consumer group to settle")
+
+
+async def test_records_of_one_key_arrive_in_publish_order(bus: MessageBus, topic: str) -> None:
+    await bus.publish(_messages(topic, keys=5, per_key=40))
+    sub = await bus.subscribe([topic], group=f"g-{uuid.uuid4().hex}")
+    records = await _drain(sub, [], expected=200, commit=True)
+    await sub.close()
+
+    sequences: dict[str, list[int]] = defaultdict(list)
+    for record in records:
+        key, seq = record.value.decode().split(":")
+        assert record.key == f"key-{key}"
+        sequences[key].append(int(seq))
+    assert {k: s for k, s in sequences.items()} == {str(k): list(range(40)) for k in range(5)}
+
+
+async def test_a_group_splits_partitions_and_delivers_each_record_once(bus: MessageBus, topic: str) -> None:
+    group = f"g-{uuid.uuid4().hex}"
+    first = await bus.subscribe([topic], group=group)
+    second = await bus.subscribe([topic], group=group)
+    await _settled(first, second)
+
+    await bus.publish(_messages(topic, keys=20, per_key=5))
+    got_first: list[Record] = []
+    got_second: list[Record] = []
+
+    async def probe() -> bool:
+        for sub, into in ((first, got_first), (second, got_second)):
+            into.extend(await sub.fetch(max_records=100, timeout_s=0.1))
+            await sub.commit()
+        return len(got_first) + len(got_second) >= 100
+
+    await eventually(probe, timeout_s=60, what="100 records across the group")
+    await first.close()
+    await second.close()
+
+    assert got_first and got_second, "both members should own partitions"
+    delivered = [r.value for r in got_first + got_second]
+    assert sorted(delivered) == sorted(m.value for m in _messages(topic, keys=20, per_key=5))
+    assert {r.partition for r in got_first}.isdisjoint({r.partition for r in got_second})
+
+
+async def test_uncommitted_records_are_redelivered_after_a_member_dies(bus: MessageBus, topic: str) -> None:
+    group = f"g-{uuid.uuid4().hex}"
+    await bus.publish(_messages(topic, keys=4, per_key=5))
+    doomed = await bus.subscribe([topic], group=group)
+    committed = await _drain(doomed, [], expected=20, commit=True)
+
+    await bus.publish([OutgoingMessage(topic, f"key-{k}", f"late:{k}".encode()) for k in range(4)])
+    await _drain(doomed, [], expected=4, commit=False)
+    await doomed.close()  # dies holding four fetched, uncommitted records
+
+    heir = await bus.subscribe([topic], group=group)
+    redelivered = await _drain(heir, [], expected=4, commit=True)
+    extra = await heir.fetch(max_records=100, timeout_s=1.0)
+    await heir.close()
+
+    assert sorted(r.value for r in redelivered + extra) == sorted(f"late:{k}".encode() for k in range(4))
+    assert len(committed) == 20
