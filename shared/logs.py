@@ -37,5 +37,6 @@ def configure_logging(level: str, *, json_lines: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # aiokafka reports every coordinator hiccup at INFO; keep ours readable.
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # These report routine steps (coordinator joins, each migration plugin) at INFO: keep ours readable.
+    for chatty in ("aiokafka", "alembic"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

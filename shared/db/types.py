@@ -27,7 +27,7 @@ class ExactDecimal(TypeDecorator[Decimal]):
         return str(value) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        return None if value is None else Decimal(value).normalize() if dialect.name == "sqlite" else Decimal(value)
+        return None if value is None else Decimal(value)
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -1,0 +1,111 @@
+"""`portfolio-sync`: one subcommand per service, plus the embedded demo and operator tasks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from shared.logs import configure_logging
+from shared.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="portfolio-sync",
+        description="Keep investment portfolios in sync with their broker accounts. "
+        "Configuration comes from environment variables (see README).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="run everything in one process over an in-memory bus and SQLite")
+    demo.add_argument("--cycles", type=int, metavar="N", help="run N sync cycles, print the holdings and exit")
+    demo.add_argument("--host", default="127.0.0.1", help="address the demo API binds to (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8000, help="port the demo API binds to (default 8000)")
+    demo.add_argument("--database", type=Path, help="SQLite file to keep (default: a fresh temporary one)")
+
+    commands.add_parser("api", help="serve the HTTP API (FastAPI) on API_HOST:API_PORT")
+    commands.add_parser("scheduler", help="emit sync requests for due schedules")
+    fetcher = commands.add_parser("fetcher", help="fetch holdings for one broker's sync requests")
+    fetcher.add_argument("--broker", required=True, metavar="CODE", help="broker code, e.g. sim")
+    commands.add_parser("ledger", help="write snapshots and failures into the database")
+
+    db = commands.add_parser("db", help="database schema tasks")
+    db.add_subparsers(dest="db_command", required=True).add_parser("upgrade", help="apply pending migrations")
+
+    topics = commands.add_parser("topics", help="Kafka topic tasks")
+    create = topics.add_subparsers(dest="topics_command", required=True).add_parser(
+        "create", help="create every topic (and its .dlq) that is missing"
+    )
+    create.add_argument("--brokers", default="sim", help="comma-separated broker codes (default: sim)")
+
+    keys = commands.add_parser("keys", help="credential encryption keys")
+    keys.add_subparsers(dest="keys_command", required=True).add_parser(
+        "generate", help="print a new Fernet key for CREDENTIALS_KEYS"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"portfolio-sync: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    if args.command == "demo":
+        # The demo talks to a person: plain lines, and only problems unless LOG_LEVEL asks for more.
+        configure_logging(settings.log_level if "LOG_LEVEL" in os.environ else "WARNING", json_lines=False)
+    else:
+        configure_logging(settings.log_level)
+    try:
+        return _dispatch(args, settings)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "demo":
+        from services.demo import run_demo
+
+        return asyncio.run(
+            run_demo(settings, cycles=args.cycles, host=args.host, port=args.port, database=args.database)
+        )
+    if args.command == "api":
+        from services.api.main import run
+
+        run(settings)
+    elif args.command == "scheduler":
+        from services.scheduler.main import serve as serve_scheduler
+
+        asyncio.run(serve_scheduler(settings))
+    elif args.command == "fetcher":
+        from services.fetcher.main import serve as serve_fetcher
+
+        asyncio.run(serve_fetcher(settings, args.broker))
+    elif args.command == "ledger":
+        from services.ledger.main import serve as serve_ledger
+
+        asyncio.run(serve_ledger(settings))
+    elif args.command == "db":
+        from services.operations import upgrade_database
+
+        asyncio.run(upgrade_database(settings))
+    elif args.command == "topics":
+        from services.operations import create_kafka_topics
+
+        asyncio.run(create_kafka_topics(settings, [b.strip() for b in args.brokers.split(",") if b.strip()]))
+    elif args.command == "keys":
+        from shared.credentials import CredentialCipher
+
+        print(CredentialCipher.generate_key())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

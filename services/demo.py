@@ -1,0 +1,207 @@
+"""The embedded mode: all four services in one process over the in-memory bus and SQLite.
+
+The demo drives the system the way a user would: it signs up and creates its portfolios through
+the HTTP API, lets the scheduler request syncs, the fetcher ask the simulated broker, and the ledger
+record the answers; then it reads the consolidated holdings back through the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from pydantic import SecretStr
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.api.app import create_app
+from services.api.context import ApiResources
+from services.fetcher.brokers.simulated import CODE as SIMULATED
+from services.fetcher.main import run_fetcher
+from services.ledger.handlers import Ledger
+from services.ledger.main import run_ledger
+from services.scheduler.handlers import emit_due_syncs
+from services.scheduler.main import run_scheduler
+from shared.bus.memory import InMemoryBus
+from shared.credentials import CredentialCipher
+from shared.db.engine import create_engine, session_factory, upgrade_schema
+from shared.db.tables import Schedule, SyncRun
+from shared.events import utc_now
+from shared.settings import Settings
+
+DEMO_PORTFOLIOS = {"Long-term": ["Zerodha (simulated)", "Upstox (simulated)"], "US stocks": ["Alpaca (simulated)"]}
+CYCLE_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    token: str
+    portfolios: dict[str, str]  # name -> id
+
+
+async def run_demo(settings: Settings, *, cycles: int | None, host: str, port: int, database: Path | None) -> int:
+    with tempfile.TemporaryDirectory(prefix="portfolio-sync-demo-") as scratch:
+        path = database or Path(scratch) / "demo.db"
+        settings = settings.model_copy(
+            update={
+                "database_url": f"sqlite+aiosqlite:///{path}",
+                "bus": "memory",
+                "credentials_keys": settings.credentials_keys
+                if settings.credentials_keys.get_secret_value()
+                else SecretStr(CredentialCipher.generate_key()),
+                "scheduler_tick_seconds": min(settings.scheduler_tick_seconds, 1.0),
+            }
+        )
+        async with _embedded_system(settings) as system:
+            user = await system.call_api(_sign_up_demo_user)
+            print(f"Demo data: 1 user, {len(DEMO_PORTFOLIOS)} portfolios, "
+                  f"{sum(map(len, DEMO_PORTFOLIOS.values()))} simulated broker accounts (SQLite at {path})")
+            if cycles is not None:
+                for cycle in range(1, cycles + 1):
+                    started = time.monotonic()
+                    synced = await system.run_sync_cycle()
+                    print(f"cycle {cycle}/{cycles}: {synced} accounts synced in {time.monotonic() - started:.2f}s")
+                await system.call_api(lambda client: _print_holdings(client, user))
+                return 0
+            await system.serve_until_interrupted(host, port, user)
+    return 0
+
+
+class _EmbeddedSystem:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], app: Any) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.app = app
+        self.bus = app.state.demo_bus
+        self.stop = asyncio.Event()
+
+    async def call_api(self, action: Callable[[httpx.AsyncClient], Awaitable[Any]]) -> Any:
+        transport = httpx.ASGITransport(app=self.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
+            return await action(client)
+
+    async def run_sync_cycle(self) -> int:
+        """Make every schedule due, let the scheduler emit, and wait until every run has finished."""
+        now = utc_now()
+        async with self.sessions.begin() as session:
+            await session.execute(update(Schedule).values(next_run_at=now))
+        emitted = await emit_due_syncs(self.sessions, self.bus, now=now, limit=10_000)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CYCLE_TIMEOUT_S
+        while await self._pending_runs():
+            if loop.time() > deadline:
+                raise RuntimeError(f"sync cycle did not finish within {CYCLE_TIMEOUT_S:.0f}s")
+            await asyncio.sleep(0.05)  # poll the ledger's progress
+        return emitted
+
+    async def _pending_runs(self) -> int:
+        async with self.sessions() as session:
+            pending = await session.scalar(select(func.count()).where(SyncRun.status == "requested"))
+        return pending or 0
+
+    async def serve_until_interrupted(self, host: str, port: int, user: DemoUser) -> None:
+        scheduler = asyncio.create_task(run_scheduler(self.settings, self.sessions, self.bus, self.stop))
+        server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, log_level="warning"))
+        print(_banner(host, port, user))
+        try:
+            await server.serve()
+        finally:
+            self.stop.set()
+            await scheduler
+
+
+@contextlib.asynccontextmanager
+async def _embedded_system(settings: Settings) -> AsyncIterator[_EmbeddedSystem]:
+    engine = create_engine(settings.database_url)
+    await upgrade_schema(engine)
+    bus = InMemoryBus()
+    sessions = session_factory(engine)
+    cipher = CredentialCipher(settings.credentials_keys.get_secret_value())
+    app = create_app(settings, resources=ApiResources(engine=engine, bus=bus, cipher=cipher))
+    app.state.demo_bus = bus
+    system = _EmbeddedSystem(settings, sessions, app)
+    workers = [
+        asyncio.create_task(run_ledger(Ledger(sessions=sessions, bus=bus), bus, system.stop)),
+        asyncio.create_task(run_fetcher(settings, SIMULATED, bus, system.stop)),
+    ]
+    try:
+        yield system
+    finally:
+        system.stop.set()
+        await asyncio.gather(*workers)
+        await engine.dispose()
+
+
+async def _sign_up_demo_user(client: httpx.AsyncClient) -> DemoUser:
+    signup = await _ok(client.post("/v1/users", json={"email": "demo@portfolio-sync.example"}))
+    headers = {"Authorization": f"Bearer {signup['api_token']}"}
+    portfolios = {}
+    for name, accounts in DEMO_PORTFOLIOS.items():
+        portfolio = await _ok(client.post("/v1/portfolios", json={"name": name}, headers=headers))
+        portfolios[name] = portfolio["id"]
+        for label in accounts:
+            await _ok(
+                client.post(
+                    f"/v1/portfolios/{portfolio['id']}/accounts",
+                    json={"broker": SIMULATED, "label": label, "sync_interval_seconds": 60},
+                    headers=headers,
+                )
+            )
+    return DemoUser(token=signup["api_token"], portfolios=portfolios)
+
+
+async def _ok(response: Awaitable[httpx.Response]) -> Any:
+    result = await response
+    if result.is_error:
+        raise RuntimeError(f"demo API call failed: {result.request.method} {result.request.url.path} "
+                           f"-> {result.status_code} {result.text}")
+    return result.json()
+
+
+async def _print_holdings(client: httpx.AsyncClient, user: DemoUser) -> None:
+    headers = {"Authorization": f"Bearer {user.token}"}
+    for name, portfolio_id in user.portfolios.items():
+        view = await _ok(client.get(f"/v1/portfolios/{portfolio_id}/holdings", headers=headers))
+        print(f"\n{name}")
+        print(_table(view))
+
+
+def _table(holdings: list[dict[str, Any]]) -> str:
+    columns = [("symbol", "Symbol"), ("exchange", "Exchange"), ("quantity", "Quantity"),
+               ("average_price", "Avg price"), ("last_price", "Last price"), ("market_value", "Value"),
+               ("currency", "Ccy")]
+    rows = [[_cell(h.get(key), money=key not in {"symbol", "exchange", "quantity", "currency"}) for key, _ in columns]
+            for h in holdings]
+    widths = [max(len(title), *(len(r[i]) for r in rows)) for i, (_, title) in enumerate(columns)]
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+    return "\n".join([line([t for _, t in columns]), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def _cell(value: Any, *, money: bool) -> str:
+    if value is None:
+        return "-"
+    return f"{Decimal(value):,.2f}" if money else str(value)
+
+
+def _banner(host: str, port: int, user: DemoUser) -> str:
+    base = f"http://{host}:{port}"
+    first = next(iter(user.portfolios.values()))
+    return f"""
+portfolio-sync demo is running: scheduler, fetcher (simulated broker), ledger and API in one process.
+
+  API docs:        {base}/docs
+  Your API token:  {user.token}
+  Try:             curl -H 'Authorization: Bearer {user.token}' {base}/v1/portfolios/{first}/holdings
+
+Schedules fire every 60 s; POST /v1/accounts/{{id}}/sync syncs one now. Press Ctrl-C to stop.
+"""

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+
+from services.fetcher.adapter import AccountContext, AuthRejected, InvalidResponse
+from services.fetcher.brokers.simulated import SimulatedBroker
+from services.fetcher.handlers import Fetcher
+from shared import topics
+from shared.bus.memory import InMemoryBus
+from shared.credentials import CredentialCipher
+from shared.events import FailureKind, Holding, HoldingSnapshot, SyncFailed, SyncRequested, SyncTrigger, decode_event
+
+KEY = CredentialCipher.generate_key()
+
+
+class RecordingBroker:
+    """Returns what it is told to, and remembers the credentials it was given."""
+
+    def __init__(self, outcome: Sequence[Holding] | Exception) -> None:
+        self.outcome = outcome
+        self.seen: list[AccountContext] = []
+
+    async def fetch_holdings(self, account: AccountContext) -> Sequence[Holding]:
+        self.seen.append(account)
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _request(ciphertext: str | None = None) -> SyncRequested:
+    return SyncRequested(
+        account_id=uuid.uuid4(), broker="sim", trigger=SyncTrigger.MANUAL, credentials_ciphertext=ciphertext
+    )
+
+
+async def test_snapshot_carries_the_holdings_and_decrypted_credentials_reach_the_adapter(bus: InMemoryBus) -> None:
+    cipher = CredentialCipher(KEY)
+    holding = Holding(symbol="TCS", exchange="NSE", currency="INR", quantity=Decimal("3"), average_price=Decimal("10"))
+    broker = RecordingBroker([holding])
+    request = _request(cipher.encrypt({"api_key": "k", "access_token": "secret-token"}))
+
+    await Fetcher(adapter=broker, bus=bus, cipher=cipher, concurrency=4).handle_requests([request])
+
+    [record] = bus.records(topics.HOLDINGS_SNAPSHOTS)
+    snapshot = decode_event(HoldingSnapshot, record.value)
+    assert (snapshot.request_id, snapshot.account_id, snapshot.holdings) == (
+        request.event_id, request.account_id, (holding,)
+    )
+    assert broker.seen[0].credentials == {"api_key": "k", "access_token": "secret-token"}
+    assert b"secret-token" not in record.value
+
+
+async def test_typed_broker_errors_become_sync_failed_of_that_kind(bus: InMemoryBus) -> None:
+    cases = [(AuthRejected("token expired"), FailureKind.AUTH), (InvalidResponse("no data"), FailureKind.INVALID_RESPONSE)]
+    for error, kind in cases:
+        request = _request()
+        await Fetcher(adapter=RecordingBroker(error), bus=bus, cipher=None, concurrency=1).handle_requests([request])
+        failures = [decode_event(SyncFailed, r.value) for r in bus.records(topics.SYNC_FAILURES)]
+        [failure] = [f for f in failures if f.request_id == request.event_id]
+        assert (failure.kind, failure.reason) == (kind, str(error))
+    assert bus.records(topics.HOLDINGS_SNAPSHOTS) == []
+
+
+async def test_credentials_no_key_opens_fail_as_auth_without_calling_the_broker(bus: InMemoryBus) -> None:
+    foreign = CredentialCipher(CredentialCipher.generate_key()).encrypt({"pin": "1234"})
+    broker = RecordingBroker([])
+    await Fetcher(adapter=broker, bus=bus, cipher=CredentialCipher(KEY), concurrency=1).handle_requests(
+        [_request(foreign)]
+    )
+    failure = decode_event(SyncFailed, bus.records(topics.SYNC_FAILURES)[0].value)
+    assert failure.kind is FailureKind.AUTH and broker.seen == []
+
+
+async def test_simulated_broker_is_deterministic_per_account() -> None:
+    broker = SimulatedBroker(latency_s=0, failure_rate=0)
+    one, other = AccountContext(uuid.uuid4(), {}), AccountContext(uuid.uuid4(), {})
+    first, again = await broker.fetch_holdings(one), await broker.fetch_holdings(one)
+    assert [(h.symbol, h.quantity) for h in first] == [(h.symbol, h.quantity) for h in again]
+    assert [(h.symbol, h.quantity) for h in first] != [(h.symbol, h.quantity) for h in await broker.fetch_holdings(other)]
+    assert all(isinstance(h.quantity, Decimal) and h.quantity > 0 for h in first)
