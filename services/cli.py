@@ -24,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="run everything in one process over an in-memory bus and SQLite")
-    demo.add_argument("--cycles", type=int, metavar="N", help="run N sync cycles, print the holdings and exit")
+    demo.add_argument(
+        "--cycles", type=int, metavar="N", help="run N sync cycles, print the holdings and exit"
+    )
     demo.add_argument("--host", default="127.0.0.1", help="address the demo API binds to (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=8000, help="port the demo API binds to (default 8000)")
     demo.add_argument("--database", type=Path, help="SQLite file to keep (default: a fresh temporary one)")

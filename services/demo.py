@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from pydantic import SecretStr
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.api.app import create_app
 from services.api.context import ApiResources
+from services.api.main import serve_app
 from services.fetcher.brokers.simulated import CODE as SIMULATED
 from services.fetcher.main import run_fetcher
 from services.ledger.handlers import Ledger
@@ -36,9 +36,13 @@ from shared.credentials import CredentialCipher
 from shared.db.engine import create_engine, session_factory, upgrade_schema
 from shared.db.tables import Schedule, SyncRun
 from shared.events import utc_now
+from shared.runtime import run_until_signalled
 from shared.settings import Settings
 
-DEMO_PORTFOLIOS = {"Long-term": ["Zerodha (simulated)", "Upstox (simulated)"], "US stocks": ["Alpaca (simulated)"]}
+DEMO_PORTFOLIOS = {
+    "Long-term": ["Zerodha (simulated)", "Upstox (simulated)"],
+    "US stocks": ["Alpaca (simulated)"],
+}
 CYCLE_TIMEOUT_S = 30.0
 
 
@@ -48,7 +52,9 @@ class DemoUser:
     portfolios: dict[str, str]  # name -> id
 
 
-async def run_demo(settings: Settings, *, cycles: int | None, host: str, port: int, database: Path | None) -> int:
+async def run_demo(
+    settings: Settings, *, cycles: int | None, host: str, port: int, database: Path | None
+) -> int:
     with tempfile.TemporaryDirectory(prefix="portfolio-sync-demo-") as scratch:
         path = database or Path(scratch) / "demo.db"
         settings = settings.model_copy(
@@ -63,13 +69,16 @@ async def run_demo(settings: Settings, *, cycles: int | None, host: str, port: i
         )
         async with _embedded_system(settings) as system:
             user = await system.call_api(_sign_up_demo_user)
-            print(f"Demo data: 1 user, {len(DEMO_PORTFOLIOS)} portfolios, "
-                  f"{sum(map(len, DEMO_PORTFOLIOS.values()))} simulated broker accounts (SQLite at {path})")
+            print(
+                f"Demo data: 1 user, {len(DEMO_PORTFOLIOS)} portfolios, "
+                f"{sum(map(len, DEMO_PORTFOLIOS.values()))} simulated broker accounts (SQLite at {path})"
+            )
             if cycles is not None:
                 for cycle in range(1, cycles + 1):
                     started = time.monotonic()
                     synced = await system.run_sync_cycle()
-                    print(f"cycle {cycle}/{cycles}: {synced} accounts synced in {time.monotonic() - started:.2f}s")
+                    took = time.monotonic() - started
+                    print(f"cycle {cycle}/{cycles}: {synced} accounts synced in {took:.2f}s")
                 await system.call_api(lambda client: _print_holdings(client, user))
                 return 0
             await system.serve_until_interrupted(host, port, user)
@@ -110,10 +119,9 @@ class _EmbeddedSystem:
 
     async def serve_until_interrupted(self, host: str, port: int, user: DemoUser) -> None:
         scheduler = asyncio.create_task(run_scheduler(self.settings, self.sessions, self.bus, self.stop))
-        server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, log_level="warning"))
         print(_banner(host, port, user))
         try:
-            await server.serve()
+            await run_until_signalled(lambda stop: serve_app(self.app, host=host, port=port, stop=stop))
         finally:
             self.stop.set()
             await scheduler
@@ -162,8 +170,10 @@ async def _sign_up_demo_user(client: httpx.AsyncClient) -> DemoUser:
 async def _ok(response: Awaitable[httpx.Response]) -> Any:
     result = await response
     if result.is_error:
-        raise RuntimeError(f"demo API call failed: {result.request.method} {result.request.url.path} "
-                           f"-> {result.status_code} {result.text}")
+        raise RuntimeError(
+            f"demo API call failed: {result.request.method} {result.request.url.path} "
+            f"-> {result.status_code} {result.text}"
+        )
     return result.json()
 
 
@@ -176,14 +186,29 @@ async def _print_holdings(client: httpx.AsyncClient, user: DemoUser) -> None:
 
 
 def _table(holdings: list[dict[str, Any]]) -> str:
-    columns = [("symbol", "Symbol"), ("exchange", "Exchange"), ("quantity", "Quantity"),
-               ("average_price", "Avg price"), ("last_price", "Last price"), ("market_value", "Value"),
-               ("currency", "Ccy")]
-    rows = [[_cell(h.get(key), money=key not in {"symbol", "exchange", "quantity", "currency"}) for key, _ in columns]
-            for h in holdings]
+    columns = [
+        ("symbol", "Symbol"),
+        ("exchange", "Exchange"),
+        ("quantity", "Quantity"),
+        ("average_price", "Avg price"),
+        ("last_price", "Last price"),
+        ("market_value", "Value"),
+        ("currency", "Ccy"),
+    ]
+    rows = [
+        [
+            _cell(h.get(key), money=key not in {"symbol", "exchange", "quantity", "currency"})
+            for key, _ in columns
+        ]
+        for h in holdings
+    ]
     widths = [max(len(title), *(len(r[i]) for r in rows)) for i, (_, title) in enumerate(columns)]
+
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        return "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
     return "\n".join([line([t for _, t in columns]), line(["-" * w for w in widths]), *map(line, rows)])
 
 

@@ -19,7 +19,12 @@ async def upgrade_database(settings: Settings) -> None:
 
 async def create_kafka_topics(settings: Settings, brokers: list[str]) -> None:
     wanted = topics.all_topics(brokers)
-    created = await create_topics(settings.bootstrap_servers, wanted, partitions=settings.kafka_topic_partitions)
+    created = await create_topics(
+        settings.bootstrap_servers,
+        wanted,
+        partitions=settings.kafka_topic_partitions,
+        namespace=settings.kafka_namespace,
+    )
     print(f"{len(created)} topic(s) created, {len(wanted) - len(created)} already there")
     for name in created:
         print(f"  + {name}")

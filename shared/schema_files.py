@@ -16,7 +16,9 @@ SCHEMA_DIR = Path(__file__).parent / "schemas"
 def rendered_schemas() -> dict[str, str]:
     """File name -> file text, for every event type."""
     return {
-        f"{model.__name__}.json": json.dumps(model.model_json_schema(mode="serialization"), indent=2, sort_keys=True)
+        f"{model.__name__}.json": json.dumps(
+            model.model_json_schema(mode="serialization"), indent=2, sort_keys=True
+        )
         + "\n"
         for model in EVENT_TYPES
     }

@@ -22,20 +22,37 @@ class Settings(BaseSettings):
     bus: Literal["kafka", "memory"] = Field(
         default="kafka", description="Message bus of the distributed services; the demo always uses memory."
     )
-    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Comma-separated host:port list.")
-    kafka_topic_partitions: int = Field(default=4, ge=1, description="Partitions of topics created by `topics create`.")
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Comma-separated host:port list."
+    )
+    kafka_namespace: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Prefix of every topic and consumer group, so several deployments can share a cluster.",
+    )
+    kafka_topic_partitions: int = Field(
+        default=4, ge=1, description="Partitions of topics created by `topics create`."
+    )
     credentials_keys: SecretStr = Field(
         default=SecretStr(""),
         description="Comma-separated Fernet keys, newest first; older keys only decrypt (rotation).",
     )
     api_host: str = Field(default="127.0.0.1", description="Address the API binds to.")
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port the API binds to.")
-    scheduler_tick_seconds: float = Field(default=5.0, gt=0, description="How often the scheduler looks for due syncs.")
+    scheduler_tick_seconds: float = Field(
+        default=5.0, gt=0, description="How often the scheduler looks for due syncs."
+    )
     scheduler_batch_size: int = Field(default=500, ge=1, description="Most schedules claimed per tick.")
-    default_sync_interval_seconds: int = Field(default=3600, ge=10, description="Interval of a new account's schedule.")
-    fetcher_concurrency: int = Field(default=64, ge=1, description="Most broker calls in flight per fetcher process.")
+    default_sync_interval_seconds: int = Field(
+        default=3600, ge=10, description="Interval of a new account's schedule."
+    )
+    fetcher_concurrency: int = Field(
+        default=64, ge=1, description="Most broker calls in flight per fetcher process."
+    )
     simulated_latency_ms: float = Field(default=50.0, ge=0, description="Latency of the simulated broker.")
-    simulated_failure_rate: float = Field(default=0.0, ge=0, le=1, description="Share of simulated syncs that fail.")
+    simulated_failure_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Share of simulated syncs that fail."
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
     @field_validator("log_level")

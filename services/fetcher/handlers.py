@@ -28,7 +28,9 @@ class Fetcher:
 
     async def handle_requests(self, requests: Sequence[Event]) -> None:
         """Fetch every request of the batch concurrently; publish all outcomes before returning."""
-        outcomes = await asyncio.gather(*(self.sync_account(r) for r in requests if isinstance(r, SyncRequested)))
+        outcomes = await asyncio.gather(
+            *(self.sync_account(r) for r in requests if isinstance(r, SyncRequested))
+        )
         await self._bus.publish([_outgoing(outcome) for outcome in outcomes])
 
     async def sync_account(self, request: SyncRequested) -> HoldingSnapshot | SyncFailed:

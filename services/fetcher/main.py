@@ -39,7 +39,10 @@ async def run_fetcher(settings: Settings, broker: str, bus: MessageBus, stop: as
     adapter = create_adapter(broker, settings)
     try:
         fetcher = Fetcher(
-            adapter=adapter, bus=bus, cipher=optional_cipher(settings), concurrency=settings.fetcher_concurrency
+            adapter=adapter,
+            bus=bus,
+            cipher=optional_cipher(settings),
+            concurrency=settings.fetcher_concurrency,
         )
         await build_consumer(settings, broker, bus, fetcher).run(stop)
     finally:

@@ -41,5 +41,7 @@ def create_adapter(code: str, settings: Settings) -> BrokerAdapter:
     try:
         factory = _REGISTRY[code]
     except KeyError:
-        raise UnknownBroker(f"no adapter for broker {code!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+        raise UnknownBroker(
+            f"no adapter for broker {code!r}; known: {', '.join(sorted(_REGISTRY))}"
+        ) from None
     return factory(settings)

@@ -91,8 +91,14 @@ async def _apply_snapshot(
     session.add_all(
         SnapshotHolding(snapshot_id=snapshot.event_id, **_holding_columns(h)) for h in snapshot.holdings
     )
-    await _finish_run(session, snapshot.request_id, account.id, snapshot.occurred_at, status="succeeded",
-                      snapshot_id=snapshot.event_id)
+    await _finish_run(
+        session,
+        snapshot.request_id,
+        account.id,
+        snapshot.occurred_at,
+        status="succeeded",
+        snapshot_id=snapshot.event_id,
+    )
     account.last_attempt_at = snapshot.taken_at
     account.last_success_at = snapshot.taken_at
     account.consecutive_failures = 0
@@ -105,7 +111,12 @@ async def _apply_snapshot(
     changes = position_changes({(p.symbol, p.exchange): p.quantity for p in current}, snapshot.holdings)
     await session.execute(delete(Position).where(Position.account_id == account.id))
     session.add_all(
-        Position(account_id=account.id, as_of=snapshot.taken_at, snapshot_id=snapshot.event_id, **_holding_columns(h))
+        Position(
+            account_id=account.id,
+            as_of=snapshot.taken_at,
+            snapshot_id=snapshot.event_id,
+            **_holding_columns(h),
+        )
         for h in snapshot.holdings
     )
     account.positions_as_of = snapshot.taken_at
@@ -127,8 +138,13 @@ async def _apply_failure(session: AsyncSession, account: BrokerAccount, failure:
     if failure.kind is FailureKind.AUTH:
         account.needs_reauth = True
     await _finish_run(
-        session, failure.request_id, account.id, failure.occurred_at, status="failed",
-        failure_kind=failure.kind.value, failure_reason=failure.reason,
+        session,
+        failure.request_id,
+        account.id,
+        failure.occurred_at,
+        status="failed",
+        failure_kind=failure.kind.value,
+        failure_reason=failure.reason,
     )
 
 

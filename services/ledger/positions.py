@@ -19,5 +19,7 @@ def position_changes(
     for key in sorted(current.keys() | new.keys()):
         before, after = current.get(key, Decimal(0)), new.get(key, Decimal(0))
         if before != after:
-            changes.append(PositionChange(symbol=key[0], exchange=key[1], previous_quantity=before, quantity=after))
+            changes.append(
+                PositionChange(symbol=key[0], exchange=key[1], previous_quantity=before, quantity=after)
+            )
     return changes

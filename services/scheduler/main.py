@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scheduler.handlers import emit_due_syncs
-from shared.bus.port import MessageBus
-from shared.bus.port import BusUnavailable
+from shared.bus.port import BusUnavailable, MessageBus
 from shared.db.engine import TRANSIENT_DB_ERRORS, session_factory
 from shared.events import utc_now
 from shared.runtime import checked_engine, run_until_signalled, started_bus
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# A pass that hits these is retried on the next tick; its claims rolled back, so nothing is lost.
+_RETRYABLE: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, BusUnavailable)
 
 
 async def run_scheduler(
@@ -24,15 +27,13 @@ async def run_scheduler(
     while not stop.is_set():
         try:
             emitted = await emit_due_syncs(sessions, bus, now=utc_now(), limit=settings.scheduler_batch_size)
-        except (*TRANSIENT_DB_ERRORS, BusUnavailable) as exc:
+        except _RETRYABLE as exc:
             log.warning("scheduler pass failed; trying again next tick", extra={"error": repr(exc)})
             emitted = 0
         if emitted >= settings.scheduler_batch_size:
             continue  # more are due right now: no pause
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), settings.scheduler_tick_seconds)
-        except TimeoutError:
-            pass
 
 
 async def serve(settings: Settings) -> None:

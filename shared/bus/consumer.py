@@ -39,7 +39,9 @@ class EventConsumer:
         log.info("consuming", extra={"group": self.group, "topics": list(self.event_types)})
         try:
             while not stop.is_set():
-                records = await subscription.fetch(max_records=self.max_records, timeout_s=self.poll_timeout_s)
+                records = await subscription.fetch(
+                    max_records=self.max_records, timeout_s=self.poll_timeout_s
+                )
                 if not records:
                     continue
                 if await self._process(records, stop):

@@ -13,4 +13,4 @@ def bus_from_settings(settings: Settings, *, client_id: str) -> MessageBus:
         )
     from shared.bus.kafka import KafkaBus
 
-    return KafkaBus(settings.bootstrap_servers, client_id=client_id)
+    return KafkaBus(settings.bootstrap_servers, client_id=client_id, namespace=settings.kafka_namespace)

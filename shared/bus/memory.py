@@ -7,6 +7,7 @@ groups that split partitions, committed offsets, redelivery after a member leave
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
@@ -61,7 +62,11 @@ class InMemoryBus:
         return subscription
 
     async def _rebalance(
-        self, group: _Group, *, join: InMemorySubscription | None = None, leave: InMemorySubscription | None = None
+        self,
+        group: _Group,
+        *,
+        join: InMemorySubscription | None = None,
+        leave: InMemorySubscription | None = None,
     ) -> None:
         if join is not None:
             group.members.append(join)
@@ -77,7 +82,9 @@ class InMemoryBus:
 
     def assignment(self, member: InMemorySubscription) -> list[TopicPartition]:
         group = member.group
-        subscribed = sorted({(t, p) for m in group.members for t in m.topics for p in range(self._partitions)})
+        subscribed = sorted(
+            {(t, p) for m in group.members for t in m.topics for p in range(self._partitions)}
+        )
         index = group.members.index(member)
         mine = [tp for i, tp in enumerate(subscribed) if i % len(group.members) == index]
         return [tp for tp in mine if tp[0] in member.topics]
@@ -87,10 +94,8 @@ class InMemoryBus:
 
     async def wait_for_change(self, timeout_s: float) -> None:
         async with self._changed:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout_s)
-            except TimeoutError:
-                pass
 
 
 _member_ids = count()

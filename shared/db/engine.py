@@ -16,7 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 # Errors a consumer waits out (the database is restarting or unreachable) rather than dead-letters.
-TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, OSError, TimeoutError)
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    OSError,
+    TimeoutError,
+)
 
 
 class SchemaOutOfDate(RuntimeError):
@@ -29,7 +34,10 @@ def create_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     if not url.startswith("postgresql+asyncpg://"):
-        raise ValueError(f"DATABASE_URL must start with postgresql+asyncpg:// or sqlite+aiosqlite://, not {url.split(':')[0]}:")
+        scheme = url.split(":", 1)[0]
+        raise ValueError(
+            f"DATABASE_URL must be postgresql+asyncpg://... or sqlite+aiosqlite:///..., not {scheme}:"
+        )
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
@@ -68,5 +76,6 @@ async def assert_schema_current(engine: AsyncEngine) -> None:
         current, head = await conn.run_sync(check)
     if current != head:
         raise SchemaOutOfDate(
-            f"database schema is at {current or 'nothing'}, this code needs {head}: run `portfolio-sync db upgrade`"
+            f"database schema is at {current or 'nothing'}, this code needs {head}: "
+            "run `portfolio-sync db upgrade`"
         )

@@ -39,13 +39,17 @@ async def topic(bus: MessageBus, request: pytest.FixtureRequest) -> str:
     if request.node.callspec.params["bus"] == "kafka":
         from shared.bus.kafka import create_topics
 
-        await create_topics(request.getfixturevalue("kafka").bootstrap_servers.split(","), [name], partitions=PARTITIONS)
+        await create_topics(
+            request.getfixturevalue("kafka").bootstrap_servers.split(","), [name], partitions=PARTITIONS
+        )
     return name
 
 
 def _messages(topic: str, keys: int, per_key: int) -> list[OutgoingMessage]:
     return [
-        OutgoingMessage(topic, f"key-{k}", f"{k}:{seq}".encode()) for seq in range(per_key) for k in range(keys)
+        OutgoingMessage(topic, f"key-{k}", f"{k}:{seq}".encode())
+        for seq in range(per_key)
+        for k in range(keys)
     ]
 
 

@@ -19,8 +19,6 @@ def _request() -> SyncRequested:
     return SyncRequested(account_id=uuid.uuid4(), broker="sim", trigger=SyncTrigger.MANUAL)
 
 
-
-
 async def test_malformed_and_rejected_records_go_to_the_dlq_and_the_rest_is_handled(bus: InMemoryBus) -> None:
     poison = _request()
     good = [_request() for _ in range(5)]

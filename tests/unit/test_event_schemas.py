@@ -43,7 +43,10 @@ def test_money_and_quantities_travel_as_exact_decimal_strings() -> None:
         (b"not json", "Invalid JSON"),
         (b'{"broker": "sim", "trigger": "manual"}', "account_id: Field required"),
         (b'{"account_id": "nope", "broker": "sim", "trigger": "manual"}', "account_id"),
-        (b'{"account_id": "%s", "broker": "sim", "trigger": "weekly"}' % str(uuid.uuid4()).encode(), "trigger"),
+        (
+            b'{"account_id": "%s", "broker": "sim", "trigger": "weekly"}' % str(uuid.uuid4()).encode(),
+            "trigger",
+        ),
     ],
 )
 def test_malformed_events_raise_a_readable_reason(raw: bytes, reason: str) -> None:

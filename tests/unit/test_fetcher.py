@@ -10,7 +10,15 @@ from services.fetcher.handlers import Fetcher
 from shared import topics
 from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
-from shared.events import FailureKind, Holding, HoldingSnapshot, SyncFailed, SyncRequested, SyncTrigger, decode_event
+from shared.events import (
+    FailureKind,
+    Holding,
+    HoldingSnapshot,
+    SyncFailed,
+    SyncRequested,
+    SyncTrigger,
+    decode_event,
+)
 
 KEY = CredentialCipher.generate_key()
 
@@ -38,9 +46,13 @@ def _request(ciphertext: str | None = None) -> SyncRequested:
     )
 
 
-async def test_snapshot_carries_the_holdings_and_decrypted_credentials_reach_the_adapter(bus: InMemoryBus) -> None:
+async def test_snapshot_carries_the_holdings_and_decrypted_credentials_reach_the_adapter(
+    bus: InMemoryBus,
+) -> None:
     cipher = CredentialCipher(KEY)
-    holding = Holding(symbol="TCS", exchange="NSE", currency="INR", quantity=Decimal("3"), average_price=Decimal("10"))
+    holding = Holding(
+        symbol="TCS", exchange="NSE", currency="INR", quantity=Decimal("3"), average_price=Decimal("10")
+    )
     broker = RecordingBroker([holding])
     request = _request(cipher.encrypt({"api_key": "k", "access_token": "secret-token"}))
 
@@ -49,17 +61,24 @@ async def test_snapshot_carries_the_holdings_and_decrypted_credentials_reach_the
     [record] = bus.records(topics.HOLDINGS_SNAPSHOTS)
     snapshot = decode_event(HoldingSnapshot, record.value)
     assert (snapshot.request_id, snapshot.account_id, snapshot.holdings) == (
-        request.event_id, request.account_id, (holding,)
+        request.event_id,
+        request.account_id,
+        (holding,),
     )
     assert broker.seen[0].credentials == {"api_key": "k", "access_token": "secret-token"}
     assert b"secret-token" not in record.value
 
 
 async def test_typed_broker_errors_become_sync_failed_of_that_kind(bus: InMemoryBus) -> None:
-    cases = [(AuthRejected("token expired"), FailureKind.AUTH), (InvalidResponse("no data"), FailureKind.INVALID_RESPONSE)]
+    cases = [
+        (AuthRejected("token expired"), FailureKind.AUTH),
+        (InvalidResponse("no data"), FailureKind.INVALID_RESPONSE),
+    ]
     for error, kind in cases:
         request = _request()
-        await Fetcher(adapter=RecordingBroker(error), bus=bus, cipher=None, concurrency=1).handle_requests([request])
+        await Fetcher(adapter=RecordingBroker(error), bus=bus, cipher=None, concurrency=1).handle_requests(
+            [request]
+        )
         failures = [decode_event(SyncFailed, r.value) for r in bus.records(topics.SYNC_FAILURES)]
         [failure] = [f for f in failures if f.request_id == request.event_id]
         assert (failure.kind, failure.reason) == (kind, str(error))
@@ -81,5 +100,7 @@ async def test_simulated_broker_is_deterministic_per_account() -> None:
     one, other = AccountContext(uuid.uuid4(), {}), AccountContext(uuid.uuid4(), {})
     first, again = await broker.fetch_holdings(one), await broker.fetch_holdings(one)
     assert [(h.symbol, h.quantity) for h in first] == [(h.symbol, h.quantity) for h in again]
-    assert [(h.symbol, h.quantity) for h in first] != [(h.symbol, h.quantity) for h in await broker.fetch_holdings(other)]
+    assert [(h.symbol, h.quantity) for h in first] != [
+        (h.symbol, h.quantity) for h in await broker.fetch_holdings(other)
+    ]
     assert all(isinstance(h.quantity, Decimal) and h.quantity > 0 for h in first)

@@ -25,7 +25,13 @@ from tests.support.accounts import create_account
 
 
 def _holding(symbol: str, quantity: str) -> Holding:
-    return Holding(symbol=symbol, exchange="NSE", currency="INR", quantity=Decimal(quantity), average_price=Decimal("100.5"))
+    return Holding(
+        symbol=symbol,
+        exchange="NSE",
+        currency="INR",
+        quantity=Decimal(quantity),
+        average_price=Decimal("100.5"),
+    )
 
 
 def _snapshot(account_id: uuid.UUID, *holdings: Holding, age_s: int = 0) -> HoldingSnapshot:
@@ -60,7 +66,8 @@ async def test_snapshot_becomes_current_positions_history_and_a_change_event(
     changed = decode_event(HoldingsChanged, record.value)
     assert changed.snapshot_id == snapshot.event_id
     assert {(c.symbol, c.previous_quantity, c.quantity) for c in changed.changes} == {
-        ("TCS", 0, 10), ("INFY", 0, Decimal("0.12345678"))
+        ("TCS", 0, 10),
+        ("INFY", 0, Decimal("0.12345678")),
     }
 
 
@@ -99,7 +106,11 @@ async def test_auth_failure_marks_the_account_for_reauth_and_finishes_the_run(
 ) -> None:
     account = await create_account(sessions)
     failure = SyncFailed(
-        account_id=account.id, request_id=uuid.uuid4(), broker="sim", kind=FailureKind.AUTH, reason="token expired"
+        account_id=account.id,
+        request_id=uuid.uuid4(),
+        broker="sim",
+        kind=FailureKind.AUTH,
+        reason="token expired",
     )
     await Ledger(sessions=sessions, bus=bus).apply_batch([failure])
     async with sessions() as session:

@@ -54,7 +54,9 @@ def simulated_holdings(account: AccountContext, *, minute: datetime) -> list[Hol
     picker = random.Random(account.account_id.int)
     drift = random.Random(account.account_id.int ^ int(minute.timestamp()))
     holdings = []
-    for symbol, exchange, isin, currency, asset_type, reference in picker.sample(_UNIVERSE, k=picker.randint(3, 6)):
+    for symbol, exchange, isin, currency, asset_type, reference in picker.sample(
+        _UNIVERSE, k=picker.randint(3, 6)
+    ):
         average = Decimal(reference) * Decimal(picker.randint(80, 110)) / 100
         last = Decimal(reference) * Decimal(drift.randint(950, 1050)) / 1000
         holdings.append(

@@ -1,0 +1,66 @@
+# portfolio-sync: `make demo` runs everything in one process; `make test` runs the whole suite.
+# Both install what they need into .venv first. `make help` lists every target.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-latest demo test test-unit lint format schemas kafka-jars up down status clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+install: $(INSTALLED) ## create .venv and install the package with its dev tools (pinned by constraints.txt)
+
+install-latest: ## resolve the newest allowed versions and rewrite constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade -e '.[dev]'
+	@head -n 2 constraints.txt > constraints.new
+	$(BIN)/python -m pip freeze --exclude-editable >> constraints.new
+	@mv constraints.new constraints.txt
+	@touch $(INSTALLED)
+
+demo: $(INSTALLED) ## run all four services in one process (in-memory bus, SQLite, simulated broker)
+	$(BIN)/portfolio-sync demo $(DEMO_ARGS)
+
+test: lint ## lint, type-check, then every test: unit, contract, integration (real Kafka + Postgres), e2e
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: $(INSTALLED) ## only the fast layer: no Kafka, no Postgres
+	$(BIN)/python -m pytest tests/unit -k 'not kafka' $(PYTEST_ARGS)
+
+lint: $(INSTALLED) ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy services shared
+
+format: $(INSTALLED) ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+schemas: $(INSTALLED) ## regenerate shared/schemas/*.json from the event models
+	$(BIN)/python -m shared.schema_files
+
+kafka-jars: ## resolve the Apache Kafka broker jars from Maven Central
+	mvn -q -B -f infra/kafka/pom.xml package
+
+up: $(INSTALLED) ## start Postgres, Kafka and the four services as local processes
+	PATH="$(CURDIR)/$(BIN):$$PATH" infra/stack up
+
+down: ## stop what `make up` started
+	PATH="$(CURDIR)/$(BIN):$$PATH" infra/stack down
+
+status: ## what `make up` started, and whether it runs
+	PATH="$(CURDIR)/$(BIN):$$PATH" infra/stack status
+
+clean: ## remove .venv, caches and local service data
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache infra/kafka/target

@@ -1,0 +1,32 @@
+"""What every request handler needs: the process-wide clients and the settings, built once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.bus.port import MessageBus
+from shared.credentials import CredentialCipher
+from shared.db.engine import session_factory
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class ApiResources:
+    """Process-wide clients; whoever builds them owns them (starts and closes them)."""
+
+    engine: AsyncEngine
+    bus: MessageBus
+    cipher: CredentialCipher
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    settings: Settings
+    resources: ApiResources
+    sessions: async_sessionmaker[AsyncSession]
+
+    @classmethod
+    def create(cls, settings: Settings, resources: ApiResources) -> ApiContext:
+        return cls(settings=settings, resources=resources, sessions=session_factory(resources.engine))

@@ -1,0 +1,105 @@
+"""Request dependencies: the session, the caller, and the objects the caller owns.
+
+Ownership lives here, not in routes: another user's portfolio or account is a 404, as if it did
+not exist, so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.api import storage
+from services.api.context import ApiContext
+from shared.bus.port import MessageBus
+from shared.credentials import CredentialCipher
+from shared.db.tables import BrokerAccount, Portfolio, User
+from shared.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="The api_token returned once by POST /v1/users.")
+
+
+def token_hash(token: str) -> str:
+    """What the database keeps of an API token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def api_context(request: Request) -> ApiContext:
+    context = getattr(request.app.state, "api_context", None)
+    if not isinstance(context, ApiContext):
+        raise RuntimeError(
+            "the API has no resources: run it inside its lifespan or pass resources to create_app"
+        )
+    return context
+
+
+Context = Annotated[ApiContext, Depends(api_context)]
+
+
+async def db_session(context: Context) -> AsyncIterator[AsyncSession]:
+    async with context.sessions() as session:
+        yield session
+
+
+def message_bus(context: Context) -> MessageBus:
+    return context.resources.bus
+
+
+def credential_cipher(context: Context) -> CredentialCipher:
+    return context.resources.cipher
+
+
+def settings(context: Context) -> Settings:
+    return context.settings
+
+
+Session = Annotated[AsyncSession, Depends(db_session)]
+Bus = Annotated[MessageBus, Depends(message_bus)]
+Cipher = Annotated[CredentialCipher, Depends(credential_cipher)]
+ApiSettings = Annotated[Settings, Depends(settings)]
+
+
+async def current_user(
+    session: Session, bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> User:
+    if bearer is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing API token: send `Authorization: Bearer <api_token>`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    user = await storage.user_by_token_hash(session, token_hash(bearer.credentials))
+    if user is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "invalid API token",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def owned_portfolio(portfolio_id: uuid.UUID, user: CurrentUser, session: Session) -> Portfolio:
+    portfolio = await storage.owned_portfolio(session, user_id=user.id, portfolio_id=portfolio_id)
+    if portfolio is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "portfolio not found")
+    return portfolio
+
+
+async def owned_account(account_id: uuid.UUID, user: CurrentUser, session: Session) -> BrokerAccount:
+    account = await storage.owned_account(session, user_id=user.id, account_id=account_id)
+    if account is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "account not found")
+    return account
+
+
+OwnedPortfolio = Annotated[Portfolio, Depends(owned_portfolio)]
+OwnedAccount = Annotated[BrokerAccount, Depends(owned_account)]

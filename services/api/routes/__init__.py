@@ -1,0 +1,24 @@
+"""One router per resource; each route parses input, calls storage, and shapes the response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+_MEANINGS = {
+    401: "Missing or invalid API token.",
+    404: "No such object among yours.",
+    409: "Conflicts with the current state; the detail says how.",
+    503: "A dependency (database or message bus) is unavailable; try again.",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI documentation of the errors a route can answer with."""
+    return {code: {"model": ErrorOut, "description": _MEANINGS[code]} for code in codes}

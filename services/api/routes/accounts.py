@@ -1,0 +1,103 @@
+"""Broker accounts, their sync status, and their write-only credentials."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Response, status
+
+from services.api import storage
+from services.api.deps import ApiSettings, Cipher, OwnedAccount, OwnedPortfolio, Session
+from services.api.routes import error_responses
+from services.api.schemas import AccountCreate, AccountOut, CredentialsIn
+from shared.events import utc_now
+
+router = APIRouter(tags=["accounts"])
+log = logging.getLogger(__name__)
+
+
+def _account_out(view: storage.AccountView) -> AccountOut:
+    account, schedule = view.account, view.schedule
+    return AccountOut(
+        id=account.id,
+        portfolio_id=account.portfolio_id,
+        broker=account.broker,
+        label=account.label,
+        created_at=account.created_at,
+        sync_interval_seconds=schedule.interval_seconds if schedule else None,
+        sync_enabled=schedule.enabled if schedule else False,
+        next_run_at=schedule.next_run_at if schedule else None,
+        last_attempt_at=account.last_attempt_at,
+        last_success_at=account.last_success_at,
+        consecutive_failures=account.consecutive_failures,
+        needs_reauth=account.needs_reauth,
+        last_error=account.last_error,
+        positions_as_of=account.positions_as_of,
+        has_credentials=view.has_credentials,
+    )
+
+
+@router.post(
+    "/portfolios/{portfolio_id}/accounts",
+    status_code=status.HTTP_201_CREATED,
+    summary="Add a broker account",
+    responses=error_responses(401, 404),
+)
+async def create_account(
+    body: AccountCreate, portfolio: OwnedPortfolio, session: Session, settings: ApiSettings
+) -> AccountOut:
+    """Add a broker account to the portfolio, with a schedule whose first sync is due now.
+
+    Syncs need credentials for most brokers: set them with `PUT /v1/accounts/{id}/credentials`.
+    """
+    interval = body.sync_interval_seconds
+    if interval is None:
+        interval = settings.default_sync_interval_seconds
+    view = await storage.create_account(
+        session,
+        portfolio_id=portfolio.id,
+        broker=body.broker,
+        label=body.label,
+        sync_interval_seconds=interval,
+        now=utc_now(),
+    )
+    log.info("account created", extra={"account_id": str(view.account.id), "broker": body.broker})
+    return _account_out(view)
+
+
+@router.get(
+    "/portfolios/{portfolio_id}/accounts",
+    summary="List a portfolio's accounts",
+    responses=error_responses(401, 404),
+)
+async def list_accounts(portfolio: OwnedPortfolio, session: Session) -> list[AccountOut]:
+    return [_account_out(view) for view in await storage.account_views(session, portfolio_id=portfolio.id)]
+
+
+@router.get(
+    "/accounts/{account_id}",
+    summary="Get an account and its sync status",
+    responses=error_responses(401, 404),
+)
+async def read_account(account: OwnedAccount, session: Session) -> AccountOut:
+    (view,) = await storage.account_views(session, account_id=account.id)
+    return _account_out(view)
+
+
+@router.put(
+    "/accounts/{account_id}/credentials",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Set the account's broker credentials",
+    responses=error_responses(401, 404),
+)
+async def put_credentials(
+    body: CredentialsIn, account: OwnedAccount, session: Session, cipher: Cipher
+) -> Response:
+    """Store the credentials encrypted, replacing any previous ones. Write-only: no route returns them.
+
+    New credentials clear `needs_reauth`, so syncs resume.
+    """
+    ciphertext = cipher.encrypt(body.plaintext())
+    await storage.store_credentials(session, account_id=account.id, ciphertext=ciphertext, now=utc_now())
+    log.info("credentials replaced", extra={"account_id": str(account.id)})
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,41 @@
+"""Probes: liveness (no I/O) and readiness (the database answers)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, HTTPException, status
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from services.api.deps import Context
+from services.api.routes import error_responses
+from services.api.schemas import Health
+from shared.db.engine import TRANSIENT_DB_ERRORS
+
+router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_SECONDS = 5.0
+_DATABASE_DOWN: tuple[type[BaseException], ...] = (SQLAlchemyError, *TRANSIENT_DB_ERRORS)
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> Health:
+    """The process is up and serving; touches nothing else."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", summary="Readiness", responses=error_responses(503))
+async def readyz(context: Context) -> Health:
+    """Ready when the database answers `select 1`; 503 with the reason otherwise."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS), context.resources.engine.connect() as connection:
+            await connection.execute(text("select 1"))
+    except _DATABASE_DOWN as exc:
+        log.warning("not ready: database unavailable", extra={"error": type(exc).__name__})
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"database unavailable ({type(exc).__name__})"
+        ) from None
+    return Health(status="ready")

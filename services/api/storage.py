@@ -1,0 +1,217 @@
+"""Queries of the API, on an `AsyncSession`; portable SQL only (Postgres and SQLite).
+
+Write functions commit: each one is a whole transaction. Objects of other users are invisible:
+every lookup of a portfolio or account filters on its owner.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db.tables import BrokerAccount, Credential, Portfolio, Position, Schedule, SyncRun, User
+from shared.events import FailureKind, SyncRequested
+
+
+class AlreadyExists(Exception):
+    """A unique name or email is taken; the message says which, for the 409."""
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """An account with its schedule and whether credentials are stored (never what they are)."""
+
+    account: BrokerAccount
+    schedule: Schedule | None
+    has_credentials: bool
+
+
+async def create_user(session: AsyncSession, *, email: str, api_token_hash: str, now: datetime) -> User:
+    user = User(id=uuid.uuid4(), email=email, api_token_hash=api_token_hash, created_at=now)
+    session.add(user)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise AlreadyExists(f"a user with email {email!r} already exists") from None
+    return user
+
+
+async def user_by_token_hash(session: AsyncSession, api_token_hash: str) -> User | None:
+    return await session.scalar(select(User).where(User.api_token_hash == api_token_hash))
+
+
+async def create_portfolio(
+    session: AsyncSession, *, user_id: uuid.UUID, name: str, now: datetime
+) -> Portfolio:
+    portfolio = Portfolio(id=uuid.uuid4(), user_id=user_id, name=name, created_at=now)
+    session.add(portfolio)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise AlreadyExists(f"you already have a portfolio named {name!r}") from None
+    return portfolio
+
+
+async def user_portfolios(session: AsyncSession, user_id: uuid.UUID) -> Sequence[Portfolio]:
+    query = select(Portfolio).where(Portfolio.user_id == user_id).order_by(Portfolio.created_at, Portfolio.id)
+    return (await session.scalars(query)).all()
+
+
+async def owned_portfolio(
+    session: AsyncSession, *, user_id: uuid.UUID, portfolio_id: uuid.UUID
+) -> Portfolio | None:
+    query = select(Portfolio).where(Portfolio.id == portfolio_id, Portfolio.user_id == user_id)
+    return await session.scalar(query)
+
+
+async def owned_account(
+    session: AsyncSession, *, user_id: uuid.UUID, account_id: uuid.UUID
+) -> BrokerAccount | None:
+    query = (
+        select(BrokerAccount)
+        .join(Portfolio, Portfolio.id == BrokerAccount.portfolio_id)
+        .where(BrokerAccount.id == account_id, Portfolio.user_id == user_id)
+    )
+    return await session.scalar(query)
+
+
+async def create_account(
+    session: AsyncSession,
+    *,
+    portfolio_id: uuid.UUID,
+    broker: str,
+    label: str,
+    sync_interval_seconds: int,
+    now: datetime,
+) -> AccountView:
+    """The account and its schedule, due at once, in one transaction."""
+    account = BrokerAccount(
+        id=uuid.uuid4(),
+        portfolio_id=portfolio_id,
+        broker=broker,
+        label=label,
+        created_at=now,
+        consecutive_failures=0,
+        needs_reauth=False,
+    )
+    session.add(account)
+    await session.flush()
+    schedule = Schedule(
+        account_id=account.id, interval_seconds=sync_interval_seconds, next_run_at=now, enabled=True
+    )
+    session.add(schedule)
+    await session.commit()
+    return AccountView(account=account, schedule=schedule, has_credentials=False)
+
+
+async def account_views(
+    session: AsyncSession, *, portfolio_id: uuid.UUID | None = None, account_id: uuid.UUID | None = None
+) -> list[AccountView]:
+    """Accounts of one portfolio, or one account; the caller has checked ownership."""
+    query = (
+        select(BrokerAccount, Schedule, Credential.account_id)
+        .outerjoin(Schedule, Schedule.account_id == BrokerAccount.id)
+        .outerjoin(Credential, Credential.account_id == BrokerAccount.id)
+        .order_by(BrokerAccount.created_at, BrokerAccount.id)
+    )
+    if portfolio_id is not None:
+        query = query.where(BrokerAccount.portfolio_id == portfolio_id)
+    if account_id is not None:
+        query = query.where(BrokerAccount.id == account_id)
+    rows = (await session.execute(query)).all()
+    return [AccountView(account=a, schedule=s, has_credentials=c is not None) for a, s, c in rows]
+
+
+async def store_credentials(
+    session: AsyncSession, *, account_id: uuid.UUID, ciphertext: str, now: datetime
+) -> None:
+    """Insert or replace the account's credentials; new credentials end an auth failure."""
+    dialect = session.get_bind().dialect.name
+    values = {"account_id": account_id, "ciphertext": ciphertext, "updated_at": now}
+    replace = {"ciphertext": ciphertext, "updated_at": now}
+    # Both dialects spell insert-on-conflict the same way; it is atomic, unlike select-then-insert.
+    if dialect == "postgresql":
+        pg_upsert = postgresql.insert(Credential).values(values)
+        await session.execute(
+            pg_upsert.on_conflict_do_update(index_elements=[Credential.account_id], set_=replace)
+        )
+    elif dialect == "sqlite":
+        lite_upsert = sqlite.insert(Credential).values(values)
+        await session.execute(
+            lite_upsert.on_conflict_do_update(index_elements=[Credential.account_id], set_=replace)
+        )
+    else:
+        raise NotImplementedError(f"no credentials upsert for the {dialect} dialect")
+    await session.execute(
+        update(BrokerAccount).where(BrokerAccount.id == account_id).values(needs_reauth=False)
+    )
+    await session.commit()
+
+
+async def stored_ciphertext(session: AsyncSession, account_id: uuid.UUID) -> str | None:
+    return await session.scalar(select(Credential.ciphertext).where(Credential.account_id == account_id))
+
+
+async def account_positions(session: AsyncSession, account_id: uuid.UUID) -> Sequence[Position]:
+    query = (
+        select(Position).where(Position.account_id == account_id).order_by(Position.symbol, Position.exchange)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def portfolio_positions(session: AsyncSession, portfolio_id: uuid.UUID) -> Sequence[Position]:
+    query = (
+        select(Position)
+        .join(BrokerAccount, BrokerAccount.id == Position.account_id)
+        .where(BrokerAccount.portfolio_id == portfolio_id)
+        .order_by(Position.symbol, Position.exchange, Position.currency, Position.account_id)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def sync_runs(session: AsyncSession, account_id: uuid.UUID, *, limit: int) -> Sequence[SyncRun]:
+    query = (
+        select(SyncRun)
+        .where(SyncRun.account_id == account_id)
+        .order_by(SyncRun.requested_at.desc(), SyncRun.id.desc())
+        .limit(limit)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def record_sync_request(session: AsyncSession, request: SyncRequested) -> None:
+    """The run row, committed before the request is published, so its outcome has a home."""
+    session.add(
+        SyncRun(
+            id=request.event_id,
+            account_id=request.account_id,
+            trigger=request.trigger.value,
+            status="requested",
+            requested_at=request.occurred_at,
+        )
+    )
+    await session.commit()
+
+
+async def record_unpublished_request(session: AsyncSession, request_id: uuid.UUID, *, now: datetime) -> None:
+    """The request never reached the bus: close its run as a transient failure instead of leaving it open."""
+    await session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == request_id)
+        .values(
+            status="failed",
+            finished_at=now,
+            failure_kind=FailureKind.TRANSIENT.value,
+            failure_reason="the sync request could not be published to the message bus",
+        )
+    )
+    await session.commit()

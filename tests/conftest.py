@@ -1,0 +1,32 @@
+"""Session-wide real services. Kafka and Postgres start once per test session, on first use.
+
+Where they come from (tests/support/infra.py): the services named by KAFKA_BOOTSTRAP_SERVERS /
+DATABASE_URL, else testcontainers where a Docker engine answers, else local processes. If none can
+start, every test that needs them fails with the reason: nothing is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.infra import KafkaService, PostgresService, provide_kafka, provide_postgres
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[KafkaService]:
+    service = provide_kafka()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresService]:
+    service = provide_postgres()
+    try:
+        yield service
+    finally:
+        service.stop()

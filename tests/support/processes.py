@@ -1,0 +1,77 @@
+"""Run `portfolio-sync` subcommands as real OS processes, with their output kept for failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServiceProcesses:
+    """Started services; `stop_all` ends them and `logs` tells what they printed."""
+
+    def __init__(self, env: Mapping[str, str], log_dir: Path) -> None:
+        self._env = {**os.environ, **env}
+        self._log_dir = log_dir
+        self._running: dict[str, subprocess.Popen[bytes]] = {}
+        self._log_files: list[BinaryIO] = []
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self._log_dir / f"{name}.log").open("wb")
+        self._log_files.append(log)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", *args], env=self._env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self._running[name] = process
+        return process
+
+    def run(self, *args: str, timeout_s: float = 120) -> str:
+        """Run a short command to completion; raise with its output if it fails."""
+        done = subprocess.run(
+            [sys.executable, "-m", "services.cli", *args],
+            env=self._env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+        if done.returncode != 0:
+            raise AssertionError(f"portfolio-sync {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
+        return done.stdout
+
+    def assert_alive(self) -> None:
+        dead = {name: p.returncode for name, p in self._running.items() if p.poll() is not None}
+        if dead:
+            raise AssertionError(f"service(s) exited early: {dead}\n{self.logs()}")
+
+    def stop_all(self, timeout_s: float = 20) -> dict[str, int]:
+        for process in self._running.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        codes = {}
+        for name, process in self._running.items():
+            try:
+                codes[name] = process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes[name] = process.wait()
+        for log in self._log_files:
+            log.close()
+        return codes
+
+    def logs(self, tail_lines: int = 40) -> str:
+        parts = []
+        for path in sorted(self._log_dir.glob("*.log")):
+            lines = path.read_text(errors="replace").splitlines()[-tail_lines:]
+            parts.append(f"--- {path.stem} ---\n" + "\n".join(lines))
+        return "\n".join(parts)

@@ -1,0 +1,98 @@
+"""The API over the unit layer's SQLite and in-memory bus (tests/unit/conftest.py), driven through httpx."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.api import ApiResources, create_app
+from shared.bus.memory import InMemoryBus
+from shared.credentials import CredentialCipher
+from shared.settings import Settings
+
+Headers = dict[str, str]
+BROKER = "simulated"
+
+
+@pytest.fixture
+def settings(engine: AsyncEngine) -> Settings:
+    """Settings naming the unit layer's database (`engine`, from tests/unit/conftest.py)."""
+    return Settings(
+        database_url=engine.url.render_as_string(hide_password=False),
+        bus="memory",
+        credentials_keys=SecretStr(CredentialCipher.generate_key()),
+        default_sync_interval_seconds=900,
+    )
+
+
+@pytest.fixture
+def cipher(settings: Settings) -> CredentialCipher:
+    return CredentialCipher(settings.credentials_keys.get_secret_value())
+
+
+@pytest.fixture
+def responses() -> list[str]:
+    """Every response body the client received, to prove that secrets never come back."""
+    return []
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, engine: AsyncEngine, bus: InMemoryBus, cipher: CredentialCipher, responses: list[str]
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, resources=ApiResources(engine=engine, bus=bus, cipher=cipher))
+
+    async def record(response: httpx.Response) -> None:
+        await response.aread()
+        responses.append(response.text)
+
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://api.test",
+            event_hooks={"response": [record]},
+        ) as http,
+    ):
+        yield http
+
+
+async def sign_up(client: httpx.AsyncClient) -> Headers:
+    """A new user; returns the headers that authenticate as them."""
+    email = f"user-{uuid.uuid4().hex[:12]}@example.com"
+    response = await client.post("/v1/users", json={"email": email})
+    assert response.status_code == 201, response.text
+    return {"Authorization": f"Bearer {response.json()['api_token']}"}
+
+
+@pytest.fixture
+async def alice(client: httpx.AsyncClient) -> Headers:
+    return await sign_up(client)
+
+
+@pytest.fixture
+async def bob(client: httpx.AsyncClient) -> Headers:
+    return await sign_up(client)
+
+
+@pytest.fixture
+async def portfolio_id(client: httpx.AsyncClient, alice: Headers) -> str:
+    """A portfolio of alice's."""
+    response = await client.post("/v1/portfolios", json={"name": "Main"}, headers=alice)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+@pytest.fixture
+async def account_id(client: httpx.AsyncClient, alice: Headers, portfolio_id: str) -> str:
+    """An account of alice's, at the simulated broker, in `portfolio_id`."""
+    response = await client.post(
+        f"/v1/portfolios/{portfolio_id}/accounts", json={"broker": BROKER, "label": "Trading"}, headers=alice
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])

@@ -1,0 +1,278 @@
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.api import ApiResources, create_app
+from shared import topics
+from shared.bus.memory import InMemoryBus
+from shared.bus.port import BusUnavailable, OutgoingMessage
+from shared.credentials import CredentialCipher
+from shared.db.tables import BrokerAccount, Credential, SyncRun
+from shared.events import SyncRequested, SyncTrigger, decode_event
+from shared.settings import Settings
+
+SECRETS = {"api_key": "k3y-Zq81-unguessable", "api_secret": "s3cr3t-Xw42-unguessable"}
+
+
+async def _set_needs_reauth(sessions: async_sessionmaker[AsyncSession], account_id: str) -> None:
+    async with sessions() as session:
+        account = await session.get(BrokerAccount, uuid.UUID(account_id))
+        assert account is not None
+        account.needs_reauth = True
+        account.last_error = "invalid api key"
+        await session.commit()
+
+
+@pytest.mark.asyncio
+async def test_credentials_travel_only_as_ciphertext_from_put_to_the_sync_request(
+    client: httpx.AsyncClient,
+    alice: dict[str, str],
+    account_id: str,
+    sessions: async_sessionmaker[AsyncSession],
+    bus: InMemoryBus,
+    cipher: CredentialCipher,
+    responses: list[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    put = await client.put(
+        f"/v1/accounts/{account_id}/credentials", json={"credentials": SECRETS}, headers=alice
+    )
+
+    assert put.status_code == 204
+    assert put.content == b""
+    async with sessions() as session:
+        stored = await session.get(Credential, uuid.UUID(account_id))
+    assert stored is not None
+    for secret in SECRETS.values():
+        assert secret not in stored.ciphertext
+    assert cipher.decrypt(stored.ciphertext) == SECRETS
+    account = await client.get(f"/v1/accounts/{account_id}", headers=alice)
+    assert account.json()["has_credentials"] is True
+
+    sync = await client.post(f"/v1/accounts/{account_id}/sync", headers=alice)
+
+    assert sync.status_code == 202
+    request_id = sync.json()["request_id"]
+    (record,) = bus.records(topics.sync_requests("simulated"))
+    assert record.topic == "sync.requests.simulated"
+    assert record.key == account_id
+    event = decode_event(SyncRequested, record.value)
+    assert str(event.event_id) == request_id
+    assert str(event.account_id) == account_id
+    assert event.broker == "simulated"
+    assert event.trigger is SyncTrigger.MANUAL
+    assert event.credentials_ciphertext is not None
+    assert cipher.decrypt(event.credentials_ciphertext) == SECRETS
+    for secret in SECRETS.values():
+        assert secret.encode() not in record.value
+    async with sessions() as session:
+        run = await session.get(SyncRun, uuid.UUID(request_id))
+    assert run is not None
+    assert (run.status, run.trigger, run.account_id) == ("requested", "manual", uuid.UUID(account_id))
+    assert run.requested_at == event.occurred_at
+    runs = await client.get(f"/v1/accounts/{account_id}/sync-runs", headers=alice)
+    assert [r["id"] for r in runs.json()] == [request_id]
+    assert runs.json()[0]["status"] == "requested"
+
+    # Nothing the API said or logged along the way holds a credential value.
+    await client.get("/openapi.json")
+    assert len(responses) >= 5
+    for secret in SECRETS.values():
+        assert not any(secret in body for body in responses)
+        assert secret not in caplog.text
+        assert not any(secret in repr(r.__dict__) for r in caplog.records)
+
+
+@pytest.mark.asyncio
+async def test_new_credentials_replace_the_old_ones(
+    client: httpx.AsyncClient,
+    alice: dict[str, str],
+    account_id: str,
+    sessions: async_sessionmaker[AsyncSession],
+    cipher: CredentialCipher,
+) -> None:
+    first = await client.put(
+        f"/v1/accounts/{account_id}/credentials", json={"credentials": SECRETS}, headers=alice
+    )
+    second = await client.put(
+        f"/v1/accounts/{account_id}/credentials", json={"credentials": {"token": "rotated"}}, headers=alice
+    )
+
+    assert (first.status_code, second.status_code) == (204, 204)
+    async with sessions() as session:
+        rows = (
+            await session.scalars(select(Credential).where(Credential.account_id == uuid.UUID(account_id)))
+        ).all()
+    assert len(rows) == 1
+    assert cipher.decrypt(rows[0].ciphertext) == {"token": "rotated"}
+
+
+@pytest.mark.asyncio
+async def test_a_sync_without_credentials_carries_none(
+    client: httpx.AsyncClient, alice: dict[str, str], account_id: str, bus: InMemoryBus
+) -> None:
+    sync = await client.post(f"/v1/accounts/{account_id}/sync", headers=alice)
+
+    assert sync.status_code == 202
+    (record,) = bus.records(topics.sync_requests("simulated"))
+    assert decode_event(SyncRequested, record.value).credentials_ciphertext is None
+
+
+@pytest.mark.asyncio
+async def test_an_account_that_needs_reauth_refuses_to_sync_until_new_credentials_are_set(
+    client: httpx.AsyncClient,
+    alice: dict[str, str],
+    account_id: str,
+    sessions: async_sessionmaker[AsyncSession],
+    bus: InMemoryBus,
+) -> None:
+    await _set_needs_reauth(sessions, account_id)
+
+    refused = await client.post(f"/v1/accounts/{account_id}/sync", headers=alice)
+
+    assert refused.status_code == 409
+    assert "set new ones" in refused.json()["detail"]
+    assert f"/v1/accounts/{account_id}/credentials" in refused.json()["detail"]
+    assert bus.records(topics.sync_requests("simulated")) == []
+    async with sessions() as session:
+        assert (await session.scalars(select(SyncRun))).all() == []
+    assert (await client.get(f"/v1/accounts/{account_id}", headers=alice)).json()["needs_reauth"] is True
+
+    put = await client.put(
+        f"/v1/accounts/{account_id}/credentials", json={"credentials": SECRETS}, headers=alice
+    )
+
+    assert put.status_code == 204
+    assert (await client.get(f"/v1/accounts/{account_id}", headers=alice)).json()["needs_reauth"] is False
+    assert (await client.post(f"/v1/accounts/{account_id}/sync", headers=alice)).status_code == 202
+    assert len(bus.records(topics.sync_requests("simulated"))) == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"credentials": {}},
+        {"credentials": {"api_key": 12345}},
+        {"credentials": {"": "value"}},
+        {"credentials": {"api_key": "x" * 4097}},
+        {"credentials": ["api_key", "k3y-Zq81-unguessable"]},
+        {"credentials": {"api_key": "k3y-Zq81-unguessable"}, "note": "k3y-Zq81-unguessable"},
+    ],
+)
+async def test_bad_credentials_bodies_are_422_and_not_echoed(
+    client: httpx.AsyncClient,
+    alice: dict[str, str],
+    account_id: str,
+    sessions: async_sessionmaker[AsyncSession],
+    body: dict[str, object],
+) -> None:
+    response = await client.put(f"/v1/accounts/{account_id}/credentials", json=body, headers=alice)
+
+    assert response.status_code == 422
+    assert response.json()["detail"]
+    assert "k3y-Zq81-unguessable" not in response.text
+    assert "12345" not in response.text
+    async with sessions() as session:
+        assert await session.get(Credential, uuid.UUID(account_id)) is None
+
+
+@pytest.mark.asyncio
+async def test_sync_runs_are_newest_first_and_limited(
+    client: httpx.AsyncClient,
+    alice: dict[str, str],
+    account_id: str,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    async with sessions() as session:
+        session.add_all(
+            SyncRun(
+                id=uuid.uuid4(),
+                account_id=uuid.UUID(account_id),
+                trigger="schedule",
+                status="succeeded" if i % 2 else "failed",
+                requested_at=start + timedelta(minutes=i),
+                finished_at=start + timedelta(minutes=i, seconds=3),
+                failure_kind=None if i % 2 else "transient",
+                failure_reason=None if i % 2 else "broker timed out",
+                snapshot_id=uuid.uuid4() if i % 2 else None,
+            )
+            for i in range(5)
+        )
+        await session.commit()
+
+    response = await client.get(f"/v1/accounts/{account_id}/sync-runs", params={"limit": 3}, headers=alice)
+
+    assert response.status_code == 200
+    runs = response.json()
+    assert [datetime.fromisoformat(r["requested_at"]) for r in runs] == [
+        start + timedelta(minutes=i) for i in (4, 3, 2)
+    ]
+    assert runs[0]["status"] == "failed"
+    assert runs[0]["failure_kind"] == "transient"
+    assert runs[0]["failure_reason"] == "broker timed out"
+    assert runs[0]["snapshot_id"] is None
+    assert runs[1]["status"] == "succeeded"
+    assert runs[1]["snapshot_id"] is not None
+    all_runs = await client.get(f"/v1/accounts/{account_id}/sync-runs", headers=alice)
+    assert len(all_runs.json()) == 5
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("limit", ["0", "501", "-1", "many"])
+async def test_a_bad_sync_runs_limit_is_422(
+    client: httpx.AsyncClient, alice: dict[str, str], account_id: str, limit: str
+) -> None:
+    response = await client.get(
+        f"/v1/accounts/{account_id}/sync-runs", params={"limit": limit}, headers=alice
+    )
+
+    assert response.status_code == 422
+
+
+class _UnreachableBus(InMemoryBus):
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        raise BusUnavailable("bus is down")
+
+
+@pytest.mark.asyncio
+async def test_a_sync_the_bus_refuses_is_503_and_its_run_is_closed_as_failed(
+    settings: Settings,
+    engine: AsyncEngine,
+    cipher: CredentialCipher,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    app = create_app(settings, resources=ApiResources(engine=engine, bus=_UnreachableBus(), cipher=cipher))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api.test"
+    ) as client:
+        token = (await client.post("/v1/users", json={"email": "x@example.com"})).json()["api_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        portfolio = (await client.post("/v1/portfolios", json={"name": "P"}, headers=headers)).json()["id"]
+        account = await client.post(
+            f"/v1/portfolios/{portfolio}/accounts",
+            json={"broker": "simulated", "label": "A"},
+            headers=headers,
+        )
+
+        response = await client.post(f"/v1/accounts/{account.json()['id']}/sync", headers=headers)
+
+    assert response.status_code == 503
+    assert "try again" in response.json()["detail"]
+    async with sessions() as session:
+        (run,) = (await session.scalars(select(SyncRun))).all()
+    assert run.status == "failed"
+    assert run.failure_kind == "transient"
+    assert run.finished_at is not None

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.api import ApiResources, create_app
+from shared.bus.memory import InMemoryBus
+from shared.credentials import CredentialCipher
+from shared.db.engine import create_engine
+from shared.settings import Settings
+
+
+@pytest.mark.asyncio
+async def test_healthz_and_readyz_answer_when_all_is_well(client: httpx.AsyncClient) -> None:
+    health = await client.get("/healthz")
+    ready = await client.get("/readyz")
+
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+
+
+@pytest.mark.asyncio
+async def test_readyz_is_503_with_the_reason_when_the_database_is_down(
+    settings: Settings, cipher: CredentialCipher, tmp_path: Path
+) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing-dir' / 'api.db'}")
+    app = create_app(settings, resources=ApiResources(engine=engine, bus=InMemoryBus(), cipher=cipher))
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api.test"
+        ) as client:
+            ready = await client.get("/readyz")
+            health = await client.get("/healthz")
+    finally:
+        await engine.dispose()
+
+    assert ready.status_code == 503
+    assert ready.json() == {"detail": "database unavailable (OperationalError)"}
+    assert health.status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_the_docs_describe_every_route_and_bearer_auth(client: httpx.AsyncClient) -> None:
+    docs = await client.get("/docs")
+    spec = (await client.get("/openapi.json")).json()
+
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    operations = [op for path in spec["paths"].values() for op in path.values()]
+    assert len(operations) == 15
+    assert all(op.get("summary") for op in operations)
+    quantity = spec["components"]["schemas"]["PositionOut"]["properties"]["quantity"]
+    assert quantity["type"] == "string"
