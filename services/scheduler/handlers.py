@@ -1,9 +1,10 @@
 """Claim due schedules and emit one SyncRequested per claimed tick.
 
 A tick is claimed with a compare-and-set on `next_run_at`, so any number of schedulers can run at
-once (on Postgres the second UPDATE waits for the first's row lock, then matches nothing) and no
-tick is emitted twice. The request id is derived from the account and the tick, so even a publish
-repeated after a crash names the same request. The publish happens before the claim commits: if it
+once and no tick is emitted twice, on any database. On Postgres the due rows are also selected
+FOR UPDATE SKIP LOCKED, so concurrent schedulers take disjoint rows without waiting on each other.
+The request id is derived from the account and the tick, so even a publish repeated after a crash
+names the same request. The publish happens before the claim commits: if it
 fails, the claim rolls back and the tick is emitted on the next pass; nothing is lost.
 
 After downtime, an account that missed many ticks gets one catch-up run, not one per missed tick.
@@ -43,8 +44,10 @@ async def emit_due_syncs(
                 .join(BrokerAccount, BrokerAccount.id == Schedule.account_id)
                 .outerjoin(Credential, Credential.account_id == Schedule.account_id)
                 .where(Schedule.enabled, Schedule.next_run_at <= now, BrokerAccount.needs_reauth.is_(False))
-                .order_by(Schedule.next_run_at)
+                .order_by(Schedule.next_run_at, Schedule.account_id)
                 .limit(limit)
+                # Postgres: concurrent schedulers skip each other's rows instead of queueing on them.
+                .with_for_update(of=Schedule, skip_locked=True)
             )
         ).all()
         requests: list[SyncRequested] = []

@@ -1,0 +1,9 @@
+"""The scheduler and ledger tests of the unit layer, run again on real Postgres.
+
+Same tests, other database (as eventsourcing runs one recorder suite on every backend): here the
+concurrent-scheduler test contends for real row locks, and Decimal and timestamp columns go through
+asyncpg's NUMERIC and TIMESTAMPTZ instead of SQLite's text.
+"""
+
+from tests.unit.test_ledger import *  # noqa: F403
+from tests.unit.test_scheduler import *  # noqa: F403
