@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-latest demo test test-unit lint format schemas kafka-jars up down status clean
+.PHONY: help install install-latest demo demo-serve test test-unit lint format schemas kafka-jars up down status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -29,8 +29,11 @@ install-latest: ## resolve the newest allowed versions and rewrite constraints.t
 	@mv constraints.new constraints.txt
 	@touch $(INSTALLED)
 
-demo: $(INSTALLED) ## run all four services in one process (in-memory bus, SQLite, simulated broker)
-	$(BIN)/portfolio-sync demo $(DEMO_ARGS)
+demo: $(INSTALLED) ## all four services in one process (in-memory bus, SQLite, simulated broker): 3 sync cycles
+	$(BIN)/portfolio-sync demo --cycles 3
+
+demo-serve: $(INSTALLED) ## the same, but keep serving the API on 127.0.0.1:8000 until Ctrl-C
+	$(BIN)/portfolio-sync demo
 
 test: lint ## lint, type-check, then every test: unit, contract, integration (real Kafka + Postgres), e2e
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
