@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-latest demo demo-serve test test-unit lint format schemas kafka-jars up down status clean
+.PHONY: help install install-latest demo demo-serve test test-unit lint format schemas kafka-jars kafka-tail up down status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -55,6 +55,13 @@ schemas: $(INSTALLED) ## regenerate shared/schemas/*.json from the event models
 
 kafka-jars: ## resolve the Apache Kafka broker jars from Maven Central
 	mvn -q -B -f infra/kafka/pom.xml package
+
+KAFKA ?= 127.0.0.1:9092
+kafka-tail: ## print TOPIC (e.g. holdings.changes) from the start with Kafka's own console consumer
+	@test -n "$(TOPIC)" || { echo "usage: make kafka-tail TOPIC=holdings.changes [KAFKA=host:port]"; exit 2; }
+	@java -cp 'infra/kafka/target/lib/*' -Dlog4j2.configurationFile=infra/kafka/log4j2.properties \
+	  org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server $(KAFKA) --topic $(TOPIC) \
+	  --from-beginning --formatter-property print.key=true --formatter-property print.timestamp=true
 
 up: $(INSTALLED) ## start Postgres, Kafka and the four services as local processes
 	PATH="$(CURDIR)/$(BIN):$$PATH" infra/stack up
