@@ -59,7 +59,7 @@ kafka-jars: ## resolve the Apache Kafka broker jars from Maven Central
 KAFKA ?= 127.0.0.1:9092
 kafka-tail: ## print TOPIC (e.g. holdings.changes) from the start with Kafka's own console consumer
 	@test -n "$(TOPIC)" || { echo "usage: make kafka-tail TOPIC=holdings.changes [KAFKA=host:port]"; exit 2; }
-	@java -cp 'infra/kafka/target/lib/*' -Dlog4j2.configurationFile=infra/kafka/log4j2.properties \
+	@java -cp 'infra/kafka/target/lib/*' -Dlog4j2.configurationFile=infra/kafka/tools-log4j2.properties \
 	  org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server $(KAFKA) --topic $(TOPIC) \
 	  --from-beginning --formatter-property print.key=true --formatter-property print.timestamp=true
 
