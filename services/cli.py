@@ -15,6 +15,19 @@ from shared.logs import configure_logging
 from shared.settings import Settings
 
 
+def _startup_errors() -> tuple[type[Exception], ...]:
+    from services.fetcher.registry import UnknownBroker
+    from shared.bus.port import BusUnavailable
+    from shared.credentials import CredentialsKeyError
+    from shared.db.engine import DatabaseUnavailable, SchemaOutOfDate
+
+    return (BusUnavailable, CredentialsKeyError, DatabaseUnavailable, SchemaOutOfDate, UnknownBroker)
+
+
+# What a misconfigured or unreachable deployment raises: said in one line, not a traceback.
+_STARTUP_ERRORS = _startup_errors()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="portfolio-sync",
@@ -69,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args, settings)
     except KeyboardInterrupt:
         return 130
+    except _STARTUP_ERRORS as exc:
+        print(f"portfolio-sync {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:

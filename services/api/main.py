@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import uvicorn
 from fastapi import FastAPI
 
-from services.api.app import create_app
+from services.api.app import create_app, open_resources
 from shared.runtime import run_until_signalled
 from shared.settings import Settings
 
@@ -38,11 +38,13 @@ async def serve_app(app: FastAPI, *, host: str, port: int, stop: asyncio.Event) 
         raise SystemExit(3)
 
 
+async def _serve(settings: Settings, stop: asyncio.Event) -> None:
+    # Opened before the server starts, so a bad key or an unreachable database is one clear error.
+    async with open_resources(settings) as resources:
+        app = create_app(settings, resources=resources)
+        await serve_app(app, host=settings.api_host, port=settings.api_port, stop=stop)
+
+
 def run(settings: Settings) -> None:
-    """Serve on API_HOST:API_PORT until SIGINT/SIGTERM; the lifespan opens and closes the clients."""
-    app = create_app(settings)
-    asyncio.run(
-        run_until_signalled(
-            lambda stop: serve_app(app, host=settings.api_host, port=settings.api_port, stop=stop)
-        )
-    )
+    """Serve on API_HOST:API_PORT until SIGINT/SIGTERM."""
+    asyncio.run(run_until_signalled(lambda stop: _serve(settings, stop)))

@@ -51,5 +51,6 @@ async def run_fetcher(settings: Settings, broker: str, bus: MessageBus, stop: as
 
 async def serve(settings: Settings, broker: str) -> None:
     """The `portfolio-sync fetcher --broker CODE` process."""
+    await create_adapter(broker, settings).aclose()  # an unknown broker fails before any connection
     async with started_bus(settings, client_id=consumer_group(broker)) as bus:
         await run_until_signalled(lambda stop: run_fetcher(settings, broker, bus, stop))

@@ -36,7 +36,11 @@ class KafkaBus:
             enable_idempotence=True,
             linger_ms=5,
         )
-        await producer.start()
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            await producer.stop()
+            raise BusUnavailable(f"cannot reach Kafka at {','.join(self._servers)}: {exc}") from exc
         self._producer = producer
 
     async def close(self) -> None:

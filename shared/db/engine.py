@@ -24,6 +24,10 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The database did not answer; the message names where it was looked for."""
+
+
 class SchemaOutOfDate(RuntimeError):
     """The database is not at the newest migration; run `portfolio-sync db upgrade`."""
 
@@ -72,8 +76,12 @@ async def assert_schema_current(engine: AsyncEngine) -> None:
         head = ScriptDirectory.from_config(_alembic_config(sync_conn)).get_current_head()
         return MigrationContext.configure(sync_conn).get_current_revision(), head
 
-    async with engine.connect() as conn:
-        current, head = await conn.run_sync(check)
+    try:
+        async with engine.connect() as conn:
+            current, head = await conn.run_sync(check)
+    except TRANSIENT_DB_ERRORS as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        raise DatabaseUnavailable(f"cannot reach the database at {where}: {exc}") from exc
     if current != head:
         raise SchemaOutOfDate(
             f"database schema is at {current or 'nothing'}, this code needs {head}: "

@@ -1,0 +1,245 @@
+"""The deployment files against the code they deploy.
+
+docker-compose.yml, docs/configuration.md, the Dockerfile's entrypoint, the CLI, the Settings class
+and the Kafka version of infra/kafka/pom.xml are written by hand in different places. These tests
+fail, naming the file to fix, as soon as one of them moves without the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+
+from services.cli import _parser
+from services.fetcher.registry import known_brokers
+from shared.settings import Settings
+from tests.support import infra
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+CONFIG_DOC = REPO_ROOT / "docs" / "configuration.md"
+KAFKA_POM = REPO_ROOT / "infra" / "kafka" / "pom.xml"
+
+ENV_ANCHOR = "x-portfolio-sync-env"
+KAFKA_IMAGE_REPO = "apache/kafka"
+POM_NS = "{http://maven.apache.org/POM/4.0.0}"
+# How docs/configuration.md writes a default that is the empty string.
+EMPTY_DEFAULT = "*(empty)*"
+# The subcommands the compose stack must run: both one-shot tasks and the four services.
+DEPLOYED_COMMANDS = {"db", "topics", "api", "scheduler", "fetcher", "ledger"}
+
+# `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:?error}`, `${NAME?error}`.
+_INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+# A row of the variables table: | `NAME` | default | description |
+_DOC_ROW = re.compile(
+    r"^\|\s*`(?P<name>[A-Z][A-Z0-9_]*)`\s*\|(?P<default>[^|]*)\|(?P<description>[^|]*)\|\s*$"
+)
+
+
+def _settings_env() -> dict[str, str]:
+    """Environment variable name -> Settings field name, as pydantic-settings reads them."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    return {(prefix + name).upper(): name for name in Settings.model_fields}
+
+
+def _load_compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(loaded, dict), "docker-compose.yml is not a mapping"
+    return loaded
+
+
+def _services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    services = compose.get("services")
+    assert isinstance(services, dict) and services, "docker-compose.yml has no services"
+    return services
+
+
+def _portfolio_sync_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The services built from ./Dockerfile: they run `portfolio-sync <command>`."""
+    ours = {name: service for name, service in _services(compose).items() if "build" in service}
+    assert ours, "docker-compose.yml builds no service from the Dockerfile"
+    return ours
+
+
+def _cli_args(name: str, service: dict[str, Any]) -> argparse.Namespace:
+    """The service's `command:` as the CLI parses it (the Dockerfile's entrypoint is the CLI)."""
+    assert "entrypoint" not in service, f"docker-compose.yml service {name!r} overrides the entrypoint"
+    command = service.get("command")
+    assert command, f"docker-compose.yml service {name!r} must name its portfolio-sync command"
+    argv = shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
+    try:
+        return _parser().parse_args(argv)
+    except SystemExit:
+        pytest.fail(f"docker-compose.yml service {name!r}: `portfolio-sync {shlex.join(argv)}` is no command")
+
+
+def _interpolated(value: Any) -> str:
+    """The value as compose would hand it over, with `${...}` replaced by a stand-in or default."""
+
+    def substitute(match: re.Match[str]) -> str:
+        op, arg = match["op"], match["arg"]
+        if op in {":-", "-"}:
+            return str(arg)
+        return f"<{match['name']} from the environment>"
+
+    return _INTERPOLATION.sub(substitute, str(value))
+
+
+def _documented_default(field: FieldInfo) -> str:
+    default = field.get_default(call_default_factory=True)
+    if isinstance(default, SecretStr):
+        default = default.get_secret_value()
+    return str(default)
+
+
+def _documented_variables() -> dict[str, tuple[str, str]]:
+    """Variable name -> (default, description) from the table of docs/configuration.md."""
+    rows: dict[str, tuple[str, str]] = {}
+    for line in CONFIG_DOC.read_text().splitlines():
+        match = _DOC_ROW.match(line)
+        if match is None:
+            continue
+        name, cell = match["name"], match["default"].strip()
+        assert name not in rows, f"docs/configuration.md lists {name} twice"
+        if cell == EMPTY_DEFAULT:
+            default = ""
+        elif len(cell) > 1 and cell.startswith("`") and cell.endswith("`"):
+            default = cell[1:-1]
+        else:
+            pytest.fail(
+                f"docs/configuration.md: default of {name} must be `code` or {EMPTY_DEFAULT}: {cell!r}"
+            )
+        rows[name] = (default, match["description"].strip())
+    return rows
+
+
+def _pom_kafka_version() -> str:
+    version = ET.parse(KAFKA_POM).getroot().findtext(f"{POM_NS}properties/{POM_NS}kafka.version")
+    assert version, "infra/kafka/pom.xml has no <kafka.version> property"
+    return version.strip()
+
+
+# (a) compose environment <-> Settings
+
+
+def test_compose_env_anchor_sets_every_settings_variable_and_nothing_else() -> None:
+    anchor = _load_compose().get(ENV_ANCHOR)
+    assert isinstance(anchor, dict), f"docker-compose.yml has no {ENV_ANCHOR} mapping"
+    expected = set(_settings_env())
+    missing, stale = sorted(expected - set(anchor)), sorted(set(anchor) - expected)
+    assert not missing, f"docker-compose.yml {ENV_ANCHOR} lacks Settings variables: {missing}"
+    assert not stale, f"docker-compose.yml {ENV_ANCHOR} sets variables Settings does not read: {stale}"
+
+
+def test_compose_env_values_are_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    anchor = _load_compose()[ENV_ANCHOR]
+    fields = _settings_env()
+    for name in fields:  # only the compose values count, not this process's environment
+        monkeypatch.delenv(name, raising=False)
+    values = {fields[name]: _interpolated(value) for name, value in anchor.items() if name in fields}
+    try:
+        settings = Settings.model_validate(values)
+    except ValidationError as exc:
+        pytest.fail(f"docker-compose.yml {ENV_ANCHOR} holds values Settings rejects:\n{exc}")
+    assert settings.bus == "kafka"
+    assert settings.database_url.startswith("postgresql+asyncpg://")
+
+
+def test_compose_takes_credentials_keys_from_the_environment_only() -> None:
+    value = str(_load_compose()[ENV_ANCHOR]["CREDENTIALS_KEYS"])
+    assert re.fullmatch(r"\$\{CREDENTIALS_KEYS:\?[^}]+\}", value), (
+        "docker-compose.yml must read CREDENTIALS_KEYS as ${CREDENTIALS_KEYS:?...}, never hold a key"
+    )
+
+
+def test_every_portfolio_sync_service_gets_the_shared_environment() -> None:
+    compose = _load_compose()
+    for name, service in _portfolio_sync_services(compose).items():
+        assert service.get("environment") == compose[ENV_ANCHOR], (
+            f"docker-compose.yml service {name!r} must take its environment from *env"
+        )
+
+
+# (b) compose commands <-> CLI
+
+
+def test_dockerfile_entrypoint_is_the_cli() -> None:
+    # The compose commands below are arguments to this entrypoint.
+    assert re.search(r'^ENTRYPOINT \["portfolio-sync"\]$', DOCKERFILE.read_text(), re.MULTILINE), (
+        'Dockerfile must have ENTRYPOINT ["portfolio-sync"]'
+    )
+
+
+def test_compose_services_run_real_cli_commands() -> None:
+    services = _portfolio_sync_services(_load_compose())
+    ran = {_cli_args(name, service).command for name, service in services.items()}
+    assert ran >= DEPLOYED_COMMANDS, f"docker-compose.yml does not run: {sorted(DEPLOYED_COMMANDS - ran)}"
+
+
+def test_compose_fetchers_serve_registered_brokers_whose_topics_exist() -> None:
+    fetched: dict[str, str] = {}
+    topic_brokers: set[str] = set()
+    for name, service in _portfolio_sync_services(_load_compose()).items():
+        args = _cli_args(name, service)
+        if args.command == "fetcher":
+            fetched[name] = args.broker
+        elif args.command == "topics":
+            topic_brokers.update(b.strip() for b in args.brokers.split(",") if b.strip())
+    assert fetched, "docker-compose.yml runs no fetcher"
+    for name, broker in fetched.items():
+        assert broker in known_brokers(), (
+            f"docker-compose.yml {name!r}: no broker adapter is called {broker!r}"
+        )
+        assert name == f"fetcher-{broker}", (
+            f"docker-compose.yml: call the fetcher of {broker!r} fetcher-{broker}"
+        )
+        assert broker in topic_brokers, f"docker-compose.yml `topics create --brokers` lacks {broker!r}"
+
+
+# (c) docs/configuration.md <-> Settings
+
+
+def test_configuration_doc_lists_every_settings_variable_with_its_default() -> None:
+    documented = _documented_variables()
+    fields = _settings_env()
+    missing, stale = sorted(set(fields) - set(documented)), sorted(set(documented) - set(fields))
+    assert not missing, f"docs/configuration.md lacks Settings variables: {missing}"
+    assert not stale, f"docs/configuration.md documents variables Settings does not read: {stale}"
+    for env_name, field_name in fields.items():
+        field = Settings.model_fields[field_name]
+        default, description = documented[env_name]
+        assert default == _documented_default(field), (
+            f"docs/configuration.md: {env_name} defaults to {_documented_default(field)!r}, not {default!r}"
+        )
+        assert description == field.description, (
+            f"docs/configuration.md: the description of {env_name} is the field's: {field.description!r}"
+        )
+
+
+# (d) one Kafka version
+
+
+def test_kafka_images_match_the_broker_version_of_the_pom() -> None:
+    expected = f"{KAFKA_IMAGE_REPO}:{_pom_kafka_version()}"
+    images = [
+        str(service["image"])
+        for service in _services(_load_compose()).values()
+        if str(service.get("image", "")).startswith(f"{KAFKA_IMAGE_REPO}:")
+    ]
+    assert images == [expected], f"docker-compose.yml must run {expected} (infra/kafka/pom.xml), not {images}"
+    assert expected == infra.KAFKA_IMAGE, f"tests/support/infra.py KAFKA_IMAGE must be {expected}"
+
+
+def test_compose_postgres_matches_the_test_image() -> None:
+    images = [str(service.get("image", "")) for service in _services(_load_compose()).values()]
+    assert infra.POSTGRES_IMAGE in images, f"docker-compose.yml must run {infra.POSTGRES_IMAGE}"
