@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 class Fetcher:
     def __init__(
-        self, *, adapter: BrokerAdapter, bus: MessageBus, cipher: CredentialCipher | None, concurrency: int
+        self, *, adapter: BrokerAdapter, bus: MessageBus, cipher: CredentialCipher, concurrency: int
     ) -> None:
         self._adapter = adapter
         self._bus = bus
@@ -70,8 +70,6 @@ class Fetcher:
     def _credentials(self, request: SyncRequested) -> dict[str, str]:
         if request.credentials_ciphertext is None:
             return {}
-        if self._cipher is None:
-            raise CredentialsUnreadable("this fetcher has no CREDENTIALS_KEYS to open credentials with")
         return self._cipher.decrypt(request.credentials_ciphertext)
 
 

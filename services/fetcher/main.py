@@ -29,21 +29,12 @@ def build_consumer(settings: Settings, broker: str, bus: MessageBus, fetcher: Fe
     )
 
 
-def optional_cipher(settings: Settings) -> CredentialCipher | None:
-    keys = settings.credentials_keys.get_secret_value()
-    return CredentialCipher(keys) if keys else None
-
-
 async def run_fetcher(settings: Settings, broker: str, bus: MessageBus, stop: asyncio.Event) -> None:
     """Serve `broker` on an already started bus until `stop` is set."""
+    cipher = CredentialCipher(settings.credentials_keys.get_secret_value())
     adapter = create_adapter(broker, settings)
     try:
-        fetcher = Fetcher(
-            adapter=adapter,
-            bus=bus,
-            cipher=optional_cipher(settings),
-            concurrency=settings.fetcher_concurrency,
-        )
+        fetcher = Fetcher(adapter=adapter, bus=bus, cipher=cipher, concurrency=settings.fetcher_concurrency)
         await build_consumer(settings, broker, bus, fetcher).run(stop)
     finally:
         await adapter.aclose()
@@ -51,6 +42,8 @@ async def run_fetcher(settings: Settings, broker: str, bus: MessageBus, stop: as
 
 async def serve(settings: Settings, broker: str) -> None:
     """The `portfolio-sync fetcher --broker CODE` process."""
-    await create_adapter(broker, settings).aclose()  # an unknown broker fails before any connection
+    # A missing key or an unknown broker fails before any connection is made.
+    CredentialCipher(settings.credentials_keys.get_secret_value())
+    await create_adapter(broker, settings).aclose()
     async with started_bus(settings, client_id=consumer_group(broker)) as bus:
         await run_until_signalled(lambda stop: run_fetcher(settings, broker, bus, stop))

@@ -99,10 +99,6 @@ async def _apply_snapshot(
         status="succeeded",
         snapshot_id=snapshot.event_id,
     )
-    account.last_attempt_at = snapshot.taken_at
-    account.last_success_at = snapshot.taken_at
-    account.consecutive_failures = 0
-    account.last_error = None
     if account.positions_as_of is not None and snapshot.taken_at <= account.positions_as_of:
         log.info("older snapshot kept in history only", extra={"account_id": str(account.id)})
         return None
@@ -120,6 +116,9 @@ async def _apply_snapshot(
         for h in snapshot.holdings
     )
     account.positions_as_of = snapshot.taken_at
+    account.last_attempt_at = account.last_success_at = snapshot.taken_at
+    account.consecutive_failures = 0
+    account.last_error = None
     if not changes:
         return None
     return HoldingsChanged(

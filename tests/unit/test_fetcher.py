@@ -76,9 +76,9 @@ async def test_typed_broker_errors_become_sync_failed_of_that_kind(bus: InMemory
     ]
     for error, kind in cases:
         request = _request()
-        await Fetcher(adapter=RecordingBroker(error), bus=bus, cipher=None, concurrency=1).handle_requests(
-            [request]
-        )
+        await Fetcher(
+            adapter=RecordingBroker(error), bus=bus, cipher=CredentialCipher(KEY), concurrency=1
+        ).handle_requests([request])
         failures = [decode_event(SyncFailed, r.value) for r in bus.records(topics.SYNC_FAILURES)]
         [failure] = [f for f in failures if f.request_id == request.event_id]
         assert (failure.kind, failure.reason) == (kind, str(error))
