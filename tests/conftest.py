@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared.bus.memory import InMemoryBus
+from shared.db.engine import session_factory
 from tests.support.infra import KafkaService, PostgresService, provide_kafka, provide_postgres
 
 
@@ -30,3 +33,14 @@ def postgres() -> Iterator[PostgresService]:
         yield service
     finally:
         service.stop()
+
+
+# `engine` is defined per layer: SQLite in tests/unit, a fresh Postgres database in tests/integration.
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return session_factory(engine)
+
+
+@pytest.fixture
+def bus() -> InMemoryBus:
+    return InMemoryBus(partitions=4)

@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db.sync_runs import requested_run
 from shared.db.tables import BrokerAccount, Credential, Portfolio, Position, Schedule, SyncRun, User
 from shared.events import FailureKind, SyncRequested
 
@@ -190,15 +191,7 @@ async def sync_runs(session: AsyncSession, account_id: uuid.UUID, *, limit: int)
 
 async def record_sync_request(session: AsyncSession, request: SyncRequested) -> None:
     """The run row, committed before the request is published, so its outcome has a home."""
-    session.add(
-        SyncRun(
-            id=request.event_id,
-            account_id=request.account_id,
-            trigger=request.trigger.value,
-            status="requested",
-            requested_at=request.occurred_at,
-        )
-    )
+    session.add(requested_run(request))
     await session.commit()
 
 

@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import topics
 from shared.bus.port import MessageBus, OutgoingMessage
-from shared.db.tables import BrokerAccount, Credential, Schedule, SyncRun
+from shared.db.sync_runs import requested_run
+from shared.db.tables import BrokerAccount, Credential, Schedule
 from shared.events import SyncRequested, SyncTrigger
 
 log = logging.getLogger(__name__)
@@ -68,15 +69,7 @@ async def emit_due_syncs(
                 trigger=SyncTrigger.SCHEDULE,
                 credentials_ciphertext=ciphertext,
             )
-            session.add(
-                SyncRun(
-                    id=request.event_id,
-                    account_id=request.account_id,
-                    trigger=request.trigger.value,
-                    status="requested",
-                    requested_at=request.occurred_at,
-                )
-            )
+            session.add(requested_run(request))
             requests.append(request)
         await session.flush()
         await bus.publish([OutgoingMessage.of(topics.sync_requests(r.broker), r) for r in requests])

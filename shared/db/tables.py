@@ -81,13 +81,9 @@ class Schedule(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
-class Position(Base):
-    """What an account holds now: the newest applied snapshot, one row per instrument."""
+class _InstrumentHolding:
+    """One instrument and how much of it, as a snapshot lists it; shared by history and positions."""
 
-    __tablename__ = "positions"
-    account_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("broker_accounts.id", ondelete="CASCADE"), primary_key=True
-    )
     symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
     exchange: Mapped[str] = mapped_column(String(32), primary_key=True)
     isin: Mapped[str | None] = mapped_column(String(12))
@@ -96,6 +92,15 @@ class Position(Base):
     quantity: Mapped[Decimal] = mapped_column(ExactDecimal)
     average_price: Mapped[Decimal] = mapped_column(ExactDecimal)
     last_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+
+
+class Position(_InstrumentHolding, Base):
+    """What an account holds now: the newest applied snapshot, one row per instrument."""
+
+    __tablename__ = "positions"
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("broker_accounts.id", ondelete="CASCADE"), primary_key=True
+    )
     as_of: Mapped[datetime] = mapped_column(UtcDateTime)
     snapshot_id: Mapped[uuid.UUID] = mapped_column(Uuid)
 
@@ -113,19 +118,11 @@ class Snapshot(Base):
     holdings_count: Mapped[int] = mapped_column(Integer)
 
 
-class SnapshotHolding(Base):
+class SnapshotHolding(_InstrumentHolding, Base):
     __tablename__ = "snapshot_holdings"
     snapshot_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True
     )
-    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
-    exchange: Mapped[str] = mapped_column(String(32), primary_key=True)
-    isin: Mapped[str | None] = mapped_column(String(12))
-    currency: Mapped[str] = mapped_column(String(3))
-    asset_type: Mapped[str] = mapped_column(String(16))
-    quantity: Mapped[Decimal] = mapped_column(ExactDecimal)
-    average_price: Mapped[Decimal] = mapped_column(ExactDecimal)
-    last_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
 
 
 class SyncRun(Base):

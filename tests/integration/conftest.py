@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.bus.memory import InMemoryBus
-from shared.db.engine import create_engine, session_factory
+from shared.db.engine import create_engine
 from tests.support.databases import DatabaseCloner
 from tests.support.infra import PostgresService
 
@@ -30,13 +29,3 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
     yield engine
     await engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return session_factory(engine)
-
-
-@pytest.fixture
-def bus() -> InMemoryBus:
-    return InMemoryBus(partitions=4)

@@ -6,10 +6,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.bus.memory import InMemoryBus
-from shared.db.engine import create_engine, session_factory, upgrade_schema
+from shared.db.engine import create_engine, upgrade_schema
 
 
 @pytest.fixture
@@ -18,13 +17,3 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     await upgrade_schema(engine)
     yield engine
     await engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return session_factory(engine)
-
-
-@pytest.fixture
-def bus() -> InMemoryBus:
-    return InMemoryBus(partitions=4)
