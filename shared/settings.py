@@ -46,8 +46,21 @@ class Settings(BaseSettings):
     default_sync_interval_seconds: int = Field(
         default=3600, ge=10, description="Interval of a new account's schedule."
     )
-    fetcher_concurrency: int = Field(
-        default=64, ge=1, description="Most broker calls in flight per fetcher process."
+    fetcher_max_attempts: int = Field(
+        default=5, ge=1, description="Attempts of a sync (the first included) before its failure is final."
+    )
+    fetcher_backoff_seconds: float = Field(
+        default=2.0, gt=0, description="First retry delay; doubles per attempt, with full jitter."
+    )
+    fetcher_max_backoff_seconds: float = Field(default=120.0, gt=0, description="Longest retry delay.")
+    broker_limits: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='JSON overrides of brokers\' documented limits, e.g. {"zerodha": {"rate_per_s": 5, '
+        '"burst": 5, "concurrency": 20}}.',
+    )
+    broker_base_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON overrides of brokers\' API base URLs, e.g. {"alpaca": "https://api.alpaca.markets"}.',
     )
     simulated_latency_ms: float = Field(default=50.0, ge=0, description="Latency of the simulated broker.")
     simulated_failure_rate: float = Field(

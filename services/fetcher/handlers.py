@@ -19,12 +19,12 @@ log = logging.getLogger(__name__)
 
 class Fetcher:
     def __init__(
-        self, *, adapter: BrokerAdapter, bus: MessageBus, cipher: CredentialCipher, concurrency: int
+        self, *, adapter: BrokerAdapter, bus: MessageBus, cipher: CredentialCipher, slots: asyncio.Semaphore
     ) -> None:
         self._adapter = adapter
         self._bus = bus
         self._cipher = cipher
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = slots  # the broker's concurrency cap, shared by every batch of this process
 
     async def handle_requests(self, requests: Sequence[Event]) -> None:
         """Fetch every request of the batch concurrently; publish all outcomes before returning."""

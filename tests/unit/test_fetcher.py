@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
@@ -56,7 +57,9 @@ async def test_snapshot_carries_the_holdings_and_decrypted_credentials_reach_the
     broker = RecordingBroker([holding])
     request = _request(cipher.encrypt({"api_key": "k", "access_token": "secret-token"}))
 
-    await Fetcher(adapter=broker, bus=bus, cipher=cipher, concurrency=4).handle_requests([request])
+    await Fetcher(adapter=broker, bus=bus, cipher=cipher, slots=asyncio.Semaphore(4)).handle_requests(
+        [request]
+    )
 
     [record] = bus.records(topics.HOLDINGS_SNAPSHOTS)
     snapshot = decode_event(HoldingSnapshot, record.value)
@@ -77,7 +80,7 @@ async def test_typed_broker_errors_become_sync_failed_of_that_kind(bus: InMemory
     for error, kind in cases:
         request = _request()
         await Fetcher(
-            adapter=RecordingBroker(error), bus=bus, cipher=CredentialCipher(KEY), concurrency=1
+            adapter=RecordingBroker(error), bus=bus, cipher=CredentialCipher(KEY), slots=asyncio.Semaphore(1)
         ).handle_requests([request])
         failures = [decode_event(SyncFailed, r.value) for r in bus.records(topics.SYNC_FAILURES)]
         [failure] = [f for f in failures if f.request_id == request.event_id]
@@ -88,9 +91,9 @@ async def test_typed_broker_errors_become_sync_failed_of_that_kind(bus: InMemory
 async def test_credentials_no_key_opens_fail_as_auth_without_calling_the_broker(bus: InMemoryBus) -> None:
     foreign = CredentialCipher(CredentialCipher.generate_key()).encrypt({"pin": "1234"})
     broker = RecordingBroker([])
-    await Fetcher(adapter=broker, bus=bus, cipher=CredentialCipher(KEY), concurrency=1).handle_requests(
-        [_request(foreign)]
-    )
+    await Fetcher(
+        adapter=broker, bus=bus, cipher=CredentialCipher(KEY), slots=asyncio.Semaphore(1)
+    ).handle_requests([_request(foreign)])
     failure = decode_event(SyncFailed, bus.records(topics.SYNC_FAILURES)[0].value)
     assert failure.kind is FailureKind.AUTH and broker.seen == []
 

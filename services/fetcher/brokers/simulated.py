@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from services.fetcher.adapter import AccountContext, TransientBrokerError
-from services.fetcher.registry import register_broker
+from services.fetcher.limits import BrokerLimiter, BrokerLimits
+from services.fetcher.registry import AdapterContext, register_broker
 from shared.events import AssetType, Holding
-from shared.settings import Settings
 
 CODE = "sim"
 
@@ -35,11 +35,16 @@ _UNIVERSE: tuple[tuple[str, str, str | None, str, AssetType, str], ...] = (
 
 
 class SimulatedBroker:
-    def __init__(self, *, latency_s: float, failure_rate: float) -> None:
+    def __init__(
+        self, *, latency_s: float, failure_rate: float, limiter: BrokerLimiter | None = None
+    ) -> None:
         self._latency_s = latency_s
         self._failure_rate = failure_rate
+        self._limiter = limiter
 
     async def fetch_holdings(self, account: AccountContext) -> Sequence[Holding]:
+        if self._limiter is not None:
+            await self._limiter.requests.acquire()  # one simulated API call per sync
         if self._latency_s:
             await asyncio.sleep(self._latency_s)  # stands in for the broker's network round trip
         if self._failure_rate and random.random() < self._failure_rate:
@@ -74,8 +79,12 @@ def simulated_holdings(account: AccountContext, *, minute: datetime) -> list[Hol
     return holdings
 
 
-@register_broker(CODE)
-def _create(settings: Settings) -> SimulatedBroker:
+# No real broker behind it: limits generous enough for the benchmarks, overridable by BROKER_LIMITS.
+@register_broker(CODE, limits=BrokerLimits(rate_per_s=5000, burst=500, concurrency=512))
+def create(context: AdapterContext) -> SimulatedBroker:
+    settings = context.settings
     return SimulatedBroker(
-        latency_s=settings.simulated_latency_ms / 1000, failure_rate=settings.simulated_failure_rate
+        latency_s=settings.simulated_latency_ms / 1000,
+        failure_rate=settings.simulated_failure_rate,
+        limiter=context.limiter,
     )

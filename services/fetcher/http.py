@@ -1,0 +1,77 @@
+"""HTTP plumbing shared by the broker adapters: limits on every request, and the failures every
+broker has in common (network errors, 429, 5xx) turned into typed errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from services.fetcher.adapter import InvalidResponse, RateLimited, TransientBrokerError
+from services.fetcher.limits import BrokerLimiter
+
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+def broker_client(
+    base_url: str, limiter: BrokerLimiter, *, headers: Mapping[str, str] | None = None
+) -> httpx.AsyncClient:
+    """An HTTP client whose every request first takes a token from the broker's rate bucket."""
+
+    async def take_token(_request: httpx.Request) -> None:
+        await limiter.requests.acquire()
+
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers=dict(headers or {}),
+        timeout=DEFAULT_TIMEOUT,
+        event_hooks={"request": [take_token]},
+        limits=httpx.Limits(max_connections=limiter.limits.concurrency * 2),
+    )
+
+
+async def send(client: httpx.AsyncClient, request: httpx.Request, *, broker: str) -> httpx.Response:
+    """Send; raise TransientBrokerError or RateLimited for the failures common to every broker.
+
+    The caller maps its broker's own auth and error bodies; everything else passes through.
+    """
+    try:
+        response = await client.send(request)
+    except httpx.TimeoutException as exc:
+        raise TransientBrokerError(f"{broker}: no answer in time ({type(exc).__name__})") from exc
+    except httpx.TransportError as exc:
+        raise TransientBrokerError(f"{broker}: connection failed ({type(exc).__name__}: {exc})") from exc
+    if response.status_code == 429:
+        raise RateLimited(
+            f"{broker}: rate limited (HTTP 429)", retry_after_s=retry_after_seconds(response.headers)
+        )
+    if response.status_code >= 500:
+        raise TransientBrokerError(f"{broker}: server error HTTP {response.status_code}")
+    return response
+
+
+def retry_after_seconds(headers: httpx.Headers) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def json_body(response: httpx.Response, *, broker: str) -> Any:
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidResponse(f"{broker}: response is not JSON (HTTP {response.status_code})") from exc

@@ -1,0 +1,55 @@
+"""Per-broker request limits: a token bucket for the rate and a semaphore for concurrency.
+
+One `BrokerLimiter` per broker per fetcher process; every HTTP request an adapter sends takes a
+token first, so the documented limit holds across all accounts the process syncs at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class BrokerLimits(BaseModel):
+    """A broker's request limits. Adapters declare their documented defaults; settings override them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rate_per_s: float = Field(gt=0, description="Requests per second, sustained.")
+    burst: int = Field(default=1, ge=1, description="Requests that may go at once after a quiet spell.")
+    concurrency: int = Field(default=10, ge=1, description="Most accounts fetched at the same time.")
+
+
+@dataclass
+class TokenBucket:
+    rate_per_s: float
+    burst: int
+
+    def __post_init__(self) -> None:
+        self._tokens = float(self.burst)
+        self._updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        """Wait until a request may be sent; callers are served in arrival order."""
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate_per_s)
+                self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self.rate_per_s)  # until the next token
+
+
+class BrokerLimiter:
+    """The rate bucket and the concurrency cap of one broker in this process."""
+
+    def __init__(self, limits: BrokerLimits) -> None:
+        self.limits = limits
+        self.requests = TokenBucket(limits.rate_per_s, limits.burst)
+        self.accounts = asyncio.Semaphore(limits.concurrency)
