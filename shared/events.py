@@ -74,6 +74,17 @@ class SyncRequested(Event):
     credentials_ciphertext: str | None = Field(
         default=None, description="Fernet token of the account's credentials; only fetchers hold the key."
     )
+    run_id: uuid.UUID | None = Field(
+        default=None,
+        description="The sync run a retry belongs to; absent on a first attempt (the run is this event).",
+    )
+    not_before: AwareDatetime | None = Field(
+        default=None, description="A retry is not to be sent to the broker before this time."
+    )
+
+    @property
+    def sync_run_id(self) -> uuid.UUID:
+        return self.run_id or self.event_id
 
 
 class AssetType(enum.StrEnum):
@@ -105,6 +116,8 @@ class HoldingSnapshot(Event):
     broker: str
     taken_at: AwareDatetime
     holdings: tuple[Holding, ...]
+    attempt: int = Field(default=1, ge=1, description="Which attempt of the sync run produced it.")
+    fetcher_id: str | None = Field(default=None, description="host:pid of the fetcher that took it.")
 
 
 class FailureKind(enum.StrEnum):
@@ -122,7 +135,9 @@ class SyncFailed(Event):
     kind: FailureKind
     reason: str = Field(max_length=2000)
     attempt: int = Field(default=1, ge=1)
-    final: bool = True
+    final: bool = Field(default=True, description="False when a retry is scheduled (see retry_at).")
+    retry_at: AwareDatetime | None = None
+    fetcher_id: str | None = Field(default=None, description="host:pid of the fetcher that tried.")
 
 
 class PositionChange(_Frozen):

@@ -14,6 +14,11 @@ def sync_requests(broker: str) -> str:
     return f"{_SYNC_REQUESTS_PREFIX}{broker.lower()}"
 
 
+def sync_request_retries(broker: str) -> str:
+    """Where a fetcher puts a request to try again later, so one failing account blocks no other."""
+    return f"{sync_requests(broker)}.retry"
+
+
 def dead_letters(topic: str) -> str:
     """Where a consumer of `topic` parks a message it cannot decode, with the reason."""
     return f"{topic}{_DLQ_SUFFIX}"
@@ -21,5 +26,6 @@ def dead_letters(topic: str) -> str:
 
 def all_topics(brokers: list[str]) -> list[str]:
     """The topics a deployment serving `brokers` needs, each with its dead-letter topic."""
-    main = [HOLDINGS_SNAPSHOTS, SYNC_FAILURES, HOLDINGS_CHANGES] + [sync_requests(b) for b in brokers]
+    main = [HOLDINGS_SNAPSHOTS, SYNC_FAILURES, HOLDINGS_CHANGES]
+    main += [topic for b in brokers for topic in (sync_requests(b), sync_request_retries(b))]
     return main + [dead_letters(t) for t in main]

@@ -1,14 +1,24 @@
-"""Turn sync requests into snapshots or failures. Knows nothing of Kafka: it gets a bus and an adapter."""
+"""Turn sync requests into snapshots, retries or failures; knows nothing of Kafka, it gets a bus.
+
+A failure that trying again can cure (rate limited, transient) goes back on the broker's retry topic
+with a `not_before`, so the account waits there instead of holding up the others; every attempt
+is announced as a SyncFailed (final or not), so each retry shows in the account's sync runs.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 
 from pydantic import ValidationError
 
-from services.fetcher.adapter import AccountContext, BrokerAdapter, BrokerError
+from services.fetcher.adapter import AccountContext, BrokerAdapter, BrokerError, RateLimited
+from services.fetcher.retry import RetryPolicy
 from shared import topics
 from shared.bus.port import MessageBus, OutgoingMessage
 from shared.credentials import CredentialCipher, CredentialsUnreadable
@@ -16,63 +26,106 @@ from shared.events import Event, FailureKind, HoldingSnapshot, SyncFailed, SyncR
 
 log = logging.getLogger(__name__)
 
+_RETRYABLE = frozenset({FailureKind.TRANSIENT, FailureKind.RATE_LIMITED})
+
 
 class Fetcher:
     def __init__(
-        self, *, adapter: BrokerAdapter, bus: MessageBus, cipher: CredentialCipher, slots: asyncio.Semaphore
+        self,
+        *,
+        adapter: BrokerAdapter,
+        bus: MessageBus,
+        cipher: CredentialCipher,
+        slots: asyncio.Semaphore,
+        retry: RetryPolicy,
     ) -> None:
         self._adapter = adapter
         self._bus = bus
         self._cipher = cipher
         self._slots = slots  # the broker's concurrency cap, shared by every batch of this process
+        self._retry = retry
+        self.fetcher_id = f"{socket.gethostname()}:{os.getpid()}"
 
     async def handle_requests(self, requests: Sequence[Event]) -> None:
-        """Fetch every request of the batch concurrently; publish all outcomes before returning."""
-        outcomes = await asyncio.gather(
-            *(self.sync_account(r) for r in requests if isinstance(r, SyncRequested))
+        """Sync every request of the batch concurrently; publish all outcomes before returning."""
+        outcomes = await asyncio.gather(*(self._handle(r) for r in requests if isinstance(r, SyncRequested)))
+        await self._bus.publish([message for messages in outcomes for message in messages])
+
+    async def _handle(self, request: SyncRequested) -> list[OutgoingMessage]:
+        if request.not_before is not None:
+            # Wait outside the concurrency slots: a waiting retry holds no broker capacity.
+            await asyncio.sleep(max(0.0, (request.not_before - utc_now()).total_seconds()))
+        outcome = await self.sync_account(request)
+        if isinstance(outcome, HoldingSnapshot):
+            return [OutgoingMessage.of(topics.HOLDINGS_SNAPSHOTS, outcome)]
+        kind, reason, retry_after_s = outcome
+        delay_s = (
+            self._retry.delay_s(request.attempt, retry_after_s=retry_after_s) if kind in _RETRYABLE else None
         )
-        await self._bus.publish([_outgoing(outcome) for outcome in outcomes])
-
-    async def sync_account(self, request: SyncRequested) -> HoldingSnapshot | SyncFailed:
-        def failed(kind: FailureKind, reason: str) -> SyncFailed:
-            log.info(
-                "sync failed",
-                extra={"account_id": str(request.account_id), "kind": kind.value, "reason": reason},
+        retry_at = None if delay_s is None else utc_now() + timedelta(seconds=delay_s)
+        failure = SyncFailed(
+            account_id=request.account_id,
+            request_id=request.sync_run_id,
+            broker=request.broker,
+            kind=kind,
+            reason=reason,
+            attempt=request.attempt,
+            final=retry_at is None,
+            retry_at=retry_at,
+            fetcher_id=self.fetcher_id,
+        )
+        log.info(
+            "sync failed",
+            extra={
+                "account_id": str(request.account_id),
+                "kind": kind.value,
+                "attempt": request.attempt,
+                "retry_at": retry_at.isoformat() if retry_at else None,
+                "reason": reason,
+            },
+        )
+        messages = [OutgoingMessage.of(topics.SYNC_FAILURES, failure)]
+        if retry_at is not None:
+            retry = request.model_copy(
+                update={
+                    "event_id": uuid.uuid4(),
+                    "occurred_at": utc_now(),
+                    "attempt": request.attempt + 1,
+                    "run_id": request.sync_run_id,
+                    "not_before": retry_at,
+                }
             )
-            return SyncFailed(
-                account_id=request.account_id,
-                request_id=request.event_id,
-                broker=request.broker,
-                kind=kind,
-                reason=reason,
-                attempt=request.attempt,
-            )
+            messages.append(OutgoingMessage.of(topics.sync_request_retries(request.broker), retry))
+        return messages
 
+    async def sync_account(
+        self, request: SyncRequested
+    ) -> HoldingSnapshot | tuple[FailureKind, str, float | None]:
+        """Fetch once: the snapshot, or why not (kind, reason, seconds the broker asked to wait)."""
         try:
             account = AccountContext(request.account_id, self._credentials(request))
         except CredentialsUnreadable as exc:
-            return failed(FailureKind.AUTH, str(exc))
+            return FailureKind.AUTH, str(exc), None
         async with self._slots:
             try:
                 holdings = await self._adapter.fetch_holdings(account)
+            except RateLimited as exc:
+                return exc.kind, str(exc), exc.retry_after_s
             except BrokerError as exc:
-                return failed(exc.kind, str(exc) or type(exc).__name__)
+                return exc.kind, str(exc) or type(exc).__name__, None
             except ValidationError as exc:
-                return failed(FailureKind.INVALID_RESPONSE, f"broker response does not fit a holding: {exc}")
+                return FailureKind.INVALID_RESPONSE, f"broker response does not fit a holding: {exc}", None
         return HoldingSnapshot(
             account_id=request.account_id,
-            request_id=request.event_id,
+            request_id=request.sync_run_id,
             broker=request.broker,
             taken_at=utc_now(),
             holdings=tuple(holdings),
+            attempt=request.attempt,
+            fetcher_id=self.fetcher_id,
         )
 
     def _credentials(self, request: SyncRequested) -> dict[str, str]:
         if request.credentials_ciphertext is None:
             return {}
         return self._cipher.decrypt(request.credentials_ciphertext)
-
-
-def _outgoing(event: HoldingSnapshot | SyncFailed) -> OutgoingMessage:
-    topic = topics.HOLDINGS_SNAPSHOTS if isinstance(event, HoldingSnapshot) else topics.SYNC_FAILURES
-    return OutgoingMessage.of(topic, event)

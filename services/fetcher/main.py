@@ -1,12 +1,16 @@
-"""Entrypoint: one fetcher process serving one broker, consuming in group `fetcher.<broker>`."""
+"""Entrypoint: one fetcher process serving one broker.
+
+Two consume loops share the broker's adapter and limits: new requests (group `fetcher.<broker>`)
+and retries (group `fetcher.<broker>.retry`), so accounts waiting to retry never delay new syncs.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
 from services.fetcher.handlers import Fetcher
-from services.fetcher.limits import BrokerLimiter
 from services.fetcher.registry import create_adapter
+from services.fetcher.retry import RetryPolicy
 from shared import topics
 from shared.bus.consumer import EventConsumer
 from shared.bus.port import MessageBus
@@ -20,24 +24,34 @@ def consumer_group(broker: str) -> str:
     return f"fetcher.{broker}"
 
 
-def build_consumer(broker: str, bus: MessageBus, fetcher: Fetcher, limiter: BrokerLimiter) -> EventConsumer:
-    return EventConsumer(
-        bus=bus,
-        group=consumer_group(broker),
-        event_types={topics.sync_requests(broker): SyncRequested},
-        handler=fetcher.handle_requests,
-        # Enough records to keep every concurrency slot busy while a batch is in flight.
-        max_records=limiter.limits.concurrency * 2,
-    )
-
-
 async def run_fetcher(settings: Settings, broker: str, bus: MessageBus, stop: asyncio.Event) -> None:
     """Serve `broker` on an already started bus until `stop` is set."""
     cipher = CredentialCipher(settings.credentials_keys.get_secret_value())
     adapter, limiter = create_adapter(broker, settings)
+    fetcher = Fetcher(
+        adapter=adapter,
+        bus=bus,
+        cipher=cipher,
+        slots=limiter.accounts,
+        retry=RetryPolicy.from_settings(settings),
+    )
+    # Enough records per batch to keep every concurrency slot busy.
+    batch = limiter.limits.concurrency * 2
+    loops = [
+        EventConsumer(
+            bus=bus,
+            group=group,
+            event_types={topic: SyncRequested},
+            handler=fetcher.handle_requests,
+            max_records=batch,
+        )
+        for group, topic in (
+            (consumer_group(broker), topics.sync_requests(broker)),
+            (f"{consumer_group(broker)}.retry", topics.sync_request_retries(broker)),
+        )
+    ]
     try:
-        fetcher = Fetcher(adapter=adapter, bus=bus, cipher=cipher, slots=limiter.accounts)
-        await build_consumer(broker, bus, fetcher, limiter).run(stop)
+        await asyncio.gather(*(loop.run(stop) for loop in loops))
     finally:
         await adapter.aclose()
 

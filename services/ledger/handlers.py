@@ -23,6 +23,7 @@ from shared.events import Event, FailureKind, Holding, HoldingsChanged, HoldingS
 log = logging.getLogger(__name__)
 
 CONSUMER = "ledger"
+_FINISHED = frozenset({"succeeded", "failed"})
 
 
 class UnknownAccount(LookupError):
@@ -91,11 +92,12 @@ async def _apply_snapshot(
     session.add_all(
         SnapshotHolding(snapshot_id=snapshot.event_id, **_holding_columns(h)) for h in snapshot.holdings
     )
-    await _finish_run(
+    await _record_attempt(
         session,
         snapshot.request_id,
         account.id,
         snapshot.occurred_at,
+        attempt=snapshot.attempt,
         status="succeeded",
         snapshot_id=snapshot.event_id,
     )
@@ -132,41 +134,52 @@ async def _apply_snapshot(
 
 async def _apply_failure(session: AsyncSession, account: BrokerAccount, failure: SyncFailed) -> None:
     account.last_attempt_at = failure.occurred_at
-    account.consecutive_failures += 1
     account.last_error = f"{failure.kind.value}: {failure.reason}"
+    if failure.final:
+        account.consecutive_failures += 1
     if failure.kind is FailureKind.AUTH:
         account.needs_reauth = True
-    await _finish_run(
+    await _record_attempt(
         session,
         failure.request_id,
         account.id,
         failure.occurred_at,
-        status="failed",
+        attempt=failure.attempt,
+        status="failed" if failure.final else "retrying",
         failure_kind=failure.kind.value,
         failure_reason=failure.reason,
+        next_attempt_at=failure.retry_at,
     )
 
 
-async def _finish_run(
+async def _record_attempt(
     session: AsyncSession,
-    request_id: uuid.UUID,
+    run_id: uuid.UUID,
     account_id: uuid.UUID,
-    finished_at: datetime,
+    at: datetime,
     *,
+    attempt: int,
     status: str,
     snapshot_id: uuid.UUID | None = None,
     failure_kind: str | None = None,
     failure_reason: str | None = None,
+    next_attempt_at: datetime | None = None,
 ) -> None:
-    run = await session.get(SyncRun, request_id)
+    """Record how attempt `attempt` of a run ended, unless news of a later attempt came first:
+    failures and snapshots travel on different topics, so their relative order is not guaranteed."""
+    run = await session.get(SyncRun, run_id)
     if run is None:  # requested by something that did not record the run (an operator's tool)
-        run = SyncRun(id=request_id, account_id=account_id, trigger="external", requested_at=finished_at)
+        run = SyncRun(id=run_id, account_id=account_id, trigger="external", requested_at=at, attempts=attempt)
         session.add(run)
+    elif run.attempts > attempt or (run.attempts == attempt and run.status in _FINISHED):
+        return
     run.status = status
-    run.finished_at = finished_at
+    run.attempts = attempt
+    run.finished_at = at if status in _FINISHED else None
     run.snapshot_id = snapshot_id
     run.failure_kind = failure_kind
     run.failure_reason = failure_reason
+    run.next_attempt_at = next_attempt_at
 
 
 def _holding_columns(holding: Holding) -> dict[str, object]:

@@ -126,7 +126,8 @@ class SnapshotHolding(_InstrumentHolding, Base):
 
 
 class SyncRun(Base):
-    """One requested sync and how it ended; its id is the SyncRequested event id."""
+    """One requested sync and how it ended (requested, retrying, succeeded or failed), over all its
+    attempts; its id is the first SyncRequested's event id."""
 
     __tablename__ = "sync_runs"
     __table_args__ = (Index("ix_sync_runs_account_requested", "account_id", "requested_at"),)
@@ -139,6 +140,8 @@ class SyncRun(Base):
     failure_kind: Mapped[str | None] = mapped_column(String(32))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     snapshot_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class ProcessedEvent(Base):

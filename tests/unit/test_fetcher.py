@@ -8,6 +8,7 @@ from decimal import Decimal
 from services.fetcher.adapter import AccountContext, AuthRejected, InvalidResponse
 from services.fetcher.brokers.simulated import SimulatedBroker
 from services.fetcher.handlers import Fetcher
+from services.fetcher.retry import RetryPolicy
 from shared import topics
 from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
@@ -22,6 +23,7 @@ from shared.events import (
 )
 
 KEY = CredentialCipher.generate_key()
+NO_RETRY = RetryPolicy(max_attempts=1, base_s=1, max_s=1)
 
 
 class RecordingBroker:
@@ -57,9 +59,9 @@ async def test_snapshot_carries_the_holdings_and_decrypted_credentials_reach_the
     broker = RecordingBroker([holding])
     request = _request(cipher.encrypt({"api_key": "k", "access_token": "secret-token"}))
 
-    await Fetcher(adapter=broker, bus=bus, cipher=cipher, slots=asyncio.Semaphore(4)).handle_requests(
-        [request]
-    )
+    await Fetcher(
+        adapter=broker, bus=bus, cipher=cipher, slots=asyncio.Semaphore(4), retry=NO_RETRY
+    ).handle_requests([request])
 
     [record] = bus.records(topics.HOLDINGS_SNAPSHOTS)
     snapshot = decode_event(HoldingSnapshot, record.value)
@@ -80,7 +82,11 @@ async def test_typed_broker_errors_become_sync_failed_of_that_kind(bus: InMemory
     for error, kind in cases:
         request = _request()
         await Fetcher(
-            adapter=RecordingBroker(error), bus=bus, cipher=CredentialCipher(KEY), slots=asyncio.Semaphore(1)
+            adapter=RecordingBroker(error),
+            bus=bus,
+            cipher=CredentialCipher(KEY),
+            slots=asyncio.Semaphore(1),
+            retry=NO_RETRY,
         ).handle_requests([request])
         failures = [decode_event(SyncFailed, r.value) for r in bus.records(topics.SYNC_FAILURES)]
         [failure] = [f for f in failures if f.request_id == request.event_id]
@@ -92,7 +98,7 @@ async def test_credentials_no_key_opens_fail_as_auth_without_calling_the_broker(
     foreign = CredentialCipher(CredentialCipher.generate_key()).encrypt({"pin": "1234"})
     broker = RecordingBroker([])
     await Fetcher(
-        adapter=broker, bus=bus, cipher=CredentialCipher(KEY), slots=asyncio.Semaphore(1)
+        adapter=broker, bus=bus, cipher=CredentialCipher(KEY), slots=asyncio.Semaphore(1), retry=NO_RETRY
     ).handle_requests([_request(foreign)])
     failure = decode_event(SyncFailed, bus.records(topics.SYNC_FAILURES)[0].value)
     assert failure.kind is FailureKind.AUTH and broker.seen == []

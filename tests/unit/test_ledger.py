@@ -129,3 +129,58 @@ async def test_an_event_for_an_unknown_account_is_rejected_and_nothing_of_the_ba
             [_snapshot(account.id, _holding("TCS", "1")), _snapshot(uuid.uuid4(), _holding("TCS", "1"))]
         )
     assert await _positions(sessions, account.id) == {}
+
+
+def _failure(account_id: uuid.UUID, run_id: uuid.UUID, *, attempt: int, final: bool) -> SyncFailed:
+    return SyncFailed(
+        account_id=account_id,
+        request_id=run_id,
+        broker="sim",
+        kind=FailureKind.TRANSIENT,
+        reason="broker timed out",
+        attempt=attempt,
+        final=final,
+        retry_at=None if final else utc_now() + timedelta(seconds=10),
+    )
+
+
+async def test_a_retried_run_shows_retrying_then_its_outcome_and_only_final_failures_count(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    account = await create_account(sessions)
+    run_id = uuid.uuid4()
+    ledger = Ledger(sessions=sessions, bus=bus)
+    await ledger.apply_batch([_failure(account.id, run_id, attempt=1, final=False)])
+    async with sessions() as session:
+        run = await session.get(SyncRun, run_id)
+        stored = await session.get(BrokerAccount, account.id)
+    assert run is not None and (run.status, run.attempts, run.failure_kind) == ("retrying", 1, "transient")
+    assert run.next_attempt_at is not None and run.finished_at is None
+    assert stored is not None and stored.consecutive_failures == 0 and stored.last_error is not None
+
+    snapshot = _snapshot(account.id, _holding("TCS", "1")).model_copy(
+        update={"request_id": run_id, "attempt": 2}
+    )
+    await ledger.apply_batch([snapshot])
+    await ledger.apply_batch([_failure(account.id, run_id, attempt=1, final=False)])  # late news of attempt 1
+    async with sessions() as session:
+        run = await session.get(SyncRun, run_id)
+    assert run is not None and (run.status, run.attempts, run.snapshot_id) == (
+        "succeeded",
+        2,
+        snapshot.event_id,
+    )
+
+
+async def test_a_final_failure_after_retries_counts_once(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    account = await create_account(sessions)
+    run_id = uuid.uuid4()
+    ledger = Ledger(sessions=sessions, bus=bus)
+    await ledger.apply_batch([_failure(account.id, run_id, attempt=n, final=n == 3) for n in (1, 2, 3)])
+    async with sessions() as session:
+        run = await session.get(SyncRun, run_id)
+        stored = await session.get(BrokerAccount, account.id)
+    assert run is not None and (run.status, run.attempts, run.next_attempt_at) == ("failed", 3, None)
+    assert stored is not None and stored.consecutive_failures == 1

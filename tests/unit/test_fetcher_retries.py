@@ -1,0 +1,138 @@
+"""A failure that trying again can cure goes to the retry topic; every attempt shows as a SyncFailed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from decimal import Decimal
+
+from services.fetcher.adapter import AccountContext, AuthRejected, RateLimited, TransientBrokerError
+from services.fetcher.handlers import Fetcher
+from services.fetcher.retry import RetryPolicy
+from shared import topics
+from shared.bus.memory import InMemoryBus
+from shared.credentials import CredentialCipher
+from shared.events import (
+    FailureKind,
+    Holding,
+    HoldingSnapshot,
+    SyncFailed,
+    SyncRequested,
+    SyncTrigger,
+    decode_event,
+    utc_now,
+)
+
+HOLDING = Holding(symbol="TCS", exchange="NSE", currency="INR", quantity=Decimal(1), average_price=Decimal(1))
+
+
+class ScriptedBroker:
+    """Fails as scripted, one outcome per call, then returns HOLDING; records when it was called."""
+
+    def __init__(self, *failures: Exception) -> None:
+        self.failures = list(failures)
+        self.calls: list[float] = []
+
+    async def fetch_holdings(self, account: AccountContext) -> Sequence[Holding]:
+        self.calls.append(asyncio.get_running_loop().time())
+        if self.failures:
+            raise self.failures.pop(0)
+        return [HOLDING]
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _fetcher(
+    bus: InMemoryBus, broker: ScriptedBroker, *, max_attempts: int = 3, base_s: float = 0.01
+) -> Fetcher:
+    return Fetcher(
+        adapter=broker,
+        bus=bus,
+        cipher=CredentialCipher(CredentialCipher.generate_key()),
+        slots=asyncio.Semaphore(4),
+        retry=RetryPolicy(max_attempts=max_attempts, base_s=base_s, max_s=base_s),
+    )
+
+
+def _request(**changes: object) -> SyncRequested:
+    return SyncRequested(account_id=uuid.uuid4(), broker="sim", trigger=SyncTrigger.SCHEDULE, **changes)  # type: ignore[arg-type]
+
+
+def _failures(bus: InMemoryBus) -> list[SyncFailed]:
+    return [decode_event(SyncFailed, r.value) for r in bus.records(topics.SYNC_FAILURES)]
+
+
+def _retries(bus: InMemoryBus) -> list[SyncRequested]:
+    return [decode_event(SyncRequested, r.value) for r in bus.records(topics.sync_request_retries("sim"))]
+
+
+async def test_a_transient_failure_is_announced_and_requeued_for_the_same_run(bus: InMemoryBus) -> None:
+    request = _request()
+    await _fetcher(bus, ScriptedBroker(TransientBrokerError("timeout"))).handle_requests([request])
+
+    [failure] = _failures(bus)
+    [retry] = _retries(bus)
+    assert (failure.kind, failure.final, failure.attempt) == (FailureKind.TRANSIENT, False, 1)
+    assert failure.request_id == request.event_id
+    assert (retry.attempt, retry.run_id, retry.account_id) == (2, request.event_id, request.account_id)
+    assert retry.event_id != request.event_id
+    assert retry.not_before == failure.retry_at
+    assert retry.not_before is not None and retry.not_before > request.occurred_at
+
+
+async def test_a_rate_limited_sync_is_not_retried_before_the_broker_allows(bus: InMemoryBus) -> None:
+    before = utc_now()
+    await _fetcher(bus, ScriptedBroker(RateLimited("429", retry_after_s=30))).handle_requests([_request()])
+    [retry] = _retries(bus)
+    assert retry.not_before is not None and retry.not_before >= before + timedelta(seconds=30)
+    assert _failures(bus)[0].kind is FailureKind.RATE_LIMITED
+
+
+async def test_the_last_attempt_and_an_auth_failure_are_final_with_no_retry(bus: InMemoryBus) -> None:
+    last = _request(attempt=3, run_id=uuid.uuid4())
+    await _fetcher(bus, ScriptedBroker(TransientBrokerError("down")), max_attempts=3).handle_requests([last])
+    await _fetcher(bus, ScriptedBroker(AuthRejected("token expired"))).handle_requests([_request()])
+
+    assert _retries(bus) == []
+    finals = {f.kind: f for f in _failures(bus)}
+    assert finals[FailureKind.TRANSIENT].final and finals[FailureKind.TRANSIENT].request_id == last.run_id
+    assert finals[FailureKind.AUTH].final and finals[FailureKind.AUTH].attempt == 1
+
+
+async def test_a_retry_waits_for_not_before_and_its_snapshot_names_the_run(bus: InMemoryBus) -> None:
+    run_id = uuid.uuid4()
+    broker = ScriptedBroker()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    retry = _request(attempt=2, run_id=run_id, not_before=utc_now() + timedelta(milliseconds=300))
+    await _fetcher(bus, broker).handle_requests([retry])
+
+    assert broker.calls[0] - started >= 0.29
+    [record] = bus.records(topics.HOLDINGS_SNAPSHOTS)
+    snapshot = decode_event(HoldingSnapshot, record.value)
+    assert (snapshot.request_id, snapshot.attempt) == (run_id, 2)
+
+
+async def test_a_waiting_retry_holds_no_concurrency_slot(bus: InMemoryBus) -> None:
+    broker = ScriptedBroker()
+    fetcher = Fetcher(
+        adapter=broker,
+        bus=bus,
+        cipher=CredentialCipher(CredentialCipher.generate_key()),
+        slots=asyncio.Semaphore(1),
+        retry=RetryPolicy(max_attempts=3, base_s=0.01, max_s=0.01),
+    )
+    waiting = asyncio.create_task(
+        fetcher.handle_requests(
+            [_request(attempt=2, run_id=uuid.uuid4(), not_before=utc_now() + timedelta(seconds=5))]
+        )
+    )
+    await asyncio.wait_for(fetcher.handle_requests([_request()]), timeout=2)  # the one slot was free
+    assert len(broker.calls) == 1
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
