@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-latest demo demo-serve test test-unit lint format schemas kafka-jars kafka-tail up down status clean
+.PHONY: help install install-latest demo demo-serve test test-unit lint format schemas bench-fetcher kafka-jars kafka-tail up down status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ format: $(INSTALLED) ## apply ruff's fixes and formatting
 
 schemas: $(INSTALLED) ## regenerate shared/schemas/*.json from the event models
 	$(BIN)/python -m shared.schema_files
+
+bench-fetcher: $(INSTALLED) ## fetcher throughput over real Kafka vs the seed's sequential loop, and a rate-limit run
+	$(BIN)/python bench/fetcher.py
 
 kafka-jars: ## resolve the Apache Kafka broker jars from Maven Central
 	mvn -q -B -f infra/kafka/pom.xml package

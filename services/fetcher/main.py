@@ -7,8 +7,11 @@ and retries (group `fetcher.<broker>.retry`), so accounts waiting to retry never
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
+from services.fetcher.adapter import BrokerAdapter
 from services.fetcher.handlers import Fetcher
+from services.fetcher.limits import BrokerLimiter
 from services.fetcher.registry import create_adapter
 from services.fetcher.retry import RetryPolicy
 from shared import topics
@@ -24,8 +27,27 @@ def consumer_group(broker: str) -> str:
     return f"fetcher.{broker}"
 
 
-async def run_fetcher(settings: Settings, broker: str, bus: MessageBus, stop: asyncio.Event) -> None:
-    """Serve `broker` on an already started bus until `stop` is set."""
+@dataclass
+class FetcherRuntime:
+    """One broker's fetcher, wired: its adapter, its limiter and its two consume loops."""
+
+    adapter: BrokerAdapter
+    limiter: BrokerLimiter
+    loops: list[EventConsumer]
+
+    @property
+    def handled(self) -> int:
+        """Requests whose outcome is published and whose offsets are committed."""
+        return sum(loop.handled for loop in self.loops)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await asyncio.gather(*(loop.run(stop) for loop in self.loops))
+        finally:
+            await self.adapter.aclose()
+
+
+def build_fetcher(settings: Settings, broker: str, bus: MessageBus) -> FetcherRuntime:
     cipher = CredentialCipher(settings.credentials_keys.get_secret_value())
     adapter, limiter = create_adapter(broker, settings)
     fetcher = Fetcher(
@@ -35,8 +57,7 @@ async def run_fetcher(settings: Settings, broker: str, bus: MessageBus, stop: as
         slots=limiter.accounts,
         retry=RetryPolicy.from_settings(settings),
     )
-    # Enough records per batch to keep every concurrency slot busy.
-    batch = limiter.limits.concurrency * 2
+    batch = limiter.limits.concurrency * 2  # enough records per batch to keep every slot busy
     loops = [
         EventConsumer(
             bus=bus,
@@ -50,10 +71,12 @@ async def run_fetcher(settings: Settings, broker: str, bus: MessageBus, stop: as
             (f"{consumer_group(broker)}.retry", topics.sync_request_retries(broker)),
         )
     ]
-    try:
-        await asyncio.gather(*(loop.run(stop) for loop in loops))
-    finally:
-        await adapter.aclose()
+    return FetcherRuntime(adapter=adapter, limiter=limiter, loops=loops)
+
+
+async def run_fetcher(settings: Settings, broker: str, bus: MessageBus, stop: asyncio.Event) -> None:
+    """Serve `broker` on an already started bus until `stop` is set."""
+    await build_fetcher(settings, broker, bus).run(stop)
 
 
 async def serve(settings: Settings, broker: str) -> None:

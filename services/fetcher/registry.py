@@ -95,7 +95,7 @@ def plugin(code: str) -> BrokerPlugin:
 def create_adapter(code: str, settings: Settings) -> tuple[BrokerAdapter, BrokerLimiter]:
     """The adapter of `code` with its limiter: documented limits, overridden by BROKER_LIMITS."""
     found = plugin(code)
-    limits = found.limits.model_copy(update=settings.broker_limits.get(code, {}))
-    limiter = BrokerLimiter(BrokerLimits.model_validate(limits.model_dump()))
+    overrides = settings.broker_limits.get(code, {})
+    limiter = BrokerLimiter(BrokerLimits.model_validate(found.limits.model_dump() | overrides))
     base_url = settings.broker_base_urls.get(code, found.base_url)
     return found.create(AdapterContext(settings=settings, limiter=limiter, base_url=base_url)), limiter
