@@ -4,8 +4,10 @@ broker has in common (network errors, 429, 5xx) turned into typed errors."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -60,18 +62,21 @@ def retry_after_seconds(headers: httpx.Headers) -> float | None:
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are GMT
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def json_body(response: httpx.Response, *, broker: str) -> Any:
+    """The body as JSON with every number a Decimal: money never passes through float."""
     try:
-        return response.json()
+        return json.loads(response.content, parse_float=Decimal, parse_int=Decimal)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidResponse(f"{broker}: response is not JSON (HTTP {response.status_code})") from exc

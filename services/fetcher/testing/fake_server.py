@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Protocol
 
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 class Scenario(enum.Enum):
@@ -28,7 +28,7 @@ class FakeBroker(Protocol):
     scenario: Scenario
     requests_seen: int
 
-    async def __call__(self, scope: object, receive: object, send: object) -> None: ...
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
 
 class _QuietServer(uvicorn.Server):
