@@ -1,0 +1,66 @@
+"""A fake DhanHQ API v2: `GET /v2/holdings` with Dhan's documented headers, bodies and error body.
+
+Sources and the choices made where the docs are silent: tests/fakes/data/dhan/README.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from services.fetcher.testing import Scenario
+
+DATA = Path(__file__).parent / "data" / "dhan"
+ACCESS_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzUxMiJ9.fake-dhan-session.c2lnbmF0dXJl"
+
+
+def sample(name: str) -> bytes:
+    return (DATA / name).read_bytes()
+
+
+class DhanFake:
+    """Answers as Dhan does; `scenario` picks the answer, the attributes below refine it for a test."""
+
+    def __init__(self, *, access_token: str = ACCESS_TOKEN, holdings: str = "holdings.json") -> None:
+        self.scenario = Scenario.HOLDINGS
+        self.requests_seen = 0
+        self.access_token = access_token  # the one token this fake accepts
+        self.holdings = sample(holdings)
+        self.answer: tuple[int, bytes] | None = None  # replaces the holdings answer (status, body)
+        self.retry_after: str | None = None  # a Retry-After for the rate-limit answer (none documented)
+        self.seen: list[Request] = []
+        self._app = Starlette(routes=[Route("/v2/holdings", self._holdings, methods=["GET"])])
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # ASGI
+        if scope["type"] == "http":
+            self.requests_seen += 1
+        await self._app(scope, receive, send)
+
+    async def _holdings(self, request: Request) -> Response:
+        self.seen.append(request)
+        # "User has to input an access token in the header for every request" (docs/v2); a missing,
+        # wrong or expired token is DH-901. Its HTTP status is not documented: 401, as clients see it.
+        if (
+            self.scenario is Scenario.AUTH_REJECTED
+            or request.headers.get("access-token") != self.access_token
+        ):
+            return _json(401, sample("error_invalid_authentication.json"))
+        if self.scenario is Scenario.RATE_LIMITED:
+            headers = {"Retry-After": self.retry_after} if self.retry_after is not None else None
+            return _json(429, sample("error_rate_limit.json"), headers)  # DH-904; status undocumented
+        if self.scenario is Scenario.SERVER_ERROR:
+            return _json(500, sample("error_internal_server.json"))  # DH-908
+        if self.scenario is Scenario.MALFORMED:
+            return _json(200, sample("holdings_malformed.json"))
+        if self.answer is not None:
+            return _json(*self.answer)
+        return _json(200, self.holdings)
+
+
+def _json(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
