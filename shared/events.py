@@ -24,15 +24,19 @@ __all__ = [
     "HoldingSnapshot",
     "HoldingsChanged",
     "PositionChange",
+    "ReportedTrade",
+    "SnapshotAccepted",
     "SyncFailed",
     "SyncRequested",
     "SyncTrigger",
+    "TradeSide",
     "decode_event",
     "utc_now",
 ]
 
-Quantity = Annotated[Decimal, Field(max_digits=28, decimal_places=8)]
-Price = Annotated[Decimal, Field(ge=0, max_digits=28, decimal_places=8)]
+# 18 decimal places: crypto quantities and brokers' average prices carry more than money's usual 2-8.
+Quantity = Annotated[Decimal, Field(max_digits=38, decimal_places=18)]
+Price = Annotated[Decimal, Field(ge=0, max_digits=38, decimal_places=18)]
 
 
 def utc_now() -> datetime:
@@ -109,6 +113,24 @@ class Holding(_Frozen):
     last_price: Price | None = None
 
 
+class TradeSide(enum.StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class ReportedTrade(_Frozen):
+    """A trade the broker reported itself (adapters that can list trades add them to the snapshot)."""
+
+    trade_id: str = Field(min_length=1, max_length=64, description="The broker's id: a trade is stored once.")
+    symbol: str = Field(min_length=1, max_length=64)
+    exchange: str = Field(default="", max_length=32)
+    side: TradeSide
+    quantity: Quantity = Field(gt=0)
+    price: Price
+    currency: str = Field(min_length=3, max_length=3)
+    executed_at: AwareDatetime
+
+
 class HoldingSnapshot(Event):
     """Everything an account held at `taken_at`, as its broker reported it."""
 
@@ -118,6 +140,9 @@ class HoldingSnapshot(Event):
     holdings: tuple[Holding, ...]
     attempt: int = Field(default=1, ge=1, description="Which attempt of the sync run produced it.")
     fetcher_id: str | None = Field(default=None, description="host:pid of the fetcher that took it.")
+    trades: tuple[ReportedTrade, ...] = Field(
+        default=(), description="Trades the broker reported since the previous sync, if it reports any."
+    )
 
 
 class FailureKind(enum.StrEnum):
@@ -156,6 +181,13 @@ class HoldingsChanged(Event):
     changes: tuple[PositionChange, ...]
 
 
+class SnapshotAccepted(Event):
+    """The account's owner accepted a held snapshot: the ledger is to apply it after all."""
+
+    snapshot_id: uuid.UUID
+    accepted_by: uuid.UUID
+
+
 class EventDecodeError(ValueError):
     """A message that is not a valid event of the expected type; the reason goes to the DLQ."""
 
@@ -174,4 +206,10 @@ def decode_event(model: type[E], raw: bytes) -> E:
         raise EventDecodeError(f"not a valid {model.__name__}: {problems}") from None
 
 
-EVENT_TYPES: tuple[type[Event], ...] = (SyncRequested, HoldingSnapshot, SyncFailed, HoldingsChanged)
+EVENT_TYPES: tuple[type[Event], ...] = (
+    SyncRequested,
+    HoldingSnapshot,
+    SyncFailed,
+    HoldingsChanged,
+    SnapshotAccepted,
+)

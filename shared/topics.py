@@ -5,6 +5,7 @@ from __future__ import annotations
 HOLDINGS_SNAPSHOTS = "holdings.snapshots"
 SYNC_FAILURES = "sync.failures"
 HOLDINGS_CHANGES = "holdings.changes"
+SNAPSHOT_REVIEWS = "holdings.reviews"  # an owner's decisions on held snapshots, for the ledger
 _SYNC_REQUESTS_PREFIX = "sync.requests."
 _DLQ_SUFFIX = ".dlq"
 
@@ -26,6 +27,6 @@ def dead_letters(topic: str) -> str:
 
 def all_topics(brokers: list[str]) -> list[str]:
     """The topics a deployment serving `brokers` needs, each with its dead-letter topic."""
-    main = [HOLDINGS_SNAPSHOTS, SYNC_FAILURES, HOLDINGS_CHANGES]
+    main = [HOLDINGS_SNAPSHOTS, SYNC_FAILURES, HOLDINGS_CHANGES, SNAPSHOT_REVIEWS]
     main += [topic for b in brokers for topic in (sync_requests(b), sync_request_retries(b))]
     return main + [dead_letters(t) for t in main]

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from services.api.context import ApiContext, ApiResources
-from services.api.routes import accounts, health, holdings, portfolios, sync, users
+from services.api.routes import accounts, health, holdings, portfolios, statements, sync, users
 from services.api.storage import AlreadyExists
 from shared.bus.memory import InMemoryBus
 from shared.bus.port import MessageBus
@@ -61,7 +61,7 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
     app.add_exception_handler(AlreadyExists, _already_exists)
     app.include_router(health.router)
     v1 = APIRouter(prefix="/v1")
-    for module in (users, portfolios, accounts, holdings, sync):
+    for module in (users, portfolios, accounts, holdings, sync, statements):
         v1.include_router(module.router)
     app.include_router(v1)
     return app

@@ -8,10 +8,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from shared.db.tables import Position
-
 # Prices are stored with 8 decimal places; a derived average keeps the same scale.
 _PRICE_SCALE = Decimal("0.00000001")
+
+
+@dataclass(frozen=True)
+class Position:
+    """One instrument held by one account, as of its snapshot."""
+
+    account_id: uuid.UUID
+    symbol: str
+    exchange: str
+    isin: str | None
+    currency: str
+    asset_type: str
+    quantity: Decimal
+    average_price: Decimal
+    last_price: Decimal | None
+    as_of: datetime
 
 
 @dataclass(frozen=True)

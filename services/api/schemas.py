@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import date
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Self
 
 from pydantic import (
     AwareDatetime,
@@ -16,7 +17,10 @@ from pydantic import (
     SecretStr,
     StringConstraints,
     field_validator,
+    model_validator,
 )
+
+from shared.statements import STATEMENT_BROKER, StatementFormat
 
 BROKER_CODE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 MIN_SYNC_INTERVAL_SECONDS = 60
@@ -98,7 +102,10 @@ class AccountCreate(_Request):
         default=None,
         ge=MIN_SYNC_INTERVAL_SECONDS,
         le=MAX_SYNC_INTERVAL_SECONDS,
-        description="Seconds between scheduled syncs; the server's default when left out.",
+        description=(
+            "Seconds between scheduled syncs; the server's default when left out. "
+            f"Not for broker `{STATEMENT_BROKER}`: those accounts have no schedule."
+        ),
     )
 
     @field_validator("broker")
@@ -110,6 +117,15 @@ class AccountCreate(_Request):
                 f"(a letter, then 1-31 lowercase letters, digits or underscores), not {value[:40]!r}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _statement_accounts_have_no_schedule(self) -> Self:
+        if self.broker == STATEMENT_BROKER and self.sync_interval_seconds is not None:
+            raise ValueError(
+                f"a {STATEMENT_BROKER!r} account is fed by uploaded statements and has no schedule: "
+                "leave out sync_interval_seconds"
+            )
+        return self
 
 
 class AccountOut(_Response):
@@ -203,6 +219,32 @@ class SyncRunOut(_Response):
 class SyncAccepted(BaseModel):
     request_id: uuid.UUID = Field(
         description="Id of the sync run; follow it in GET /v1/accounts/{id}/sync-runs."
+    )
+
+
+# --- statements --------------------------------------------------------------------------------
+
+
+class StatementAccepted(BaseModel):
+    request_id: uuid.UUID = Field(
+        description="Id of the import's sync run; follow it in GET /v1/accounts/{id}/sync-runs."
+    )
+    holdings: int = Field(description="How many holdings the statement lists.")
+    format: StatementFormat = Field(description="The format the file was read as.")
+    statement_date: date | None = Field(
+        description="The day the statement describes, when the format states it (Zerodha Console does)."
+    )
+
+
+class StatementProblemOut(BaseModel):
+    line: int = Field(description="1-based line of the file (the header is line 1); 0 for the whole file.")
+    message: str
+
+
+class StatementRejectedOut(BaseModel):
+    detail: str = Field(examples=["statement rejected: 2 problem(s)"])
+    problems: list[StatementProblemOut] = Field(
+        description="Every problem found, in line order (at most the first 1000)."
     )
 
 

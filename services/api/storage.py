@@ -11,14 +11,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
+from services.api.consolidation import Position
 from shared.db.sync_runs import requested_run
-from shared.db.tables import BrokerAccount, Credential, Portfolio, Position, Schedule, SyncRun, User
+from shared.db.tables import (
+    BrokerAccount,
+    Credential,
+    Portfolio,
+    Schedule,
+    Snapshot,
+    SnapshotHolding,
+    SnapshotStatus,
+    SyncRun,
+    User,
+)
 from shared.events import FailureKind, SyncRequested
+
+IMPORT_TRIGGER = "import"
+"""The trigger of a sync run fed by an uploaded statement rather than by a fetcher."""
 
 
 class AlreadyExists(Exception):
@@ -91,10 +106,10 @@ async def create_account(
     portfolio_id: uuid.UUID,
     broker: str,
     label: str,
-    sync_interval_seconds: int,
+    sync_interval_seconds: int | None,
     now: datetime,
 ) -> AccountView:
-    """The account and its schedule, due at once, in one transaction."""
+    """The account and its schedule, due at once, in one transaction; no schedule without an interval."""
     account = BrokerAccount(
         id=uuid.uuid4(),
         portfolio_id=portfolio_id,
@@ -106,10 +121,12 @@ async def create_account(
     )
     session.add(account)
     await session.flush()
-    schedule = Schedule(
-        account_id=account.id, interval_seconds=sync_interval_seconds, next_run_at=now, enabled=True
-    )
-    session.add(schedule)
+    schedule = None
+    if sync_interval_seconds is not None:
+        schedule = Schedule(
+            account_id=account.id, interval_seconds=sync_interval_seconds, next_run_at=now, enabled=True
+        )
+        session.add(schedule)
     await session.commit()
     return AccountView(account=account, schedule=schedule, has_credentials=False)
 
@@ -162,21 +179,66 @@ async def stored_ciphertext(session: AsyncSession, account_id: uuid.UUID) -> str
     return await session.scalar(select(Credential.ciphertext).where(Credential.account_id == account_id))
 
 
-async def account_positions(session: AsyncSession, account_id: uuid.UUID) -> Sequence[Position]:
-    query = (
-        select(Position).where(Position.account_id == account_id).order_by(Position.symbol, Position.exchange)
-    )
-    return (await session.scalars(query)).all()
+async def account_positions(
+    session: AsyncSession, account_id: uuid.UUID, *, as_of: datetime | None = None
+) -> list[Position]:
+    """The account's positions now (its current snapshot), or as they stood at `as_of`."""
+    return await _positions(session, BrokerAccount.id == account_id, as_of)
 
 
-async def portfolio_positions(session: AsyncSession, portfolio_id: uuid.UUID) -> Sequence[Position]:
-    query = (
-        select(Position)
-        .join(BrokerAccount, BrokerAccount.id == Position.account_id)
-        .where(BrokerAccount.portfolio_id == portfolio_id)
-        .order_by(Position.symbol, Position.exchange, Position.currency, Position.account_id)
+async def portfolio_positions(
+    session: AsyncSession, portfolio_id: uuid.UUID, *, as_of: datetime | None = None
+) -> list[Position]:
+    return await _positions(session, BrokerAccount.portfolio_id == portfolio_id, as_of)
+
+
+async def _positions(
+    session: AsyncSession, accounts: ColumnElement[bool], as_of: datetime | None
+) -> list[Position]:
+    if as_of is None:
+        chosen = BrokerAccount.current_snapshot_id == Snapshot.id
+    else:
+        # The newest valid snapshot of each account taken at or before `as_of` (late ones count;
+        # held and dismissed ones never were the account's positions).
+        newer = aliased(Snapshot)
+        latest = (
+            select(func.max(newer.taken_at))
+            .where(
+                newer.account_id == Snapshot.account_id,
+                newer.status.in_(SnapshotStatus.VALID),
+                newer.taken_at <= as_of,
+            )
+            .scalar_subquery()
+        )
+        chosen = and_(
+            Snapshot.account_id == BrokerAccount.id,
+            Snapshot.status.in_(SnapshotStatus.VALID),
+            Snapshot.taken_at == latest,
+        )
+    rows = await session.execute(
+        select(BrokerAccount.id, SnapshotHolding, Snapshot.taken_at)
+        .join(Snapshot, chosen)
+        .join(SnapshotHolding, SnapshotHolding.snapshot_id == Snapshot.id)
+        .where(accounts)
+        .order_by(
+            SnapshotHolding.symbol, SnapshotHolding.exchange, SnapshotHolding.currency, BrokerAccount.id
+        )
     )
-    return (await session.scalars(query)).all()
+    return [
+        Position(
+            account_id=account_id,
+            symbol=h.symbol,
+            exchange=h.exchange,
+            isin=h.isin,
+            currency=h.currency,
+            asset_type=h.asset_type,
+            quantity=h.quantity,
+            average_price=h.average_price,
+            last_price=h.last_price,
+            as_of=taken_at,
+        )
+        for account_id, h, taken_at in rows
+    ]
 
 
 async def sync_runs(session: AsyncSession, account_id: uuid.UUID, *, limit: int) -> Sequence[SyncRun]:
@@ -195,7 +257,25 @@ async def record_sync_request(session: AsyncSession, request: SyncRequested) -> 
     await session.commit()
 
 
-async def record_unpublished_request(session: AsyncSession, request_id: uuid.UUID, *, now: datetime) -> None:
+async def record_import(
+    session: AsyncSession, *, run_id: uuid.UUID, account_id: uuid.UUID, now: datetime
+) -> None:
+    """The run of a statement import, committed before its snapshot is published (as for a sync)."""
+    session.add(
+        SyncRun(
+            id=run_id, account_id=account_id, trigger=IMPORT_TRIGGER, status="requested", requested_at=now
+        )
+    )
+    await session.commit()
+
+
+async def record_unpublished_request(
+    session: AsyncSession,
+    request_id: uuid.UUID,
+    *,
+    now: datetime,
+    reason: str = "the sync request could not be published to the message bus",
+) -> None:
     """The request never reached the bus: close its run as a transient failure instead of leaving it open."""
     await session.execute(
         update(SyncRun)
@@ -204,7 +284,7 @@ async def record_unpublished_request(session: AsyncSession, request_id: uuid.UUI
             status="failed",
             finished_at=now,
             failure_kind=FailureKind.TRANSIENT.value,
-            failure_reason="the sync request could not be published to the message bus",
+            failure_reason=reason,
         )
     )
     await session.commit()

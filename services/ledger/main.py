@@ -1,4 +1,5 @@
-"""Entrypoint: the ledger consumes snapshots and failures in group `ledger`."""
+"""Entrypoint: the ledger consumes snapshots, failures and reviews in group `ledger`, and relays
+its outbox (right after each batch, and in a sweep for anything a crash left behind)."""
 
 from __future__ import annotations
 
@@ -9,25 +10,36 @@ from shared import topics
 from shared.bus.consumer import EventConsumer
 from shared.bus.port import MessageBus
 from shared.db.engine import TRANSIENT_DB_ERRORS, session_factory
-from shared.events import HoldingSnapshot, SyncFailed
+from shared.events import HoldingSnapshot, SnapshotAccepted, SyncFailed
 from shared.runtime import checked_engine, run_until_signalled, started_bus
 from shared.settings import Settings
 
 CONSUMER_GROUP = "ledger"
+DEFAULT_BATCH = 1000
 
 
-async def run_ledger(ledger: Ledger, bus: MessageBus, stop: asyncio.Event) -> None:
-    await EventConsumer(
+async def run_ledger(
+    ledger: Ledger, bus: MessageBus, stop: asyncio.Event, *, batch: int = DEFAULT_BATCH
+) -> None:
+    consumer = EventConsumer(
         bus=bus,
         group=CONSUMER_GROUP,
-        event_types={topics.HOLDINGS_SNAPSHOTS: HoldingSnapshot, topics.SYNC_FAILURES: SyncFailed},
+        event_types={
+            topics.HOLDINGS_SNAPSHOTS: HoldingSnapshot,
+            topics.SYNC_FAILURES: SyncFailed,
+            topics.SNAPSHOT_REVIEWS: SnapshotAccepted,
+        },
         handler=ledger.apply_batch,
         transient_errors=TRANSIENT_DB_ERRORS,
-    ).run(stop)
+        max_records=batch,
+    )
+    await asyncio.gather(consumer.run(stop), ledger.relay.run(stop))
 
 
 async def serve(settings: Settings) -> None:
     """The `portfolio-sync ledger` process."""
     async with checked_engine(settings) as engine, started_bus(settings, client_id=CONSUMER_GROUP) as bus:
         ledger = Ledger(sessions=session_factory(engine), bus=bus)
-        await run_until_signalled(lambda stop: run_ledger(ledger, bus, stop))
+        await run_until_signalled(
+            lambda stop: run_ledger(ledger, bus, stop, batch=settings.ledger_batch_size)
+        )

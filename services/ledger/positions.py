@@ -1,25 +1,131 @@
-"""Pure position arithmetic: what changed between the current positions and a new snapshot."""
+"""Pure position arithmetic: what changed between two snapshots, which trades explain it, and
+whether a snapshot looks like a broker quietly failing rather than the account really changing."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 
 from shared.events import Holding, PositionChange
 
 InstrumentKey = tuple[str, str]  # (symbol, exchange)
+ZERO = Decimal(0)
+
+# A complete snapshot that keeps fewer than this share of the instruments held before is suspicious,
+# once the account holds at least MIN_POSITIONS_FOR_SHARE_RULE instruments (an empty one always is).
+KEPT_SHARE_BELOW = Decimal("0.5")
+MIN_POSITIONS_FOR_SHARE_RULE = 4
 
 
-def position_changes(
-    current: Mapping[InstrumentKey, Decimal], holdings: Iterable[Holding]
-) -> list[PositionChange]:
+@dataclass(frozen=True, slots=True)
+class Held:
+    """One instrument as a snapshot holds it."""
+
+    quantity: Decimal
+    average_price: Decimal
+    last_price: Decimal | None
+    currency: str
+
+
+Positions = Mapping[InstrumentKey, Held]
+
+
+def positions_of(holdings: Iterable[Holding]) -> dict[InstrumentKey, Held]:
+    return {
+        (h.symbol, h.exchange): Held(h.quantity, h.average_price, h.last_price, h.currency) for h in holdings
+    }
+
+
+def position_changes(before: Positions, after: Positions) -> list[PositionChange]:
     """Opened, resized and closed positions, sorted by instrument; unchanged ones are left out."""
-    new = {(h.symbol, h.exchange): h.quantity for h in holdings}
     changes = []
-    for key in sorted(current.keys() | new.keys()):
-        before, after = current.get(key, Decimal(0)), new.get(key, Decimal(0))
-        if before != after:
+    for key in sorted(before.keys() | after.keys()):
+        was = before[key].quantity if key in before else ZERO
+        now = after[key].quantity if key in after else ZERO
+        if was != now:
             changes.append(
-                PositionChange(symbol=key[0], exchange=key[1], previous_quantity=before, quantity=after)
+                PositionChange(symbol=key[0], exchange=key[1], previous_quantity=was, quantity=now)
             )
     return changes
+
+
+def suspicion(before: Positions, after: Positions) -> str | None:
+    """Why `after` looks like a broker error rather than a real change, or None when it looks real."""
+    if not before:
+        return None
+    if not after:
+        return f"the broker reported no holdings where the account held {len(before)} instrument(s)"
+    kept = len(before.keys() & after.keys())
+    if len(before) >= MIN_POSITIONS_FOR_SHARE_RULE and Decimal(kept) < KEPT_SHARE_BELOW * len(before):
+        return f"the broker reported {kept} of the {len(before)} instruments held before"
+    return None
+
+
+class TradeKind(enum.StrEnum):
+    OPENING = "opening"  # a position appears (including the first snapshot's holdings)
+    BUY = "buy"  # an open position grows
+    SELL = "sell"  # an open position shrinks but stays open
+    CLOSING = "closing"  # a position goes to zero
+
+
+class PriceSource(enum.StrEnum):
+    AVERAGE_COST = "average_cost"  # solved from the change of the broker's average price
+    LAST_PRICE = "last_price"  # the market price the snapshot reported: an estimate
+    REPORTED = "reported"  # the broker reported the trade itself
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedTrade:
+    key: InstrumentKey
+    kind: TradeKind
+    quantity: Decimal  # always positive; `kind` says the direction
+    price: Decimal | None
+    price_source: PriceSource | None
+    currency: str
+
+
+def derive_trades(
+    before: Positions, after: Positions, *, reported: Mapping[InstrumentKey, Decimal] | None = None
+) -> list[DerivedTrade]:
+    """The trades that explain the move from `before` to `after`, net of trades the broker reported.
+
+    `reported` is the signed quantity (buys positive) of reported trades between the two snapshots:
+    only the part of a change they do not explain is derived, so a reported trade is never doubled.
+    """
+    trades = []
+    for key in sorted(before.keys() | after.keys()):
+        was, now = before.get(key), after.get(key)
+        old_qty = was.quantity if was else ZERO
+        new_qty = now.quantity if now else ZERO
+        delta = new_qty - old_qty - (reported or {}).get(key, ZERO)
+        if delta == 0:
+            continue
+        currency = (now or was).currency  # type: ignore[union-attr]  # one of them exists
+        kind = _kind(old_qty, new_qty, delta)
+        price, source = _estimate_price(was, now, delta)
+        trades.append(DerivedTrade(key, kind, abs(delta), price, source, currency))
+    return trades
+
+
+def _kind(old_qty: Decimal, new_qty: Decimal, delta: Decimal) -> TradeKind:
+    if old_qty == 0:
+        return TradeKind.OPENING
+    if new_qty == 0:
+        return TradeKind.CLOSING
+    return TradeKind.BUY if delta > 0 else TradeKind.SELL
+
+
+def _estimate_price(
+    was: Held | None, now: Held | None, delta: Decimal
+) -> tuple[Decimal | None, PriceSource | None]:
+    if delta > 0 and now is not None:
+        # Buying moves the average cost: new_avg * new_qty = old_avg * old_qty + price * delta.
+        old_cost = was.average_price * was.quantity if was else ZERO
+        price = (now.average_price * now.quantity - old_cost) / delta
+        if price > 0:
+            return price.quantize(Decimal("0.00000001")), PriceSource.AVERAGE_COST
+    # Selling leaves the average cost unchanged: the market price is the best estimate there is.
+    market = (now.last_price if now else None) or (was.last_price if was else None)
+    return (market, PriceSource.LAST_PRICE) if market is not None else (None, None)

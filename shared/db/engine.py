@@ -63,10 +63,10 @@ def _alembic_config(connection: Connection) -> Config:
     return config
 
 
-async def upgrade_schema(engine: AsyncEngine) -> None:
-    """Apply every pending Alembic migration."""
+async def upgrade_schema(engine: AsyncEngine, revision: str = "head") -> None:
+    """Apply every pending Alembic migration (up to `revision`)."""
     async with engine.begin() as conn:
-        await conn.run_sync(lambda sync_conn: command.upgrade(_alembic_config(sync_conn), "head"))
+        await conn.run_sync(lambda sync_conn: command.upgrade(_alembic_config(sync_conn), revision))
 
 
 async def assert_schema_current(engine: AsyncEngine) -> None:

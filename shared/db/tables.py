@@ -6,7 +6,18 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.types import ExactDecimal, UtcDateTime
@@ -42,7 +53,11 @@ class Portfolio(Base):
 
 
 class BrokerAccount(Base):
-    """One account at one broker, with its sync status."""
+    """One account at one broker, with its sync status.
+
+    Its current positions are the holdings of `current_snapshot_id`; a snapshot that looks like a
+    broker error rather than a real change waits in `held_snapshot_id` until confirmed or accepted.
+    """
 
     __tablename__ = "broker_accounts"
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -52,7 +67,10 @@ class BrokerAccount(Base):
     broker: Mapped[str] = mapped_column(String(32))
     label: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    current_snapshot_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     positions_as_of: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    held_snapshot_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    held_reason: Mapped[str | None] = mapped_column(Text)
     last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_success_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
@@ -81,28 +99,14 @@ class Schedule(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
-class _InstrumentHolding:
-    """One instrument and how much of it, as a snapshot lists it; shared by history and positions."""
+class SnapshotStatus:
+    """What became of a snapshot. As-of queries read every status but HELD and DISMISSED."""
 
-    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
-    exchange: Mapped[str] = mapped_column(String(32), primary_key=True)
-    isin: Mapped[str | None] = mapped_column(String(12))
-    currency: Mapped[str] = mapped_column(String(3))
-    asset_type: Mapped[str] = mapped_column(String(16))
-    quantity: Mapped[Decimal] = mapped_column(ExactDecimal)
-    average_price: Mapped[Decimal] = mapped_column(ExactDecimal)
-    last_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
-
-
-class Position(_InstrumentHolding, Base):
-    """What an account holds now: the newest applied snapshot, one row per instrument."""
-
-    __tablename__ = "positions"
-    account_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("broker_accounts.id", ondelete="CASCADE"), primary_key=True
-    )
-    as_of: Mapped[datetime] = mapped_column(UtcDateTime)
-    snapshot_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    APPLIED = "applied"  # became the account's current positions (when it arrived, or later)
+    LATE = "late"  # older than the current positions when it arrived: history only
+    HELD = "held"  # looked like a broker error: waiting for the next sync or the user
+    DISMISSED = "dismissed"  # held, then contradicted by the next sync
+    VALID = (APPLIED, LATE)
 
 
 class Snapshot(Base):
@@ -116,13 +120,24 @@ class Snapshot(Base):
     taken_at: Mapped[datetime] = mapped_column(UtcDateTime)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     holdings_count: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=SnapshotStatus.APPLIED, server_default="applied")
 
 
-class SnapshotHolding(_InstrumentHolding, Base):
+class SnapshotHolding(Base):
+    """One instrument and how much of it, as a snapshot lists it."""
+
     __tablename__ = "snapshot_holdings"
     snapshot_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True
     )
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    exchange: Mapped[str] = mapped_column(String(32), primary_key=True)
+    isin: Mapped[str | None] = mapped_column(String(12))
+    currency: Mapped[str] = mapped_column(String(3))
+    asset_type: Mapped[str] = mapped_column(String(16))
+    quantity: Mapped[Decimal] = mapped_column(ExactDecimal)
+    average_price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    last_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
 
 
 class SyncRun(Base):
@@ -142,6 +157,43 @@ class SyncRun(Base):
     snapshot_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Transaction(Base):
+    """A trade: derived from the change between consecutive snapshots, or reported by the broker."""
+
+    __tablename__ = "transactions"
+    __table_args__ = (
+        Index("ix_transactions_account_time", "account_id", "occurred_at"),
+        UniqueConstraint("account_id", "trade_id", name="uq_transactions_reported_trade"),
+    )
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("broker_accounts.id", ondelete="CASCADE"))
+    symbol: Mapped[str] = mapped_column(String(64))
+    exchange: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    quantity: Mapped[Decimal] = mapped_column(ExactDecimal)
+    price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    price_source: Mapped[str | None] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(String(3))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    origin: Mapped[str] = mapped_column(String(16))  # "derived" or "reported"
+    snapshot_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    trade_id: Mapped[str | None] = mapped_column(String(64))  # the broker's id, for reported trades
+
+
+class OutboxMessage(Base):
+    """A message committed with the change it announces; the relay publishes it, then deletes it."""
+
+    __tablename__ = "outbox"
+    # Integer on SQLite: only an INTEGER PRIMARY KEY counts up by itself there.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    topic: Mapped[str] = mapped_column(String(255))
+    message_key: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
 
 
 class ProcessedEvent(Base):

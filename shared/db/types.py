@@ -11,15 +11,15 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 
 class ExactDecimal(TypeDecorator[Decimal]):
-    """NUMERIC(28, 8) on Postgres; text on SQLite, whose NUMERIC would round through float."""
+    """NUMERIC(38, 18) on Postgres; text on SQLite, whose NUMERIC would round through float."""
 
-    impl = Numeric(28, 8)
+    impl = Numeric(38, 18)
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
-            return dialect.type_descriptor(String(40))
-        return dialect.type_descriptor(Numeric(28, 8, asdecimal=True))
+            return dialect.type_descriptor(String(48))
+        return dialect.type_descriptor(Numeric(38, 18, asdecimal=True))
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
         if value is None:

@@ -29,3 +29,13 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+async def empty_engine(cloner: DatabaseCloner) -> AsyncIterator[AsyncEngine]:
+    """A Postgres database with no schema yet, for migration tests."""
+    url = await cloner.empty()
+    engine = create_engine(url)
+    yield engine
+    await engine.dispose()
+    await cloner.drop(url)

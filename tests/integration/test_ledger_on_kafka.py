@@ -18,7 +18,7 @@ from shared import topics
 from shared.bus.dead_letters import DeadLetter
 from shared.bus.kafka import KafkaBus, create_topics
 from shared.bus.port import OutgoingMessage, Record
-from shared.db.tables import Position, Snapshot
+from shared.db.tables import BrokerAccount, Snapshot, SnapshotHolding
 from shared.events import Event, Holding, HoldingSnapshot, utc_now
 from tests.support.accounts import create_account
 from tests.support.infra import KafkaService
@@ -49,7 +49,7 @@ def _snapshot(account_id: uuid.UUID, quantity: int) -> HoldingSnapshot:
     )
 
 
-async def _count(sessions: async_sessionmaker[AsyncSession], table: type[Snapshot] | type[Position]) -> int:
+async def _count(sessions: async_sessionmaker[AsyncSession], table: type[Snapshot]) -> int:
     async with sessions() as session:
         return await session.scalar(select(func.count()).select_from(table)) or 0
 
@@ -112,7 +112,11 @@ async def test_a_batch_redelivered_after_a_crash_is_applied_once(
     assert sorted(heir.received) == sorted(s.event_id for s in sent)
     assert await _count(sessions, Snapshot) == len(sent)
     async with sessions() as session:
-        rows = await session.execute(select(Position.account_id, Position.quantity))
+        rows = await session.execute(
+            select(BrokerAccount.id, SnapshotHolding.quantity).join(
+                SnapshotHolding, SnapshotHolding.snapshot_id == BrokerAccount.current_snapshot_id
+            )
+        )
         quantities = {account_id: quantity for account_id, quantity in rows}
     assert quantities == {a.id: Decimal(20) for a in accounts}
 

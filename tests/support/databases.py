@@ -48,6 +48,12 @@ class DatabaseCloner:
         await self._create(name, self._template)
         return self.url_of(name)
 
+    async def empty(self) -> str:
+        """The URL of a new database with no tables at all."""
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        await self._create(name)
+        return self.url_of(name)
+
     async def drop(self, url: str) -> None:
         name = make_url(url).database
         conn = await self._admin()

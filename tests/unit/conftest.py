@@ -17,3 +17,11 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     await upgrade_schema(engine)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+async def empty_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A database with no schema yet, for migration tests."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
+    yield engine
+    await engine.dispose()

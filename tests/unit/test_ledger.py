@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
 
@@ -11,64 +12,121 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.ledger.handlers import Ledger, UnknownAccount
 from shared import topics
 from shared.bus.memory import InMemoryBus
-from shared.db.tables import BrokerAccount, Position, Snapshot, SnapshotHolding, SyncRun
+from shared.bus.port import BusUnavailable, OutgoingMessage
+from shared.db.tables import (
+    BrokerAccount,
+    OutboxMessage,
+    Snapshot,
+    SnapshotHolding,
+    SnapshotStatus,
+    SyncRun,
+    Transaction,
+)
 from shared.events import (
     FailureKind,
     Holding,
     HoldingsChanged,
     HoldingSnapshot,
+    ReportedTrade,
+    SnapshotAccepted,
     SyncFailed,
+    TradeSide,
     decode_event,
     utc_now,
 )
 from tests.support.accounts import create_account
 
+T0 = utc_now() - timedelta(hours=1)
 
-def _holding(symbol: str, quantity: str) -> Holding:
+
+def _holding(symbol: str, quantity: str, average: str = "100.5", last: str | None = None) -> Holding:
     return Holding(
         symbol=symbol,
         exchange="NSE",
         currency="INR",
         quantity=Decimal(quantity),
-        average_price=Decimal("100.5"),
+        average_price=Decimal(average),
+        last_price=None if last is None else Decimal(last),
     )
 
 
-def _snapshot(account_id: uuid.UUID, *holdings: Holding, age_s: int = 0) -> HoldingSnapshot:
+def _snapshot(
+    account_id: uuid.UUID, *holdings: Holding, at_min: int = 0, trades: Sequence[ReportedTrade] = ()
+) -> HoldingSnapshot:
     return HoldingSnapshot(
         account_id=account_id,
         request_id=uuid.uuid4(),
         broker="sim",
-        taken_at=utc_now() - timedelta(seconds=age_s),
+        taken_at=T0 + timedelta(minutes=at_min),
         holdings=holdings,
+        trades=tuple(trades),
     )
 
 
-async def _positions(sessions: async_sessionmaker[AsyncSession], account_id: uuid.UUID) -> dict[str, Decimal]:
+async def _current(sessions: async_sessionmaker[AsyncSession], account_id: uuid.UUID) -> dict[str, Decimal]:
     async with sessions() as session:
-        rows = await session.scalars(select(Position).where(Position.account_id == account_id))
-        return {p.symbol: p.quantity for p in rows}
+        rows = await session.execute(
+            select(SnapshotHolding.symbol, SnapshotHolding.quantity)
+            .join(BrokerAccount, BrokerAccount.current_snapshot_id == SnapshotHolding.snapshot_id)
+            .where(BrokerAccount.id == account_id)
+        )
+        return {symbol: quantity for symbol, quantity in rows}
+
+
+async def _account(sessions: async_sessionmaker[AsyncSession], account_id: uuid.UUID) -> BrokerAccount:
+    async with sessions() as session:
+        account = await session.get(BrokerAccount, account_id)
+    assert account is not None
+    return account
+
+
+async def _status(sessions: async_sessionmaker[AsyncSession], snapshot_id: uuid.UUID) -> str:
+    async with sessions() as session:
+        return (await session.get(Snapshot, snapshot_id)).status  # type: ignore[union-attr]
+
+
+async def _trades(
+    sessions: async_sessionmaker[AsyncSession], account_id: uuid.UUID
+) -> list[tuple[object, ...]]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(
+                Transaction.symbol,
+                Transaction.kind,
+                Transaction.quantity,
+                Transaction.price,
+                Transaction.origin,
+            )
+            .where(Transaction.account_id == account_id)
+            .order_by(Transaction.occurred_at, Transaction.symbol)
+        )
+        return [tuple(row) for row in rows]
+
+
+def _announced(bus: InMemoryBus) -> list[HoldingsChanged]:
+    return [decode_event(HoldingsChanged, r.value) for r in bus.records(topics.HOLDINGS_CHANGES)]
 
 
 async def test_snapshot_becomes_current_positions_history_and_a_change_event(
     sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
 ) -> None:
     account = await create_account(sessions)
-    snapshot = _snapshot(account.id, _holding("TCS", "10"), _holding("INFY", "0.12345678"))
+    snapshot = _snapshot(account.id, _holding("TCS", "10"), _holding("INFY", "0.123456789012345678"))
     await Ledger(sessions=sessions, bus=bus).apply_batch([snapshot])
 
-    assert await _positions(sessions, account.id) == {"TCS": Decimal("10"), "INFY": Decimal("0.12345678")}
-    async with sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(SnapshotHolding)) == 2
-        stored = await session.get(BrokerAccount, account.id)
-        assert stored is not None and stored.last_success_at == snapshot.taken_at
-    [record] = bus.records(topics.HOLDINGS_CHANGES)
-    changed = decode_event(HoldingsChanged, record.value)
+    assert await _current(sessions, account.id) == {"TCS": 10, "INFY": Decimal("0.123456789012345678")}
+    stored = await _account(sessions, account.id)
+    assert (stored.current_snapshot_id, stored.last_success_at) == (snapshot.event_id, snapshot.taken_at)
+    [changed] = _announced(bus)
     assert changed.snapshot_id == snapshot.event_id
     assert {(c.symbol, c.previous_quantity, c.quantity) for c in changed.changes} == {
         ("TCS", 0, 10),
-        ("INFY", 0, Decimal("0.12345678")),
+        ("INFY", 0, Decimal("0.123456789012345678")),
     }
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 0, (
+            "relayed, then removed"
+        )
 
 
 async def test_the_same_snapshot_twice_changes_nothing_the_second_time(
@@ -82,7 +140,8 @@ async def test_the_same_snapshot_twice_changes_nothing_the_second_time(
 
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Snapshot)) == 1
-    assert len(bus.records(topics.HOLDINGS_CHANGES)) == 1
+        assert await session.scalar(select(func.count()).select_from(Transaction)) == 1
+    assert len(_announced(bus)) == 1
 
 
 async def test_a_later_snapshot_closes_what_it_no_longer_lists_and_an_older_one_only_enters_history(
@@ -90,15 +149,132 @@ async def test_a_later_snapshot_closes_what_it_no_longer_lists_and_an_older_one_
 ) -> None:
     account = await create_account(sessions)
     ledger = Ledger(sessions=sessions, bus=bus)
-    await ledger.apply_batch([_snapshot(account.id, _holding("TCS", "10"), _holding("INFY", "5"), age_s=60)])
-    await ledger.apply_batch([_snapshot(account.id, _holding("TCS", "12"), age_s=30)])
-    await ledger.apply_batch([_snapshot(account.id, _holding("WIPRO", "1"), age_s=90)])
+    await ledger.apply_batch([_snapshot(account.id, _holding("TCS", "10"), _holding("INFY", "5"), at_min=1)])
+    await ledger.apply_batch([_snapshot(account.id, _holding("TCS", "12"), _holding("INFY", "5"), at_min=2)])
+    await ledger.apply_batch([_snapshot(account.id, _holding("TCS", "12"), at_min=3)])
+    late = _snapshot(account.id, _holding("WIPRO", "1"), at_min=0)
+    await ledger.apply_batch([late])
 
-    assert await _positions(sessions, account.id) == {"TCS": Decimal("12")}
-    last = decode_event(HoldingsChanged, bus.records(topics.HOLDINGS_CHANGES)[-1].value)
-    assert {(c.symbol, c.quantity) for c in last.changes} == {("TCS", 12), ("INFY", 0)}
-    async with sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(Snapshot)) == 3
+    assert await _current(sessions, account.id) == {"TCS": Decimal("12")}
+    last = _announced(bus)[-1]
+    assert {(c.symbol, c.quantity) for c in last.changes} == {("INFY", 0)}
+    assert await _status(sessions, late.event_id) == SnapshotStatus.LATE
+    assert len(_announced(bus)) == 3, "the late snapshot announces nothing"
+
+
+async def test_consecutive_snapshots_derive_trades_with_estimated_prices(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    account = await create_account(sessions)
+    ledger = Ledger(sessions=sessions, bus=bus)
+    await ledger.apply_batch(
+        [_snapshot(account.id, _holding("TCS", "10", "100"), _holding("INFY", "4", "50", "55"))]
+    )
+    # TCS: +10 at a price that moves the average from 100 to 110 -> bought at 120.
+    # INFY: 4 -> 1, average unchanged -> sold, priced at the snapshot's last price.
+    await ledger.apply_batch(
+        [_snapshot(account.id, _holding("TCS", "20", "110"), _holding("INFY", "1", "50", "57"), at_min=5)]
+    )
+    await ledger.apply_batch([_snapshot(account.id, _holding("TCS", "20", "110"), at_min=10)])
+
+    assert await _trades(sessions, account.id) == [
+        ("INFY", "opening", 4, 50, "derived"),
+        ("TCS", "opening", 10, 100, "derived"),
+        ("INFY", "sell", 3, 57, "derived"),
+        ("TCS", "buy", 10, 120, "derived"),
+        ("INFY", "closing", 1, 57, "derived"),
+    ]
+
+
+async def test_a_reported_trade_is_stored_once_and_never_doubled_by_a_derived_one(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    account = await create_account(sessions)
+    ledger = Ledger(sessions=sessions, bus=bus)
+    await ledger.apply_batch([_snapshot(account.id, _holding("TCS", "10", "100"))])
+    bought = ReportedTrade(
+        trade_id="T-1",
+        symbol="TCS",
+        exchange="NSE",
+        side=TradeSide.BUY,
+        quantity=Decimal(6),
+        price=Decimal("119.5"),
+        currency="INR",
+        executed_at=T0 + timedelta(minutes=3),
+    )
+    # The account grew by 10; the broker reported 6 of it: only the other 4 are derived.
+    second = _snapshot(account.id, _holding("TCS", "20", "110"), at_min=5, trades=[bought])
+    await ledger.apply_batch([second])
+    third = _snapshot(account.id, _holding("TCS", "20", "110"), at_min=6, trades=[bought])  # reported again
+    await ledger.apply_batch([third])
+
+    trades = await _trades(sessions, account.id)
+    assert [t for t in trades if t[4] == "reported"] == [("TCS", "buy", 6, Decimal("119.5"), "reported")]
+    assert [t[:3] for t in trades if t[4] == "derived"] == [("TCS", "opening", 10), ("TCS", "buy", 4)]
+
+
+async def test_a_snapshot_that_empties_the_account_is_held_until_the_next_sync_confirms_it(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    account = await create_account(sessions)
+    ledger = Ledger(sessions=sessions, bus=bus)
+    await ledger.apply_batch([_snapshot(account.id, _holding("TCS", "10"), _holding("INFY", "5"))])
+    empty = _snapshot(account.id, at_min=5)
+    await ledger.apply_batch([empty])
+
+    held = await _account(sessions, account.id)
+    assert (held.held_snapshot_id, await _status(sessions, empty.event_id)) == (
+        empty.event_id,
+        SnapshotStatus.HELD,
+    )
+    assert held.held_reason is not None and "no holdings" in held.held_reason
+    assert await _current(sessions, account.id) == {"TCS": 10, "INFY": 5}, "not applied"
+
+    confirming = _snapshot(account.id, at_min=10)
+    await ledger.apply_batch([confirming])
+    assert await _current(sessions, account.id) == {}
+    assert (await _account(sessions, account.id)).held_snapshot_id is None
+    assert await _status(sessions, empty.event_id) == SnapshotStatus.APPLIED, "it was real after all"
+    assert {(c.symbol, c.quantity) for c in _announced(bus)[-1].changes} == {("TCS", 0), ("INFY", 0)}
+
+
+async def test_a_held_snapshot_contradicted_by_the_next_sync_is_dismissed(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    account = await create_account(sessions)
+    ledger = Ledger(sessions=sessions, bus=bus)
+    before = [_holding(s, "1") for s in ("A", "B", "C", "D", "E")]
+    await ledger.apply_batch([_snapshot(account.id, *before)])
+    dropped = _snapshot(account.id, before[0], at_min=5)  # 1 of 5 kept: most positions dropped
+    await ledger.apply_batch([dropped])
+    assert (await _account(sessions, account.id)).held_snapshot_id == dropped.event_id
+
+    await ledger.apply_batch([_snapshot(account.id, *before, _holding("F", "2"), at_min=10)])
+    assert await _status(sessions, dropped.event_id) == SnapshotStatus.DISMISSED
+    assert set(await _current(sessions, account.id)) == {"A", "B", "C", "D", "E", "F"}
+    assert [t[:2] for t in await _trades(sessions, account.id)][-1] == ("F", "opening"), (
+        "no trades from the dismissed one"
+    )
+
+
+async def test_the_owner_can_accept_a_held_snapshot(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    account = await create_account(sessions)
+    ledger = Ledger(sessions=sessions, bus=bus)
+    await ledger.apply_batch([_snapshot(account.id, _holding("TCS", "10"))])
+    empty = _snapshot(account.id, at_min=5)
+    await ledger.apply_batch([empty])
+    accepted = SnapshotAccepted(account_id=account.id, snapshot_id=empty.event_id, accepted_by=uuid.uuid4())
+    await ledger.apply_batch([accepted])
+    await ledger.apply_batch([accepted])  # redelivered: nothing more happens
+
+    assert await _current(sessions, account.id) == {}
+    assert await _status(sessions, empty.event_id) == SnapshotStatus.APPLIED
+    assert [t[:3] for t in await _trades(sessions, account.id)] == [
+        ("TCS", "opening", 10),
+        ("TCS", "closing", 10),
+    ]
 
 
 async def test_auth_failure_marks_the_account_for_reauth_and_finishes_the_run(
@@ -113,11 +289,11 @@ async def test_auth_failure_marks_the_account_for_reauth_and_finishes_the_run(
         reason="token expired",
     )
     await Ledger(sessions=sessions, bus=bus).apply_batch([failure])
+    stored = await _account(sessions, account.id)
     async with sessions() as session:
-        stored = await session.get(BrokerAccount, account.id)
         run = await session.get(SyncRun, failure.request_id)
-    assert stored is not None and stored.needs_reauth and stored.consecutive_failures == 1
-    assert run is not None and (run.status, run.failure_kind) == ("failed", "auth")
+    assert stored.needs_reauth and stored.consecutive_failures == 1
+    assert run is not None and (run.status, run.failure_kind, run.trigger) == ("failed", "auth", "external")
 
 
 async def test_an_event_for_an_unknown_account_is_rejected_and_nothing_of_the_batch_is_written(
@@ -128,7 +304,41 @@ async def test_an_event_for_an_unknown_account_is_rejected_and_nothing_of_the_ba
         await Ledger(sessions=sessions, bus=bus).apply_batch(
             [_snapshot(account.id, _holding("TCS", "1")), _snapshot(uuid.uuid4(), _holding("TCS", "1"))]
         )
-    assert await _positions(sessions, account.id) == {}
+    assert await _current(sessions, account.id) == {}
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Snapshot)) == 0
+
+
+class FlakyBus(InMemoryBus):
+    """Refuses to publish while `down`."""
+
+    down = False
+
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        if self.down:
+            raise BusUnavailable("kafka is down")
+        await super().publish(messages)
+
+
+async def test_a_change_committed_while_kafka_is_down_is_announced_once_when_it_is_back(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    bus = FlakyBus()
+    account = await create_account(sessions)
+    snapshot = _snapshot(account.id, _holding("TCS", "10"))
+    bus.down = True
+    with pytest.raises(BusUnavailable):
+        await Ledger(sessions=sessions, bus=bus).apply_batch([snapshot])
+    assert await _current(sessions, account.id) == {"TCS": 10}, "committed before the publish failed"
+    assert _announced(bus) == []
+
+    bus.down = False
+    restarted = Ledger(sessions=sessions, bus=bus)
+    assert await restarted.relay.publish_pending() == 1
+    assert await restarted.relay.publish_pending() == 0
+    await restarted.apply_batch([snapshot])  # the consumer's redelivery after the failure
+    [changed] = _announced(bus)
+    assert changed.snapshot_id == snapshot.event_id
 
 
 def _failure(account_id: uuid.UUID, run_id: uuid.UUID, *, attempt: int, final: bool) -> SyncFailed:
@@ -153,10 +363,10 @@ async def test_a_retried_run_shows_retrying_then_its_outcome_and_only_final_fail
     await ledger.apply_batch([_failure(account.id, run_id, attempt=1, final=False)])
     async with sessions() as session:
         run = await session.get(SyncRun, run_id)
-        stored = await session.get(BrokerAccount, account.id)
+    stored = await _account(sessions, account.id)
     assert run is not None and (run.status, run.attempts, run.failure_kind) == ("retrying", 1, "transient")
     assert run.next_attempt_at is not None and run.finished_at is None
-    assert stored is not None and stored.consecutive_failures == 0 and stored.last_error is not None
+    assert stored.consecutive_failures == 0 and stored.last_error is not None
 
     snapshot = _snapshot(account.id, _holding("TCS", "1")).model_copy(
         update={"request_id": run_id, "attempt": 2}
@@ -181,6 +391,5 @@ async def test_a_final_failure_after_retries_counts_once(
     await ledger.apply_batch([_failure(account.id, run_id, attempt=n, final=n == 3) for n in (1, 2, 3)])
     async with sessions() as session:
         run = await session.get(SyncRun, run_id)
-        stored = await session.get(BrokerAccount, account.id)
     assert run is not None and (run.status, run.attempts, run.next_attempt_at) == ("failed", 3, None)
-    assert stored is not None and stored.consecutive_failures == 1
+    assert (await _account(sessions, account.id)).consecutive_failures == 1

@@ -15,6 +15,7 @@ _MEANINGS = {
     401: "Missing or invalid API token.",
     404: "No such object among yours.",
     409: "Conflicts with the current state; the detail says how.",
+    415: "The body is not in a media type the route reads; the detail says which it wants.",
     503: "A dependency (database or message bus) is unavailable; try again.",
 }
 

@@ -11,6 +11,7 @@ from services.api.deps import ApiSettings, Cipher, OwnedAccount, OwnedPortfolio,
 from services.api.routes import error_responses
 from services.api.schemas import AccountCreate, AccountOut, CredentialsIn
 from shared.events import utc_now
+from shared.statements import STATEMENT_BROKER
 
 router = APIRouter(tags=["accounts"])
 log = logging.getLogger(__name__)
@@ -49,9 +50,11 @@ async def create_account(
     """Add a broker account to the portfolio, with a schedule whose first sync is due now.
 
     Syncs need credentials for most brokers: set them with `PUT /v1/accounts/{id}/credentials`.
+    An account of broker `csv` has no schedule: it holds what its uploaded statements say
+    (`POST /v1/accounts/{id}/statements`).
     """
     interval = body.sync_interval_seconds
-    if interval is None:
+    if interval is None and body.broker != STATEMENT_BROKER:
         interval = settings.default_sync_interval_seconds
     view = await storage.create_account(
         session,

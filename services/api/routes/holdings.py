@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
 
 from services.api import storage
 from services.api.consolidation import consolidate, market_value
@@ -12,14 +15,20 @@ from services.api.schemas import ConsolidatedHoldingOut, PositionOut
 
 router = APIRouter(tags=["holdings"])
 
+AsOf = Annotated[
+    AwareDatetime | None,
+    Query(description="Point in time (ISO 8601 with a zone, e.g. 2026-01-31T15:30:00Z); default: now."),
+]
+
 
 @router.get(
     "/accounts/{account_id}/holdings",
     summary="Current holdings of an account",
     responses=error_responses(401, 404),
 )
-async def account_holdings(account: OwnedAccount, session: Session) -> list[PositionOut]:
-    """What the account held at its last successful sync (`as_of`), one line per instrument."""
+async def account_holdings(account: OwnedAccount, session: Session, as_of: AsOf = None) -> list[PositionOut]:
+    """What the account holds as of its last successful sync, or as it stood at `as_of`; one line per
+    instrument. Each line's `as_of` is when that snapshot was taken."""
     return [
         PositionOut(
             symbol=p.symbol,
@@ -33,7 +42,7 @@ async def account_holdings(account: OwnedAccount, session: Session) -> list[Posi
             market_value=market_value(p.quantity, p.last_price),
             as_of=p.as_of,
         )
-        for p in await storage.account_positions(session, account.id)
+        for p in await storage.account_positions(session, account.id, as_of=as_of)
     ]
 
 
@@ -42,7 +51,10 @@ async def account_holdings(account: OwnedAccount, session: Session) -> list[Posi
     summary="Consolidated holdings of a portfolio",
     responses=error_responses(401, 404),
 )
-async def portfolio_holdings(portfolio: OwnedPortfolio, session: Session) -> list[ConsolidatedHoldingOut]:
-    """All accounts' positions, one line per (symbol, exchange, currency), with a per-account breakdown."""
-    positions = await storage.portfolio_positions(session, portfolio.id)
+async def portfolio_holdings(
+    portfolio: OwnedPortfolio, session: Session, as_of: AsOf = None
+) -> list[ConsolidatedHoldingOut]:
+    """All accounts' positions, now or as they stood at `as_of`: one line per (symbol, exchange,
+    currency), with a per-account breakdown."""
+    positions = await storage.portfolio_positions(session, portfolio.id, as_of=as_of)
     return [ConsolidatedHoldingOut.model_validate(holding) for holding in consolidate(positions)]

@@ -14,6 +14,7 @@ from services.api.schemas import SyncAccepted, SyncRunOut
 from shared import topics
 from shared.bus.port import BusUnavailable, OutgoingMessage
 from shared.events import SyncRequested, SyncTrigger, utc_now
+from shared.statements import STATEMENT_BROKER
 
 router = APIRouter(tags=["sync"])
 log = logging.getLogger(__name__)
@@ -43,6 +44,12 @@ async def list_sync_runs(
 )
 async def sync_now(account: OwnedAccount, session: Session, bus: Bus) -> SyncAccepted:
     """Request a sync outside the schedule. It runs asynchronously: follow it by `request_id` in sync-runs."""
+    if account.broker == STATEMENT_BROKER:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"this account has no broker to sync from (broker {STATEMENT_BROKER!r}): upload a holdings "
+            f"statement instead, with POST /v1/accounts/{account.id}/statements",
+        )
     if account.needs_reauth:
         raise HTTPException(
             status.HTTP_409_CONFLICT,

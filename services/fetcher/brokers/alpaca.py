@@ -27,8 +27,8 @@ Normalisation:
 - quantity is `qty` as reported. "Short positions will be reported with negative quantities", so a
   short stays negative; a `side` that contradicts the sign of `qty` is an invalid response.
 - average_price is `avg_entry_price`, last_price `current_price` (absent or null -> None). Holding
-  prices carry 8 decimal places; Alpaca's computed averages can carry more (the published crypto
-  sample has 16), so prices beyond 8 places are rounded half-even to 8. Quantities are never
+  prices carry 18 decimal places; Alpaca's computed averages could carry more, so prices beyond
+  18 places are rounded half-even to 18. Quantities are never
   rounded: one finer than the Holding can carry is an invalid response.
 
 Failures: 401 and 403 -> AuthRejected; 429 -> RateLimited (wait until `X-Ratelimit-Reset`, or a
@@ -82,7 +82,7 @@ SECRET_KEY_HEADER = "APCA-API-SECRET-KEY"
 ENVIRONMENTS = ("live", "paper")
 
 _ASSET_TYPES = {"us_equity": AssetType.EQUITY, "crypto": AssetType.CRYPTO}
-_PRICE_PLACES = 8  # shared.events.Price: decimal_places=8
+_PRICE_PLACES = 18  # shared.events.Price: decimal_places=18
 _PRICE_QUANTUM = Decimal(1).scaleb(-_PRICE_PLACES)
 _DECIMAL_TEXT = re.compile(r"-?\d+(?:\.\d+)?")
 

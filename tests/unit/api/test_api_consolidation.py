@@ -6,8 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from services.api.consolidation import consolidate
-from shared.db.tables import Position
+from services.api.consolidation import Position, consolidate
 
 
 def _position(quantity: str, average_price: str, *, account: uuid.UUID | None = None) -> Position:
@@ -22,7 +21,6 @@ def _position(quantity: str, average_price: str, *, account: uuid.UUID | None = 
         average_price=Decimal(average_price),
         last_price=Decimal("2"),
         as_of=datetime(2026, 1, 1, tzinfo=UTC),
-        snapshot_id=uuid.uuid4(),
     )
 
 

@@ -8,7 +8,8 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db.tables import Position
+from services.api.consolidation import Position
+from tests.support.accounts import give_current_positions
 
 EARLIER = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 LATER = datetime(2026, 5, 1, 15, 30, tzinfo=UTC)
@@ -37,7 +38,6 @@ def _position(
         average_price=Decimal(average_price),
         last_price=None if last_price is None else Decimal(last_price),
         as_of=as_of,
-        snapshot_id=uuid.uuid4(),
     )
 
 
@@ -58,14 +58,13 @@ async def test_account_holdings_are_its_positions_with_decimals_as_strings(
     account_id: str,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    async with sessions() as session:
-        session.add_all(
-            [
-                _position(account_id, "TCS", "10", "3500.25", "3600.5", isin="INE467B01029"),
-                _position(account_id, "INFY", "0.5", "1400", None),
-            ]
-        )
-        await session.commit()
+    await give_current_positions(
+        sessions,
+        [
+            _position(account_id, "TCS", "10", "3500.25", "3600.5", isin="INE467B01029"),
+            _position(account_id, "INFY", "0.5", "1400", None),
+        ],
+    )
 
     response = await client.get(f"/v1/accounts/{account_id}/holdings", headers=alice)
 
@@ -112,18 +111,17 @@ async def test_portfolio_holdings_consolidate_its_accounts_only(
     third = await _new_account(client, alice, portfolio_id)
     elsewhere = await client.post("/v1/portfolios", json={"name": "Elsewhere"}, headers=alice)
     outsider = await _new_account(client, alice, elsewhere.json()["id"])
-    async with sessions() as session:
-        session.add_all(
-            [
-                _position(account_id, "TCS", "10", "100", "130", as_of=EARLIER),
-                _position(second, "TCS", "30", "120", "140", as_of=LATER, isin="INE467B01029"),
-                _position(second, "AAPL", "2", "150", None, exchange="NASDAQ", currency="USD"),
-                # Same symbol and exchange, other currency: another line.
-                _position(third, "TCS", "1", "1.5", "1.6", currency="USD"),
-                _position(outsider, "TCS", "1000", "1", "1"),
-            ]
-        )
-        await session.commit()
+    await give_current_positions(
+        sessions,
+        [
+            _position(account_id, "TCS", "10", "100", "130", as_of=EARLIER),
+            _position(second, "TCS", "30", "120", "140", as_of=LATER, isin="INE467B01029"),
+            _position(second, "AAPL", "2", "150", None, exchange="NASDAQ", currency="USD"),
+            # Same symbol and exchange, other currency: another line.
+            _position(third, "TCS", "1", "1.5", "1.6", currency="USD"),
+            _position(outsider, "TCS", "1000", "1", "1"),
+        ],
+    )
 
     response = await client.get(f"/v1/portfolios/{portfolio_id}/holdings", headers=alice)
 

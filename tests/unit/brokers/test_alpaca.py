@@ -29,7 +29,7 @@ LIVE_KEY_ID = "AKLIVEKEY0123456789B"
 LIVE_SECRET_KEY = "alpaca-live-secret-9876543210zyxwvutsrq"
 
 # The documented samples, normalised: AAPL's published symbol has a trailing space; BTCUSD's average
-# entry price has 16 decimal places, rounded half-even to the 8 a Holding price carries.
+# entry price has 16 decimal places, all of which a Holding price keeps.
 EXPECTED = [
     Holding(
         symbol="AAPL",
@@ -46,7 +46,7 @@ EXPECTED = [
         currency="USD",
         asset_type=AssetType.CRYPTO,
         quantity=Decimal("2.61937"),
-        average_price=Decimal("19660.57387845"),
+        average_price=Decimal("19660.5738784516887649"),  # exactly as published
         last_price=Decimal("19444"),
     ),
 ]
@@ -239,17 +239,19 @@ async def test_numbers_keep_every_digit() -> None:
     assert str(holding.last_price) == "1234.56780000"
 
 
-async def test_prices_finer_than_a_holding_carries_round_half_even_to_eight_places() -> None:
+async def test_prices_finer_than_a_holding_carries_round_half_even_to_eighteen_places() -> None:
     [holding] = await _holdings_of(
-        [_aapl(avg_entry_price="10.123456785", current_price="10.123456775000001")]
+        [_aapl(avg_entry_price="10.1234567890123456785", current_price="10.1234567890123456775000001")]
     )
-    assert str(holding.average_price) == "10.12345678"
-    assert str(holding.last_price) == "10.12345678"
+    assert str(holding.average_price) == "10.123456789012345678"
+    assert str(holding.last_price) == "10.123456789012345678"
 
 
 async def test_a_quantity_finer_than_a_holding_carries_is_invalid_not_rounded() -> None:
+    [nine_places] = await _holdings_of([_aapl(qty="0.123456789")])  # Alpaca documents up to 9
+    assert str(nine_places.quantity) == "0.123456789"
     with pytest.raises(InvalidResponse, match=r"position 0 \('AAPL'\).*quantity"):
-        await _holdings_of([_aapl(qty="0.123456789")])
+        await _holdings_of([_aapl(qty="0.1234567890123456789")])
 
 
 async def test_a_short_position_keeps_its_negative_quantity() -> None:

@@ -240,7 +240,7 @@ async def test_a_payload_off_the_documented_schema_is_invalid_with_a_reason(
 
 
 async def test_a_price_finer_than_a_holding_keeps_is_invalid_not_rounded(dhan: Dhan) -> None:
-    dhan.fake.answer = (200, dhan.fake.holdings.replace(b"2655.0", b"2655.123456789"))
+    dhan.fake.answer = (200, dhan.fake.holdings.replace(b"2655.0", b"2655.1234567890123456789"))
     with pytest.raises(InvalidResponse, match="average_price"):
         await dhan.fetch()
 

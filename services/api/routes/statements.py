@@ -1,0 +1,182 @@
+"""Holdings statements uploaded as CSV: the way a `csv` account learns what it holds.
+
+A statement is imported whole or not at all: a file with any bad row is a 422 listing every
+problem by line, and nothing is recorded or published. An accepted file becomes a HoldingSnapshot
+on holdings.snapshots, which the ledger applies like a broker's; its sync run (trigger "import")
+is recorded before the snapshot is published, so the outcome has a home.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+
+from services.api import storage
+from services.api.deps import Bus, OwnedAccount, Session
+from services.api.routes import error_responses
+from services.api.schemas import StatementAccepted, StatementProblemOut, StatementRejectedOut
+from shared import topics
+from shared.bus.port import BusUnavailable, OutgoingMessage
+from shared.events import HoldingSnapshot, utc_now
+from shared.statements import (
+    MAX_STATEMENT_BYTES,
+    STATEMENT_BROKER,
+    RowProblem,
+    StatementRejected,
+    parse_statement,
+)
+
+router = APIRouter(tags=["sync"])
+log = logging.getLogger(__name__)
+
+CSV_MEDIA_TYPES = frozenset({"text/csv", "application/csv"})
+MAX_PROBLEMS_SHOWN = 1000
+MAX_SNAPSHOT_BYTES = 1_000_000
+"""The largest snapshot an import publishes: Kafka refuses a record over 1 MiB by default (the
+producer's max_request_size, the broker's message.max.bytes), which no retry would cure. At about
+140-170 bytes a holding, that is some 6,000 holdings, well short of the 50,000 rows a file may have."""
+_UTF8_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii"})
+
+_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The statement file itself, UTF-8 CSV: see docs/statements.md for the formats.",
+        "content": {
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": "symbol,quantity,average_price,currency\nAAPL,12,145.30,USD\n",
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/accounts/{account_id}/statements",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=StatementAccepted,
+    summary="Import a holdings statement (CSV)",
+    responses={
+        **error_responses(401, 404, 409, 415, 503),
+        422: {
+            "model": StatementRejectedOut,
+            "description": "The statement has problems: nothing was imported.",
+        },
+    },
+    openapi_extra=_REQUEST_BODY,
+)
+async def import_statement(
+    request: Request, account: OwnedAccount, session: Session, bus: Bus
+) -> StatementAccepted | JSONResponse:
+    """Replace the account's holdings with those of a statement file, sent as the request body.
+
+    Only accounts of broker `csv` take statements. Formats: the generic CSV (`symbol, quantity,
+    average_price, currency`, optionally `exchange, isin, asset_type, last_price`) and Zerodha
+    Console's holdings download saved as CSV. At most 5 MB and 50,000 rows. The import runs
+    asynchronously like a sync: follow it by `request_id` in sync-runs.
+    """
+    if account.broker != STATEMENT_BROKER:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"this account syncs from broker {account.broker!r}; statements are imported into accounts "
+            f"of broker {STATEMENT_BROKER!r} (create one with POST /v1/portfolios/{{id}}/accounts)",
+        )
+    _require_csv(request)
+    data = await _read_body(request, limit=MAX_STATEMENT_BYTES)
+    context = {"account_id": str(account.id)}
+    try:
+        # Up to 5 MB of parsing: off the event loop, so that other requests are not held up.
+        statement = await asyncio.to_thread(parse_statement, data)
+    except StatementRejected as exc:
+        log.info("statement rejected", extra={**context, "problems": len(exc.problems)})
+        return _rejected(exc)
+
+    now = utc_now()
+    snapshot = HoldingSnapshot(
+        account_id=account.id,
+        request_id=uuid.uuid4(),
+        broker=account.broker,
+        taken_at=now,
+        holdings=statement.holdings,
+    )
+    encoded = snapshot.to_bytes()
+    if len(encoded) > MAX_SNAPSHOT_BYTES:
+        log.info("statement too large to publish", extra={**context, "bytes": len(encoded)})
+        return _rejected(StatementRejected([_too_many_holdings(len(statement.holdings), len(encoded))]))
+    await storage.record_import(session, run_id=snapshot.request_id, account_id=account.id, now=now)
+    context |= {"request_id": str(snapshot.request_id), "format": statement.format.value}
+    try:
+        await bus.publish([OutgoingMessage(topics.HOLDINGS_SNAPSHOTS, snapshot.key, encoded)])
+    except BusUnavailable:
+        log.exception("statement snapshot not published", extra=context)
+        await storage.record_unpublished_request(
+            session,
+            snapshot.request_id,
+            now=utc_now(),
+            reason="the imported statement could not be published to the message bus",
+        )
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the statement could not be imported (message bus unavailable): upload it again",
+        ) from None
+    log.info("statement imported", extra={**context, "holdings": len(statement.holdings)})
+    return StatementAccepted(
+        request_id=snapshot.request_id,
+        holdings=len(statement.holdings),
+        format=statement.format,
+        statement_date=statement.statement_date,
+    )
+
+
+def _require_csv(request: Request) -> None:
+    media_type, _, parameters = request.headers.get("content-type", "").partition(";")
+    charset = ""
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    if media_type.strip().lower() not in CSV_MEDIA_TYPES:
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            "send the statement file itself as the request body, with Content-Type: text/csv",
+        )
+    if charset and charset not in _UTF8_CHARSETS:
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"statements are read as UTF-8, not {charset[:40]!r}"
+        )
+
+
+async def _read_body(request: Request, *, limit: int) -> bytes:
+    """The body, but no more than `limit` + 1 bytes: enough for the parser to reject a file too large."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(chunks)
+
+
+def _too_many_holdings(count: int, size: int) -> RowProblem:
+    return RowProblem(
+        0,
+        f"the statement's {count} holdings make a message of {size} bytes, more than the "
+        f"{MAX_SNAPSHOT_BYTES} one import can carry: split them over several csv accounts",
+    )
+
+
+def _rejected(exc: StatementRejected) -> JSONResponse:
+    shown = exc.problems[:MAX_PROBLEMS_SHOWN]
+    detail = f"statement rejected: {len(exc.problems)} problem(s)"
+    if len(shown) < len(exc.problems):
+        detail += f", the first {len(shown)} listed"
+    body = StatementRejectedOut(
+        detail=detail, problems=[StatementProblemOut(line=p.line, message=p.message) for p in shown]
+    )
+    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content=body.model_dump())

@@ -1,0 +1,428 @@
+"""Decide everything one batch writes, in memory, before a single row is written.
+
+`plan_batch` takes the batch's accounts as loaded from the database and the batch's new events, in
+order, and returns the rows to insert and update. It keeps each account's state up to date as it
+goes, so several snapshots of one account in one batch chain correctly. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from services.ledger.positions import (
+    ZERO,
+    DerivedTrade,
+    InstrumentKey,
+    Positions,
+    PriceSource,
+    TradeKind,
+    derive_trades,
+    position_changes,
+    positions_of,
+    suspicion,
+)
+from shared import topics
+from shared.db.tables import SnapshotStatus
+from shared.events import (
+    Event,
+    FailureKind,
+    HoldingsChanged,
+    HoldingSnapshot,
+    SnapshotAccepted,
+    SyncFailed,
+    TradeSide,
+    utc_now,
+)
+
+FINISHED_RUN = frozenset({"succeeded", "failed"})
+
+
+@dataclass
+class AccountState:
+    """An account as the batch sees it: loaded from the database, then updated event by event."""
+
+    id: uuid.UUID
+    portfolio_id: uuid.UUID
+    current_snapshot_id: uuid.UUID | None
+    positions_as_of: datetime | None
+    positions: dict[InstrumentKey, Any]
+    held_snapshot_id: uuid.UUID | None = None
+    held_taken_at: datetime | None = None
+    held_positions: dict[InstrumentKey, Any] | None = None
+    held_reason: str | None = None
+    last_attempt_at: datetime | None = None
+    last_success_at: datetime | None = None
+    consecutive_failures: int = 0
+    needs_reauth: bool = False
+    last_error: str | None = None
+    touched: bool = False
+
+    def account_update(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "current_snapshot_id": self.current_snapshot_id,
+            "positions_as_of": self.positions_as_of,
+            "held_snapshot_id": self.held_snapshot_id,
+            "held_reason": self.held_reason,
+            "last_attempt_at": self.last_attempt_at,
+            "last_success_at": self.last_success_at,
+            "consecutive_failures": self.consecutive_failures,
+            "needs_reauth": self.needs_reauth,
+            "last_error": self.last_error,
+        }
+
+
+@dataclass
+class RunState:
+    """A sync run as the batch sees it; `exists` says whether to insert or update it."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    exists: bool
+    trigger: str = "external"
+    requested_at: datetime | None = None
+    status: str = "requested"
+    attempts: int = 1
+    finished_at: datetime | None = None
+    snapshot_id: uuid.UUID | None = None
+    failure_kind: str | None = None
+    failure_reason: str | None = None
+    next_attempt_at: datetime | None = None
+    touched: bool = False
+
+    def row(self) -> dict[str, Any]:
+        """The whole row, for a run nobody recorded before."""
+        return {"account_id": self.account_id, "trigger": self.trigger, "requested_at": self.requested_at} | (
+            self.outcome()
+        )
+
+    def outcome(self) -> dict[str, Any]:
+        """What the ledger learns of a run: all it updates on a run its requester recorded."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "attempts": self.attempts,
+            "finished_at": self.finished_at,
+            "snapshot_id": self.snapshot_id,
+            "failure_kind": self.failure_kind,
+            "failure_reason": self.failure_reason,
+            "next_attempt_at": self.next_attempt_at,
+        }
+
+
+@dataclass
+class BatchPlan:
+    """Rows to write, as tuples in the column order below (so Postgres can COPY them directly)."""
+
+    SNAPSHOT_COLUMNS = (
+        "id",
+        "account_id",
+        "request_id",
+        "taken_at",
+        "received_at",
+        "holdings_count",
+        "status",
+    )
+    HOLDING_COLUMNS = (
+        "snapshot_id",
+        "symbol",
+        "exchange",
+        "isin",
+        "currency",
+        "asset_type",
+        "quantity",
+        "average_price",
+        "last_price",
+    )
+    TRANSACTION_COLUMNS = (
+        "id",
+        "account_id",
+        "symbol",
+        "exchange",
+        "kind",
+        "quantity",
+        "price",
+        "price_source",
+        "currency",
+        "occurred_at",
+        "origin",
+        "snapshot_id",
+        "trade_id",
+    )
+    OUTBOX_COLUMNS = ("topic", "message_key", "payload", "created_at")
+    PROCESSED_COLUMNS = ("event_id", "consumer", "processed_at")
+
+    snapshots: list[tuple[Any, ...]] = field(default_factory=list)
+    holdings: list[tuple[Any, ...]] = field(default_factory=list)
+    derived: list[tuple[Any, ...]] = field(default_factory=list)
+    reported: list[tuple[Any, ...]] = field(default_factory=list)
+    outbox: list[tuple[Any, ...]] = field(default_factory=list)
+    processed: list[tuple[Any, ...]] = field(default_factory=list)
+    status_changes: dict[uuid.UUID, str] = field(default_factory=dict)  # earlier snapshots' new status
+    accounts: list[dict[str, Any]] = field(default_factory=list)
+    new_runs: list[dict[str, Any]] = field(default_factory=list)
+    changed_runs: list[dict[str, Any]] = field(default_factory=list)
+    announcements: list[HoldingsChanged] = field(default_factory=list)
+
+
+class UnknownAccount(LookupError):
+    """An event for an account the database does not have (deleted, or never created)."""
+
+
+def plan_batch(
+    events: Sequence[Event],
+    accounts: dict[uuid.UUID, AccountState],
+    runs: dict[uuid.UUID, RunState],
+    *,
+    consumer: str,
+) -> BatchPlan:
+    """The rows that apply `events` (new ones only, in order) to `accounts` and `runs`."""
+    plan = BatchPlan()
+    now = utc_now()
+    for event in events:
+        account = accounts.get(event.account_id)
+        if account is None:
+            raise UnknownAccount(f"no broker account {event.account_id}")
+        account.touched = True
+        if isinstance(event, HoldingSnapshot):
+            _snapshot(plan, account, runs, event, now)
+        else:
+            plan.processed.append((event.event_id, consumer, now))
+            if isinstance(event, SyncFailed):
+                _failure(account, runs, event)
+            elif isinstance(event, SnapshotAccepted):
+                _accepted(plan, account, event, now)
+    plan.accounts = [a.account_update() for a in accounts.values() if a.touched]
+    plan.new_runs = [r.row() for r in runs.values() if r.touched and not r.exists]
+    plan.changed_runs = [r.outcome() for r in runs.values() if r.touched and r.exists]
+    return plan
+
+
+def _snapshot(
+    plan: BatchPlan,
+    account: AccountState,
+    runs: dict[uuid.UUID, RunState],
+    snapshot: HoldingSnapshot,
+    now: datetime,
+) -> None:
+    for h in snapshot.holdings:
+        plan.holdings.append(
+            (
+                snapshot.event_id,
+                h.symbol,
+                h.exchange,
+                h.isin,
+                h.currency,
+                h.asset_type.value,
+                h.quantity,
+                h.average_price,
+                h.last_price,
+            )
+        )
+    for trade in snapshot.trades:
+        signed = trade.quantity if trade.side is TradeSide.BUY else -trade.quantity
+        plan.reported.append(
+            (
+                uuid.uuid4(),
+                account.id,
+                trade.symbol,
+                trade.exchange,
+                trade.side.value,
+                abs(signed),
+                trade.price,
+                PriceSource.REPORTED.value,
+                trade.currency,
+                trade.executed_at,
+                "reported",
+                snapshot.event_id,
+                trade.trade_id,
+            )
+        )
+    _record_attempt(
+        runs,
+        snapshot.request_id,
+        account.id,
+        snapshot.occurred_at,
+        attempt=snapshot.attempt,
+        status="succeeded",
+        snapshot_id=snapshot.event_id,
+    )
+    if account.last_success_at is None or snapshot.taken_at > account.last_success_at:
+        account.last_attempt_at = account.last_success_at = snapshot.taken_at
+        account.consecutive_failures = 0
+        account.last_error = None
+
+    status = _place(plan, account, snapshot, now)
+    plan.snapshots.append(
+        (
+            snapshot.event_id,
+            account.id,
+            snapshot.request_id,
+            snapshot.taken_at,
+            now,
+            len(snapshot.holdings),
+            status,
+        )
+    )
+
+
+def _place(plan: BatchPlan, account: AccountState, snapshot: HoldingSnapshot, now: datetime) -> str:
+    """Apply, hold or file the snapshot; return its status."""
+    if account.positions_as_of is not None and snapshot.taken_at <= account.positions_as_of:
+        return SnapshotStatus.LATE
+    incoming = positions_of(snapshot.holdings)
+    reason = suspicion(account.positions, incoming)
+    if account.held_snapshot_id is not None:
+        held_keys = set(account.held_positions or {})
+        if reason is not None and set(incoming) == held_keys:
+            # The next sync says the same: the held snapshot was real after all.
+            plan.status_changes[account.held_snapshot_id] = SnapshotStatus.APPLIED
+            reason = None
+        else:
+            plan.status_changes[account.held_snapshot_id] = SnapshotStatus.DISMISSED
+        _release_hold(account)
+    if reason is not None:
+        account.held_snapshot_id = snapshot.event_id
+        account.held_taken_at = snapshot.taken_at
+        account.held_positions = incoming
+        account.held_reason = reason
+        return SnapshotStatus.HELD
+    net = _net_reported(snapshot, account.positions_as_of)
+    _apply(plan, account, snapshot.event_id, snapshot.taken_at, incoming, now, reported=net)
+    return SnapshotStatus.APPLIED
+
+
+def _apply(
+    plan: BatchPlan,
+    account: AccountState,
+    snapshot_id: uuid.UUID,
+    taken_at: datetime,
+    incoming: Positions,
+    now: datetime,
+    *,
+    reported: dict[InstrumentKey, Decimal] | None = None,
+) -> None:
+    for trade in derive_trades(account.positions, incoming, reported=reported):
+        plan.derived.append(_derived_row(account.id, snapshot_id, taken_at, trade))
+    changes = position_changes(account.positions, incoming)
+    account.current_snapshot_id = snapshot_id
+    account.positions = dict(incoming)
+    account.positions_as_of = taken_at
+    if changes:
+        announcement = HoldingsChanged(
+            account_id=account.id,
+            portfolio_id=account.portfolio_id,
+            snapshot_id=snapshot_id,
+            taken_at=taken_at,
+            changes=tuple(changes),
+        )
+        plan.announcements.append(announcement)
+        plan.outbox.append((topics.HOLDINGS_CHANGES, announcement.key, announcement.model_dump_json(), now))
+
+
+def _derived_row(
+    account_id: uuid.UUID, snapshot_id: uuid.UUID, taken_at: datetime, trade: DerivedTrade
+) -> tuple[Any, ...]:
+    return (
+        uuid.uuid4(),
+        account_id,
+        trade.key[0],
+        trade.key[1],
+        trade.kind.value,
+        trade.quantity,
+        trade.price,
+        trade.price_source.value if trade.price_source else None,
+        trade.currency,
+        taken_at,
+        "derived",
+        snapshot_id,
+        None,
+    )
+
+
+def _net_reported(snapshot: HoldingSnapshot, since: datetime | None) -> dict[InstrumentKey, Decimal]:
+    """Signed quantity of the snapshot's reported trades made since the previous applied snapshot."""
+    net: defaultdict[InstrumentKey, Decimal] = defaultdict(lambda: ZERO)
+    for trade in snapshot.trades:
+        if (since is None or trade.executed_at > since) and trade.executed_at <= snapshot.taken_at:
+            net[(trade.symbol, trade.exchange)] += (
+                trade.quantity if trade.side is TradeSide.BUY else -trade.quantity
+            )
+    return dict(net)
+
+
+def _release_hold(account: AccountState) -> None:
+    account.held_snapshot_id = None
+    account.held_taken_at = None
+    account.held_positions = None
+    account.held_reason = None
+
+
+def _accepted(plan: BatchPlan, account: AccountState, accepted: SnapshotAccepted, now: datetime) -> None:
+    if account.held_snapshot_id != accepted.snapshot_id or account.held_taken_at is None:
+        return  # already confirmed or dismissed by a later sync: nothing left to accept
+    snapshot_id, taken_at = accepted.snapshot_id, account.held_taken_at
+    incoming = account.held_positions or {}
+    _release_hold(account)
+    plan.status_changes[snapshot_id] = SnapshotStatus.APPLIED
+    if account.positions_as_of is None or taken_at > account.positions_as_of:
+        _apply(plan, account, snapshot_id, taken_at, incoming, now)
+
+
+def _failure(account: AccountState, runs: dict[uuid.UUID, RunState], failure: SyncFailed) -> None:
+    account.last_attempt_at = failure.occurred_at
+    account.last_error = f"{failure.kind.value}: {failure.reason}"
+    if failure.final:
+        account.consecutive_failures += 1
+    if failure.kind is FailureKind.AUTH:
+        account.needs_reauth = True
+    _record_attempt(
+        runs,
+        failure.request_id,
+        account.id,
+        failure.occurred_at,
+        attempt=failure.attempt,
+        status="failed" if failure.final else "retrying",
+        failure_kind=failure.kind.value,
+        failure_reason=failure.reason,
+        next_attempt_at=failure.retry_at,
+    )
+
+
+def _record_attempt(
+    runs: dict[uuid.UUID, RunState],
+    run_id: uuid.UUID,
+    account_id: uuid.UUID,
+    at: datetime,
+    *,
+    attempt: int,
+    status: str,
+    snapshot_id: uuid.UUID | None = None,
+    failure_kind: str | None = None,
+    failure_reason: str | None = None,
+    next_attempt_at: datetime | None = None,
+) -> None:
+    """Record how attempt `attempt` of a run ended, unless news of a later attempt came first:
+    failures and snapshots travel on different topics, so their relative order is not guaranteed."""
+    run = runs.get(run_id)
+    if run is None:  # requested by something that did not record the run (an operator's tool)
+        run = runs[run_id] = RunState(id=run_id, account_id=account_id, exists=False, requested_at=at)
+    elif run.attempts > attempt or (run.attempts == attempt and run.status in FINISHED_RUN):
+        return
+    run.touched = True
+    run.status = status
+    run.attempts = attempt
+    run.finished_at = at if status in FINISHED_RUN else None
+    run.snapshot_id = snapshot_id
+    run.failure_kind = failure_kind
+    run.failure_reason = failure_reason
+    run.next_attempt_at = next_attempt_at
+
+
+__all__ = ["AccountState", "BatchPlan", "RunState", "TradeKind", "UnknownAccount", "plan_batch"]

@@ -1,0 +1,172 @@
+"""The ledger's reads and writes: a handful of set-based statements per batch, whatever its size.
+
+On Postgres, new rows go in with COPY (asyncpg's binary copy) inside the batch's transaction; on
+SQLite (the embedded mode) with ordinary multi-row inserts. Either way the batch is one transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.ledger.plan import AccountState, BatchPlan, RunState
+from services.ledger.positions import Held, InstrumentKey
+from shared.db.tables import (
+    Base,
+    BrokerAccount,
+    OutboxMessage,
+    ProcessedEvent,
+    Snapshot,
+    SnapshotHolding,
+    SyncRun,
+    Transaction,
+)
+from shared.events import Event, HoldingSnapshot, SyncFailed
+
+
+class LedgerStore:
+    def __init__(self, session: AsyncSession, *, consumer: str) -> None:
+        self._session = session
+        self._consumer = consumer
+        self._postgres = session.get_bind().dialect.name == "postgresql"
+
+    async def new_events(self, events: Sequence[Event]) -> list[Event]:
+        """The events not applied before (redelivery), each once, in their order."""
+        snapshot_ids = [e.event_id for e in events if isinstance(e, HoldingSnapshot)]
+        other_ids = [e.event_id for e in events if not isinstance(e, HoldingSnapshot)]
+        seen: set[uuid.UUID] = set()
+        if snapshot_ids:
+            seen.update(await self._session.scalars(select(Snapshot.id).where(Snapshot.id.in_(snapshot_ids))))
+        if other_ids:
+            seen.update(
+                await self._session.scalars(
+                    select(ProcessedEvent.event_id).where(
+                        ProcessedEvent.consumer == self._consumer, ProcessedEvent.event_id.in_(other_ids)
+                    )
+                )
+            )
+        fresh = []
+        for event in events:
+            if event.event_id not in seen:
+                seen.add(event.event_id)
+                fresh.append(event)
+        return fresh
+
+    async def accounts(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, AccountState]:
+        rows = (
+            (await self._session.execute(select(BrokerAccount).where(BrokerAccount.id.in_(ids))))
+            .scalars()
+            .all()
+        )
+        states = {
+            a.id: AccountState(
+                id=a.id,
+                portfolio_id=a.portfolio_id,
+                current_snapshot_id=a.current_snapshot_id,
+                positions_as_of=a.positions_as_of,
+                positions={},
+                held_snapshot_id=a.held_snapshot_id,
+                held_reason=a.held_reason,
+                last_attempt_at=a.last_attempt_at,
+                last_success_at=a.last_success_at,
+                consecutive_failures=a.consecutive_failures,
+                needs_reauth=a.needs_reauth,
+                last_error=a.last_error,
+            )
+            for a in rows
+        }
+        for state in states.values():
+            self._session.expunge(next(a for a in rows if a.id == state.id))
+        current = {s.current_snapshot_id: s for s in states.values() if s.current_snapshot_id}
+        held = {s.held_snapshot_id: s for s in states.values() if s.held_snapshot_id}
+        if current or held:
+            positions = await self.positions_of_snapshots(list(current) + list(held))
+            for snapshot_id, state in current.items():
+                state.positions = positions.get(snapshot_id, {})
+            for snapshot_id, state in held.items():
+                state.held_positions = positions.get(snapshot_id, {})
+        if held:
+            taken = await self._session.execute(
+                select(Snapshot.id, Snapshot.taken_at).where(Snapshot.id.in_(held))
+            )
+            for snapshot_id, taken_at in taken:
+                held[snapshot_id].held_taken_at = taken_at
+        return states
+
+    async def positions_of_snapshots(
+        self, snapshot_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, dict[InstrumentKey, Held]]:
+        rows = await self._session.execute(
+            select(
+                SnapshotHolding.snapshot_id,
+                SnapshotHolding.symbol,
+                SnapshotHolding.exchange,
+                SnapshotHolding.quantity,
+                SnapshotHolding.average_price,
+                SnapshotHolding.last_price,
+                SnapshotHolding.currency,
+            ).where(SnapshotHolding.snapshot_id.in_(snapshot_ids))
+        )
+        positions: dict[uuid.UUID, dict[InstrumentKey, Held]] = {i: {} for i in snapshot_ids}
+        for snapshot_id, symbol, exchange, quantity, average, last, currency in rows:
+            positions[snapshot_id][(symbol, exchange)] = Held(quantity, average, last, currency)
+        return positions
+
+    async def runs(self, events: Sequence[Event]) -> dict[uuid.UUID, RunState]:
+        ids = {e.request_id for e in events if isinstance(e, HoldingSnapshot | SyncFailed)}
+        if not ids:
+            return {}
+        rows = await self._session.execute(
+            select(SyncRun.id, SyncRun.account_id, SyncRun.status, SyncRun.attempts).where(
+                SyncRun.id.in_(ids)
+            )
+        )
+        return {
+            run_id: RunState(id=run_id, account_id=account_id, exists=True, status=status, attempts=attempts)
+            for run_id, account_id, status, attempts in rows
+        }
+
+    async def write(self, plan: BatchPlan) -> None:
+        await self._copy(Snapshot, BatchPlan.SNAPSHOT_COLUMNS, plan.snapshots)
+        await self._copy(SnapshotHolding, BatchPlan.HOLDING_COLUMNS, plan.holdings)
+        await self._copy(Transaction, BatchPlan.TRANSACTION_COLUMNS, plan.derived)
+        await self._copy(OutboxMessage, BatchPlan.OUTBOX_COLUMNS, plan.outbox)
+        await self._copy(ProcessedEvent, BatchPlan.PROCESSED_COLUMNS, plan.processed)
+        if plan.reported:
+            await self._insert_new_trades(plan.reported)
+        if plan.status_changes:
+            await self._session.execute(
+                update(Snapshot), [{"id": i, "status": s} for i, s in plan.status_changes.items()]
+            )
+        if plan.accounts:
+            await self._session.execute(update(BrokerAccount), plan.accounts)
+        if plan.new_runs:
+            await self._session.execute(insert(SyncRun), plan.new_runs)
+        if plan.changed_runs:
+            await self._session.execute(update(SyncRun), plan.changed_runs)
+
+    async def _copy(self, model: type[Base], columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        if self._postgres:
+            connection = await (await self._session.connection()).get_raw_connection()
+            await connection.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                model.__tablename__, records=rows, columns=list(columns)
+            )
+        else:
+            await self._session.execute(insert(model), [dict(zip(columns, row, strict=True)) for row in rows])
+
+    async def _insert_new_trades(self, rows: list[tuple[Any, ...]]) -> None:
+        """Reported trades, each stored once however often the broker reports it."""
+        dialect_insert = postgresql.insert if self._postgres else sqlite.insert
+        statement = dialect_insert(Transaction).on_conflict_do_nothing(
+            index_elements=["account_id", "trade_id"]
+        )
+        await self._session.execute(
+            statement, [dict(zip(BatchPlan.TRANSACTION_COLUMNS, row, strict=True)) for row in rows]
+        )
