@@ -1,23 +1,36 @@
 """The transactional outbox: HoldingsChanged is committed with the change it announces, then relayed.
 
-A crash between the commit and the publish leaves the message in the outbox; the relay publishes it
-when the ledger runs again. A message is deleted only after Kafka acknowledged it, so at worst a
-crash in that instant publishes it twice with the same event id, which subscribers can dedupe on.
+A crash between the commit and the publish leaves the message in the outbox, and the relay
+publishes it when the ledger runs again. A message is deleted once Kafka has acknowledged it. The
+one moment left — a crash after the acknowledgement but before the delete — would publish it twice,
+so a message that has waited in the outbox longer than a relay pass takes (an orphan of a crashed
+or failed pass) is first looked for in the topic's tail, and skipped if it is already there.
+Only the relay's last batch can be in that state, so the tail to read is one batch per partition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.bus.port import MessageBus, OutgoingMessage
 from shared.db.tables import OutboxMessage
+from shared.events import utc_now
 
 log = logging.getLogger(__name__)
+
+# Older than this, a pending message may be an orphan whose publish was acknowledged.
+ORPHAN_AFTER = timedelta(seconds=5)
+
+_Pending = Row[int, uuid.UUID, str, str, str]  # id, event_id, topic, key, payload
 
 
 class OutboxRelay:
@@ -27,6 +40,9 @@ class OutboxRelay:
         self._sessions = sessions
         self._bus = bus
         self._batch = batch
+        # Rows created before this moment may have been published by a pass that died: a previous
+        # process's (before this relay started) or one of ours that failed (moved on each failure).
+        self._doubt_before = utc_now()
 
     async def publish_pending(self) -> int:
         """Publish everything waiting in the outbox, oldest first; return how many messages."""
@@ -37,25 +53,59 @@ class OutboxRelay:
                     await session.execute(
                         select(
                             OutboxMessage.id,
+                            OutboxMessage.event_id,
                             OutboxMessage.topic,
                             OutboxMessage.message_key,
                             OutboxMessage.payload,
                         )
                         .order_by(OutboxMessage.id)
                         .limit(self._batch)
-                        # Several ledgers may relay at once: each takes rows the others do not hold.
+                        # Several passes (and ledgers) relay at once: each takes rows no other holds.
                         .with_for_update(skip_locked=True)
                     )
                 ).all()
                 if not rows:
                     return total
-                await self._bus.publish(
-                    [OutgoingMessage(topic, key, payload.encode()) for _, topic, key, payload in rows]
-                )
+                already = await self._already_published(session, rows)
+                fresh = [
+                    OutgoingMessage(topic, key, payload.encode())
+                    for _, event_id, topic, key, payload in rows
+                    if event_id not in already
+                ]
+                try:
+                    await self._bus.publish(fresh)
+                except BaseException:
+                    self._doubt_before = utc_now()  # some of these may have reached Kafka
+                    raise
                 await session.execute(
                     delete(OutboxMessage).where(OutboxMessage.id.in_([row[0] for row in rows]))
                 )
-            total += len(rows)
+            total += len(fresh)
+
+    async def _already_published(self, session: AsyncSession, rows: Sequence[_Pending]) -> set[uuid.UUID]:
+        # Also suspect: rows of another ledger that died; they have been waiting a while.
+        doubt_before = max(self._doubt_before, utc_now() - ORPHAN_AFTER)
+        suspects = set(
+            await session.scalars(
+                select(OutboxMessage.event_id).where(
+                    OutboxMessage.id.in_([row[0] for row in rows]), OutboxMessage.created_at < doubt_before
+                )
+            )
+        )
+        if not suspects:
+            return set()
+        published: set[uuid.UUID] = set()
+        for topic in {row[2] for row in rows}:
+            # A dead process may have had two passes in flight (after a batch, and the sweep).
+            for record in await self._bus.recent(topic, per_partition=2 * self._batch):
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    published.add(uuid.UUID(json.loads(record.value)["event_id"]))
+        found = suspects & published
+        if found:
+            log.info(
+                "outbox: skipping messages a previous pass already published", extra={"count": len(found)}
+            )
+        return found
 
     async def run(self, stop: asyncio.Event, *, interval_s: float = 1.0) -> None:
         """Sweep now and then for messages a crashed or interrupted relay left behind."""

@@ -155,7 +155,7 @@ class BatchPlan:
         "snapshot_id",
         "trade_id",
     )
-    OUTBOX_COLUMNS = ("topic", "message_key", "payload", "created_at")
+    OUTBOX_COLUMNS = ("event_id", "topic", "message_key", "payload", "created_at")
     PROCESSED_COLUMNS = ("event_id", "consumer", "processed_at")
 
     snapshots: list[tuple[Any, ...]] = field(default_factory=list)
@@ -323,7 +323,15 @@ def _apply(
             changes=tuple(changes),
         )
         plan.announcements.append(announcement)
-        plan.outbox.append((topics.HOLDINGS_CHANGES, announcement.key, announcement.model_dump_json(), now))
+        plan.outbox.append(
+            (
+                announcement.event_id,
+                topics.HOLDINGS_CHANGES,
+                announcement.key,
+                announcement.model_dump_json(),
+                now,
+            )
+        )
 
 
 def _derived_row(

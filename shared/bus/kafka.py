@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -48,10 +48,13 @@ class KafkaBus:
             await self._producer.stop()
             self._producer = None
 
-    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+    def _started(self) -> AIOKafkaProducer:
         if self._producer is None:
-            raise RuntimeError("KafkaBus.publish before start()")
-        producer = self._producer
+            raise RuntimeError("KafkaBus used before start()")
+        return self._producer
+
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        producer = self._started()
         try:
             pending = [
                 await producer.send(self._namespace + m.topic, m.value, key=m.key.encode()) for m in messages
@@ -71,6 +74,32 @@ class KafkaBus:
         )
         await consumer.start()
         return KafkaSubscription(consumer, len(self._namespace))
+
+    async def recent(self, topic: str, *, per_partition: int) -> list[Record]:
+        wire_topic = self._namespace + topic
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._servers, client_id=self._client_id, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            partitions = [
+                TopicPartition(wire_topic, p)
+                for p in sorted(await self._started().partitions_for(wire_topic))
+            ]
+            if not partitions:
+                return []
+            consumer.assign(partitions)
+            ends = await consumer.end_offsets(partitions)
+            starts = await consumer.beginning_offsets(partitions)
+            for tp in partitions:
+                consumer.seek(tp, max(starts[tp], ends[tp] - per_partition))
+            reading = KafkaSubscription(consumer, len(self._namespace))
+            records: list[Record] = []
+            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+                records.extend(await reading.fetch(max_records=per_partition, timeout_s=1.0))
+            return records
+        finally:
+            await consumer.stop()
 
 
 class KafkaSubscription:

@@ -76,6 +76,9 @@ class InMemoryBus:
         async with self._changed:
             self._changed.notify_all()
 
+    async def recent(self, topic: str, *, per_partition: int) -> list[Record]:
+        return [record for partition in self._log(topic) for record in partition[-per_partition:]]
+
     def records(self, topic: str) -> list[Record]:
         """Every record of `topic`, partition by partition: for tests and the demo's report."""
         return [record for partition in self._log(topic) for record in partition]

@@ -68,3 +68,6 @@ class MessageBus(Protocol):
 
     async def subscribe(self, topics: Sequence[str], *, group: str) -> Subscription:
         """Join consumer group `group` on `topics`, starting at the group's committed offsets."""
+
+    async def recent(self, topic: str, *, per_partition: int) -> list[Record]:
+        """The last `per_partition` records of each partition of `topic`, outside any group."""

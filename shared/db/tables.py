@@ -190,6 +190,7 @@ class OutboxMessage(Base):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     topic: Mapped[str] = mapped_column(String(255))
     message_key: Mapped[str] = mapped_column(String(64))
     payload: Mapped[str] = mapped_column(Text)

@@ -133,3 +133,22 @@ async def test_uncommitted_records_are_redelivered_after_a_member_dies(bus: Mess
 
     assert sorted(r.value for r in redelivered + extra) == sorted(f"late:{k}".encode() for k in range(4))
     assert len(committed) == 20
+
+
+async def test_recent_reads_the_tail_of_every_partition_outside_any_group(
+    bus: MessageBus, topic: str
+) -> None:
+    sent = _messages(topic, keys=8, per_key=5)
+    await bus.publish(sent)
+    everything = await bus.recent(topic, per_partition=100)
+    tail = await bus.recent(topic, per_partition=3)
+
+    assert sorted(r.value for r in everything) == sorted(m.value for m in sent)
+    whole: dict[int, list[bytes]] = defaultdict(list)
+    for record in everything:
+        whole[record.partition].append(record.value)
+    assert len(whole) > 1, "8 keys over 4 partitions land on more than one"
+    short: dict[int, list[bytes]] = defaultdict(list)
+    for record in tail:
+        short[record.partition].append(record.value)
+    assert short == {p: values[-3:] for p, values in whole.items()}

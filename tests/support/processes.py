@@ -28,7 +28,8 @@ class ServiceProcesses:
         self._log_files: list[BinaryIO] = []
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self._log_dir / f"{name}.log").open("wb")
+        """Start (or restart, appending to its log) the service `name`."""
+        log = (self._log_dir / f"{name}.log").open("ab")
         self._log_files.append(log)
         process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", *args], env=self._env, stdout=log, stderr=subprocess.STDOUT
@@ -48,6 +49,12 @@ class ServiceProcesses:
         if done.returncode != 0:
             raise AssertionError(f"portfolio-sync {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
         return done.stdout
+
+    def kill_hard(self, name: str) -> None:
+        """SIGKILL: no shutdown code runs, as when a machine dies."""
+        process = self._running[name]
+        process.kill()
+        process.wait()
 
     def assert_alive(self) -> None:
         dead = {name: p.returncode for name, p in self._running.items() if p.poll() is not None}

@@ -393,3 +393,31 @@ async def test_a_final_failure_after_retries_counts_once(
         run = await session.get(SyncRun, run_id)
     assert run is not None and (run.status, run.attempts, run.next_attempt_at) == ("failed", 3, None)
     assert (await _account(sessions, account.id)).consecutive_failures == 1
+
+
+class DiesAfterPublishing(InMemoryBus):
+    """Kafka acknowledges, then the relay dies before it can delete the rows."""
+
+    die = True
+
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        await super().publish(messages)
+        if self.die and any(m.topic == topics.HOLDINGS_CHANGES for m in messages):
+            self.die = False
+            raise BusUnavailable("the relay died after the acknowledgement")
+
+
+async def test_a_relay_that_died_after_kafka_acknowledged_does_not_announce_twice(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    bus = DiesAfterPublishing()
+    account = await create_account(sessions)
+    with pytest.raises(BusUnavailable):
+        await Ledger(sessions=sessions, bus=bus).apply_batch([_snapshot(account.id, _holding("TCS", "10"))])
+    assert len(_announced(bus)) == 1
+
+    restarted = Ledger(sessions=sessions, bus=bus)
+    assert await restarted.relay.publish_pending() == 0, "found in the topic's tail: not published again"
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+    assert len(_announced(bus)) == 1

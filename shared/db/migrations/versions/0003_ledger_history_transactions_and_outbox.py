@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column(
             "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
         ),
+        sa.Column("event_id", sa.Uuid(), nullable=False),
         sa.Column("topic", sa.String(length=255), nullable=False),
         sa.Column("message_key", sa.String(length=64), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),

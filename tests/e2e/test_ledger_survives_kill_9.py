@@ -1,0 +1,161 @@
+"""`kill -9` the ledger in the middle of its batches, restart it, and count: every snapshot sent is
+in Postgres exactly once, and every change it made is announced on holdings.changes.
+
+Kill points are fractions of the run; override them with LEDGER_KILL_POINTS=0.1,0.45,0.9.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared import topics
+from shared.bus.kafka import KafkaBus, create_topics
+from shared.bus.port import OutgoingMessage
+from shared.credentials import CredentialCipher
+from shared.db.engine import create_engine, session_factory
+from shared.db.tables import Snapshot, SnapshotHolding
+from shared.events import AssetType, Holding, HoldingsChanged, HoldingSnapshot, decode_event, utc_now
+from tests.support.accounts import create_account
+from tests.support.databases import DatabaseCloner
+from tests.support.infra import KafkaService, PostgresService
+from tests.support.processes import ServiceProcesses
+from tests.support.waiting import eventually
+
+ACCOUNTS = 40
+SNAPSHOTS_PER_ACCOUNT = 50
+HOLDINGS_PER_SNAPSHOT = 20
+KILL_POINTS = [float(p) for p in os.environ.get("LEDGER_KILL_POINTS", "0.15,0.5,0.85").split(",")]
+
+
+@pytest.fixture
+async def database(postgres: PostgresService) -> AsyncIterator[tuple[str, async_sessionmaker[AsyncSession]]]:
+    cloner = DatabaseCloner(postgres.url)
+    url = await cloner.fresh()
+    engine = create_engine(url)
+    yield url, session_factory(engine)
+    await engine.dispose()
+    await cloner.drop(url)
+
+
+def _snapshots(account_id: uuid.UUID) -> list[HoldingSnapshot]:
+    """Successive snapshots of one account; every one changes one position, so each is announced."""
+    start = utc_now() - timedelta(days=1)
+    return [
+        HoldingSnapshot(
+            account_id=account_id,
+            request_id=uuid.uuid4(),
+            broker="sim",
+            taken_at=start + timedelta(minutes=n),
+            holdings=tuple(
+                Holding(
+                    symbol=f"SYM{i:02d}",
+                    exchange="NSE",
+                    currency="INR",
+                    asset_type=AssetType.EQUITY,
+                    quantity=Decimal(100 + (n if i == n % HOLDINGS_PER_SNAPSHOT else 0)),
+                    average_price=Decimal("1234.5678"),
+                )
+                for i in range(HOLDINGS_PER_SNAPSHOT)
+            ),
+        )
+        for n in range(SNAPSHOTS_PER_ACCOUNT)
+    ]
+
+
+async def test_kill_9_mid_batch_loses_and_doubles_nothing(
+    kafka: KafkaService, database: tuple[str, async_sessionmaker[AsyncSession]], tmp_path: Path
+) -> None:
+    url, sessions = database
+    namespace = f"kill9-{uuid.uuid4().hex[:8]}."
+    servers = kafka.bootstrap_servers.split(",")
+    await create_topics(servers, topics.all_topics([]), partitions=4, namespace=namespace)
+    bus = KafkaBus(servers, namespace=namespace)
+    await bus.start()
+    accounts = [await create_account(sessions) for _ in range(ACCOUNTS)]
+    sent = [s for a in accounts for s in _snapshots(a.id)]
+    # Interleave accounts as a fetcher fleet would; each account's own order is kept by its key.
+    sent.sort(key=lambda s: s.taken_at)
+    await bus.publish([OutgoingMessage.of(topics.HOLDINGS_SNAPSHOTS, s) for s in sent])
+
+    ledger = ServiceProcesses(
+        {
+            "DATABASE_URL": url,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "KAFKA_NAMESPACE": namespace,
+            "CREDENTIALS_KEYS": CredentialCipher.generate_key(),
+            "LEDGER_BATCH_SIZE": "100",
+        },
+        tmp_path,
+    )
+
+    async def stored() -> int:
+        async with sessions() as session:
+            return await session.scalar(select(func.count()).select_from(Snapshot)) or 0
+
+    kills = []
+    try:
+        for point in KILL_POINTS:
+            ledger.start("ledger", "ledger")
+            target = int(point * len(sent))
+
+            async def reached(target: int = target) -> bool:
+                ledger.assert_alive()
+                return await stored() >= target
+
+            await eventually(reached, timeout_s=120, what=f"{target} snapshots stored", interval_s=0.01)
+            ledger.kill_hard("ledger")
+            kills.append(await stored())
+        ledger.start("ledger", "ledger")
+
+        async def all_stored() -> bool:
+            ledger.assert_alive()
+            return await stored() >= len(sent)
+
+        await eventually(all_stored, timeout_s=180, what=f"all {len(sent)} snapshots stored")
+
+        changes = await bus.subscribe([topics.HOLDINGS_CHANGES], group="kill9-observer")
+        announced: list[HoldingsChanged] = []
+
+        async def all_announced() -> bool:
+            records = await changes.fetch(max_records=1000, timeout_s=0.5)
+            announced.extend(decode_event(HoldingsChanged, r.value) for r in records)
+            return len({a.snapshot_id for a in announced}) >= len(sent)
+
+        await eventually(all_announced, timeout_s=120, what="a HoldingsChanged for every snapshot")
+        announced.extend(
+            decode_event(HoldingsChanged, r.value) for r in await changes.fetch(max_records=1000, timeout_s=1)
+        )
+        await changes.close()
+    finally:
+        codes = ledger.stop_all()
+        await bus.close()
+
+    async with sessions() as session:
+        ids = Counter(await session.scalars(select(Snapshot.id)))
+        rows = await session.scalar(select(func.count()).select_from(SnapshotHolding))
+    sent_ids = {s.event_id for s in sent}
+    lost = sent_ids - set(ids)
+    duplicated = sum(n - 1 for n in ids.values() if n > 1)
+    twice_announced = sum(n - 1 for n in Counter(a.snapshot_id for a in announced).values() if n > 1)
+    print(
+        f"ledger kill -9 at {KILL_POINTS} (stored then: {kills}): sent={len(sent)} stored={len(ids)} "
+        f"lost={len(lost)} duplicated={duplicated} holdings_rows={rows} "
+        f"announced={len({a.snapshot_id for a in announced})} announced_twice={twice_announced}"
+    )
+    assert len(kills) == len(KILL_POINTS) and kills[-1] < len(sent), "every kill hit a ledger mid-stream"
+    assert (len(lost), duplicated) == (0, 0)
+    assert set(ids) == sent_ids
+    assert rows == len(sent) * HOLDINGS_PER_SNAPSHOT
+    assert {a.snapshot_id for a in announced} == sent_ids
+    assert twice_announced == 0, "a change was announced twice"
+    assert codes == {"ledger": 0}
