@@ -12,7 +12,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from services.api.context import ApiContext, ApiResources
-from services.api.routes import accounts, health, holdings, portfolios, statements, sync, users
+from services.api.routes import (
+    accounts,
+    health,
+    holdings,
+    portfolios,
+    snapshots,
+    statements,
+    sync,
+    transactions,
+    users,
+)
 from services.api.storage import AlreadyExists
 from shared.bus.memory import InMemoryBus
 from shared.bus.port import MessageBus
@@ -39,7 +49,15 @@ _TAGS = [
         "name": "accounts",
         "description": "Broker accounts, their sync status and their write-only credentials.",
     },
-    {"name": "holdings", "description": "Current positions, per account or consolidated per portfolio."},
+    {
+        "name": "holdings",
+        "description": "Positions now or at a past time (`as_of`), per account or per portfolio.",
+    },
+    {
+        "name": "snapshots",
+        "description": "Every snapshot an account received, and the review of a held (suspicious) one.",
+    },
+    {"name": "transactions", "description": "Trades: derived from snapshot changes, or reported by brokers."},
     {"name": "sync", "description": "Sync history and on-demand syncs."},
     {"name": "health", "description": "Liveness and readiness probes."},
 ]
@@ -61,7 +79,7 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
     app.add_exception_handler(AlreadyExists, _already_exists)
     app.include_router(health.router)
     v1 = APIRouter(prefix="/v1")
-    for module in (users, portfolios, accounts, holdings, sync, statements):
+    for module in (users, portfolios, accounts, holdings, snapshots, transactions, sync, statements):
         v1.include_router(module.router)
     app.include_router(v1)
     return app

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -103,3 +103,26 @@ async def owned_account(account_id: uuid.UUID, user: CurrentUser, session: Sessi
 
 OwnedPortfolio = Annotated[Portfolio, Depends(owned_portfolio)]
 OwnedAccount = Annotated[BrokerAccount, Depends(owned_account)]
+
+
+async def account_filter(
+    user: CurrentUser,
+    session: Session,
+    account_id: Annotated[uuid.UUID | None, Query(description="Only this account's (one of yours).")] = None,
+) -> BrokerAccount | None:
+    """An optional `account_id` query filter: absent is None, another user's is a 404 like a path id."""
+    return None if account_id is None else await owned_account(account_id, user, session)
+
+
+async def portfolio_filter(
+    user: CurrentUser,
+    session: Session,
+    portfolio_id: Annotated[
+        uuid.UUID | None, Query(description="Only those of this portfolio's accounts (one of yours).")
+    ] = None,
+) -> Portfolio | None:
+    return None if portfolio_id is None else await owned_portfolio(portfolio_id, user, session)
+
+
+AccountFilter = Annotated[BrokerAccount | None, Depends(account_filter)]
+PortfolioFilter = Annotated[Portfolio | None, Depends(portfolio_filter)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import re
 import uuid
 from datetime import date
@@ -128,6 +129,15 @@ class AccountCreate(_Request):
         return self
 
 
+class HeldSnapshotOut(_Response):
+    id: uuid.UUID
+    taken_at: AwareDatetime
+    reason: str | None = Field(
+        description="Why the ledger held it, e.g. the broker reported no holdings where there were some."
+    )
+    holdings_count: int
+
+
 class AccountOut(_Response):
     id: uuid.UUID
     portfolio_id: uuid.UUID
@@ -142,8 +152,18 @@ class AccountOut(_Response):
     consecutive_failures: int
     needs_reauth: bool = Field(description="The broker rejected the credentials: set new ones to sync again.")
     last_error: str | None
-    positions_as_of: AwareDatetime | None
+    positions_as_of: AwareDatetime | None = Field(
+        description="When the snapshot behind the current positions was taken; None before the first."
+    )
     has_credentials: bool = Field(description="Whether credentials are stored; they are never returned.")
+    held_snapshot: HeldSnapshotOut | None = Field(
+        description=(
+            "A snapshot that looked like a broker error (all or most positions gone, no error reported) "
+            "and did not replace the current positions. The next sync confirms it (it applies) or "
+            "contradicts it (it is dismissed); or accept it with "
+            "POST /v1/accounts/{id}/held-snapshot/accept. None when nothing is held."
+        )
+    )
 
 
 CredentialKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -202,18 +222,127 @@ class ConsolidatedHoldingOut(_Response):
     accounts: list[AccountShareOut]
 
 
+# --- snapshots ---------------------------------------------------------------------------------
+
+
+class SnapshotStatusOut(enum.StrEnum):
+    """Mirrors shared.db.tables.SnapshotStatus, for the OpenAPI schema."""
+
+    APPLIED = "applied"
+    LATE = "late"
+    HELD = "held"
+    DISMISSED = "dismissed"
+
+
+_SNAPSHOT_STATUS = (
+    "applied: became the account's positions (when it arrived, or later when confirmed or accepted); "
+    "late: taken before the positions it arrived after, so history only; "
+    "held: looked like a broker error, waiting for the next sync or for the owner to accept it; "
+    "dismissed: held, then contradicted by the next sync. "
+    "As-of holdings read applied and late snapshots only."
+)
+
+
+class SnapshotOut(_Response):
+    id: uuid.UUID
+    taken_at: AwareDatetime = Field(description="When the broker reported these holdings.")
+    received_at: AwareDatetime = Field(description="When the ledger recorded the snapshot.")
+    status: SnapshotStatusOut = Field(description=_SNAPSHOT_STATUS)
+    holdings_count: int
+
+
+class SnapshotHoldingOut(_Response):
+    symbol: str
+    exchange: str
+    isin: str | None
+    currency: str
+    asset_type: str
+    quantity: DecimalText
+    average_price: DecimalText
+    last_price: DecimalText | None
+    market_value: DecimalText | None = Field(
+        description="quantity x last_price; None when the snapshot has no price."
+    )
+
+
+class SnapshotDetailOut(SnapshotOut):
+    holdings: list[SnapshotHoldingOut] = Field(description="What the snapshot lists, by symbol and exchange.")
+
+
+class HeldSnapshotAccept(_Request):
+    snapshot_id: uuid.UUID = Field(
+        description="The id of the held snapshot (`held_snapshot.id` of GET /v1/accounts/{id}): "
+        "naming it makes sure you accept the snapshot you looked at."
+    )
+
+
+class HeldSnapshotAccepted(BaseModel):
+    snapshot_id: uuid.UUID
+    accepted_by: uuid.UUID = Field(description="The user who accepted it: you.")
+
+
+# --- transactions ------------------------------------------------------------------------------
+
+
+class TransactionOrigin(enum.StrEnum):
+    DERIVED = "derived"
+    REPORTED = "reported"
+
+
+class TransactionOut(_Response):
+    id: uuid.UUID
+    account_id: uuid.UUID
+    symbol: str
+    exchange: str
+    kind: str = Field(
+        description="Derived trades: opening, buy, sell or closing (a position appears, grows, shrinks, "
+        "goes to zero). Reported trades: buy or sell."
+    )
+    quantity: DecimalText = Field(description="Always positive: `kind` says the direction.")
+    price: DecimalText | None = Field(description="Per unit, in `currency`; None when nothing tells it.")
+    price_source: str | None = Field(
+        description="average_cost (solved from the change of the broker's average price), last_price "
+        "(the market price the snapshot reported: an estimate), reported (the broker's own), or None."
+    )
+    currency: str
+    occurred_at: AwareDatetime = Field(
+        description="Derived: when the snapshot that showed the change was taken. Reported: when it executed."
+    )
+    origin: TransactionOrigin = Field(
+        description="derived: inferred from the change between two consecutive snapshots; "
+        "reported: listed by the broker itself."
+    )
+    snapshot_id: uuid.UUID | None = Field(description="The snapshot that showed or carried the trade.")
+    trade_id: str | None = Field(description="The broker's id of a reported trade; None for derived ones.")
+
+
+class TransactionPage(BaseModel):
+    items: list[TransactionOut] = Field(description="Newest first (by occurred_at, then id).")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; None on the last page.")
+
+
 # --- sync --------------------------------------------------------------------------------------
 
 
 class SyncRunOut(_Response):
     id: uuid.UUID
-    trigger: str
-    status: str = Field(description="requested, succeeded or failed.")
+    trigger: str = Field(description="schedule, manual, import (an uploaded statement) or external.")
+    status: str = Field(
+        description="requested: waiting for a fetcher; retrying: an attempt failed and another is "
+        "scheduled (see next_attempt_at); succeeded: a snapshot arrived (snapshot_id); failed: the "
+        "last attempt failed (failure_kind, failure_reason)."
+    )
     requested_at: AwareDatetime
-    finished_at: AwareDatetime | None
-    failure_kind: str | None
+    finished_at: AwareDatetime | None = Field(description="Set once succeeded or failed.")
+    failure_kind: str | None = Field(
+        description="auth, transient, rate_limited or invalid_response: of the latest failed attempt."
+    )
     failure_reason: str | None
     snapshot_id: uuid.UUID | None
+    attempts: int = Field(description="Attempts made so far, counting the first.")
+    next_attempt_at: AwareDatetime | None = Field(
+        description="While retrying: the next attempt is not made before this time."
+    )
 
 
 class SyncAccepted(BaseModel):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, and_, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +28,7 @@ from shared.db.tables import (
     SnapshotHolding,
     SnapshotStatus,
     SyncRun,
+    Transaction,
     User,
 )
 from shared.events import FailureKind, SyncRequested
@@ -42,11 +43,34 @@ class AlreadyExists(Exception):
 
 @dataclass(frozen=True)
 class AccountView:
-    """An account with its schedule and whether credentials are stored (never what they are)."""
+    """An account with its schedule, whether credentials are stored (never what they are), and the
+    snapshot it holds for review, if any."""
 
     account: BrokerAccount
     schedule: Schedule | None
     has_credentials: bool
+    held_snapshot: Snapshot | None = None
+
+
+@dataclass(frozen=True)
+class TransactionFilter:
+    """Which of a user's transactions to list; None means no condition."""
+
+    user_id: uuid.UUID
+    account_id: uuid.UUID | None = None
+    portfolio_id: uuid.UUID | None = None
+    symbol: str | None = None
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
+    origin: str | None = None
+
+
+@dataclass(frozen=True)
+class TransactionPosition:
+    """Where a page of transactions (newest first) ended: the next page starts after it."""
+
+    occurred_at: datetime
+    id: uuid.UUID
 
 
 async def create_user(session: AsyncSession, *, email: str, api_token_hash: str, now: datetime) -> User:
@@ -135,10 +159,12 @@ async def account_views(
     session: AsyncSession, *, portfolio_id: uuid.UUID | None = None, account_id: uuid.UUID | None = None
 ) -> list[AccountView]:
     """Accounts of one portfolio, or one account; the caller has checked ownership."""
+    held = aliased(Snapshot)
     query = (
-        select(BrokerAccount, Schedule, Credential.account_id)
+        select(BrokerAccount, Schedule, Credential.account_id, held)
         .outerjoin(Schedule, Schedule.account_id == BrokerAccount.id)
         .outerjoin(Credential, Credential.account_id == BrokerAccount.id)
+        .outerjoin(held, held.id == BrokerAccount.held_snapshot_id)
         .order_by(BrokerAccount.created_at, BrokerAccount.id)
     )
     if portfolio_id is not None:
@@ -146,7 +172,10 @@ async def account_views(
     if account_id is not None:
         query = query.where(BrokerAccount.id == account_id)
     rows = (await session.execute(query)).all()
-    return [AccountView(account=a, schedule=s, has_credentials=c is not None) for a, s, c in rows]
+    return [
+        AccountView(account=a, schedule=s, has_credentials=c is not None, held_snapshot=h)
+        for a, s, c, h in rows
+    ]
 
 
 async def store_credentials(
@@ -196,27 +225,30 @@ async def _positions(
     session: AsyncSession, accounts: ColumnElement[bool], as_of: datetime | None
 ) -> list[Position]:
     if as_of is None:
-        chosen = BrokerAccount.current_snapshot_id == Snapshot.id
+        chosen = Snapshot.id == BrokerAccount.current_snapshot_id
     else:
         # The newest valid snapshot of each account taken at or before `as_of` (late ones count;
-        # held and dismissed ones never were the account's positions).
-        newer = aliased(Snapshot)
-        latest = (
-            select(func.max(newer.taken_at))
+        # held and dismissed ones never were the account's positions). Exactly one: a late snapshot
+        # may share its taken_at with an applied one, and the applied one is what the account showed.
+        candidate = aliased(Snapshot)
+        chosen = Snapshot.id == (
+            select(candidate.id)
             .where(
-                newer.account_id == Snapshot.account_id,
-                newer.status.in_(SnapshotStatus.VALID),
-                newer.taken_at <= as_of,
+                candidate.account_id == BrokerAccount.id,
+                candidate.status.in_(SnapshotStatus.VALID),
+                candidate.taken_at <= as_of,
             )
+            .order_by(
+                candidate.taken_at.desc(),
+                case((candidate.status == SnapshotStatus.APPLIED, 0), else_=1),
+                candidate.id.desc(),
+            )
+            .limit(1)
             .scalar_subquery()
-        )
-        chosen = and_(
-            Snapshot.account_id == BrokerAccount.id,
-            Snapshot.status.in_(SnapshotStatus.VALID),
-            Snapshot.taken_at == latest,
         )
     rows = await session.execute(
         select(BrokerAccount.id, SnapshotHolding, Snapshot.taken_at)
+        .select_from(BrokerAccount)
         .join(Snapshot, chosen)
         .join(SnapshotHolding, SnapshotHolding.snapshot_id == Snapshot.id)
         .where(accounts)
@@ -239,6 +271,72 @@ async def _positions(
         )
         for account_id, h, taken_at in rows
     ]
+
+
+async def account_snapshots(
+    session: AsyncSession, account_id: uuid.UUID, *, limit: int
+) -> Sequence[Snapshot]:
+    """The account's snapshots of every status, newest first."""
+    query = (
+        select(Snapshot)
+        .where(Snapshot.account_id == account_id)
+        .order_by(Snapshot.taken_at.desc(), Snapshot.id.desc())
+        .limit(limit)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def account_snapshot(
+    session: AsyncSession, *, account_id: uuid.UUID, snapshot_id: uuid.UUID
+) -> tuple[Snapshot, Sequence[SnapshotHolding]] | None:
+    """One snapshot of the account, with its holdings; None if the account has no such snapshot."""
+    snapshot = await session.scalar(
+        select(Snapshot).where(Snapshot.id == snapshot_id, Snapshot.account_id == account_id)
+    )
+    if snapshot is None:
+        return None
+    holdings = await session.scalars(
+        select(SnapshotHolding)
+        .where(SnapshotHolding.snapshot_id == snapshot_id)
+        .order_by(SnapshotHolding.symbol, SnapshotHolding.exchange)
+    )
+    return snapshot, holdings.all()
+
+
+async def transactions(
+    session: AsyncSession, wanted: TransactionFilter, *, after: TransactionPosition | None, limit: int
+) -> Sequence[Transaction]:
+    """Up to `limit` of the user's transactions matching `wanted`, newest first, from just after
+    `after` (keyset pagination: stable while new rows arrive, and no offset to scan past)."""
+    query = (
+        select(Transaction)
+        .join(BrokerAccount, BrokerAccount.id == Transaction.account_id)
+        .join(Portfolio, Portfolio.id == BrokerAccount.portfolio_id)
+        .where(Portfolio.user_id == wanted.user_id)
+        .order_by(Transaction.occurred_at.desc(), Transaction.id.desc())
+        .limit(limit)
+    )
+    if wanted.account_id is not None:
+        query = query.where(Transaction.account_id == wanted.account_id)
+    if wanted.portfolio_id is not None:
+        query = query.where(BrokerAccount.portfolio_id == wanted.portfolio_id)
+    if wanted.symbol is not None:
+        query = query.where(Transaction.symbol == wanted.symbol)
+    if wanted.since is not None:
+        query = query.where(Transaction.occurred_at >= wanted.since)
+    if wanted.until is not None:
+        query = query.where(Transaction.occurred_at < wanted.until)
+    if wanted.origin is not None:
+        query = query.where(Transaction.origin == wanted.origin)
+    if after is not None:
+        # (occurred_at, id) < (after.occurred_at, after.id), spelt out: row values are not portable.
+        query = query.where(
+            or_(
+                Transaction.occurred_at < after.occurred_at,
+                and_(Transaction.occurred_at == after.occurred_at, Transaction.id < after.id),
+            )
+        )
+    return (await session.scalars(query)).all()
 
 
 async def sync_runs(session: AsyncSession, account_id: uuid.UUID, *, limit: int) -> Sequence[SyncRun]:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ledger.outbox import OutboxRelay
 from services.ledger.plan import UnknownAccount, plan_batch
-from services.ledger.store import LedgerStore
+from services.ledger.store import LedgerStore, PositionsCache
 from shared.bus.port import MessageBus
 from shared.events import Event
 
@@ -30,6 +30,7 @@ class Ledger:
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession], bus: MessageBus) -> None:
         self._sessions = sessions
         self.relay = OutboxRelay(sessions=sessions, bus=bus)
+        self._positions = PositionsCache()
 
     async def apply_batch(self, events: Sequence[Event]) -> None:
         try:
@@ -47,7 +48,10 @@ class Ledger:
             fresh = await store.new_events(events)
             if not fresh:
                 return
-            accounts = await store.accounts({e.account_id for e in fresh})
+            accounts = await store.accounts({e.account_id for e in fresh}, self._positions)
             runs = await store.runs(fresh)
             plan = plan_batch(fresh, accounts, runs, consumer=CONSUMER)
             await store.write(plan)
+        for account in accounts.values():
+            if account.current_snapshot_id is not None:
+                self._positions.remember(account.id, account.current_snapshot_id, account.positions)

@@ -7,6 +7,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple, Protocol
 
 from shared.events import Holding, PositionChange
 
@@ -19,9 +20,8 @@ KEPT_SHARE_BELOW = Decimal("0.5")
 MIN_POSITIONS_FOR_SHARE_RULE = 4
 
 
-@dataclass(frozen=True, slots=True)
-class Held:
-    """One instrument as a snapshot holds it."""
+class Held(NamedTuple):
+    """One instrument as a snapshot holds it (a tuple: the ledger makes one per holding it reads)."""
 
     quantity: Decimal
     average_price: Decimal
@@ -29,13 +29,28 @@ class Held:
     currency: str
 
 
-Positions = Mapping[InstrumentKey, Held]
+class HeldLike(Protocol):
+    """What the arithmetic reads of a position: a `Held` from the database or a decoded `Holding`."""
+
+    @property
+    def quantity(self) -> Decimal: ...
+
+    @property
+    def average_price(self) -> Decimal: ...
+
+    @property
+    def last_price(self) -> Decimal | None: ...
+
+    @property
+    def currency(self) -> str: ...
 
 
-def positions_of(holdings: Iterable[Holding]) -> dict[InstrumentKey, Held]:
-    return {
-        (h.symbol, h.exchange): Held(h.quantity, h.average_price, h.last_price, h.currency) for h in holdings
-    }
+Positions = Mapping[InstrumentKey, HeldLike]
+
+
+def positions_of(holdings: Iterable[Holding]) -> dict[InstrumentKey, HeldLike]:
+    """The snapshot's holdings by instrument; the decoded objects themselves, nothing copied."""
+    return {(h.symbol, h.exchange): h for h in holdings}
 
 
 def position_changes(before: Positions, after: Positions) -> list[PositionChange]:
@@ -118,7 +133,7 @@ def _kind(old_qty: Decimal, new_qty: Decimal, delta: Decimal) -> TradeKind:
 
 
 def _estimate_price(
-    was: Held | None, now: Held | None, delta: Decimal
+    was: HeldLike | None, now: HeldLike | None, delta: Decimal
 ) -> tuple[Decimal | None, PriceSource | None]:
     if delta > 0 and now is not None:
         # Buying moves the average cost: new_avg * new_qty = old_avg * old_qty + price * delta.

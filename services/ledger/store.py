@@ -7,6 +7,7 @@ SQLite (the embedded mode) with ordinary multi-row inserts. Either way the batch
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ledger.plan import AccountState, BatchPlan, RunState
-from services.ledger.positions import Held, InstrumentKey
+from services.ledger.positions import Held, HeldLike, InstrumentKey
 from shared.db.tables import (
     Base,
     BrokerAccount,
@@ -27,6 +28,33 @@ from shared.db.tables import (
     Transaction,
 )
 from shared.events import Event, HoldingSnapshot, SyncFailed
+
+
+class PositionsCache:
+    """Each account's positions as of a snapshot, for the most recently used `size` accounts.
+
+    Valid only while the account still points at that snapshot (the caller checks), so a cache that
+    another ledger made stale is simply not used. Bounded by accounts, not by snapshots seen.
+    """
+
+    def __init__(self, size: int = 5_000) -> None:
+        self._entries: OrderedDict[uuid.UUID, tuple[uuid.UUID, dict[InstrumentKey, HeldLike]]] = OrderedDict()
+        self._size = size
+
+    def get(self, account_id: uuid.UUID, snapshot_id: uuid.UUID) -> dict[InstrumentKey, HeldLike] | None:
+        entry = self._entries.get(account_id)
+        if entry is None or entry[0] != snapshot_id:
+            return None
+        self._entries.move_to_end(account_id)
+        return entry[1]
+
+    def remember(
+        self, account_id: uuid.UUID, snapshot_id: uuid.UUID, positions: dict[InstrumentKey, HeldLike]
+    ) -> None:
+        self._entries[account_id] = (snapshot_id, positions)
+        self._entries.move_to_end(account_id)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
 
 
 class LedgerStore:
@@ -57,50 +85,70 @@ class LedgerStore:
                 fresh.append(event)
         return fresh
 
-    async def accounts(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, AccountState]:
-        rows = (
-            (await self._session.execute(select(BrokerAccount).where(BrokerAccount.id.in_(ids))))
-            .scalars()
-            .all()
+    async def accounts(self, ids: set[uuid.UUID], cache: PositionsCache) -> dict[uuid.UUID, AccountState]:
+        """The accounts' state, with the positions of their current and held snapshots; positions come
+        from `cache` when it holds the very snapshot the database names, else from the database."""
+        a = BrokerAccount
+        rows = await self._session.execute(
+            select(
+                a.id,
+                a.portfolio_id,
+                a.current_snapshot_id,
+                a.positions_as_of,
+                a.held_snapshot_id,
+                a.held_reason,
+                a.last_attempt_at,
+                a.last_success_at,
+                a.consecutive_failures,
+                a.needs_reauth,
+                a.last_error,
+            ).where(a.id.in_(ids))
         )
         states = {
-            a.id: AccountState(
-                id=a.id,
-                portfolio_id=a.portfolio_id,
-                current_snapshot_id=a.current_snapshot_id,
-                positions_as_of=a.positions_as_of,
+            row.id: AccountState(
+                id=row.id,
+                portfolio_id=row.portfolio_id,
+                current_snapshot_id=row.current_snapshot_id,
+                positions_as_of=row.positions_as_of,
                 positions={},
-                held_snapshot_id=a.held_snapshot_id,
-                held_reason=a.held_reason,
-                last_attempt_at=a.last_attempt_at,
-                last_success_at=a.last_success_at,
-                consecutive_failures=a.consecutive_failures,
-                needs_reauth=a.needs_reauth,
-                last_error=a.last_error,
+                held_snapshot_id=row.held_snapshot_id,
+                held_reason=row.held_reason,
+                last_attempt_at=row.last_attempt_at,
+                last_success_at=row.last_success_at,
+                consecutive_failures=row.consecutive_failures,
+                needs_reauth=row.needs_reauth,
+                last_error=row.last_error,
             )
-            for a in rows
+            for row in rows
         }
         for state in states.values():
-            self._session.expunge(next(a for a in rows if a.id == state.id))
-        current = {s.current_snapshot_id: s for s in states.values() if s.current_snapshot_id}
-        held = {s.held_snapshot_id: s for s in states.values() if s.held_snapshot_id}
-        if current or held:
-            positions = await self.positions_of_snapshots(list(current) + list(held))
-            for snapshot_id, state in current.items():
-                state.positions = positions.get(snapshot_id, {})
-            for snapshot_id, state in held.items():
-                state.held_positions = positions.get(snapshot_id, {})
+            if state.current_snapshot_id is not None:
+                state.positions = dict(cache.get(state.id, state.current_snapshot_id) or {})
+        missing = [
+            s.current_snapshot_id
+            for s in states.values()
+            if s.current_snapshot_id is not None and cache.get(s.id, s.current_snapshot_id) is None
+        ]
+        held_ids = [s.held_snapshot_id for s in states.values() if s.held_snapshot_id is not None]
+        if missing or held_ids:
+            loaded = await self.positions_of_snapshots(missing + held_ids)
+            for state in states.values():
+                if state.current_snapshot_id in loaded:
+                    state.positions = loaded[state.current_snapshot_id]
+                if state.held_snapshot_id in loaded:
+                    state.held_positions = loaded[state.held_snapshot_id]
+        held = [s.held_snapshot_id for s in states.values() if s.held_snapshot_id]
         if held:
             taken = await self._session.execute(
                 select(Snapshot.id, Snapshot.taken_at).where(Snapshot.id.in_(held))
             )
             for snapshot_id, taken_at in taken:
-                held[snapshot_id].held_taken_at = taken_at
+                next(s for s in states.values() if s.held_snapshot_id == snapshot_id).held_taken_at = taken_at
         return states
 
     async def positions_of_snapshots(
         self, snapshot_ids: list[uuid.UUID]
-    ) -> dict[uuid.UUID, dict[InstrumentKey, Held]]:
+    ) -> dict[uuid.UUID, dict[InstrumentKey, HeldLike]]:
         rows = await self._session.execute(
             select(
                 SnapshotHolding.snapshot_id,
@@ -112,7 +160,7 @@ class LedgerStore:
                 SnapshotHolding.currency,
             ).where(SnapshotHolding.snapshot_id.in_(snapshot_ids))
         )
-        positions: dict[uuid.UUID, dict[InstrumentKey, Held]] = {i: {} for i in snapshot_ids}
+        positions: dict[uuid.UUID, dict[InstrumentKey, HeldLike]] = {i: {} for i in snapshot_ids}
         for snapshot_id, symbol, exchange, quantity, average, last, currency in rows:
             positions[snapshot_id][(symbol, exchange)] = Held(quantity, average, last, currency)
         return positions

@@ -29,6 +29,10 @@ class ExactDecimal(TypeDecorator[Decimal]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         return None if value is None else Decimal(value)
 
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        # asyncpg hands NUMERIC over as Decimal already: no Python call per value (the ledger reads many).
+        return None if dialect.name == "postgresql" else super().result_processor(dialect, coltype)
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC in, timezone-aware UTC out, on every dialect."""
@@ -47,3 +51,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        # asyncpg returns TIMESTAMPTZ as an aware datetime in UTC already.
+        return None if dialect.name == "postgresql" else super().result_processor(dialect, coltype)

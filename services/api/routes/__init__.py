@@ -12,6 +12,7 @@ class ErrorOut(BaseModel):
 
 
 _MEANINGS = {
+    400: "A query the route cannot use (say, a cursor it did not hand out); the detail says why.",
     401: "Missing or invalid API token.",
     404: "No such object among yours.",
     409: "Conflicts with the current state; the detail says how.",

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response, status
 from services.api import storage
 from services.api.deps import ApiSettings, Cipher, OwnedAccount, OwnedPortfolio, Session
 from services.api.routes import error_responses
-from services.api.schemas import AccountCreate, AccountOut, CredentialsIn
+from services.api.schemas import AccountCreate, AccountOut, CredentialsIn, HeldSnapshotOut
 from shared.events import utc_now
 from shared.statements import STATEMENT_BROKER
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def _account_out(view: storage.AccountView) -> AccountOut:
-    account, schedule = view.account, view.schedule
+    account, schedule, held = view.account, view.schedule, view.held_snapshot
     return AccountOut(
         id=account.id,
         portfolio_id=account.portfolio_id,
@@ -35,6 +35,11 @@ def _account_out(view: storage.AccountView) -> AccountOut:
         last_error=account.last_error,
         positions_as_of=account.positions_as_of,
         has_credentials=view.has_credentials,
+        held_snapshot=None
+        if held is None
+        else HeldSnapshotOut(
+            id=held.id, taken_at=held.taken_at, reason=account.held_reason, holdings_count=held.holdings_count
+        ),
     )
 
 
@@ -83,6 +88,7 @@ async def list_accounts(portfolio: OwnedPortfolio, session: Session) -> list[Acc
     responses=error_responses(401, 404),
 )
 async def read_account(account: OwnedAccount, session: Session) -> AccountOut:
+    """The account, its sync status, and the snapshot it holds for review (`held_snapshot`), if any."""
     (view,) = await storage.account_views(session, account_id=account.id)
     return _account_out(view)
 

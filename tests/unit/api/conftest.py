@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.api import ApiResources, create_app
+from services.ledger.handlers import Ledger
 from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
 from shared.settings import Settings
@@ -94,5 +95,27 @@ async def account_id(client: httpx.AsyncClient, alice: Headers, portfolio_id: st
     response = await client.post(
         f"/v1/portfolios/{portfolio_id}/accounts", json={"broker": BROKER, "label": "Trading"}, headers=alice
     )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+@pytest.fixture
+def ledger(sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus) -> Ledger:
+    """The real ledger on the API's database and bus: tests feed it events, then read the API."""
+    return Ledger(sessions=sessions, bus=bus)
+
+
+async def new_account(
+    client: httpx.AsyncClient, headers: Headers, portfolio_id: str, *, label: str = "more"
+) -> str:
+    response = await client.post(
+        f"/v1/portfolios/{portfolio_id}/accounts", json={"broker": BROKER, "label": label}, headers=headers
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def new_portfolio(client: httpx.AsyncClient, headers: Headers, name: str) -> str:
+    response = await client.post("/v1/portfolios", json={"name": name}, headers=headers)
     assert response.status_code == 201, response.text
     return str(response.json()["id"])

@@ -4,6 +4,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -11,13 +12,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.api import ApiResources, create_app
+from services.ledger.handlers import Ledger
 from shared import topics
 from shared.bus.memory import InMemoryBus
 from shared.bus.port import BusUnavailable, OutgoingMessage
 from shared.credentials import CredentialCipher
 from shared.db.tables import BrokerAccount, Credential, SyncRun
-from shared.events import SyncRequested, SyncTrigger, decode_event
+from shared.events import FailureKind, SyncFailed, SyncRequested, SyncTrigger, decode_event
 from shared.settings import Settings
+from tests.unit.api.ledger_feed import at, holding, snapshot
 
 SECRETS = {"api_key": "k3y-Zq81-unguessable", "api_secret": "s3cr3t-Xw42-unguessable"}
 
@@ -226,6 +229,7 @@ async def test_sync_runs_are_newest_first_and_limited(
     assert runs[0]["snapshot_id"] is None
     assert runs[1]["status"] == "succeeded"
     assert runs[1]["snapshot_id"] is not None
+    assert [(r["attempts"], r["next_attempt_at"]) for r in runs] == [(1, None)] * 3
     all_runs = await client.get(f"/v1/accounts/{account_id}/sync-runs", headers=alice)
     assert len(all_runs.json()) == 5
 
@@ -276,3 +280,107 @@ async def test_a_sync_the_bus_refuses_is_503_and_its_run_is_closed_as_failed(
     assert run.status == "failed"
     assert run.failure_kind == "transient"
     assert run.finished_at is not None
+
+
+async def _runs(client: httpx.AsyncClient, headers: dict[str, str], account_id: str) -> list[dict[str, Any]]:
+    response = await client.get(f"/v1/accounts/{account_id}/sync-runs", headers=headers)
+    assert response.status_code == 200, response.text
+    runs: list[dict[str, Any]] = response.json()
+    return runs
+
+
+def _when(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+@pytest.mark.asyncio
+async def test_sync_runs_and_the_account_status_follow_retries_as_the_ledger_records_them(
+    client: httpx.AsyncClient, alice: dict[str, str], account_id: str, ledger: Ledger
+) -> None:
+    first = uuid.UUID(
+        (await client.post(f"/v1/accounts/{account_id}/sync", headers=alice)).json()["request_id"]
+    )
+    (requested,) = await _runs(client, alice, account_id)
+    assert (requested["status"], requested["attempts"], requested["next_attempt_at"]) == (
+        "requested",
+        1,
+        None,
+    )
+
+    await ledger.apply_batch(
+        [
+            SyncFailed(
+                account_id=uuid.UUID(account_id),
+                request_id=first,
+                broker="simulated",
+                kind=FailureKind.TRANSIENT,
+                reason="broker timed out",
+                attempt=1,
+                final=False,
+                retry_at=at(1.25),
+                occurred_at=at(1),
+            )
+        ]
+    )
+
+    (retrying,) = await _runs(client, alice, account_id)
+    assert (retrying["status"], retrying["attempts"], _when(retrying["next_attempt_at"])) == (
+        "retrying",
+        1,
+        at(1.25),
+    )
+    assert (retrying["finished_at"], retrying["failure_kind"], retrying["failure_reason"]) == (
+        None,
+        "transient",
+        "broker timed out",
+    )
+    account = (await client.get(f"/v1/accounts/{account_id}", headers=alice)).json()
+    assert _when(account["last_attempt_at"]) == at(1)
+    assert (account["consecutive_failures"], account["last_error"]) == (0, "transient: broker timed out")
+
+    fetched = snapshot(account_id, at(1.5), holding("TCS", "1"), request_id=first, attempt=2)
+    await ledger.apply_batch([fetched])
+
+    (succeeded,) = await _runs(client, alice, account_id)
+    assert (succeeded["status"], succeeded["attempts"], succeeded["next_attempt_at"]) == (
+        "succeeded",
+        2,
+        None,
+    )
+    assert (succeeded["snapshot_id"], succeeded["failure_kind"]) == (str(fetched.event_id), None)
+    assert succeeded["finished_at"] is not None
+    account = (await client.get(f"/v1/accounts/{account_id}", headers=alice)).json()
+    assert [_when(account[k]) for k in ("last_attempt_at", "last_success_at", "positions_as_of")] == [
+        at(1.5)
+    ] * 3
+    assert (account["consecutive_failures"], account["last_error"], account["needs_reauth"]) == (
+        0,
+        None,
+        False,
+    )
+
+    second = uuid.UUID(
+        (await client.post(f"/v1/accounts/{account_id}/sync", headers=alice)).json()["request_id"]
+    )
+    await ledger.apply_batch(
+        [
+            SyncFailed(
+                account_id=uuid.UUID(account_id),
+                request_id=second,
+                broker="simulated",
+                kind=FailureKind.AUTH,
+                reason="invalid api key",
+                attempt=3,
+                occurred_at=at(2),
+            )
+        ]
+    )
+
+    failed, earlier = await _runs(client, alice, account_id)
+    assert (failed["id"], earlier["id"]) == (str(second), str(first))
+    assert (failed["status"], failed["attempts"], failed["next_attempt_at"]) == ("failed", 3, None)
+    assert (_when(failed["finished_at"]), failed["failure_kind"]) == (at(2), "auth")
+    account = (await client.get(f"/v1/accounts/{account_id}", headers=alice)).json()
+    assert (account["consecutive_failures"], account["needs_reauth"]) == (1, True)
+    assert account["last_error"] == "auth: invalid api key"
+    assert (_when(account["last_attempt_at"]), _when(account["last_success_at"])) == (at(2), at(1.5))

@@ -50,10 +50,19 @@ async def test_the_docs_describe_every_route_and_bearer_auth(client: httpx.Async
     assert "swagger" in docs.text.lower()
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     operations = [op for path in spec["paths"].values() for op in path.values()]
-    assert len(operations) == 16
+    assert len(operations) == 20
     assert all(op.get("summary") for op in operations)
     statements = spec["paths"]["/v1/accounts/{account_id}/statements"]["post"]
     assert list(statements["requestBody"]["content"]) == ["text/csv"]
     assert {"202", "409", "415", "422"} <= set(statements["responses"])
     quantity = spec["components"]["schemas"]["PositionOut"]["properties"]["quantity"]
     assert quantity["type"] == "string"
+    transactions = spec["paths"]["/v1/transactions"]["get"]
+    assert {"account_id", "portfolio_id", "symbol", "from", "to", "origin", "limit", "cursor"} == {
+        p["name"] for p in transactions["parameters"]
+    }
+    assert {"200", "400", "404"} <= set(transactions["responses"])
+    accept = spec["paths"]["/v1/accounts/{account_id}/held-snapshot/accept"]["post"]
+    assert {"202", "404", "409", "503"} <= set(accept["responses"])
+    run_status = spec["components"]["schemas"]["SyncRunOut"]["properties"]["status"]["description"]
+    assert all(s in run_status for s in ("requested", "retrying", "succeeded", "failed"))

@@ -32,6 +32,11 @@ async def test_another_users_portfolio_and_account_are_404_everywhere(
         ("GET", f"/v1/accounts/{account_id}", None),
         ("PUT", f"/v1/accounts/{account_id}/credentials", {"credentials": {"api_key": "bobs"}}),
         ("GET", f"/v1/accounts/{account_id}/holdings", None),
+        ("GET", f"/v1/accounts/{account_id}/holdings?as_of=2026-01-31T15:30:00Z", None),
+        ("GET", f"/v1/portfolios/{portfolio_id}/holdings?as_of=2026-01-31T15:30:00Z", None),
+        ("GET", f"/v1/accounts/{account_id}/snapshots", None),
+        ("GET", f"/v1/transactions?account_id={account_id}", None),
+        ("GET", f"/v1/transactions?portfolio_id={portfolio_id}", None),
         ("GET", f"/v1/accounts/{account_id}/sync-runs", None),
         ("POST", f"/v1/accounts/{account_id}/sync", None),
     ]

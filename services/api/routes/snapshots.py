@@ -1,0 +1,131 @@
+"""An account's snapshot history, and the owner's review of a held snapshot.
+
+The ledger holds a snapshot that empties an account, or drops most of its positions, while the
+broker reported no error: it may be the broker failing quietly. The owner can look at it here and
+accept it; the ledger, not the API, then applies it (SnapshotAccepted on holdings.reviews).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from services.api import storage
+from services.api.consolidation import market_value
+from services.api.deps import Bus, CurrentUser, OwnedAccount, Session
+from services.api.routes import error_responses
+from services.api.schemas import (
+    HeldSnapshotAccept,
+    HeldSnapshotAccepted,
+    SnapshotDetailOut,
+    SnapshotHoldingOut,
+    SnapshotOut,
+    SnapshotStatusOut,
+)
+from shared import topics
+from shared.bus.port import BusUnavailable, OutgoingMessage
+from shared.events import SnapshotAccepted
+
+router = APIRouter(tags=["snapshots"])
+log = logging.getLogger(__name__)
+
+
+@router.get(
+    "/accounts/{account_id}/snapshots",
+    summary="Snapshot history of an account",
+    responses=error_responses(401, 404),
+)
+async def list_snapshots(
+    account: OwnedAccount,
+    session: Session,
+    limit: Annotated[int, Query(ge=1, le=500, description="Most snapshots to return.")] = 50,
+) -> list[SnapshotOut]:
+    """Every snapshot the account received, newest `taken_at` first, whatever became of it (`status`)."""
+    return [
+        SnapshotOut.model_validate(s)
+        for s in await storage.account_snapshots(session, account.id, limit=limit)
+    ]
+
+
+@router.get(
+    "/accounts/{account_id}/snapshots/{snapshot_id}",
+    summary="One snapshot of an account, with its holdings",
+    responses=error_responses(401, 404),
+)
+async def read_snapshot(snapshot_id: uuid.UUID, account: OwnedAccount, session: Session) -> SnapshotDetailOut:
+    """A snapshot and what it lists; look at a held snapshot here before accepting it."""
+    found = await storage.account_snapshot(session, account_id=account.id, snapshot_id=snapshot_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "snapshot not found")
+    snapshot, holdings = found
+    return SnapshotDetailOut(
+        id=snapshot.id,
+        taken_at=snapshot.taken_at,
+        received_at=snapshot.received_at,
+        status=SnapshotStatusOut(snapshot.status),
+        holdings_count=snapshot.holdings_count,
+        holdings=[
+            SnapshotHoldingOut(
+                symbol=h.symbol,
+                exchange=h.exchange,
+                isin=h.isin,
+                currency=h.currency,
+                asset_type=h.asset_type,
+                quantity=h.quantity,
+                average_price=h.average_price,
+                last_price=h.last_price,
+                market_value=market_value(h.quantity, h.last_price),
+            )
+            for h in holdings
+        ],
+    )
+
+
+@router.post(
+    "/accounts/{account_id}/held-snapshot/accept",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Accept the account's held snapshot",
+    responses=error_responses(401, 404, 409, 503),
+)
+async def accept_held_snapshot(
+    body: HeldSnapshotAccept, account: OwnedAccount, user: CurrentUser, bus: Bus
+) -> HeldSnapshotAccepted:
+    """Tell the ledger that the held snapshot is real: it becomes the account's positions, and the
+    trades that explain the change are derived as for any other snapshot.
+
+    Asynchronous: once the ledger applied it, `held_snapshot` of GET /v1/accounts/{id} is null and
+    the snapshot's status is `applied`. A sync that arrives first may settle the snapshot itself
+    (confirm or dismiss it); the acceptance then changes nothing.
+    """
+    if account.held_snapshot_id is None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "this account holds no snapshot for review: a later sync may have confirmed or dismissed "
+            f"it (see GET /v1/accounts/{account.id}/snapshots)",
+        )
+    if account.held_snapshot_id != body.snapshot_id:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"this account holds snapshot {account.held_snapshot_id} for review, not "
+            f"{body.snapshot_id}: look at it (GET /v1/accounts/{account.id}/snapshots/"
+            f"{account.held_snapshot_id}), then accept it by that id",
+        )
+    accepted = SnapshotAccepted(account_id=account.id, snapshot_id=body.snapshot_id, accepted_by=user.id)
+    context = {
+        "account_id": str(account.id),
+        "snapshot_id": str(body.snapshot_id),
+        "event_id": str(accepted.event_id),
+    }
+    try:
+        await bus.publish([OutgoingMessage.of(topics.SNAPSHOT_REVIEWS, accepted)])
+    except BusUnavailable:
+        log.exception("snapshot acceptance not published", extra=context)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the acceptance could not be sent (message bus unavailable): try again",
+        ) from None
+    log.info("held snapshot accepted", extra=context)
+    return HeldSnapshotAccepted(snapshot_id=body.snapshot_id, accepted_by=user.id)
