@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-latest demo demo-serve test test-unit lint format schemas bench-fetcher kafka-jars kafka-tail up down status clean
+.PHONY: help install install-latest demo demo-serve test test-unit lint format schemas bench-fetcher bench-ledger bench-latency kafka-jars kafka-tail up down status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -55,6 +55,12 @@ schemas: $(INSTALLED) ## regenerate shared/schemas/*.json from the event models
 
 bench-fetcher: $(INSTALLED) ## fetcher throughput over real Kafka vs the seed's sequential loop, and a rate-limit run
 	$(BIN)/python bench/fetcher.py
+
+bench-ledger: $(INSTALLED) ## ledger ingest on real Kafka + Postgres vs the raw COPY limit and the seed's way; RSS
+	$(BIN)/python bench/ledger.py
+
+bench-latency: $(INSTALLED) ## SyncRequested -> HoldingsChanged latency at 200 requests/s (p50, p99)
+	$(BIN)/python bench/latency.py
 
 kafka-jars: ## resolve the Apache Kafka broker jars from Maven Central
 	mvn -q -B -f infra/kafka/pom.xml package

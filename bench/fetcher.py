@@ -24,8 +24,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from local_kafka import KafkaService, provide_kafka
-
+from infra import KafkaService, provide_kafka
 from services.fetcher.adapter import AccountContext
 from services.fetcher.brokers.simulated import SimulatedBroker
 from services.fetcher.limits import TokenBucket

@@ -1,0 +1,53 @@
+"""A fresh, migrated database with many broker accounts, for the benchmarks."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from infra import PostgresService
+from shared.db.engine import create_engine, session_factory, upgrade_schema
+from shared.db.tables import BrokerAccount, Portfolio, User
+
+
+async def fresh_database(postgres: PostgresService, name: str) -> str:
+    """Drop and create database `name`, migrate it, return its URL."""
+    admin = await asyncpg.connect(postgres.dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = postgres.url.rsplit("/", 1)[0] + f"/{name}"
+    engine = create_engine(url)
+    await upgrade_schema(engine)
+    await engine.dispose()
+    return url
+
+
+async def create_accounts(url: str, count: int) -> list[uuid.UUID]:
+    """`count` simulated-broker accounts in one portfolio of one user."""
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    ids = [uuid.uuid4() for _ in range(count)]
+    async with sessions.begin() as session:
+        user = User(email=f"bench-{uuid.uuid4().hex}@example.test", api_token_hash=uuid.uuid4().hex)
+        session.add(user)
+        await session.flush()
+        portfolio = Portfolio(user_id=user.id, name="bench")
+        session.add(portfolio)
+        await session.flush()
+        session.add_all(
+            BrokerAccount(
+                id=i,
+                portfolio_id=portfolio.id,
+                broker="sim",
+                label="bench",
+                consecutive_failures=0,
+                needs_reauth=False,
+            )
+            for i in ids
+        )
+    await engine.dispose()
+    return ids

@@ -1,0 +1,137 @@
+"""End-to-end latency: SyncRequested published -> HoldingsChanged received, at a steady request rate.
+
+    make bench-latency       # or: .venv/bin/python bench/latency.py [--rate 200 --seconds 10]
+
+`portfolio-sync fetcher --broker sim` (simulated broker at zero latency) and `portfolio-sync ledger`
+run as their own processes on real Kafka and Postgres. This script sends one SyncRequested per
+account at a fixed rate (each account's first sync, so each yields a HoldingsChanged) and times
+each from just before its publish to the moment its HoldingsChanged arrives here.
+
+Writes bench/results/latency.json (p50_ms, p99_ms, rate_per_s). Target: p99 < 250 ms at 200/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from bench_accounts import create_accounts, fresh_database
+
+from infra import REPO, KafkaService, PostgresService, provide_kafka, provide_postgres
+from shared import topics
+from shared.bus.kafka import KafkaBus, create_topics
+from shared.bus.port import OutgoingMessage
+from shared.credentials import CredentialCipher
+from shared.events import HoldingsChanged, SyncRequested, SyncTrigger, decode_event
+from shared.logs import configure_logging
+
+RESULTS = Path(__file__).parent / "results" / "latency.json"
+
+
+async def measure(
+    kafka: KafkaService, postgres: PostgresService, rate: float, seconds: float
+) -> dict[str, float]:
+    count = int(rate * seconds)
+    warmup = 20
+    url = await fresh_database(postgres, "bench_latency")
+    accounts = await create_accounts(url, count + warmup)
+    namespace = f"bench-latency-{uuid.uuid4().hex[:8]}."
+    servers = kafka.bootstrap_servers.split(",")
+    await create_topics(servers, topics.all_topics(["sim"]), partitions=4, namespace=namespace)
+    env = os.environ | {
+        "DATABASE_URL": url,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "KAFKA_NAMESPACE": namespace,
+        "CREDENTIALS_KEYS": CredentialCipher.generate_key(),
+        "SIMULATED_LATENCY_MS": "0",
+        "LOG_LEVEL": "WARNING",
+    }
+    services = [
+        subprocess.Popen([sys.executable, "-m", "services.cli", *args], env=env, cwd=REPO)  # noqa: ASYNC220
+        for args in (["fetcher", "--broker", "sim"], ["ledger"])
+    ]
+    bus = KafkaBus(servers, namespace=namespace)
+    await bus.start()
+    changes = await bus.subscribe([topics.HOLDINGS_CHANGES], group="latency-observer")
+    sent: dict[uuid.UUID, float] = {}
+    received: dict[uuid.UUID, float] = {}
+
+    async def send(account: uuid.UUID) -> None:
+        request = SyncRequested(account_id=account, broker="sim", trigger=SyncTrigger.MANUAL)
+        sent[account] = time.time()
+        await bus.publish([OutgoingMessage.of(topics.sync_requests("sim"), request)])
+
+    async def observe(until: int) -> None:
+        deadline = time.monotonic() + 120
+        while len(received) < until:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in services):
+                raise RuntimeError(f"only {len(received)} of {until} changes arrived")
+            for record in await changes.fetch(max_records=1000, timeout_s=0.2):
+                received.setdefault(decode_event(HoldingsChanged, record.value).account_id, time.time())
+
+    try:
+        # Warm-up: until both services have joined their groups and answered.
+        await asyncio.gather(*(send(a) for a in accounts[:warmup]))
+        await observe(warmup)
+        sent.clear()
+        received.clear()
+        print(f"  sending {count} requests at {rate}/s ...", flush=True)
+        observer = asyncio.create_task(observe(count))
+        started = time.monotonic()
+        pending = []
+        for i, account in enumerate(accounts[warmup:]):
+            await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))  # pacing the load
+            pending.append(asyncio.create_task(send(account)))
+        await asyncio.gather(*pending)
+        achieved = count / (time.monotonic() - started)
+        await observer
+    finally:
+        await changes.close()
+        await bus.close()
+        for process in services:
+            process.terminate()
+            process.wait(30)
+    latencies = sorted((received[a] - sent[a]) * 1000 for a in sent)
+    return {
+        "requests": count,
+        "rate_per_s": round(achieved, 1),
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 1),
+        "max_ms": round(latencies[-1], 1),
+    }
+
+
+async def main(rate: float, seconds: float) -> dict[str, object]:
+    configure_logging("ERROR", json_lines=False)
+    kafka, postgres = provide_kafka(), provide_postgres()
+    try:
+        print(f"Kafka: {kafka.how}; Postgres: {postgres.how}")
+        result: dict[str, object] = dict(await measure(kafka, postgres, rate, seconds))
+    finally:
+        kafka.stop()
+        postgres.stop()
+    result["targets"] = {"p99_ms": "< 250", "rate_per_s": ">= 200"}
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=200.0, help="SyncRequested per second")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    outcome = asyncio.run(main(args.rate, args.seconds))
+    RESULTS.write_text(json.dumps(outcome, indent=2) + "\n")
+    print(json.dumps(outcome, indent=2))
+    ok = float(str(outcome["p99_ms"])) < 250 and float(str(outcome["rate_per_s"])) >= 0.98 * args.rate
+    print("targets met" if ok else "TARGETS MISSED")
+    raise SystemExit(0 if ok else 1)

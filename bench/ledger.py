@@ -1,0 +1,281 @@
+"""Ledger ingest speed and memory on real Kafka and Postgres, against two baselines on the same database.
+
+    make bench-ledger        # or: .venv/bin/python bench/ledger.py [--accounts 5000 --snapshots 10]
+
+1. Ledger: N snapshots of 20 holdings (accounts x successive snapshots, each changing a position) wait
+   on holdings.snapshots; `portfolio-sync ledger` (its own process) consumes them into Postgres.
+   holdings_per_s = holdings / (first snapshot stored .. last snapshot stored); the process's RSS is
+   sampled throughout (peak_rss_mb).
+2. Raw limit: the same holdings, as a file prepared beforehand, COPY'd into a staging table and moved
+   with one INSERT .. ON CONFLICT: no Kafka, no Python per row.
+3. Seed's way: `update_or_create` per holding (a transaction with a SELECT, then an INSERT or UPDATE),
+   as the seed's sync_holdings did, on a sample of the holdings.
+
+Writes bench/results/ledger.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+from bench_accounts import create_accounts, fresh_database
+from sqlalchemy import String, Uuid, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from infra import REPO, KafkaService, PostgresService, provide_kafka, provide_postgres
+from shared import topics
+from shared.bus.kafka import KafkaBus, create_topics
+from shared.bus.port import OutgoingMessage
+from shared.credentials import CredentialCipher
+from shared.db.engine import create_engine, session_factory
+from shared.db.tables import Snapshot
+from shared.db.types import ExactDecimal, UtcDateTime
+from shared.events import AssetType, Holding, HoldingSnapshot, utc_now
+from shared.logs import configure_logging
+
+RESULTS = Path(__file__).parent / "results" / "ledger.json"
+HOLDINGS = 20
+
+
+def _snapshot(account_id: uuid.UUID, n: int, start: object) -> HoldingSnapshot:
+    return HoldingSnapshot(
+        account_id=account_id,
+        request_id=uuid.uuid4(),
+        broker="sim",
+        taken_at=start + timedelta(minutes=n),  # type: ignore[operator]
+        holdings=tuple(
+            Holding(
+                symbol=f"SYM{i:02d}",
+                exchange="NSE",
+                isin=f"INE{i:03d}A01020",
+                currency="INR",
+                asset_type=AssetType.EQUITY,
+                quantity=Decimal(100 + (n if i == n % HOLDINGS else 0)),
+                average_price=Decimal("1234.5678"),
+                last_price=Decimal("1240.10"),
+            )
+            for i in range(HOLDINGS)
+        ),
+    )
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def ledger_run(
+    kafka: KafkaService, postgres: PostgresService, accounts: int, per_account: int
+) -> dict[str, float]:
+    url = await fresh_database(postgres, "bench_ledger")
+    ids = await create_accounts(url, accounts)
+    namespace = f"bench-ledger-{uuid.uuid4().hex[:8]}."
+    servers = kafka.bootstrap_servers.split(",")
+    await create_topics(servers, topics.all_topics([]), partitions=4, namespace=namespace)
+    bus = KafkaBus(servers, namespace=namespace)
+    await bus.start()
+    start = utc_now() - timedelta(days=30)
+    total = accounts * per_account
+    print(f"  publishing {total} snapshots ({total * HOLDINGS} holdings) ...", flush=True)
+    for n in range(per_account):
+        for chunk in range(0, accounts, 1000):
+            batch = [_snapshot(a, n, start) for a in ids[chunk : chunk + 1000]]
+            await bus.publish([OutgoingMessage.of(topics.HOLDINGS_SNAPSHOTS, s) for s in batch])
+    await bus.close()
+
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    env = os.environ | {
+        "DATABASE_URL": url,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "KAFKA_NAMESPACE": namespace,
+        "CREDENTIALS_KEYS": CredentialCipher.generate_key(),
+        "LOG_LEVEL": "WARNING",
+    }
+    ledger = subprocess.Popen([sys.executable, "-m", "services.cli", "ledger"], env=env, cwd=REPO)  # noqa: ASYNC220 - started once, polled below
+    peak_rss, first_at, stored = 0.0, None, 0
+    last_report = time.monotonic()
+    try:
+        while stored < total:
+            if ledger.poll() is not None:
+                raise RuntimeError(f"the ledger exited with {ledger.returncode}")
+            peak_rss = max(peak_rss, _rss_mb(ledger.pid))
+            async with sessions() as session:
+                stored = await session.scalar(select(func.count()).select_from(Snapshot)) or 0
+            now = time.monotonic()
+            if stored and first_at is None:
+                first_at, first_count = now, stored
+            if now - last_report > 5:
+                print(f"  ledger: {stored}/{total} snapshots, rss {peak_rss:.0f} MB", flush=True)
+                last_report = now
+            await asyncio.sleep(0.05)  # sampling interval
+        finished = time.monotonic()
+    finally:
+        ledger.terminate()
+        ledger.wait(30)
+        await engine.dispose()
+    assert first_at is not None
+    holdings = (total - first_count) * HOLDINGS
+    return {
+        "holdings": total * HOLDINGS,
+        "holdings_per_s": holdings / (finished - first_at),
+        "peak_rss_mb": peak_rss,
+    }
+
+
+async def raw_limit(postgres: PostgresService, accounts: int, per_account: int) -> float:
+    """The ledger's history writes at the database's pace: files prepared beforehand, COPY'd into
+    staging tables, then one INSERT .. ON CONFLICT each into snapshots and snapshot_holdings."""
+    url = await fresh_database(postgres, "bench_raw")
+    ids = await create_accounts(url, accounts)
+    taken = utc_now().isoformat()
+    with (
+        tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as snapshot_file,
+        tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as holding_file,
+    ):
+        for account in ids:
+            for _ in range(per_account):
+                snapshot_id = uuid.uuid4()
+                snapshot_file.write(
+                    f"{snapshot_id},{account},{snapshot_id},{taken},{taken},{HOLDINGS},applied\n"
+                )
+                for i in range(HOLDINGS):
+                    holding_file.write(
+                        f"{snapshot_id},SYM{i:02d},NSE,INE{i:03d}A01020,INR,equity,100,1234.5678,1240.10\n"
+                    )
+    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        started = time.monotonic()
+        async with conn.transaction():
+            for table, source in (
+                ("snapshots", snapshot_file.name),
+                ("snapshot_holdings", holding_file.name),
+            ):
+                await conn.execute(f"CREATE TEMP TABLE staging_{table} (LIKE {table}) ON COMMIT DROP")
+                await conn.copy_to_table(f"staging_{table}", source=source, format="csv")
+                await conn.execute(
+                    f"INSERT INTO {table} SELECT * FROM staging_{table} ON CONFLICT DO NOTHING"
+                )
+        elapsed = time.monotonic() - started
+    finally:
+        await conn.close()
+        os.unlink(snapshot_file.name)
+        os.unlink(holding_file.name)
+    return accounts * per_account * HOLDINGS / elapsed
+
+
+class _SeedBase(DeclarativeBase):
+    pass
+
+
+class SeedHolding(_SeedBase):
+    """The seed's Holding model: one row per (broker account, symbol, as_of)."""
+
+    __tablename__ = "seed_holdings"
+    account_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    as_of: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    quantity: Mapped[Decimal] = mapped_column(ExactDecimal)
+    average_price: Mapped[Decimal] = mapped_column(ExactDecimal)
+
+
+async def seed_way(postgres: PostgresService, holdings: int) -> float:
+    """`Holding.objects.update_or_create(...)` per holding, as the seed's sync_holdings loop: an atomic
+    block that selects the row FOR UPDATE, then inserts or updates it, through the ORM."""
+    url = await fresh_database(postgres, "bench_seed")
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(_SeedBase.metadata.create_all)
+    sessions = session_factory(engine)
+    accounts = [uuid.uuid4() for _ in range(holdings // HOLDINGS)]
+    as_of = utc_now()
+    try:
+        started = time.monotonic()
+        for account in accounts:
+            for i in range(HOLDINGS):
+                async with sessions.begin() as session:
+                    found = await session.scalar(
+                        select(SeedHolding)
+                        .where(
+                            SeedHolding.account_id == account,
+                            SeedHolding.symbol == f"SYM{i:02d}",
+                            SeedHolding.as_of == as_of,
+                        )
+                        .with_for_update()
+                    )
+                    if found is None:
+                        session.add(
+                            SeedHolding(
+                                account_id=account,
+                                symbol=f"SYM{i:02d}",
+                                as_of=as_of,
+                                quantity=Decimal(100),
+                                average_price=Decimal("1234.5678"),
+                            )
+                        )
+                    else:
+                        found.quantity, found.average_price = Decimal(100), Decimal("1234.5678")
+        return holdings / (time.monotonic() - started)
+    finally:
+        await engine.dispose()
+
+
+async def main(accounts: int, per_account: int, seed_sample: int) -> dict[str, object]:
+    configure_logging("ERROR", json_lines=False)
+    kafka, postgres = provide_kafka(), provide_postgres()
+    try:
+        print(f"Kafka: {kafka.how}; Postgres: {postgres.how}")
+        print("ledger ...", flush=True)
+        ledger = await ledger_run(kafka, postgres, accounts, per_account)
+        print("raw limit ...", flush=True)
+        raw = await raw_limit(postgres, accounts, per_account)
+        print("seed's way ...", flush=True)
+        seed = await seed_way(postgres, seed_sample)
+    finally:
+        kafka.stop()
+        postgres.stop()
+    return {
+        "holdings": int(ledger["holdings"]),
+        "holdings_per_s": round(ledger["holdings_per_s"]),
+        "raw_limit_per_s": round(raw),
+        "seed_per_s": round(seed),
+        "ratio_to_limit": round(ledger["holdings_per_s"] / raw, 2),
+        "ratio_to_seed": round(ledger["holdings_per_s"] / seed, 1),
+        "peak_rss_mb": round(ledger["peak_rss_mb"], 1),
+        "targets": {"ratio_to_limit": ">= 0.6", "ratio_to_seed": ">= 50", "peak_rss_mb": "< 300"},
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--accounts", type=int, default=5000)
+    parser.add_argument("--snapshots", type=int, default=10, help="successive snapshots per account")
+    parser.add_argument("--seed-sample", type=int, default=20_000, help="holdings written the seed's way")
+    args = parser.parse_args()
+    outcome = asyncio.run(main(args.accounts, args.snapshots, args.seed_sample))
+    RESULTS.write_text(json.dumps(outcome, indent=2) + "\n")
+    print(json.dumps(outcome, indent=2))
+    ok = (
+        float(str(outcome["ratio_to_limit"])) >= 0.6
+        and float(str(outcome["ratio_to_seed"])) >= 50
+        and float(str(outcome["peak_rss_mb"])) < 300
+    )
+    print("targets met" if ok else "TARGETS MISSED")
+    raise SystemExit(0 if ok else 1)
