@@ -185,7 +185,9 @@ class CredentialsIn(_Request):
 # --- holdings ----------------------------------------------------------------------------------
 
 
-class PositionOut(_Response):
+class _HoldingLine(_Response):
+    """One instrument and how much of it, as a snapshot lists it."""
+
     symbol: str
     exchange: str
     isin: str | None
@@ -195,8 +197,11 @@ class PositionOut(_Response):
     average_price: DecimalText
     last_price: DecimalText | None
     market_value: DecimalText | None = Field(
-        description="quantity x last_price; None until a price is known."
+        description="quantity x last_price; None when no price is known."
     )
+
+
+class PositionOut(_HoldingLine):
     as_of: AwareDatetime
 
 
@@ -251,18 +256,8 @@ class SnapshotOut(_Response):
     holdings_count: int
 
 
-class SnapshotHoldingOut(_Response):
-    symbol: str
-    exchange: str
-    isin: str | None
-    currency: str
-    asset_type: str
-    quantity: DecimalText
-    average_price: DecimalText
-    last_price: DecimalText | None
-    market_value: DecimalText | None = Field(
-        description="quantity x last_price; None when the snapshot has no price."
-    )
+class SnapshotHoldingOut(_HoldingLine):
+    pass
 
 
 class SnapshotDetailOut(SnapshotOut):
