@@ -23,6 +23,7 @@ from services.ledger.positions import (
     PriceSource,
     TradeKind,
     derive_trades,
+    moved,
     position_changes,
     positions_of,
     suspicion,
@@ -219,7 +220,7 @@ def _snapshot(
                 h.exchange,
                 h.isin,
                 h.currency,
-                h.asset_type.value,
+                h.asset_type,  # a StrEnum is the str itself: no .value lookup per holding
                 h.quantity,
                 h.average_price,
                 h.last_price,
@@ -308,9 +309,10 @@ def _apply(
     *,
     reported: dict[InstrumentKey, Decimal] | None = None,
 ) -> None:
-    for trade in derive_trades(account.positions, incoming, reported=reported):
+    keys = moved(account.positions, incoming)
+    for trade in derive_trades(account.positions, incoming, reported=reported, keys=keys):
         plan.derived.append(_derived_row(account.id, snapshot_id, taken_at, trade))
-    changes = position_changes(account.positions, incoming)
+    changes = position_changes(account.positions, incoming, keys)
     account.current_snapshot_id = snapshot_id
     account.positions = dict(incoming)
     account.positions_as_of = taken_at

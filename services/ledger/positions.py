@@ -53,10 +53,19 @@ def positions_of(holdings: Iterable[Holding]) -> dict[InstrumentKey, HeldLike]:
     return {(h.symbol, h.exchange): h for h in holdings}
 
 
-def position_changes(before: Positions, after: Positions) -> list[PositionChange]:
+def moved(before: Positions, after: Positions) -> list[InstrumentKey]:
+    """The instruments whose quantity differs, sorted; usually a few of many, so found cheaply."""
+    keys = [k for k, now in after.items() if (was := before.get(k)) is None or was.quantity != now.quantity]
+    keys += [k for k in before if k not in after]
+    return sorted(keys)
+
+
+def position_changes(
+    before: Positions, after: Positions, keys: list[InstrumentKey] | None = None
+) -> list[PositionChange]:
     """Opened, resized and closed positions, sorted by instrument; unchanged ones are left out."""
     changes = []
-    for key in sorted(before.keys() | after.keys()):
+    for key in moved(before, after) if keys is None else keys:
         was = before[key].quantity if key in before else ZERO
         now = after[key].quantity if key in after else ZERO
         if was != now:
@@ -102,7 +111,11 @@ class DerivedTrade:
 
 
 def derive_trades(
-    before: Positions, after: Positions, *, reported: Mapping[InstrumentKey, Decimal] | None = None
+    before: Positions,
+    after: Positions,
+    *,
+    reported: Mapping[InstrumentKey, Decimal] | None = None,
+    keys: list[InstrumentKey] | None = None,
 ) -> list[DerivedTrade]:
     """The trades that explain the move from `before` to `after`, net of trades the broker reported.
 
@@ -110,7 +123,10 @@ def derive_trades(
     only the part of a change they do not explain is derived, so a reported trade is never doubled.
     """
     trades = []
-    for key in sorted(before.keys() | after.keys()):
+    candidates = moved(before, after) if keys is None else keys
+    if reported:
+        candidates = sorted(set(candidates) | reported.keys())
+    for key in candidates:
         was, now = before.get(key), after.get(key)
         old_qty = was.quantity if was else ZERO
         new_qty = now.quantity if now else ZERO
