@@ -14,8 +14,8 @@ async def test_the_bucket_lets_a_burst_through_then_holds_the_rate() -> None:
     for _ in range(15):
         await bucket.acquire()
         grants.append(time.monotonic() - started)
-    assert grants[4] < 0.05, "the burst goes at once"
-    assert grants[14] >= (15 - 5) / 50 * 0.95, "then one request per 1/rate"
+    assert grants[14] >= (15 - 5) / 50 * 0.95, "after the burst, one request per 1/rate"
+    assert grants[4] < grants[14] / 4, "the burst went at once, far ahead of the rate-limited tail"
 
 
 def test_settings_override_a_brokers_documented_limits_field_by_field() -> None:
