@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("scheduler", help="emit sync requests for due schedules")
     fetcher = commands.add_parser("fetcher", help="fetch holdings for one broker's sync requests")
     fetcher.add_argument("--broker", required=True, metavar="CODE", help="broker code, e.g. sim")
-    commands.add_parser("ledger", help="write snapshots and failures into the database")
+    commands.add_parser("ledger", help="record snapshots, failures and reviews; announce changes")
 
     db = commands.add_parser("db", help="database schema tasks")
     db.add_subparsers(dest="db_command", required=True).add_parser("upgrade", help="apply pending migrations")
