@@ -9,11 +9,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
-from services.fetcher.adapter import InvalidResponse, RateLimited, TransientBrokerError
+from services.fetcher.adapter import RateLimited, TransientBrokerError
 from services.fetcher.limits import BrokerLimiter
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -74,9 +74,12 @@ def retry_after_seconds(headers: httpx.Headers) -> float | None:
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
-def json_body(response: httpx.Response, *, broker: str) -> Any:
-    """The body as JSON with every number a Decimal: money never passes through float."""
-    try:
-        return json.loads(response.content, parse_float=Decimal, parse_int=Decimal)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidResponse(f"{broker}: response is not JSON (HTTP {response.status_code})") from exc
+def decimal_json(content: bytes) -> Any:
+    """Strict JSON with every fraction a Decimal, so no price passes through a float; NaN and
+    Infinity refused. Raises ValueError for anything else (JSONDecodeError and UnicodeDecodeError
+    are ValueErrors); the adapter says what that means for its broker."""
+    return json.loads(content, parse_float=Decimal, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number")

@@ -49,7 +49,6 @@ What the documentation does not say, and what this adapter does about it:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Annotated, Any, Literal, NoReturn
@@ -75,7 +74,7 @@ from services.fetcher.adapter import (
     RateLimited,
     TransientBrokerError,
 )
-from services.fetcher.http import broker_client, retry_after_seconds, send
+from services.fetcher.http import broker_client, decimal_json, retry_after_seconds, send
 from services.fetcher.limits import BrokerLimiter, BrokerLimits
 from services.fetcher.registry import AdapterContext, register_broker
 from shared.events import AssetType, Holding
@@ -194,7 +193,7 @@ async def _raise_on_dhan_error_body(response: httpx.Response) -> None:
         return
     await response.aread()
     try:
-        error = _error_body(_decimal_json(response.content))
+        error = _error_body(decimal_json(response.content))
     except ValueError:
         return  # not JSON: no Dhan error body, the status decides
     if error is not None:
@@ -225,7 +224,7 @@ class DhanBroker:
         if response.status_code != 200:
             raise InvalidResponse(f"{CODE}: unexpected HTTP {response.status_code} to the holdings request")
         try:
-            body = _decimal_json(response.content)
+            body = decimal_json(response.content)
         except ValueError:
             raise InvalidResponse(f"{CODE}: holdings response is not JSON (HTTP 200)") from None
         error = _error_body(body)
@@ -295,19 +294,6 @@ def _raise_for(answer: _DhanErrorAnswer, secrets: Iterable[str]) -> NoReturn:
     if kind is RateLimited:
         raise RateLimited(f"{CODE}: rate limited {detail}", retry_after_s=answer.retry_after_s)
     raise kind(f"{CODE}: {detail}")
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _decimal_json(content: bytes) -> Any:
-    """The body with every JSON fraction as Decimal, so no price passes through a float.
-
-    Raises ValueError (as JSONDecodeError and UnicodeDecodeError are) for anything not strict JSON,
-    NaN and Infinity included.
-    """
-    return json.loads(content, parse_float=Decimal, parse_constant=_reject_constant)
 
 
 def _error_body(body: Any) -> _DhanError | None:

@@ -199,7 +199,10 @@ def _holding(entry: _UpstoxHolding, index: int) -> Holding:
 
 
 def _decimal_json(response: httpx.Response) -> Any:
-    """The body with every JSON number as Decimal, so no price ever passes through a float."""
+    """The body with every JSON number as Decimal, so no price ever passes through a float.
+
+    Not `http.decimal_json`: this model wants whole numbers as Decimal too, and a NaN is left for it
+    to refuse, so that the error names the field."""
     try:
         return json.loads(response.content, parse_float=Decimal, parse_int=Decimal)
     except (json.JSONDecodeError, UnicodeDecodeError):

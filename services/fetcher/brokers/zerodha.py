@@ -29,7 +29,6 @@ The endpoint is not paginated: the docs show one response carrying every holding
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
@@ -44,7 +43,7 @@ from services.fetcher.adapter import (
     InvalidResponse,
     TransientBrokerError,
 )
-from services.fetcher.http import broker_client, send
+from services.fetcher.http import broker_client, decimal_json, send
 from services.fetcher.limits import BrokerLimiter, BrokerLimits
 from services.fetcher.registry import AdapterContext, register_broker
 from shared.events import AssetType, Holding
@@ -179,13 +178,9 @@ class _Undecodable:
 def _decode(response: httpx.Response) -> Any:
     """The JSON body with every fraction as an exact Decimal; never through float."""
     try:
-        return json.loads(response.content, parse_float=Decimal, parse_constant=_reject_constant)
+        return decimal_json(response.content)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return _Undecodable(type(exc).__name__)
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _is_error_body(body: object) -> bool:
