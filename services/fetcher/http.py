@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
@@ -36,9 +36,16 @@ def broker_client(
     )
 
 
-async def send(client: httpx.AsyncClient, request: httpx.Request, *, broker: str) -> httpx.Response:
+Inspector = Callable[[httpx.Response], Awaitable[None]]
+
+
+async def send(
+    client: httpx.AsyncClient, request: httpx.Request, *, broker: str, inspect: Inspector | None = None
+) -> httpx.Response:
     """Send; raise TransientBrokerError or RateLimited for the failures common to every broker.
 
+    `inspect`, when given, sees the response first and may raise: for a broker whose own body or
+    headers say more than the status (an error code under any status, its own rate-limit header).
     The caller maps its broker's own auth and error bodies; everything else passes through.
     """
     try:
@@ -47,6 +54,8 @@ async def send(client: httpx.AsyncClient, request: httpx.Request, *, broker: str
         raise TransientBrokerError(f"{broker}: no answer in time ({type(exc).__name__})") from exc
     except httpx.TransportError as exc:
         raise TransientBrokerError(f"{broker}: connection failed ({type(exc).__name__}: {exc})") from exc
+    if inspect is not None:
+        await inspect(response)
     if response.status_code == 429:
         raise RateLimited(
             f"{broker}: rate limited (HTTP 429)", retry_after_s=retry_after_seconds(response.headers)

@@ -144,7 +144,8 @@ class AlpacaBroker:
         request = client.build_request(
             "GET", POSITIONS_PATH, headers={KEY_ID_HEADER: key_id, SECRET_KEY_HEADER: secret_key}
         )
-        response = await send(client, request, broker=CODE)
+        # Before `send` maps the 429 (Retry-After only): Alpaca says when to retry in X-Ratelimit-Reset.
+        response = await send(client, request, broker=CODE, inspect=_raise_when_rate_limited)
         if response.status_code in (401, 403):
             raise AuthRejected(
                 f"alpaca: {base_url} rejected the API key pair (HTTP {response.status_code}"
@@ -173,8 +174,6 @@ class AlpacaBroker:
         client = self._clients.get(base_url)
         if client is None:
             client = broker_client(base_url, self._limiter)
-            # Before `send` maps the 429 (Retry-After only): Alpaca says when to retry in X-Ratelimit-Reset.
-            client.event_hooks["response"].append(_raise_when_rate_limited)
             self._clients[base_url] = client
         return client
 

@@ -23,7 +23,7 @@ Published documentation this adapter follows:
 What the documentation does not say, and what this adapter does about it:
 - HTTP statuses: the docs give the error body and its codes, never the status they come with
   (clients report DH-901 under 401 and under 400, and "No holdings available" under 500). So the body
-  decides, whatever the status: a response hook reads Dhan's error body before `send` maps the status
+  decides, whatever the status: `send`'s inspect step reads Dhan's error body before it maps the status
   alone, which would otherwise turn an empty demat answered with a 5xx into a retried failure.
   Without a Dhan error body, 401/403 mean the token was refused, 429 and 5xx are left to `send`.
 - An empty demat: not documented. Public Dhan clients report it answered with an error body,
@@ -177,7 +177,7 @@ class _DhanError(BaseModel):
 
 
 class _DhanErrorAnswer(Exception):
-    """Dhan answered with its error body; raised by the response hook, turned into a BrokerError by
+    """Dhan answered with its error body; raised by the inspect step of `send`, turned into a BrokerError by
     the adapter, which knows the account's credentials to keep out of the message."""
 
     def __init__(self, error: _DhanError, status_code: int, retry_after_s: float | None) -> None:
@@ -205,7 +205,6 @@ class DhanBroker:
 
     def __init__(self, *, base_url: str, limiter: BrokerLimiter) -> None:
         self._client = broker_client(base_url, limiter, headers={"Content-Type": "application/json"})
-        self._client.event_hooks["response"].append(_raise_on_dhan_error_body)
 
     async def fetch_holdings(self, account: AccountContext) -> Sequence[Holding]:
         token = account.credentials.get(CREDENTIAL_KEY)
@@ -214,7 +213,7 @@ class DhanBroker:
         secrets = [value for value in account.credentials.values() if value]
         request = self._client.build_request("GET", HOLDINGS_PATH, headers={"access-token": token})
         try:
-            response = await send(self._client, request, broker=CODE)
+            response = await send(self._client, request, broker=CODE, inspect=_raise_on_dhan_error_body)
         except _DhanErrorAnswer as answer:
             if answer.error.error_code == _NO_HOLDINGS_CODE:
                 return []
