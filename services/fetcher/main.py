@@ -15,7 +15,7 @@ from services.fetcher.limits import BrokerLimiter
 from services.fetcher.registry import create_adapter
 from services.fetcher.retry import RetryPolicy
 from shared import topics
-from shared.bus.consumer import EventConsumer
+from shared.bus.consumer import EventConsumer, OneStep
 from shared.bus.port import MessageBus
 from shared.credentials import CredentialCipher
 from shared.events import SyncRequested
@@ -63,7 +63,7 @@ def build_fetcher(settings: Settings, broker: str, bus: MessageBus) -> FetcherRu
             bus=bus,
             group=group,
             event_types={topic: SyncRequested},
-            handler=fetcher.handle_requests,
+            handler=OneStep(fetcher.handle_requests),
             max_records=batch,
         )
         for group, topic in (

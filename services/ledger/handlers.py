@@ -1,23 +1,35 @@
-"""Apply a batch of snapshots, failures and reviews in one transaction, idempotently on event id.
+"""Apply batches of snapshots, failures and reviews: each batch in one transaction, idempotently on
+event id, and while one batch is written the next is already planned.
+
+A batch is prepared first: its events are deduplicated, the accounts and sync runs they touch are
+read, and `plan_batch` decides every row to write. Then it is written, in one transaction. The
+consumer prepares batch N+1 while batch N is being written (see `shared.bus.consumer`), so for what
+N touches — its events, accounts and runs — N+1 builds on N's planned outcome instead of on the
+database, which does not have it yet. Should N's write fail, the consumer calls `forget` and handles
+both again one at a time.
 
 The batch commits before the consumer commits its offsets, so a crash redelivers at worst a batch
 that is already applied, and the dedupe makes that redelivery change nothing. HoldingsChanged goes
-into the outbox in the same transaction, and the relay publishes it after the commit.
+into the outbox in the same transaction; right after the commit it is relayed from memory.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ledger.outbox import OutboxRelay
-from services.ledger.plan import UnknownAccount, plan_batch
-from services.ledger.store import LedgerStore, PositionsCache
+from services.ledger.plan import AccountState, BatchPlan, RunState, UnknownAccount, plan_batch
+from services.ledger.store import Encoded, LedgerStore, PositionsCache
+from shared.bus.consumer import Write
 from shared.bus.port import MessageBus
-from shared.events import Event
+from shared.events import Event, HoldingSnapshot, SyncFailed
 
 log = logging.getLogger(__name__)
 
@@ -26,32 +38,82 @@ CONSUMER = "ledger"
 __all__ = ["CONSUMER", "Ledger", "UnknownAccount"]
 
 
+@dataclass
+class _Planned:
+    """What the last prepared batch will have done once written: the next batch builds on it."""
+
+    event_ids: set[uuid.UUID] = field(default_factory=set)
+    accounts: dict[uuid.UUID, AccountState] = field(default_factory=dict)
+    runs: dict[uuid.UUID, RunState] = field(default_factory=dict)
+
+    @classmethod
+    def written(
+        cls, events: Sequence[Event], accounts: dict[uuid.UUID, AccountState], runs: dict[uuid.UUID, RunState]
+    ) -> _Planned:
+        """The batch's accounts and runs as they will be once written: every run then exists, and
+        nothing is left to write for the next batch unless that batch touches it again."""
+        for account in accounts.values():
+            account.touched = False
+        for run in runs.values():
+            run.exists, run.touched = True, False
+        return cls({e.event_id for e in events}, accounts, runs)
+
+
+async def _nothing() -> None:
+    pass
+
+
+def _plan_and_encode(
+    store: LedgerStore,
+    events: Sequence[Event],
+    accounts: dict[uuid.UUID, AccountState],
+    runs: dict[uuid.UUID, RunState],
+) -> tuple[BatchPlan, Encoded]:
+    plan = plan_batch(events, accounts, runs, consumer=CONSUMER)
+    return plan, store.encode(plan)
+
+
 class Ledger:
-    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], bus: MessageBus) -> None:
+    def __init__(
+        self, *, sessions: async_sessionmaker[AsyncSession], bus: MessageBus, batch_size: int = 1000
+    ) -> None:
         self._sessions = sessions
-        self.relay = OutboxRelay(sessions=sessions, bus=bus)
+        self.batch_size = batch_size  # events per batch, at most
+        self.relay = OutboxRelay(sessions=sessions, bus=bus, batch=batch_size)
         self._positions = PositionsCache()
+        self._planned = _Planned()
 
     async def apply_batch(self, events: Sequence[Event]) -> None:
-        try:
-            await self._apply(events)
-        except IntegrityError:
-            # Another ledger applied some of these between our dedupe and our insert (a rebalance
-            # handed it the same records): once more, and the dedupe now skips them.
-            log.info("batch raced another ledger; applying what is left", extra={"events": len(events)})
-            await self._apply(events)
-        await self.relay.publish_pending()
+        """Prepare and write one batch, with nothing else in flight."""
+        write = await self.prepare(events)
+        await write()
 
-    async def _apply(self, events: Sequence[Event]) -> None:
-        async with self._sessions.begin() as session:
+    async def prepare(self, events: Sequence[Event]) -> Write:
+        before = self._planned
+        async with self._sessions() as session:
             store = LedgerStore(session, consumer=CONSUMER)
-            fresh = await store.new_events(events)
+            fresh = [e for e in await store.new_events(events) if e.event_id not in before.event_ids]
             if not fresh:
-                return
-            accounts = await store.accounts({e.account_id for e in fresh}, self._positions)
-            runs = await store.runs(fresh)
-            plan = plan_batch(fresh, accounts, runs, consumer=CONSUMER)
-            await store.write(plan)
+                return _nothing
+            ids = {e.account_id for e in fresh}
+            accounts = {i: before.accounts[i] for i in ids & before.accounts.keys()}
+            accounts |= await store.accounts(ids - accounts.keys(), self._positions)
+            run_ids = {e.request_id for e in fresh if isinstance(e, HoldingSnapshot | SyncFailed)}
+            runs = {i: before.runs[i] for i in run_ids & before.runs.keys()}
+            runs |= await store.runs(run_ids - runs.keys())
+        # In a worker thread, like decoding (see `shared.bus.consumer`): the event loop keeps the
+        # previous batch's write going meanwhile.
+        plan, encoded = await asyncio.to_thread(_plan_and_encode, store, fresh, accounts, runs)
+        self._planned = _Planned.written(fresh, accounts, runs)
         for account in accounts.values():
             if account.current_snapshot_id is not None:
                 self._positions.remember(account.id, account.current_snapshot_id, account.positions)
+        return functools.partial(self.write, plan, encoded)
+
+    def forget(self) -> None:
+        self._planned = _Planned()
+
+    async def write(self, plan: BatchPlan, encoded: Encoded) -> None:
+        async with self._sessions.begin() as session:
+            await LedgerStore(session, consumer=CONSUMER).write(plan, encoded)
+        await self.relay.publish_committed(plan.outbox)

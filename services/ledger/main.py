@@ -15,12 +15,9 @@ from shared.runtime import checked_engine, run_until_signalled, started_bus
 from shared.settings import Settings
 
 CONSUMER_GROUP = "ledger"
-DEFAULT_BATCH = 1000
 
 
-async def run_ledger(
-    ledger: Ledger, bus: MessageBus, stop: asyncio.Event, *, batch: int = DEFAULT_BATCH
-) -> None:
+async def run_ledger(ledger: Ledger, bus: MessageBus, stop: asyncio.Event) -> None:
     consumer = EventConsumer(
         bus=bus,
         group=CONSUMER_GROUP,
@@ -29,9 +26,9 @@ async def run_ledger(
             topics.SYNC_FAILURES: SyncFailed,
             topics.SNAPSHOT_REVIEWS: SnapshotAccepted,
         },
-        handler=ledger.apply_batch,
+        handler=ledger,
         transient_errors=TRANSIENT_DB_ERRORS,
-        max_records=batch,
+        max_records=ledger.batch_size,
     )
     await asyncio.gather(consumer.run(stop), ledger.relay.run(stop))
 
@@ -39,7 +36,5 @@ async def run_ledger(
 async def serve(settings: Settings) -> None:
     """The `portfolio-sync ledger` process."""
     async with checked_engine(settings) as engine, started_bus(settings, client_id=CONSUMER_GROUP) as bus:
-        ledger = Ledger(sessions=session_factory(engine), bus=bus)
-        await run_until_signalled(
-            lambda stop: run_ledger(ledger, bus, stop, batch=settings.ledger_batch_size)
-        )
+        ledger = Ledger(sessions=session_factory(engine), bus=bus, batch_size=settings.ledger_batch_size)
+        await run_until_signalled(lambda stop: run_ledger(ledger, bus, stop))

@@ -1,7 +1,9 @@
 """The transactional outbox: HoldingsChanged is committed with the change it announces, then relayed.
 
-A crash between the commit and the publish leaves the message in the outbox, and the relay
-publishes it when the ledger runs again. A message is deleted once Kafka has acknowledged it. The
+Right after a batch commits, its messages are relayed from memory (`publish_committed`); a sweep
+every second relays whatever is left (`publish_pending`). A crash between the commit and the
+publish leaves the message in the outbox, and the sweep publishes it when the ledger runs again.
+A message's delete commits only once Kafka has acknowledged it. The
 one moment left — a crash after the acknowledgement but before the delete — would publish it twice,
 so a message that has waited in the outbox longer than a relay pass takes (an orphan of a crashed
 or failed pass) is first looked for in the topic's tail, and skipped if it is already there.
@@ -17,6 +19,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Row, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # Older than this, a pending message may be an orphan whose publish was acknowledged.
 ORPHAN_AFTER = timedelta(seconds=5)
+# The sweep leaves a batch's messages this long to the batch itself, which relays them from memory.
+SWEEP_AFTER = timedelta(seconds=2)
 
 _Pending = Row[int, uuid.UUID, str, str, str]  # id, event_id, topic, key, payload
 
@@ -44,8 +49,39 @@ class OutboxRelay:
         # process's (before this relay started) or one of ours that failed (moved on each failure).
         self._doubt_before = utc_now()
 
-    async def publish_pending(self) -> int:
-        """Publish everything waiting in the outbox, oldest first; return how many messages."""
+    async def publish_committed(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Relay outbox rows a batch has just committed, from memory (`BatchPlan.OUTBOX_COLUMNS`).
+
+        Deleting them first locks them, so a sweep running meanwhile skips them; what a sweep took
+        first is not returned by the delete, and is left to that sweep."""
+        if not rows:
+            return
+        async with self._sessions.begin() as session:
+            taken = set(
+                await session.scalars(
+                    delete(OutboxMessage)
+                    .where(OutboxMessage.event_id.in_([row[0] for row in rows]))
+                    .returning(OutboxMessage.event_id)
+                )
+            )
+            await self._publish(
+                [
+                    OutgoingMessage(topic, key, payload.encode())
+                    for event_id, topic, key, payload, _ in rows
+                    if event_id in taken
+                ]
+            )
+
+    async def _publish(self, messages: list[OutgoingMessage]) -> None:
+        try:
+            await self._bus.publish(messages)
+        except BaseException:
+            self._doubt_before = utc_now()  # some of these may have reached Kafka
+            raise
+
+    async def publish_pending(self, *, older_than: timedelta = timedelta(0)) -> int:
+        """Publish what has waited in the outbox longer than `older_than`, oldest first; return how
+        many messages."""
         total = 0
         while True:
             async with self._sessions.begin() as session:
@@ -58,6 +94,7 @@ class OutboxRelay:
                             OutboxMessage.message_key,
                             OutboxMessage.payload,
                         )
+                        .where(OutboxMessage.created_at <= utc_now() - older_than)
                         .order_by(OutboxMessage.id)
                         .limit(self._batch)
                         # Several passes (and ledgers) relay at once: each takes rows no other holds.
@@ -72,11 +109,7 @@ class OutboxRelay:
                     for _, event_id, topic, key, payload in rows
                     if event_id not in already
                 ]
-                try:
-                    await self._bus.publish(fresh)
-                except BaseException:
-                    self._doubt_before = utc_now()  # some of these may have reached Kafka
-                    raise
+                await self._publish(fresh)
                 await session.execute(
                     delete(OutboxMessage).where(OutboxMessage.id.in_([row[0] for row in rows]))
                 )
@@ -111,7 +144,7 @@ class OutboxRelay:
         """Sweep now and then for messages a crashed or interrupted relay left behind."""
         while not stop.is_set():
             try:
-                await self.publish_pending()
+                await self.publish_pending(older_than=SWEEP_AFTER)
             except (OSError, TimeoutError) as exc:
                 log.warning("outbox relay failed; trying again", extra={"error": repr(exc)})
             with contextlib.suppress(TimeoutError):

@@ -1,7 +1,8 @@
 """The ledger's reads and writes: a handful of set-based statements per batch, whatever its size.
 
-On Postgres, new rows go in with COPY (asyncpg's binary copy) inside the batch's transaction; on
-SQLite (the embedded mode) with ordinary multi-row inserts. Either way the batch is one transaction.
+On Postgres, new rows go in with COPY in the text format (see `shared.db.copy_text`), encoded while
+the previous batch is being written; on SQLite (the embedded mode) with ordinary multi-row inserts.
+Either way the batch is one transaction.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ledger.plan import AccountState, BatchPlan, RunState
 from services.ledger.positions import Held, HeldLike, InstrumentKey
+from shared.db.copy_text import copy_text
 from shared.db.tables import (
     Base,
     BrokerAccount,
@@ -27,7 +29,20 @@ from shared.db.tables import (
     SyncRun,
     Transaction,
 )
-from shared.events import Event, HoldingSnapshot, SyncFailed
+from shared.events import Event, HoldingSnapshot
+
+Encoded = dict[type[Base], memoryview]
+
+
+def _new_rows(plan: BatchPlan) -> list[tuple[type[Base], Sequence[str], list[tuple[Any, ...]]]]:
+    """The tables a batch only adds rows to, their columns and the rows, in the order they are written."""
+    return [
+        (Snapshot, BatchPlan.SNAPSHOT_COLUMNS, plan.snapshots),
+        (SnapshotHolding, BatchPlan.HOLDING_COLUMNS, plan.holdings),
+        (Transaction, BatchPlan.TRANSACTION_COLUMNS, plan.derived),
+        (OutboxMessage, BatchPlan.OUTBOX_COLUMNS, plan.outbox),
+        (ProcessedEvent, BatchPlan.PROCESSED_COLUMNS, plan.processed),
+    ]
 
 
 class PositionsCache:
@@ -88,6 +103,8 @@ class LedgerStore:
     async def accounts(self, ids: set[uuid.UUID], cache: PositionsCache) -> dict[uuid.UUID, AccountState]:
         """The accounts' state, with the positions of their current and held snapshots; positions come
         from `cache` when it holds the very snapshot the database names, else from the database."""
+        if not ids:
+            return {}
         a = BrokerAccount
         rows = await self._session.execute(
             select(
@@ -165,8 +182,7 @@ class LedgerStore:
             positions[snapshot_id][(symbol, exchange)] = Held(quantity, average, last, currency)
         return positions
 
-    async def runs(self, events: Sequence[Event]) -> dict[uuid.UUID, RunState]:
-        ids = {e.request_id for e in events if isinstance(e, HoldingSnapshot | SyncFailed)}
+    async def runs(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, RunState]:
         if not ids:
             return {}
         rows = await self._session.execute(
@@ -179,12 +195,16 @@ class LedgerStore:
             for run_id, account_id, status, attempts in rows
         }
 
-    async def write(self, plan: BatchPlan) -> None:
-        await self._copy(Snapshot, BatchPlan.SNAPSHOT_COLUMNS, plan.snapshots)
-        await self._copy(SnapshotHolding, BatchPlan.HOLDING_COLUMNS, plan.holdings)
-        await self._copy(Transaction, BatchPlan.TRANSACTION_COLUMNS, plan.derived)
-        await self._copy(OutboxMessage, BatchPlan.OUTBOX_COLUMNS, plan.outbox)
-        await self._copy(ProcessedEvent, BatchPlan.PROCESSED_COLUMNS, plan.processed)
+    def encode(self, plan: BatchPlan) -> Encoded:
+        """The plan's new rows as COPY text on Postgres (nothing to encode on SQLite). The ledger
+        encodes a batch while the previous one is being written, so writing costs Python nothing."""
+        if not self._postgres:
+            return {}
+        return {model: memoryview(copy_text(rows)) for model, _, rows in _new_rows(plan) if rows}
+
+    async def write(self, plan: BatchPlan, encoded: Encoded) -> None:
+        for model, columns, rows in _new_rows(plan):
+            await self._copy(model, columns, rows, encoded.get(model))
         if plan.reported:
             await self._insert_new_trades(plan.reported)
         if plan.status_changes:
@@ -198,16 +218,30 @@ class LedgerStore:
         if plan.changed_runs:
             await self._session.execute(update(SyncRun), plan.changed_runs)
 
-    async def _copy(self, model: type[Base], columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    async def _copy(
+        self, model: type[Base], columns: Sequence[str], rows: list[tuple[Any, ...]], text: memoryview | None
+    ) -> None:
         if not rows:
             return
         if self._postgres:
-            connection = await (await self._session.connection()).get_raw_connection()
-            await connection.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-                model.__tablename__, records=rows, columns=list(columns)
+            driver = await self._driver_in_transaction()
+            # A memoryview, not bytes: asyncpg takes bytes for the name of a file to read.
+            source = memoryview(copy_text(rows)) if text is None else text
+            await driver.copy_to_table(
+                model.__tablename__, source=source, columns=list(columns), format="text"
             )
         else:
             await self._session.execute(insert(model), [dict(zip(columns, row, strict=True)) for row in rows])
+
+    async def _driver_in_transaction(self) -> Any:
+        """The asyncpg connection under the session, inside the session's transaction. SQLAlchemy's
+        asyncpg adapter sends BEGIN with its first statement; a COPY sent around the adapter before
+        any statement would run outside the transaction and commit on its own."""
+        connection = await self._session.connection()
+        driver = (await connection.get_raw_connection()).driver_connection
+        if not driver.is_in_transaction():  # type: ignore[union-attr]
+            await self._session.execute(select(literal(1)))
+        return driver
 
     async def _insert_new_trades(self, rows: list[tuple[Any, ...]]) -> None:
         """Reported trades, each stored once however often the broker reports it."""

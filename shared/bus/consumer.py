@@ -1,25 +1,69 @@
 """The one consume loop every service runs: fetch, decode, handle, then commit.
 
-Offsets are committed only after the handler returned, so an effect is durable before its input is
-marked done. A record that does not decode, or that a handler rejects on its own, goes to the
+Offsets are committed only after the handler's effect is durable, so a crash redelivers at worst
+work already done. A record that does not decode, or that a handler rejects on its own, goes to the
 topic's dead-letter topic with the reason; the loop carries on. An infrastructure error (database or
 bus down) is retried with backoff and never dead-lettered: waiting loses nothing.
+
+The loop is a two-stage pipeline. A handler works in two steps: `prepare` (decide the batch's
+effect: reads, planning) and the `Write` it returns (make that effect durable). While batch N is
+being written, batch N+1 is fetched, decoded and prepared, as if N had already taken effect. Writes
+run one at a time and in order; N's offsets are committed when N's write returns. When a write
+fails, whatever was prepared on top of it is void: the handler is told to `forget` it, and both
+batches are handled again one at a time (prepare, then write), with the retries and dead-lettering
+above.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from shared.bus.dead_letters import dead_letter_for
-from shared.bus.port import MessageBus, Record
+from shared.bus.port import MessageBus, Record, Subscription
 from shared.events import Event, EventDecodeError, decode_event
 
 log = logging.getLogger(__name__)
 
-BatchHandler = Callable[[Sequence[Event]], Awaitable[None]]
+Write = Callable[[], Coroutine[Any, Any, None]]
+
+
+class BatchHandler(Protocol):
+    async def prepare(self, events: Sequence[Event]) -> Write:
+        """Work out what `events` do, assuming every batch prepared before them is written; return
+        the step that writes it."""
+
+    def forget(self) -> None:
+        """A write failed: drop whatever was worked out on the assumption that it would succeed."""
+
+
+@dataclass(frozen=True)
+class OneStep:
+    """A handler that simply handles a batch (`await handle(events)`): nothing to prepare ahead,
+    so only fetching and decoding overlap the previous batch."""
+
+    handle: Callable[[Sequence[Event]], Coroutine[Any, Any, None]]
+
+    async def prepare(self, events: Sequence[Event]) -> Write:
+        return functools.partial(self.handle, events)
+
+    def forget(self) -> None:
+        pass
+
+
+@dataclass
+class _Batch:
+    records: list[Record]  # everything fetched, dead-lettered ones included: all are committed
+    decoded: list[tuple[Record, Event]]
+
+
+class _Stopped(Exception):
+    """Stopped before a batch's effect was durable: commit nothing more."""
 
 
 @dataclass
@@ -37,34 +81,89 @@ class EventConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         subscription = await self.bus.subscribe(list(self.event_types), group=self.group)
         log.info("consuming", extra={"group": self.group, "topics": list(self.event_types)})
+        writing: tuple[_Batch, asyncio.Task[None]] | None = None
         try:
             while not stop.is_set():
-                records = await subscription.fetch(
-                    max_records=self.max_records, timeout_s=self.poll_timeout_s
-                )
-                if not records:
-                    continue
-                if await self._process(records, stop):
-                    await subscription.commit()
-                    self.handled += len(records)
+                batch = await self._next(subscription)
+                write = await self._prepare(batch) if batch.decoded else None
+                if writing is not None:
+                    if not await self._finish(*writing, subscription, stop):
+                        write = None  # prepared on top of a write that failed
+                    writing = None
+                if write is not None:
+                    writing = (batch, asyncio.create_task(write()))
+                elif batch.records:
+                    if not await self._handle(batch.decoded, stop):
+                        raise _Stopped
+                    await self._commit(subscription, batch)
+            if writing is not None:
+                await self._finish(*writing, subscription, stop)
+        except _Stopped:
+            log.info("stopped with a batch not yet durable; it will be delivered again")
         finally:
+            if writing is not None and not writing[1].done():
+                writing[1].cancel()  # cancelled (not stopped): its transaction rolls back
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await writing[1]
             await subscription.close()
 
-    async def _process(self, records: list[Record], stop: asyncio.Event) -> bool:
-        """Handle a batch; False when stopped before its effect was durable (so: do not commit)."""
+    async def _next(self, subscription: Subscription) -> _Batch:
+        records = await subscription.fetch(max_records=self.max_records, timeout_s=self.poll_timeout_s)
+        # In a worker thread: decoding a batch takes tens of milliseconds of CPU, and meanwhile the
+        # event loop keeps the previous batch's write going (the GIL changes hands every few ms).
+        decoded, malformed = await asyncio.to_thread(self._decode, records)
+        for record, reason in malformed:
+            await self._dead_letter(record, reason)
+        return _Batch(records, decoded)
+
+    def _decode(self, records: list[Record]) -> tuple[list[tuple[Record, Event]], list[tuple[Record, str]]]:
         decoded: list[tuple[Record, Event]] = []
+        malformed: list[tuple[Record, str]] = []
         for record in records:
             try:
                 decoded.append((record, decode_event(self.event_types[record.topic], record.value)))
             except EventDecodeError as exc:
-                await self._dead_letter(record, str(exc))
-        return await self._handle(decoded, stop)
+                malformed.append((record, str(exc)))
+        return decoded, malformed
+
+    async def _prepare(self, batch: _Batch) -> Write | None:
+        """The batch's write, or None when preparing failed (it is then handled on its own)."""
+        try:
+            return await self.handler.prepare([event for _, event in batch.decoded])
+        except Exception as exc:
+            log.info("could not prepare a batch ahead", extra={"group": self.group, "error": repr(exc)})
+            return None
+
+    async def _finish(
+        self, batch: _Batch, task: asyncio.Task[None], subscription: Subscription, stop: asyncio.Event
+    ) -> bool:
+        """Wait for a batch's write and commit it; False when it failed and had to be handled again."""
+        try:
+            await task
+            succeeded = True
+        except Exception as exc:
+            log.info(
+                "a batch's write failed; handling it again on its own",
+                extra={"group": self.group, "error": repr(exc)},
+            )
+            succeeded = False
+            if not await self._handle(batch.decoded, stop):
+                raise _Stopped from None
+        await self._commit(subscription, batch)
+        return succeeded
+
+    async def _commit(self, subscription: Subscription, batch: _Batch) -> None:
+        await subscription.commit(batch.records)
+        self.handled += len(batch.records)
 
     async def _handle(self, batch: list[tuple[Record, Event]], stop: asyncio.Event) -> bool:
+        """Prepare and write a batch with nothing in flight; False when stopped before it was durable."""
         backoff = 0.2
         while batch:
+            self.handler.forget()
             try:
-                await self.handler([event for _, event in batch])
+                write = await self.handler.prepare([event for _, event in batch])
+                await write()
                 return True
             except self.transient_errors as exc:
                 log.warning(

@@ -73,7 +73,7 @@ class KafkaBus:
             auto_offset_reset="earliest",
         )
         await consumer.start()
-        return KafkaSubscription(consumer, len(self._namespace))
+        return KafkaSubscription(consumer, self._namespace)
 
     async def recent(self, topic: str, *, per_partition: int) -> list[Record]:
         wire_topic = self._namespace + topic
@@ -93,7 +93,7 @@ class KafkaBus:
             starts = await consumer.beginning_offsets(partitions)
             for tp in partitions:
                 consumer.seek(tp, max(starts[tp], ends[tp] - per_partition))
-            reading = KafkaSubscription(consumer, len(self._namespace))
+            reading = KafkaSubscription(consumer, self._namespace)
             records: list[Record] = []
             while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
                 records.extend(await reading.fetch(max_records=per_partition, timeout_s=1.0))
@@ -103,9 +103,10 @@ class KafkaBus:
 
 
 class KafkaSubscription:
-    def __init__(self, consumer: AIOKafkaConsumer, namespace_length: int) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, namespace: str) -> None:
         self._consumer = consumer
-        self._strip = namespace_length
+        self._namespace = namespace
+        self._strip = len(namespace)
 
     async def fetch(self, *, max_records: int, timeout_s: float) -> list[Record]:
         batches = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
@@ -124,8 +125,15 @@ class KafkaSubscription:
     def assignment(self) -> frozenset[tuple[str, int]]:
         return frozenset((tp.topic[self._strip :], tp.partition) for tp in self._consumer.assignment())
 
-    async def commit(self) -> None:
-        await self._consumer.commit()
+    async def commit(self, records: Sequence[Record]) -> None:
+        held = self._consumer.assignment()
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(self._namespace + record.topic, record.partition)
+            if tp in held:
+                offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        if offsets:
+            await self._consumer.commit(offsets)
 
     async def close(self) -> None:
         await self._consumer.stop()

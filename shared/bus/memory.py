@@ -143,9 +143,12 @@ class InMemorySubscription:
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(self.bus.assignment(self)) if not self._closed else frozenset()
 
-    async def commit(self) -> None:
-        if self._generation == self.group.generation:
-            self.group.committed.update(self._positions)
+    async def commit(self, records: Sequence[Record]) -> None:
+        held = self.assignment()
+        for record in records:
+            tp = (record.topic, record.partition)
+            if tp in held:
+                self.group.committed[tp] = max(self.group.committed.get(tp, 0), record.offset + 1)
 
     async def close(self) -> None:
         if not self._closed:

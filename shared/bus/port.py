@@ -3,8 +3,10 @@
 Semantics both adapters guarantee (and `tests/contract/test_bus_contract.py` proves):
 - records with the same key land in the same partition and are delivered in publish order;
 - subscriptions sharing a group split the partitions between them; each record goes to one of them;
-- `commit()` marks everything fetched so far as done; what a subscription fetched but did not commit
-  before it closed or died is delivered again to whoever gets the partition next (at least once).
+- `commit(records)` marks those records, and everything before them in their partitions, as done;
+  what a subscription fetched but did not commit before it closed or died is delivered again to
+  whoever gets the partition next (at least once). A consumer may fetch batch N+1 before it commits
+  batch N: committing N leaves N+1 to be delivered again should the consumer die.
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ class Subscription(Protocol):
     async def fetch(self, *, max_records: int, timeout_s: float) -> list[Record]:
         """Wait up to `timeout_s` for records; return at most `max_records` (possibly none)."""
 
-    async def commit(self) -> None:
-        """Mark every record fetched so far as processed."""
+    async def commit(self, records: Sequence[Record]) -> None:
+        """Mark `records`, and what came before them in their partitions, as processed. Partitions
+        this member no longer holds are left to their new owner, which gets those records again."""
 
     def assignment(self) -> frozenset[tuple[str, int]]:
         """The (topic, partition) pairs this member holds now; empty until it has joined."""

@@ -186,6 +186,7 @@ class OutboxMessage(Base):
     """A message committed with the change it announces; the relay publishes it, then deletes it."""
 
     __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_event_id", "event_id", unique=True),)
     # Integer on SQLite: only an INTEGER PRIMARY KEY counts up by itself there.
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True

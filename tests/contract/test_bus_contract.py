@@ -58,7 +58,7 @@ async def _drain(sub: Subscription, into: list[Record], *, expected: int, commit
         batch = await sub.fetch(max_records=100, timeout_s=0.2)
         into.extend(batch)
         if commit and batch:
-            await sub.commit()
+            await sub.commit(batch)
         return len(into) >= expected
 
     await eventually(probe, timeout_s=60, what=f"{expected} records (have {len(into)})")
@@ -102,8 +102,9 @@ async def test_a_group_splits_partitions_and_delivers_each_record_once(bus: Mess
 
     async def probe() -> bool:
         for sub, into in ((first, got_first), (second, got_second)):
-            into.extend(await sub.fetch(max_records=100, timeout_s=0.1))
-            await sub.commit()
+            batch = await sub.fetch(max_records=100, timeout_s=0.1)
+            into.extend(batch)
+            await sub.commit(batch)
         return len(got_first) + len(got_second) >= 100
 
     await eventually(probe, timeout_s=60, what="100 records across the group")
@@ -133,6 +134,33 @@ async def test_uncommitted_records_are_redelivered_after_a_member_dies(bus: Mess
 
     assert sorted(r.value for r in redelivered + extra) == sorted(f"late:{k}".encode() for k in range(4))
     assert len(committed) == 20
+
+
+async def test_committing_a_batch_leaves_the_batches_fetched_after_it_to_be_redelivered(
+    bus: MessageBus, topic: str
+) -> None:
+    group = f"g-{uuid.uuid4().hex}"
+    await bus.publish(_messages(topic, keys=4, per_key=10))
+    doomed = await bus.subscribe([topic], group=group)
+    first: list[Record] = []
+
+    async def first_batch() -> bool:
+        first.extend(await doomed.fetch(max_records=10, timeout_s=0.2))
+        return bool(first)
+
+    await eventually(first_batch, timeout_s=60, what="a first batch")
+    later = await _drain(doomed, [], expected=40 - len(first), commit=False)
+    assert len(first) <= 10 and later
+    await doomed.commit(first)  # a pipelined consumer: batch N done, batch N+1 still being written
+    await doomed.close()
+
+    heir = await bus.subscribe([topic], group=group)
+    redelivered = await _drain(heir, [], expected=len(later), commit=True)
+    extra = await heir.fetch(max_records=100, timeout_s=1.0)
+    await heir.close()
+
+    assert sorted(r.value for r in redelivered + extra) == sorted(r.value for r in later)
+    assert {r.value for r in first}.isdisjoint(r.value for r in redelivered + extra)
 
 
 async def test_recent_reads_the_tail_of_every_partition_outside_any_group(

@@ -14,7 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ledger.handlers import Ledger
 from services.ledger.main import run_ledger
+from services.ledger.plan import BatchPlan
+from services.ledger.store import Encoded
 from shared import topics
+from shared.bus.consumer import Write
 from shared.bus.dead_letters import DeadLetter
 from shared.bus.kafka import KafkaBus, create_topics
 from shared.bus.port import OutgoingMessage, Record
@@ -61,8 +64,8 @@ class CrashAfterApply(Ledger):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.crashed = crashed
 
-    async def apply_batch(self, events: Sequence[Event]) -> None:
-        await super().apply_batch(events)
+    async def write(self, plan: BatchPlan, encoded: Encoded) -> None:
+        await super().write(plan, encoded)
         self.crashed.set()
         await asyncio.Event().wait()  # hang until the task is cancelled: the offsets stay uncommitted
 
@@ -72,9 +75,9 @@ class CountingLedger(Ledger):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.received: list[uuid.UUID] = []
 
-    async def apply_batch(self, events: Sequence[Event]) -> None:
+    async def prepare(self, events: Sequence[Event]) -> Write:
         self.received.extend(e.event_id for e in events)
-        await super().apply_batch(events)
+        return await super().prepare(events)
 
 
 async def test_a_batch_redelivered_after_a_crash_is_applied_once(

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
-from shared.bus.consumer import EventConsumer
+from shared.bus.consumer import EventConsumer, OneStep, Write
 from shared.bus.dead_letters import DeadLetter
 from shared.bus.memory import InMemoryBus
 from shared.bus.port import OutgoingMessage
@@ -15,8 +15,14 @@ from tests.support.waiting import eventually
 TOPIC = "unit.requests"
 
 
-def _request() -> SyncRequested:
-    return SyncRequested(account_id=uuid.uuid4(), broker="sim", trigger=SyncTrigger.MANUAL)
+def _request(account_id: uuid.UUID | None = None) -> SyncRequested:
+    return SyncRequested(account_id=account_id or uuid.uuid4(), broker="sim", trigger=SyncTrigger.MANUAL)
+
+
+def _one_account(count: int) -> list[SyncRequested]:
+    """Requests of one account: one partition, so they come in publish order."""
+    account_id = uuid.uuid4()
+    return [_request(account_id) for _ in range(count)]
 
 
 async def test_malformed_and_rejected_records_go_to_the_dlq_and_the_rest_is_handled(bus: InMemoryBus) -> None:
@@ -34,7 +40,9 @@ async def test_malformed_and_rejected_records_go_to_the_dlq_and_the_rest_is_hand
         + [OutgoingMessage(TOPIC, "k", b"{broken"), OutgoingMessage.of(TOPIC, poison)]
         + [OutgoingMessage.of(TOPIC, e) for e in good[2:]]
     )
-    consumer = EventConsumer(bus=bus, group="unit", event_types={TOPIC: SyncRequested}, handler=handler)
+    consumer = EventConsumer(
+        bus=bus, group="unit", event_types={TOPIC: SyncRequested}, handler=OneStep(handler)
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
 
@@ -64,7 +72,9 @@ async def test_a_transient_error_is_retried_without_losing_or_dead_lettering(bus
         handled.extend(events)
 
     await bus.publish([OutgoingMessage.of(TOPIC, _request()) for _ in range(3)])
-    consumer = EventConsumer(bus=bus, group="unit", event_types={TOPIC: SyncRequested}, handler=flaky)
+    consumer = EventConsumer(
+        bus=bus, group="unit", event_types={TOPIC: SyncRequested}, handler=OneStep(flaky)
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
 
@@ -76,3 +86,84 @@ async def test_a_transient_error_is_retried_without_losing_or_dead_lettering(bus
     await task
     assert bus.records(dead_letters(TOPIC)) == []
     assert len(attempts) >= 3
+
+
+class Recording:
+    """A two-step handler that records the order of prepares and writes, and can fail a write."""
+
+    def __init__(self, *, fail_write_of: set[uuid.UUID] = frozenset()) -> None:  # type: ignore[assignment]
+        self.log: list[tuple[str, int]] = []
+        self.written: list[uuid.UUID] = []
+        self.forgotten = 0
+        self.fail_write_of = set(fail_write_of)
+        self.release = asyncio.Event()
+        self._batches = 0
+
+    async def prepare(self, events: Sequence[Event]) -> Write:
+        self._batches += 1
+        number = self._batches
+        self.log.append(("prepare", number))
+
+        async def write() -> None:
+            await self.release.wait()
+            failing = self.fail_write_of & {e.event_id for e in events}
+            if failing:
+                self.fail_write_of -= failing  # fails once: handled again, it succeeds
+                raise RuntimeError("write failed")
+            self.written.extend(e.event_id for e in events)
+            self.log.append(("written", number))
+
+        return write
+
+    def forget(self) -> None:
+        self.forgotten += 1
+
+
+async def _run_until(consumer: EventConsumer, done: Callable[[], Awaitable[bool]], what: str) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await eventually(done, timeout_s=10, what=what)
+    stop.set()
+    await task
+
+
+async def test_the_next_batch_is_prepared_while_the_previous_one_is_written(bus: InMemoryBus) -> None:
+    requests = _one_account(6)
+    await bus.publish([OutgoingMessage.of(TOPIC, e) for e in requests])
+    handler = Recording()
+    consumer = EventConsumer(
+        bus=bus, group="unit", event_types={TOPIC: SyncRequested}, handler=handler, max_records=2
+    )
+
+    async def second_prepared_before_first_written() -> bool:
+        if ("prepare", 2) in handler.log:
+            handler.release.set()
+        return len(handler.written) == 6
+
+    await _run_until(consumer, second_prepared_before_first_written, "all six written")
+    assert handler.log.index(("prepare", 2)) < handler.log.index(("written", 1))
+    assert [step for step in handler.log if step[0] == "written"] == [("written", n) for n in (1, 2, 3)]
+    assert handler.written == [e.event_id for e in requests]  # one partition: in order, once each
+    assert handler.forgotten == 0
+
+
+async def test_a_failed_write_voids_what_was_prepared_on_it_and_both_are_handled_again(
+    bus: InMemoryBus,
+) -> None:
+    requests = _one_account(6)
+    await bus.publish([OutgoingMessage.of(TOPIC, e) for e in requests])
+    handler = Recording(fail_write_of={requests[2].event_id})  # the second batch's write fails once
+    handler.release.set()
+    consumer = EventConsumer(
+        bus=bus, group="unit", event_types={TOPIC: SyncRequested}, handler=handler, max_records=2
+    )
+
+    async def all_written() -> bool:
+        return len(handler.written) == 6
+
+    await _run_until(consumer, all_written, "all six written")
+    assert handler.written == [e.event_id for e in requests]
+    assert handler.forgotten >= 2  # before handling the failed batch again, and the one prepared on it
+    assert bus.records(dead_letters(TOPIC)) == []
+    heir = await bus.subscribe([TOPIC], group="unit")
+    assert await heir.fetch(max_records=10, timeout_s=0.1) == [], "every offset was committed"

@@ -7,9 +7,12 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ledger.handlers import Ledger, UnknownAccount
+from services.ledger.plan import plan_batch
+from services.ledger.store import LedgerStore, PositionsCache
 from shared import topics
 from shared.bus.memory import InMemoryBus
 from shared.bus.port import BusUnavailable, OutgoingMessage
@@ -421,3 +424,28 @@ async def test_a_relay_that_died_after_kafka_acknowledged_does_not_announce_twic
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
     assert len(_announced(bus)) == 1
+
+
+async def test_a_batch_is_written_all_or_nothing(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    """Its last statement failing leaves none of its rows, though the first ones went in by COPY."""
+    account = await create_account(sessions)
+    snapshot = _snapshot(account.id, _holding("TCS", "10"))
+    async with sessions() as session:
+        accounts = await LedgerStore(session, consumer="ledger").accounts({account.id}, PositionsCache())
+    plan = plan_batch([snapshot], accounts, {}, consumer="ledger")
+    assert plan.snapshots and plan.holdings and plan.derived and plan.outbox and plan.new_runs
+    plan.new_runs[0]["account_id"] = uuid.uuid4()  # no such account: the run's insert fails
+
+    async def write() -> None:
+        async with sessions.begin() as session:
+            store = LedgerStore(session, consumer="ledger")
+            await store.write(plan, store.encode(plan))
+
+    with pytest.raises(IntegrityError):
+        await write()
+
+    async with sessions() as session:
+        for table in (Snapshot, SnapshotHolding, Transaction, OutboxMessage):
+            assert await session.scalar(select(func.count()).select_from(table)) == 0, table.__tablename__
