@@ -30,8 +30,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
+from aiokafka.partitioner import DefaultPartitioner
 from bench_accounts import create_accounts, fresh_database
 from sqlalchemy import String, Uuid, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from infra import REPO, KafkaService, PostgresService, provide_kafka, provide_postgres
@@ -47,6 +49,7 @@ from shared.logs import configure_logging
 
 RESULTS = Path(__file__).parent / "results" / "ledger.json"
 HOLDINGS = 20
+PARTITIONS = 4
 
 
 def _snapshot(account_id: uuid.UUID, n: int, start: object) -> HoldingSnapshot:
@@ -71,6 +74,17 @@ def _snapshot(account_id: uuid.UUID, n: int, start: object) -> HoldingSnapshot:
     )
 
 
+def _partition(key: str) -> int:
+    """The partition the bus's producer sends `key` to (Kafka's default partitioner)."""
+    every = list(range(PARTITIONS))
+    return int(DefaultPartitioner()(key.encode(), every, every))
+
+
+async def _stored(session: AsyncSession) -> int:
+    """How many snapshots are stored: a count(*), run only until the first is and for progress."""
+    return await session.scalar(select(func.count()).select_from(Snapshot)) or 0
+
+
 def _rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -86,16 +100,18 @@ async def ledger_run(
     ids = await create_accounts(url, accounts)
     namespace = f"bench-ledger-{uuid.uuid4().hex[:8]}."
     servers = kafka.bootstrap_servers.split(",")
-    await create_topics(servers, topics.all_topics([]), partitions=4, namespace=namespace)
+    await create_topics(servers, topics.all_topics([]), partitions=PARTITIONS, namespace=namespace)
     bus = KafkaBus(servers, namespace=namespace)
     await bus.start()
     start = utc_now() - timedelta(days=30)
     total = accounts * per_account
     print(f"  publishing {total} snapshots ({total * HOLDINGS} holdings) ...", flush=True)
+    last_in_partition: dict[int, uuid.UUID] = {}
     for n in range(per_account):
         for chunk in range(0, accounts, 1000):
             batch = [_snapshot(a, n, start) for a in ids[chunk : chunk + 1000]]
             await bus.publish([OutgoingMessage.of(topics.HOLDINGS_SNAPSHOTS, s) for s in batch])
+            last_in_partition |= {_partition(s.key): s.event_id for s in batch}
     await bus.close()
 
     engine = create_engine(url)
@@ -108,28 +124,33 @@ async def ledger_run(
         "LOG_LEVEL": "WARNING",
     }
     ledger = subprocess.Popen([sys.executable, "-m", "services.cli", "ledger"], env=env, cwd=REPO)  # noqa: ASYNC220 - started once, polled below
-    peak_rss, first_at, stored = 0.0, None, 0
+    peak_rss, first_at, first_count, done = 0.0, 0.0, 0, False
     last_report = time.monotonic()
+    lasts = list(last_in_partition.values())
     try:
-        while stored < total:
+        # Polled every 50 ms with primary-key lookups, so that watching costs Postgres nothing much:
+        # each partition is applied in order, so once its last snapshot is stored, all of it is.
+        while not done:
             if ledger.poll() is not None:
                 raise RuntimeError(f"the ledger exited with {ledger.returncode}")
             peak_rss = max(peak_rss, _rss_mb(ledger.pid))
             async with sessions() as session:
-                stored = await session.scalar(select(func.count()).select_from(Snapshot)) or 0
-            now = time.monotonic()
-            if stored and first_at is None:
-                first_at, first_count = now, stored
-            if now - last_report > 5:
-                print(f"  ledger: {stored}/{total} snapshots, rss {peak_rss:.0f} MB", flush=True)
-                last_report = now
+                if not first_at:
+                    first_count = await _stored(session)
+                    first_at = time.monotonic() if first_count else 0.0
+                done = await session.scalar(select(func.count()).where(Snapshot.id.in_(lasts))) == len(lasts)
+                if time.monotonic() - last_report > 5:
+                    stored = await _stored(session)
+                    print(f"  ledger: {stored}/{total} snapshots, rss {peak_rss:.0f} MB", flush=True)
+                    last_report = time.monotonic()
             await asyncio.sleep(0.05)  # sampling interval
         finished = time.monotonic()
     finally:
         ledger.terminate()
         ledger.wait(30)
         await engine.dispose()
-    assert first_at is not None
+    async with sessions() as session:
+        assert await _stored(session) == total, "every snapshot stored once"
     holdings = (total - first_count) * HOLDINGS
     return {
         "holdings": total * HOLDINGS,

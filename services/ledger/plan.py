@@ -23,6 +23,7 @@ from services.ledger.positions import (
     PriceSource,
     TradeKind,
     derive_trades,
+    kept,
     moved,
     position_changes,
     positions_of,
@@ -291,7 +292,7 @@ def _place(plan: BatchPlan, account: AccountState, snapshot: HoldingSnapshot, no
     if reason is not None:
         account.held_snapshot_id = snapshot.event_id
         account.held_taken_at = snapshot.taken_at
-        account.held_positions = incoming
+        account.held_positions = kept(incoming)
         account.held_reason = reason
         return SnapshotStatus.HELD
     net = _net_reported(snapshot, account.positions_as_of)
@@ -314,7 +315,7 @@ def _apply(
         plan.derived.append(_derived_row(account.id, snapshot_id, taken_at, trade))
     changes = position_changes(account.positions, incoming, keys)
     account.current_snapshot_id = snapshot_id
-    account.positions = dict(incoming)
+    account.positions = kept(incoming)
     account.positions_as_of = taken_at
     if changes:
         announcement = HoldingsChanged(

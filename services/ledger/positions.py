@@ -53,6 +53,12 @@ def positions_of(holdings: Iterable[Holding]) -> dict[InstrumentKey, HeldLike]:
     return {(h.symbol, h.exchange): h for h in holdings}
 
 
+def kept(positions: Positions) -> dict[InstrumentKey, Held]:
+    """Positions as the ledger keeps them between batches: a small tuple each, sharing the values
+    (a decoded `Holding` weighs about three times as much, and thousands of accounts are kept)."""
+    return {key: Held(p.quantity, p.average_price, p.last_price, p.currency) for key, p in positions.items()}
+
+
 def moved(before: Positions, after: Positions) -> list[InstrumentKey]:
     """The instruments whose quantity differs, sorted; usually a few of many, so found cheaply."""
     keys = [k for k, now in after.items() if (was := before.get(k)) is None or was.quantity != now.quantity]
