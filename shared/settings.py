@@ -63,7 +63,7 @@ class Settings(BaseSettings):
         description='JSON overrides of brokers\' API base URLs, e.g. {"alpaca": "https://api.alpaca.markets"}.',
     )
     ledger_batch_size: int = Field(
-        default=1000, ge=1, description="Most events the ledger applies in one database transaction."
+        default=2000, ge=1, description="Most events the ledger applies in one database transaction."
     )
     simulated_latency_ms: float = Field(default=50.0, ge=0, description="Latency of the simulated broker.")
     simulated_failure_rate: float = Field(

@@ -75,7 +75,7 @@ def _plan_and_encode(
 
 class Ledger:
     def __init__(
-        self, *, sessions: async_sessionmaker[AsyncSession], bus: MessageBus, batch_size: int = 1000
+        self, *, sessions: async_sessionmaker[AsyncSession], bus: MessageBus, batch_size: int = 2000
     ) -> None:
         self._sessions = sessions
         self.batch_size = batch_size  # events per batch, at most

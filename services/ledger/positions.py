@@ -7,6 +7,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from sys import intern
 from typing import NamedTuple, Protocol
 
 from shared.events import Holding, PositionChange
@@ -54,9 +55,15 @@ def positions_of(holdings: Iterable[Holding]) -> dict[InstrumentKey, HeldLike]:
 
 
 def kept(positions: Positions) -> dict[InstrumentKey, Held]:
-    """Positions as the ledger keeps them between batches: a small tuple each, sharing the values
-    (a decoded `Holding` weighs about three times as much, and thousands of accounts are kept)."""
-    return {key: Held(p.quantity, p.average_price, p.last_price, p.currency) for key, p in positions.items()}
+    """Positions as the ledger keeps them between batches: a small tuple each, sharing the values,
+    names interned (a decoded `Holding` weighs several times as much, and thousands of accounts are
+    kept, most holding the same few instruments)."""
+    return {
+        (intern(symbol), intern(exchange)): Held(
+            p.quantity, p.average_price, p.last_price, intern(p.currency)
+        )
+        for (symbol, exchange), p in positions.items()
+    }
 
 
 def moved(before: Positions, after: Positions) -> list[InstrumentKey]:

@@ -59,7 +59,7 @@ class OneStep:
 @dataclass
 class _Batch:
     records: list[Record]  # everything fetched, dead-lettered ones included: all are committed
-    decoded: list[tuple[Record, Event]]
+    decoded: list[tuple[Record, Event]]  # the records that decoded
 
 
 class _Stopped(Exception):
@@ -81,7 +81,8 @@ class EventConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         subscription = await self.bus.subscribe(list(self.event_types), group=self.group)
         log.info("consuming", extra={"group": self.group, "topics": list(self.event_types)})
-        writing: tuple[_Batch, asyncio.Task[None]] | None = None
+        # The batch being written: its records only; its events are decoded again should it fail.
+        writing: tuple[list[Record], asyncio.Task[None]] | None = None
         try:
             while not stop.is_set():
                 batch = await self._next(subscription)
@@ -91,11 +92,11 @@ class EventConsumer:
                         write = None  # prepared on top of a write that failed
                     writing = None
                 if write is not None:
-                    writing = (batch, asyncio.create_task(write()))
+                    writing = (batch.records, asyncio.create_task(write()))
                 elif batch.records:
                     if not await self._handle(batch.decoded, stop):
                         raise _Stopped
-                    await self._commit(subscription, batch)
+                    await self._commit(subscription, batch.records)
             if writing is not None:
                 await self._finish(*writing, subscription, stop)
         except _Stopped:
@@ -135,7 +136,7 @@ class EventConsumer:
             return None
 
     async def _finish(
-        self, batch: _Batch, task: asyncio.Task[None], subscription: Subscription, stop: asyncio.Event
+        self, records: list[Record], task: asyncio.Task[None], subscription: Subscription, stop: asyncio.Event
     ) -> bool:
         """Wait for a batch's write and commit it; False when it failed and had to be handled again."""
         try:
@@ -147,14 +148,15 @@ class EventConsumer:
                 extra={"group": self.group, "error": repr(exc)},
             )
             succeeded = False
-            if not await self._handle(batch.decoded, stop):
+            decoded, _ = self._decode(records)  # the malformed ones were dead-lettered already
+            if not await self._handle(decoded, stop):
                 raise _Stopped from None
-        await self._commit(subscription, batch)
+        await self._commit(subscription, records)
         return succeeded
 
-    async def _commit(self, subscription: Subscription, batch: _Batch) -> None:
-        await subscription.commit(batch.records)
-        self.handled += len(batch.records)
+    async def _commit(self, subscription: Subscription, records: list[Record]) -> None:
+        await subscription.commit(records)
+        self.handled += len(records)
 
     async def _handle(self, batch: list[tuple[Record, Event]], stop: asyncio.Event) -> bool:
         """Prepare and write a batch with nothing in flight; False when stopped before it was durable."""

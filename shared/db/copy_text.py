@@ -14,6 +14,7 @@ text value is escaped and the rows joined again.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 NULL = "\\N"
@@ -26,8 +27,8 @@ def copy_text(rows: Sequence[tuple[Any, ...]]) -> bytes:
     if not rows:
         return b""
     text = "".join(["\t".join([NULL if v is None else str(v) for v in row]) + "\n" for row in rows])
-    nulls = sum(row.count(None) for row in rows)
-    tabs = sum(len(row) - 1 for row in rows)
+    nulls = sum(map(tuple.count, rows, repeat(None)))  # map: no Python frame per row
+    tabs = sum(map(len, rows)) - len(rows)
     if (
         text.count("\t") == tabs
         and text.count("\n") == len(rows)

@@ -449,3 +449,14 @@ async def test_a_batch_is_written_all_or_nothing(
     async with sessions() as session:
         for table in (Snapshot, SnapshotHolding, Transaction, OutboxMessage):
             assert await session.scalar(select(func.count()).select_from(table)) == 0, table.__tablename__
+
+
+async def test_text_that_needs_escaping_is_stored_exactly(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    account = await create_account(sessions)
+    awkward = ["A\\B", "TAB\tBED", "NEW\nLINE", "\\N", "CR\r"]
+    await Ledger(sessions=sessions, bus=bus).apply_batch(
+        [_snapshot(account.id, *(_holding(symbol, "1") for symbol in awkward))]
+    )
+    assert sorted(await _current(sessions, account.id)) == sorted(awkward)

@@ -1,0 +1,34 @@
+"""COPY text: what Postgres reads back must be exactly the values (the round trip through a real
+Postgres is `test_text_that_needs_escaping_is_stored_exactly` in test_ledger, run on both databases)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from shared.db.copy_text import copy_text
+
+
+def test_plain_rows_are_tab_separated_lines_with_nulls_marked() -> None:
+    row_id = uuid.UUID(int=1)
+    at = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
+    text = copy_text([(row_id, "TCS", None, Decimal("1.50"), at, 3), (row_id, "", "NSE", None, at, 0)])
+    assert text.decode().splitlines() == [
+        f"{row_id}\tTCS\t\\N\t1.50\t2026-11-24 09:30:00+00:00\t3",
+        f"{row_id}\t\tNSE\t\\N\t2026-11-24 09:30:00+00:00\t0",
+    ]
+
+
+def test_tabs_newlines_and_backslashes_inside_values_are_escaped() -> None:
+    text = copy_text([("a\tb", "line\nbreak", "back\\slash", "\\N", "cr\r", None)])
+    assert text == b"a\\tb\tline\\nbreak\tback\\\\slash\t\\\\N\tcr\\r\t\\N\n"
+
+
+def test_a_literal_backslash_n_is_not_taken_for_null() -> None:
+    # As many backslashes as NULLs would fool a check that only counted them.
+    assert copy_text([("x\\N", None)]) == b"x\\\\N\t\\N\n"
+
+
+def test_no_rows_is_nothing() -> None:
+    assert copy_text([]) == b""
