@@ -10,7 +10,8 @@ both again one at a time.
 
 The batch commits before the consumer commits its offsets, so a crash redelivers at worst a batch
 that is already applied, and the dedupe makes that redelivery change nothing. HoldingsChanged goes
-into the outbox in the same transaction; right after the commit it is relayed from memory.
+into the outbox in the same transaction; after the commit it is relayed from memory, while the next
+batch is written.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class Ledger:
         """Prepare and write one batch, with nothing else in flight."""
         write = await self.prepare(events)
         await write()
+        await self.relay.settle()
 
     async def prepare(self, events: Sequence[Event]) -> Write:
         before = self._planned
@@ -116,4 +118,4 @@ class Ledger:
     async def write(self, plan: BatchPlan, encoded: Encoded) -> None:
         async with self._sessions.begin() as session:
             await LedgerStore(session, consumer=CONSUMER).write(plan, encoded)
-        await self.relay.publish_committed(plan.outbox)
+        await self.relay.hand_over(plan.outbox)

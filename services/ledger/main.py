@@ -31,6 +31,7 @@ async def run_ledger(ledger: Ledger, bus: MessageBus, stop: asyncio.Event) -> No
         max_records=ledger.batch_size,
     )
     await asyncio.gather(consumer.run(stop), ledger.relay.run(stop))
+    await ledger.relay.settle()
 
 
 async def serve(settings: Settings) -> None:

@@ -48,6 +48,26 @@ class OutboxRelay:
         # Rows created before this moment may have been published by a pass that died: a previous
         # process's (before this relay started) or one of ours that failed (moved on each failure).
         self._doubt_before = utc_now()
+        self._relaying: asyncio.Task[None] | None = None
+
+    async def hand_over(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Relay a just-committed batch's messages while the ledger writes the next batch. One batch
+        at a time: this first waits for the previous one, so messages keep their order and what
+        waits in memory stays bounded. Should the publish fail, the sweep publishes them."""
+        await self.settle()
+        self._relaying = asyncio.create_task(self._publish_committed_or_leave(rows))
+
+    async def settle(self) -> None:
+        """Wait until every batch handed over is relayed (or left to the sweep)."""
+        if self._relaying is not None:
+            await self._relaying
+            self._relaying = None
+
+    async def _publish_committed_or_leave(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        try:
+            await self.publish_committed(rows)
+        except Exception as exc:
+            log.warning("relaying a batch failed; the sweep will", extra={"error": repr(exc)})
 
     async def publish_committed(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Relay outbox rows a batch has just committed, from memory (`BatchPlan.OUTBOX_COLUMNS`).

@@ -330,8 +330,7 @@ async def test_a_change_committed_while_kafka_is_down_is_announced_once_when_it_
     account = await create_account(sessions)
     snapshot = _snapshot(account.id, _holding("TCS", "10"))
     bus.down = True
-    with pytest.raises(BusUnavailable):
-        await Ledger(sessions=sessions, bus=bus).apply_batch([snapshot])
+    await Ledger(sessions=sessions, bus=bus).apply_batch([snapshot])  # the relay's publish fails
     assert await _current(sessions, account.id) == {"TCS": 10}, "committed before the publish failed"
     assert _announced(bus) == []
 
@@ -415,9 +414,10 @@ async def test_a_relay_that_died_after_kafka_acknowledged_does_not_announce_twic
 ) -> None:
     bus = DiesAfterPublishing()
     account = await create_account(sessions)
-    with pytest.raises(BusUnavailable):
-        await Ledger(sessions=sessions, bus=bus).apply_batch([_snapshot(account.id, _holding("TCS", "10"))])
+    await Ledger(sessions=sessions, bus=bus).apply_batch([_snapshot(account.id, _holding("TCS", "10"))])
     assert len(_announced(bus)) == 1
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 1, "not deleted"
 
     restarted = Ledger(sessions=sessions, bus=bus)
     assert await restarted.relay.publish_pending() == 0, "found in the topic's tail: not published again"
