@@ -98,10 +98,20 @@ class RunState:
     next_attempt_at: datetime | None = None
     touched: bool = False
 
-    def row(self) -> dict[str, Any]:
-        """The whole row, for a run nobody recorded before."""
-        return {"account_id": self.account_id, "trigger": self.trigger, "requested_at": self.requested_at} | (
-            self.outcome()
+    def row(self) -> tuple[Any, ...]:
+        """The whole row (`BatchPlan.RUN_COLUMNS`), for a run nobody recorded before."""
+        return (
+            self.id,
+            self.account_id,
+            self.trigger,
+            self.requested_at,
+            self.status,
+            self.attempts,
+            self.finished_at,
+            self.snapshot_id,
+            self.failure_kind,
+            self.failure_reason,
+            self.next_attempt_at,
         )
 
     def outcome(self) -> dict[str, Any]:
@@ -157,6 +167,19 @@ class BatchPlan:
         "snapshot_id",
         "trade_id",
     )
+    RUN_COLUMNS = (
+        "id",
+        "account_id",
+        "trigger",
+        "requested_at",
+        "status",
+        "attempts",
+        "finished_at",
+        "snapshot_id",
+        "failure_kind",
+        "failure_reason",
+        "next_attempt_at",
+    )
     OUTBOX_COLUMNS = ("event_id", "topic", "message_key", "payload", "created_at")
     PROCESSED_COLUMNS = ("event_id", "consumer", "processed_at")
 
@@ -168,7 +191,7 @@ class BatchPlan:
     processed: list[tuple[Any, ...]] = field(default_factory=list)
     status_changes: dict[uuid.UUID, str] = field(default_factory=dict)  # earlier snapshots' new status
     accounts: list[dict[str, Any]] = field(default_factory=list)
-    new_runs: list[dict[str, Any]] = field(default_factory=list)
+    new_runs: list[tuple[Any, ...]] = field(default_factory=list)
     changed_runs: list[dict[str, Any]] = field(default_factory=list)
     announcements: list[HoldingsChanged] = field(default_factory=list)
 

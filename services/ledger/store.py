@@ -42,6 +42,7 @@ def _new_rows(plan: BatchPlan) -> list[tuple[type[Base], Sequence[str], list[tup
         (Transaction, BatchPlan.TRANSACTION_COLUMNS, plan.derived),
         (OutboxMessage, BatchPlan.OUTBOX_COLUMNS, plan.outbox),
         (ProcessedEvent, BatchPlan.PROCESSED_COLUMNS, plan.processed),
+        (SyncRun, BatchPlan.RUN_COLUMNS, plan.new_runs),  # runs nobody recorded (an operator's tool)
     ]
 
 
@@ -213,8 +214,6 @@ class LedgerStore:
             )
         if plan.accounts:
             await self._session.execute(update(BrokerAccount), plan.accounts)
-        if plan.new_runs:
-            await self._session.execute(insert(SyncRun), plan.new_runs)
         if plan.changed_runs:
             await self._session.execute(update(SyncRun), plan.changed_runs)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -16,11 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 # Errors a consumer waits out (the database is restarting or unreachable) rather than dead-letters.
+# asyncpg's own are here for the ledger's COPY, which goes to the driver around SQLAlchemy.
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
     InterfaceError,
     OSError,
     TimeoutError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08: the connection failed
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutting down, starting up, cancelled
+    asyncpg.InterfaceError,  # the connection was closed under the driver
 )
 
 

@@ -1,18 +1,21 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
 
+import asyncpg
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ledger.handlers import Ledger, UnknownAccount
-from services.ledger.plan import plan_batch
-from services.ledger.store import LedgerStore, PositionsCache
+from services.ledger.main import run_ledger
+from services.ledger.plan import BatchPlan, plan_batch
+from services.ledger.store import Encoded, LedgerStore, PositionsCache
 from shared import topics
 from shared.bus.memory import InMemoryBus
 from shared.bus.port import BusUnavailable, OutgoingMessage
@@ -38,6 +41,7 @@ from shared.events import (
     utc_now,
 )
 from tests.support.accounts import create_account
+from tests.support.waiting import eventually
 
 T0 = utc_now() - timedelta(hours=1)
 
@@ -436,14 +440,16 @@ async def test_a_batch_is_written_all_or_nothing(
         accounts = await LedgerStore(session, consumer="ledger").accounts({account.id}, PositionsCache())
     plan = plan_batch([snapshot], accounts, {}, consumer="ledger")
     assert plan.snapshots and plan.holdings and plan.derived and plan.outbox and plan.new_runs
-    plan.new_runs[0]["account_id"] = uuid.uuid4()  # no such account: the run's insert fails
+    run_id, _, *rest = plan.new_runs[0]
+    plan.new_runs[0] = (run_id, uuid.uuid4(), *rest)  # no such account: the run's insert fails
 
     async def write() -> None:
         async with sessions.begin() as session:
             store = LedgerStore(session, consumer="ledger")
             await store.write(plan, store.encode(plan))
 
-    with pytest.raises(IntegrityError):
+    # SQLAlchemy's error on SQLite; asyncpg's own on Postgres, where the runs go in by COPY.
+    with pytest.raises((IntegrityError, asyncpg.IntegrityConstraintViolationError)):
         await write()
 
     async with sessions() as session:
@@ -460,3 +466,38 @@ async def test_text_that_needs_escaping_is_stored_exactly(
         [_snapshot(account.id, *(_holding(symbol, "1") for symbol in awkward))]
     )
     assert sorted(await _current(sessions, account.id)) == sorted(awkward)
+
+
+class LosesTheConnection(Ledger):
+    """The database connection drops under the first writes (asyncpg's own error: COPY goes to the
+    driver around SQLAlchemy). Twice: once for the pipelined write, which any failure sends to be
+    handled again, and once more for that retry, which only a transient error gets past."""
+
+    failures = 2
+
+    async def write(self, plan: BatchPlan, encoded: Encoded) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+        await super().write(plan, encoded)
+
+
+async def test_a_connection_lost_under_a_write_is_waited_out_not_dead_lettered(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    account = await create_account(sessions)
+    await bus.publish(
+        [OutgoingMessage.of(topics.HOLDINGS_SNAPSHOTS, _snapshot(account.id, _holding("TCS", "7")))]
+    )
+    ledger = LosesTheConnection(sessions=sessions, bus=bus)
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_ledger(ledger, bus, stop))
+
+    async def applied() -> bool:
+        return await _current(sessions, account.id) == {"TCS": 7}
+
+    await eventually(applied, timeout_s=10, what="the snapshot applied after the connection came back")
+    stop.set()
+    await running
+    assert ledger.failures == 0
+    assert bus.records(topics.dead_letters(topics.HOLDINGS_SNAPSHOTS)) == []
