@@ -205,7 +205,14 @@ class LedgerStore:
 
     async def write(self, plan: BatchPlan, encoded: Encoded) -> None:
         for model, columns, rows in _new_rows(plan):
-            await self._copy(model, columns, rows, encoded.get(model))
+            if not rows:
+                continue
+            if self._postgres:
+                await self._copy(model, columns, encoded[model])
+            else:
+                await self._session.execute(
+                    insert(model), [dict(zip(columns, row, strict=True)) for row in rows]
+                )
         if plan.reported:
             await self._insert_new_trades(plan.reported)
         if plan.status_changes:
@@ -217,20 +224,10 @@ class LedgerStore:
         if plan.changed_runs:
             await self._session.execute(update(SyncRun), plan.changed_runs)
 
-    async def _copy(
-        self, model: type[Base], columns: Sequence[str], rows: list[tuple[Any, ...]], text: memoryview | None
-    ) -> None:
-        if not rows:
-            return
-        if self._postgres:
-            driver = await self._driver_in_transaction()
-            # A memoryview, not bytes: asyncpg takes bytes for the name of a file to read.
-            source = memoryview(copy_text(rows)) if text is None else text
-            await driver.copy_to_table(
-                model.__tablename__, source=source, columns=list(columns), format="text"
-            )
-        else:
-            await self._session.execute(insert(model), [dict(zip(columns, row, strict=True)) for row in rows])
+    async def _copy(self, model: type[Base], columns: Sequence[str], text: memoryview) -> None:
+        """COPY rows `encode` turned into text (a memoryview: asyncpg takes bytes for a file name)."""
+        driver = await self._driver_in_transaction()
+        await driver.copy_to_table(model.__tablename__, source=text, columns=list(columns), format="text")
 
     async def _driver_in_transaction(self) -> Any:
         """The asyncpg connection under the session, inside the session's transaction. SQLAlchemy's
