@@ -11,9 +11,19 @@ import enum
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, TypeVar
+from typing import Annotated, ClassVar, Self, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from shared.numeric import check_fit
 
 __all__ = [
     "AssetType",
@@ -34,9 +44,11 @@ __all__ = [
     "utc_now",
 ]
 
-# 18 decimal places: crypto quantities and brokers' average prices carry more than money's usual 2-8.
-Quantity = Annotated[Decimal, Field(max_digits=38, decimal_places=18)]
-Price = Annotated[Decimal, Field(ge=0, max_digits=38, decimal_places=18)]
+# Stored as NUMERIC(38, 18): 18 decimal places, as crypto quantities and brokers' average prices carry
+# more than money's usual 2-8. Each event checks all its numbers at once (`shared.numeric`).
+_FITS = "A decimal string with at most 18 decimal places and 20 digits before the point."
+Quantity = Annotated[Decimal, Field(description=_FITS)]
+Price = Annotated[Decimal, Field(ge=0, description=_FITS)]
 
 
 def utc_now() -> datetime:
@@ -45,6 +57,20 @@ def utc_now() -> datetime:
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class _WithNumbers(_Frozen):
+    """A part of an event with decimal fields `_NUMBERS`. Built in Python (by an adapter, say), it
+    checks them itself; decoded from JSON, the event that carries it checks all of its parts' numbers
+    at once, which costs a fraction of checking each (see `shared.numeric`)."""
+
+    _NUMBERS: ClassVar[tuple[str, str, *tuple[str, ...]]]
+
+    @model_validator(mode="after")
+    def _numbers_fit(self, info: ValidationInfo) -> Self:
+        if info.mode == "python":
+            check_fit((self,), self._NUMBERS)
+        return self
 
 
 class Event(_Frozen):
@@ -100,8 +126,10 @@ class AssetType(enum.StrEnum):
     OTHER = "other"
 
 
-class Holding(_Frozen):
+class Holding(_WithNumbers):
     """One instrument held in an account at the moment of the snapshot."""
+
+    _NUMBERS = ("quantity", "average_price", "last_price")
 
     symbol: str = Field(min_length=1, max_length=64)
     exchange: str = Field(default="", max_length=32)
@@ -118,8 +146,10 @@ class TradeSide(enum.StrEnum):
     SELL = "sell"
 
 
-class ReportedTrade(_Frozen):
+class ReportedTrade(_WithNumbers):
     """A trade the broker reported itself (adapters that can list trades add them to the snapshot)."""
+
+    _NUMBERS = ("quantity", "price")
 
     trade_id: str = Field(min_length=1, max_length=64, description="The broker's id: a trade is stored once.")
     symbol: str = Field(min_length=1, max_length=64)
@@ -144,6 +174,13 @@ class HoldingSnapshot(Event):
         default=(), description="Trades the broker reported since the previous sync, if it reports any."
     )
 
+    @model_validator(mode="after")
+    def _numbers_fit(self, info: ValidationInfo) -> Self:
+        if info.mode == "json":
+            check_fit(self.holdings, Holding._NUMBERS, field="holdings")
+            check_fit(self.trades, ReportedTrade._NUMBERS, field="trades")
+        return self
+
 
 class FailureKind(enum.StrEnum):
     AUTH = "auth"
@@ -165,7 +202,9 @@ class SyncFailed(Event):
     fetcher_id: str | None = Field(default=None, description="host:pid of the fetcher that tried.")
 
 
-class PositionChange(_Frozen):
+class PositionChange(_WithNumbers):
+    _NUMBERS = ("previous_quantity", "quantity")
+
     symbol: str
     exchange: str
     previous_quantity: Quantity
@@ -179,6 +218,12 @@ class HoldingsChanged(Event):
     portfolio_id: uuid.UUID
     taken_at: AwareDatetime
     changes: tuple[PositionChange, ...]
+
+    @model_validator(mode="after")
+    def _numbers_fit(self, info: ValidationInfo) -> Self:
+        if info.mode == "json":
+            check_fit(self.changes, PositionChange._NUMBERS, field="changes")
+        return self
 
 
 class SnapshotAccepted(Event):

@@ -10,11 +10,12 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from shared.events import AssetType, Holding
+from shared.numeric import DECIMAL_PLACES, WHOLE_DIGITS
 from shared.statements._model import RowProblem
 
-# The limits of `shared.events.Holding`: 18 decimal places, 20 digits before the point.
-MAX_DECIMAL_PLACES = 18
-MAX_WHOLE_DIGITS = 20
+# The limits of a Holding's numbers (shared.numeric): 18 decimal places, 20 digits before the point.
+MAX_DECIMAL_PLACES = DECIMAL_PLACES
+MAX_WHOLE_DIGITS = WHOLE_DIGITS
 MAX_SYMBOL_LENGTH = 64
 MAX_EXCHANGE_LENGTH = 32
 

@@ -1,12 +1,24 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from pydantic import ValidationError
 
-from shared.events import EventDecodeError, HoldingSnapshot, SyncRequested, SyncTrigger, decode_event
+from shared.events import (
+    EventDecodeError,
+    Holding,
+    HoldingsChanged,
+    HoldingSnapshot,
+    PositionChange,
+    SyncRequested,
+    SyncTrigger,
+    decode_event,
+)
 from shared.schema_files import SCHEMA_DIR, rendered_schemas
 
 
@@ -60,3 +72,68 @@ def test_timestamps_must_carry_a_timezone() -> None:
     with pytest.raises(EventDecodeError, match="occurred_at"):
         decode_event(SyncRequested, raw % str(uuid.uuid4()).encode())
     assert SyncRequested(account_id=uuid.uuid4(), broker="sim", trigger=SyncTrigger.MANUAL).occurred_at.tzinfo
+
+
+def _snapshot_json(quantity: str, *, trade_quantity: str = "1") -> bytes:
+    holding = {"symbol": "X", "currency": "USD", "average_price": "1"}
+    trade = {
+        "trade_id": "t1",
+        "symbol": "X",
+        "side": "buy",
+        "quantity": trade_quantity,
+        "price": "1",
+        "currency": "USD",
+        "executed_at": "2026-01-02T03:00:00Z",
+    }
+    return json.dumps(
+        {
+            "account_id": str(uuid.uuid4()),
+            "request_id": str(uuid.uuid4()),
+            "broker": "sim",
+            "taken_at": "2026-01-02T03:04:05Z",
+            "holdings": [{**holding, "quantity": "1"}, {**holding, "quantity": quantity}],
+            "trades": [trade],
+        }
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("quantity", "trade_quantity", "reason"),
+    [
+        ("0.1234567890123456789", "1", "holdings.1.quantity: 0.1234567890123456789 has more than 18 decimal"),
+        ("1e21", "1", "holdings.1.quantity: 1E+21 has more than 20 digits before the decimal point"),
+        ("1", "1e-19", "trades.0.quantity: 1E-19 has more than 18 decimal places"),
+    ],
+)
+def test_numbers_beyond_numeric_38_18_are_refused_with_their_place(
+    quantity: str, trade_quantity: str, reason: str
+) -> None:
+    with pytest.raises(EventDecodeError, match="not a valid HoldingSnapshot") as caught:
+        decode_event(HoldingSnapshot, _snapshot_json(quantity, trade_quantity=trade_quantity))
+    assert reason in str(caught.value)
+
+
+def test_long_numbers_that_fit_are_kept_exactly() -> None:
+    decoded = decode_event(HoldingSnapshot, _snapshot_json("12345678901234567890.123456789012345678"))
+    assert decoded.holdings[1].quantity == Decimal("12345678901234567890.123456789012345678")
+
+
+def test_parts_built_in_python_check_their_own_numbers() -> None:
+    """As adapters build holdings one by one, each says which of its numbers does not fit."""
+    with pytest.raises(ValidationError, match=re.escape("quantity: 1E-20 has more than 18 decimal places")):
+        PositionChange(symbol="X", exchange="", previous_quantity=Decimal(0), quantity=Decimal("1e-20"))
+    with pytest.raises(ValidationError, match=re.escape("last_price: 1E+21 has more than 20 digits")):
+        Holding(symbol="X", currency="USD", quantity=1, average_price=1, last_price=Decimal("1e21"))
+
+
+def test_changes_announced_are_checked_when_decoded() -> None:
+    changed = HoldingsChanged(
+        account_id=uuid.uuid4(),
+        portfolio_id=uuid.uuid4(),
+        snapshot_id=uuid.uuid4(),
+        taken_at=datetime.now(UTC),
+        changes=(PositionChange(symbol="X", exchange="", previous_quantity=Decimal(0), quantity=Decimal(1)),),
+    )
+    raw = changed.to_bytes().replace(b'"quantity":"1"', b'"quantity":"1e-20"')
+    with pytest.raises(EventDecodeError, match=re.escape("changes.0.quantity: 1E-20 has more than 18")):
+        decode_event(HoldingsChanged, raw)

@@ -72,6 +72,7 @@ from services.fetcher.http import broker_client, retry_after_seconds, send
 from services.fetcher.limits import BrokerLimiter, BrokerLimits
 from services.fetcher.registry import AdapterContext, register_broker
 from shared.events import AssetType, Holding
+from shared.numeric import DECIMAL_PLACES
 
 CODE = "alpaca"
 LIVE_URL = "https://api.alpaca.markets"
@@ -82,7 +83,7 @@ SECRET_KEY_HEADER = "APCA-API-SECRET-KEY"
 ENVIRONMENTS = ("live", "paper")
 
 _ASSET_TYPES = {"us_equity": AssetType.EQUITY, "crypto": AssetType.CRYPTO}
-_PRICE_PLACES = 18  # shared.events.Price: decimal_places=18
+_PRICE_PLACES = DECIMAL_PLACES  # what a Holding's price may carry (shared.numeric)
 _PRICE_QUANTUM = Decimal(1).scaleb(-_PRICE_PLACES)
 _DECIMAL_TEXT = re.compile(r"-?\d+(?:\.\d+)?")
 

@@ -59,7 +59,7 @@ CREDENTIAL_KEYS = ("api_key", "access_token")
 # documented schema rather than guessed at.
 _CURRENCY_BY_EXCHANGE = {"NSE": "INR", "BSE": "INR"}
 
-# Holding prices carry at most 8 decimal places (shared.events.Price).
+# Holding prices are kept to 8 decimal places (a Holding takes up to 18: shared.numeric).
 _PRICE_EXPONENT = -8
 _PRICE_QUANTUM = Decimal(1).scaleb(_PRICE_EXPONENT)
 
