@@ -34,6 +34,7 @@ from shared.db.tables import SnapshotStatus
 from shared.events import (
     Event,
     FailureKind,
+    Holding,
     HoldingsChanged,
     HoldingSnapshot,
     SnapshotAccepted,
@@ -130,7 +131,8 @@ class RunState:
 
 @dataclass
 class BatchPlan:
-    """Rows to write, as tuples in the column order below (so Postgres can COPY them directly)."""
+    """Rows to write, as tuples in the column order below, except holdings: those are kept as each
+    snapshot's own, and the columns named after the snapshot's id are the Holding's attributes."""
 
     SNAPSHOT_COLUMNS = (
         "id",
@@ -184,7 +186,7 @@ class BatchPlan:
     PROCESSED_COLUMNS = ("event_id", "consumer", "processed_at")
 
     snapshots: list[tuple[Any, ...]] = field(default_factory=list)
-    holdings: list[tuple[Any, ...]] = field(default_factory=list)
+    holdings: list[tuple[uuid.UUID, tuple[Holding, ...]]] = field(default_factory=list)  # per snapshot
     derived: list[tuple[Any, ...]] = field(default_factory=list)
     reported: list[tuple[Any, ...]] = field(default_factory=list)
     outbox: list[tuple[Any, ...]] = field(default_factory=list)
@@ -236,20 +238,7 @@ def _snapshot(
     snapshot: HoldingSnapshot,
     now: datetime,
 ) -> None:
-    for h in snapshot.holdings:
-        plan.holdings.append(
-            (
-                snapshot.event_id,
-                h.symbol,
-                h.exchange,
-                h.isin,
-                h.currency,
-                h.asset_type,  # a StrEnum is the str itself: no .value lookup per holding
-                h.quantity,
-                h.average_price,
-                h.last_price,
-            )
-        )
+    plan.holdings.append((snapshot.event_id, snapshot.holdings))
     for trade in snapshot.trades:
         signed = trade.quantity if trade.side is TradeSide.BUY else -trade.quantity
         plan.reported.append(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
+from itertools import chain, repeat
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import insert, literal, select, update
@@ -29,21 +31,38 @@ from shared.db.tables import (
     SyncRun,
     Transaction,
 )
-from shared.events import Event, HoldingSnapshot
+from shared.events import Event, Holding, HoldingSnapshot
 
 Encoded = dict[type[Base], memoryview]
 
 
-def _new_rows(plan: BatchPlan) -> list[tuple[type[Base], Sequence[str], list[tuple[Any, ...]]]]:
-    """The tables a batch only adds rows to, their columns and the rows, in the order they are written."""
+def _new_rows(plan: BatchPlan) -> list[tuple[type[Base], Sequence[str], list[Sequence[Any]]]]:
+    """The tables a batch only adds rows to, their columns and the rows' values column by column, in
+    the order they are written."""
     return [
-        (Snapshot, BatchPlan.SNAPSHOT_COLUMNS, plan.snapshots),
-        (SnapshotHolding, BatchPlan.HOLDING_COLUMNS, plan.holdings),
-        (Transaction, BatchPlan.TRANSACTION_COLUMNS, plan.derived),
-        (OutboxMessage, BatchPlan.OUTBOX_COLUMNS, plan.outbox),
-        (ProcessedEvent, BatchPlan.PROCESSED_COLUMNS, plan.processed),
-        (SyncRun, BatchPlan.RUN_COLUMNS, plan.new_runs),  # runs nobody recorded (an operator's tool)
+        (Snapshot, BatchPlan.SNAPSHOT_COLUMNS, _columns(plan.snapshots)),
+        (SnapshotHolding, BatchPlan.HOLDING_COLUMNS, _holding_columns(plan.holdings)),
+        (Transaction, BatchPlan.TRANSACTION_COLUMNS, _columns(plan.derived)),
+        (OutboxMessage, BatchPlan.OUTBOX_COLUMNS, _columns(plan.outbox)),
+        (ProcessedEvent, BatchPlan.PROCESSED_COLUMNS, _columns(plan.processed)),
+        (
+            SyncRun,
+            BatchPlan.RUN_COLUMNS,
+            _columns(plan.new_runs),
+        ),  # runs nobody recorded (an operator's tool)
     ]
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> list[Sequence[Any]]:
+    return list(zip(*rows, strict=True))
+
+
+def _holding_columns(snapshots: list[tuple[uuid.UUID, tuple[Holding, ...]]]) -> list[Sequence[Any]]:
+    holdings = list(chain.from_iterable(h for _, h in snapshots))
+    if not holdings:
+        return []
+    snapshot_ids = list(chain.from_iterable(repeat(i, len(h)) for i, h in snapshots))
+    return [snapshot_ids, *(list(map(attrgetter(name), holdings)) for name in BatchPlan.HOLDING_COLUMNS[1:])]
 
 
 class PositionsCache:
@@ -201,17 +220,17 @@ class LedgerStore:
         encodes a batch while the previous one is being written, so writing costs Python nothing."""
         if not self._postgres:
             return {}
-        return {model: memoryview(copy_text(rows)) for model, _, rows in _new_rows(plan) if rows}
+        return {model: memoryview(copy_text(columns)) for model, _, columns in _new_rows(plan) if columns}
 
     async def write(self, plan: BatchPlan, encoded: Encoded) -> None:
-        for model, columns, rows in _new_rows(plan):
-            if not rows:
+        for model, names, columns in _new_rows(plan):
+            if not columns:
                 continue
             if self._postgres:
-                await self._copy(model, columns, encoded[model])
+                await self._copy(model, names, encoded[model])
             else:
                 await self._session.execute(
-                    insert(model), [dict(zip(columns, row, strict=True)) for row in rows]
+                    insert(model), [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
                 )
         if plan.reported:
             await self._insert_new_trades(plan.reported)

@@ -10,25 +10,36 @@ from decimal import Decimal
 from shared.db.copy_text import copy_text
 
 
+def _rows(*rows: tuple[object, ...]) -> list[tuple[object, ...]]:
+    """The rows as the columns `copy_text` takes."""
+    return list(zip(*rows, strict=True))
+
+
 def test_plain_rows_are_tab_separated_lines_with_nulls_marked() -> None:
     row_id = uuid.UUID(int=1)
     at = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
-    text = copy_text([(row_id, "TCS", None, Decimal("1.50"), at, 3), (row_id, "", "NSE", None, at, 0)])
+    text = copy_text(_rows((row_id, "TCS", None, Decimal("1.50"), at, 3), (row_id, "", "NSE", None, at, 0)))
     assert text.decode().splitlines() == [
-        f"{row_id}\tTCS\t\\N\t1.50\t2026-11-24 09:30:00+00:00\t3",
-        f"{row_id}\t\tNSE\t\\N\t2026-11-24 09:30:00+00:00\t0",
+        f"{row_id.hex}\tTCS\t\\N\t1.50\t2026-11-24 09:30:00+00:00\t3",
+        f"{row_id.hex}\t\tNSE\t\\N\t2026-11-24 09:30:00+00:00\t0",
     ]
 
 
+def test_a_uuid_column_with_nulls_is_written_too() -> None:
+    ids = [uuid.UUID(int=2), None]
+    assert copy_text([ids]).decode().splitlines() == [str(ids[0]), "\\N"]
+
+
 def test_tabs_newlines_and_backslashes_inside_values_are_escaped() -> None:
-    text = copy_text([("a\tb", "line\nbreak", "back\\slash", "\\N", "cr\r", None)])
+    text = copy_text(_rows(("a\tb", "line\nbreak", "back\\slash", "\\N", "cr\r", None)))
     assert text == b"a\\tb\tline\\nbreak\tback\\\\slash\t\\\\N\tcr\\r\t\\N\n"
 
 
 def test_a_literal_backslash_n_is_not_taken_for_null() -> None:
     # As many backslashes as NULLs would fool a check that only counted them.
-    assert copy_text([("x\\N", None)]) == b"x\\\\N\t\\N\n"
+    assert copy_text(_rows(("x\\N", None))) == b"x\\\\N\t\\N\n"
 
 
 def test_no_rows_is_nothing() -> None:
     assert copy_text([]) == b""
+    assert copy_text([[], []]) == b""
