@@ -71,7 +71,10 @@ def _plan_and_encode(
     runs: dict[uuid.UUID, RunState],
 ) -> tuple[BatchPlan, Encoded]:
     plan = plan_batch(events, accounts, runs, consumer=CONSUMER)
-    return plan, store.encode(plan)
+    encoded = store.encode(plan)
+    if encoded:
+        plan.holdings = []  # in the COPY text now: the decoded snapshots need not outlive preparing
+    return plan, encoded
 
 
 class Ledger:

@@ -18,12 +18,11 @@ from typing import Any
 from services.ledger.positions import (
     ZERO,
     DerivedTrade,
+    HeldLike,
     InstrumentKey,
-    Positions,
     PriceSource,
     TradeKind,
     derive_trades,
-    kept,
     moved,
     position_changes,
     positions_of,
@@ -304,7 +303,7 @@ def _place(plan: BatchPlan, account: AccountState, snapshot: HoldingSnapshot, no
     if reason is not None:
         account.held_snapshot_id = snapshot.event_id
         account.held_taken_at = snapshot.taken_at
-        account.held_positions = kept(incoming)
+        account.held_positions = incoming
         account.held_reason = reason
         return SnapshotStatus.HELD
     net = _net_reported(snapshot, account.positions_as_of)
@@ -317,7 +316,7 @@ def _apply(
     account: AccountState,
     snapshot_id: uuid.UUID,
     taken_at: datetime,
-    incoming: Positions,
+    incoming: dict[InstrumentKey, HeldLike],
     now: datetime,
     *,
     reported: dict[InstrumentKey, Decimal] | None = None,
@@ -327,7 +326,7 @@ def _apply(
         plan.derived.append(_derived_row(account.id, snapshot_id, taken_at, trade))
     changes = position_changes(account.positions, incoming, keys)
     account.current_snapshot_id = snapshot_id
-    account.positions = kept(incoming)
+    account.positions = incoming
     account.positions_as_of = taken_at
     if changes:
         announcement = HoldingsChanged(

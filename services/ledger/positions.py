@@ -7,7 +7,6 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from sys import intern
 from typing import NamedTuple, Protocol
 
 from shared.events import Holding, PositionChange
@@ -22,7 +21,7 @@ MIN_POSITIONS_FOR_SHARE_RULE = 4
 
 
 class Held(NamedTuple):
-    """One instrument as a snapshot holds it (a tuple: the ledger makes one per holding it reads)."""
+    """One instrument as a stored snapshot holds it (a tuple: one per holding read back)."""
 
     quantity: Decimal
     average_price: Decimal
@@ -31,7 +30,8 @@ class Held(NamedTuple):
 
 
 class HeldLike(Protocol):
-    """What the arithmetic reads of a position: a `Held` from the database or a decoded `Holding`."""
+    """What the arithmetic reads of a position: a `Held` from the database or a decoded `Holding`
+    (the ledger keeps a snapshot's decoded holdings as the account's positions: slots, no copy)."""
 
     @property
     def quantity(self) -> Decimal: ...
@@ -52,18 +52,6 @@ Positions = Mapping[InstrumentKey, HeldLike]
 def positions_of(holdings: Iterable[Holding]) -> dict[InstrumentKey, HeldLike]:
     """The snapshot's holdings by instrument; the decoded objects themselves, nothing copied."""
     return {(h.symbol, h.exchange): h for h in holdings}
-
-
-def kept(positions: Positions) -> dict[InstrumentKey, Held]:
-    """Positions as the ledger keeps them between batches: a small tuple each, sharing the values,
-    names interned (a decoded `Holding` weighs several times as much, and thousands of accounts are
-    kept, most holding the same few instruments)."""
-    return {
-        (intern(symbol), intern(exchange)): Held(
-            p.quantity, p.average_price, p.last_price, intern(p.currency)
-        )
-        for (symbol, exchange), p in positions.items()
-    }
 
 
 def moved(before: Positions, after: Positions) -> list[InstrumentKey]:

@@ -33,7 +33,7 @@ from shared.db.tables import (
 )
 from shared.events import Event, Holding, HoldingSnapshot
 
-Encoded = dict[type[Base], memoryview]
+Encoded = list[tuple[type[Base], Sequence[str], memoryview]]  # each table's new rows as COPY text
 
 
 def _new_rows(plan: BatchPlan) -> list[tuple[type[Base], Sequence[str], list[Sequence[Any]]]]:
@@ -219,19 +219,25 @@ class LedgerStore:
         """The plan's new rows as COPY text on Postgres (nothing to encode on SQLite). The ledger
         encodes a batch while the previous one is being written, so writing costs Python nothing."""
         if not self._postgres:
-            return {}
-        return {model: memoryview(copy_text(columns)) for model, _, columns in _new_rows(plan) if columns}
+            return []
+        return [
+            (model, names, memoryview(copy_text(columns)))
+            for model, names, columns in _new_rows(plan)
+            if columns
+        ]
 
     async def write(self, plan: BatchPlan, encoded: Encoded) -> None:
-        for model, names, columns in _new_rows(plan):
-            if not columns:
-                continue
-            if self._postgres:
-                await self._copy(model, names, encoded[model])
-            else:
-                await self._session.execute(
-                    insert(model), [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
-                )
+        """Write the plan; on Postgres its new rows are taken from `encoded` (see `encode`)."""
+        if self._postgres:
+            for model, names, text in encoded:
+                await self._copy(model, names, text)
+        else:
+            for model, names, columns in _new_rows(plan):
+                if columns:
+                    rows = zip(*columns, strict=True)
+                    await self._session.execute(
+                        insert(model), [dict(zip(names, r, strict=True)) for r in rows]
+                    )
         if plan.reported:
             await self._insert_new_trades(plan.reported)
         if plan.status_changes:

@@ -97,6 +97,7 @@ class EventConsumer:
                     if not await self._handle(batch.decoded, stop):
                         raise _Stopped
                     await self._commit(subscription, batch.records)
+                del batch  # its decoded events, so that they are not kept while the next is decoded
             if writing is not None:
                 await self._finish(*writing, subscription, stop)
         except _Stopped:

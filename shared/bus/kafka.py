@@ -16,6 +16,11 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from shared.bus.port import BusUnavailable, OutgoingMessage, Record
 
+# What one fetch may bring per partition. aiokafka's default (1 MiB) holds some 250 snapshots of
+# twenty holdings, which capped the ledger's batches at a thousand events on four partitions, half
+# what it asks for; each partition's next fetch is sent only once its records are taken.
+MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+
 
 class KafkaBus:
     """`namespace` prefixes every topic and group on the wire; services only see the plain names."""
@@ -74,6 +79,7 @@ class KafkaBus:
             group_id=self._namespace + group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
         )
         await consumer.start()
         return KafkaSubscription(consumer, self._namespace)
