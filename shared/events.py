@@ -69,10 +69,12 @@ def _own_numbers_fit(part: Any, info: ValidationInfo) -> Any:
     return part
 
 
-class _WithNumbers(_Frozen):
-    _NUMBERS: ClassVar[tuple[str, str, *tuple[str, ...]]]
-
-    _numbers_fit = model_validator(mode="after")(_own_numbers_fit)
+# The parts events hold many of (holdings, trades, position changes) are dataclasses with slots
+# rather than models: the ledger decodes a hundred thousand holdings a second and keeps each account's
+# latest as its positions, and a model instance also carries a dict and the set of fields given,
+# together four times the size of the slots. (The decorator is spelled out on each: type checkers
+# know a dataclass only by the decorator itself.)
+_PART_CONFIG = ConfigDict(extra="ignore")
 
 
 class Event(_Frozen):
@@ -128,10 +130,7 @@ class AssetType(enum.StrEnum):
     OTHER = "other"
 
 
-# A dataclass with slots rather than a model: the ledger decodes a hundred thousand holdings a second
-# and keeps each account's latest as its positions. A model instance also carries a dict and the set
-# of fields given, together four times the size of the slots.
-@dataclass(frozen=True, slots=True, kw_only=True, config=ConfigDict(extra="ignore"))
+@dataclass(frozen=True, slots=True, kw_only=True, config=_PART_CONFIG)
 class Holding:
     """One instrument held in an account at the moment of the snapshot."""
 
@@ -154,10 +153,11 @@ class TradeSide(enum.StrEnum):
     SELL = "sell"
 
 
-class ReportedTrade(_WithNumbers):
+@dataclass(frozen=True, slots=True, kw_only=True, config=_PART_CONFIG)
+class ReportedTrade:
     """A trade the broker reported itself (adapters that can list trades add them to the snapshot)."""
 
-    _NUMBERS = ("quantity", "price")
+    _NUMBERS: ClassVar[tuple[str, str]] = ("quantity", "price")
 
     trade_id: str = Field(min_length=1, max_length=64, description="The broker's id: a trade is stored once.")
     symbol: str = Field(min_length=1, max_length=64)
@@ -167,6 +167,8 @@ class ReportedTrade(_WithNumbers):
     price: Price
     currency: str = Field(min_length=3, max_length=3)
     executed_at: AwareDatetime
+
+    _numbers_fit = model_validator(mode="after")(_own_numbers_fit)
 
 
 class HoldingSnapshot(Event):
@@ -210,13 +212,16 @@ class SyncFailed(Event):
     fetcher_id: str | None = Field(default=None, description="host:pid of the fetcher that tried.")
 
 
-class PositionChange(_WithNumbers):
-    _NUMBERS = ("previous_quantity", "quantity")
+@dataclass(frozen=True, slots=True, kw_only=True, config=_PART_CONFIG)
+class PositionChange:
+    _NUMBERS: ClassVar[tuple[str, str]] = ("previous_quantity", "quantity")
 
     symbol: str
     exchange: str
     previous_quantity: Quantity
     quantity: Quantity
+
+    _numbers_fit = model_validator(mode="after")(_own_numbers_fit)
 
 
 class HoldingsChanged(Event):
