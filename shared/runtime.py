@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
+import platform
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,6 +21,7 @@ from shared.settings import Settings
 async def run_until_signalled(service: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run `service(stop)`; SIGINT or SIGTERM sets `stop` so that it can finish cleanly."""
     _tune_garbage_collector()
+    _tune_malloc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -58,3 +61,21 @@ def _tune_garbage_collector() -> None:
     settings) is never rescanned."""
     gc.freeze()
     gc.set_threshold(300_000, 20, 100)
+
+
+_M_MMAP_THRESHOLD = -3  # mallopt parameters, from glibc's malloc.h
+_M_ARENA_MAX = -8
+
+
+def _tune_malloc() -> None:
+    """glibc's malloc, tuned for services that allocate a batch at a time. Each thread gets its own
+    arena by default, and the ledger decodes in a worker thread: what one arena frees the other
+    cannot reuse, so one arena serves all. And blocks of a megabyte or more (a batch's COPY text,
+    its fetched records) are always mapped on their own and so returned whole when freed; by default
+    the threshold rises to the largest block freed, and such blocks then fragment the heap. Together
+    these took some 30 MB off the ledger's peak in `make bench-ledger`. Nothing to do on other C libraries."""
+    if platform.libc_ver()[0] != "glibc":
+        return
+    libc = ctypes.CDLL(None)
+    libc.mallopt(_M_ARENA_MAX, 1)
+    libc.mallopt(_M_MMAP_THRESHOLD, 1024 * 1024)
