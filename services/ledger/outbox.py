@@ -17,14 +17,15 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, delete, select
+from sqlalchemy import ColumnElement, Row, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.bus.port import MessageBus, OutgoingMessage
+from shared.db.sets import among
 from shared.db.tables import OutboxMessage
 from shared.events import utc_now
 
@@ -45,10 +46,14 @@ class OutboxRelay:
         self._sessions = sessions
         self._bus = bus
         self._batch = batch
+        self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
         # Rows created before this moment may have been published by a pass that died: a previous
         # process's (before this relay started) or one of ours that failed (moved on each failure).
         self._doubt_before = utc_now()
         self._relaying: asyncio.Task[None] | None = None
+
+    def _among(self, column: Any, values: Collection[Any]) -> ColumnElement[bool]:
+        return among(column, values, postgres=self._postgres)
 
     async def hand_over(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Relay a just-committed batch's messages while the ledger writes the next batch. One batch
@@ -80,7 +85,7 @@ class OutboxRelay:
             taken = set(
                 await session.scalars(
                     delete(OutboxMessage)
-                    .where(OutboxMessage.event_id.in_([row[0] for row in rows]))
+                    .where(self._among(OutboxMessage.event_id, [row[0] for row in rows]))
                     .returning(OutboxMessage.event_id)
                 )
             )
@@ -131,7 +136,7 @@ class OutboxRelay:
                 ]
                 await self._publish(fresh)
                 await session.execute(
-                    delete(OutboxMessage).where(OutboxMessage.id.in_([row[0] for row in rows]))
+                    delete(OutboxMessage).where(self._among(OutboxMessage.id, [row[0] for row in rows]))
                 )
             total += len(fresh)
 
@@ -141,7 +146,8 @@ class OutboxRelay:
         suspects = set(
             await session.scalars(
                 select(OutboxMessage.event_id).where(
-                    OutboxMessage.id.in_([row[0] for row in rows]), OutboxMessage.created_at < doubt_before
+                    self._among(OutboxMessage.id, [row[0] for row in rows]),
+                    OutboxMessage.created_at < doubt_before,
                 )
             )
         )

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from itertools import chain, repeat
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import insert, literal, select, update
+from sqlalchemy import ColumnElement, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ledger.plan import AccountState, BatchPlan, RunState
 from services.ledger.positions import Held, HeldLike, InstrumentKey
 from shared.db.copy_text import copy_text
+from shared.db.sets import among, update_by_id
 from shared.db.tables import (
     Base,
     BrokerAccount,
@@ -104,12 +105,15 @@ class LedgerStore:
         other_ids = [e.event_id for e in events if not isinstance(e, HoldingSnapshot)]
         seen: set[uuid.UUID] = set()
         if snapshot_ids:
-            seen.update(await self._session.scalars(select(Snapshot.id).where(Snapshot.id.in_(snapshot_ids))))
+            seen.update(
+                await self._session.scalars(select(Snapshot.id).where(self._among(Snapshot.id, snapshot_ids)))
+            )
         if other_ids:
             seen.update(
                 await self._session.scalars(
                     select(ProcessedEvent.event_id).where(
-                        ProcessedEvent.consumer == self._consumer, ProcessedEvent.event_id.in_(other_ids)
+                        ProcessedEvent.consumer == self._consumer,
+                        self._among(ProcessedEvent.event_id, other_ids),
                     )
                 )
             )
@@ -139,7 +143,7 @@ class LedgerStore:
                 a.consecutive_failures,
                 a.needs_reauth,
                 a.last_error,
-            ).where(a.id.in_(ids))
+            ).where(self._among(a.id, ids))
         )
         states = {
             row.id: AccountState(
@@ -177,7 +181,7 @@ class LedgerStore:
         held = [s.held_snapshot_id for s in states.values() if s.held_snapshot_id]
         if held:
             taken = await self._session.execute(
-                select(Snapshot.id, Snapshot.taken_at).where(Snapshot.id.in_(held))
+                select(Snapshot.id, Snapshot.taken_at).where(self._among(Snapshot.id, held))
             )
             for snapshot_id, taken_at in taken:
                 next(s for s in states.values() if s.held_snapshot_id == snapshot_id).held_taken_at = taken_at
@@ -195,7 +199,7 @@ class LedgerStore:
                 SnapshotHolding.average_price,
                 SnapshotHolding.last_price,
                 SnapshotHolding.currency,
-            ).where(SnapshotHolding.snapshot_id.in_(snapshot_ids))
+            ).where(self._among(SnapshotHolding.snapshot_id, snapshot_ids))
         )
         positions: dict[uuid.UUID, dict[InstrumentKey, HeldLike]] = {i: {} for i in snapshot_ids}
         for snapshot_id, symbol, exchange, quantity, average, last, currency in rows:
@@ -207,7 +211,7 @@ class LedgerStore:
             return {}
         rows = await self._session.execute(
             select(SyncRun.id, SyncRun.account_id, SyncRun.status, SyncRun.attempts).where(
-                SyncRun.id.in_(ids)
+                self._among(SyncRun.id, ids)
             )
         )
         return {
@@ -240,14 +244,14 @@ class LedgerStore:
                     )
         if plan.reported:
             await self._insert_new_trades(plan.reported)
-        if plan.status_changes:
-            await self._session.execute(
-                update(Snapshot), [{"id": i, "status": s} for i, s in plan.status_changes.items()]
-            )
-        if plan.accounts:
-            await self._session.execute(update(BrokerAccount), plan.accounts)
-        if plan.changed_runs:
-            await self._session.execute(update(SyncRun), plan.changed_runs)
+        await update_by_id(
+            self._session, Snapshot, [{"id": i, "status": s} for i, s in plan.status_changes.items()]
+        )
+        await update_by_id(self._session, BrokerAccount, plan.accounts)
+        await update_by_id(self._session, SyncRun, plan.changed_runs)
+
+    def _among(self, column: Any, values: Collection[Any]) -> ColumnElement[bool]:
+        return among(column, values, postgres=self._postgres)
 
     async def _copy(self, model: type[Base], columns: Sequence[str], text: memoryview) -> None:
         """COPY rows `encode` turned into text (a memoryview: asyncpg takes bytes for a file name)."""

@@ -1,0 +1,51 @@
+"""Statements over many rows at once that stay one statement on Postgres, whatever the count.
+
+`column.in_(values)` sends one bound parameter per value: a different statement text for every
+count, so asyncpg prepares and Postgres plans it afresh each time, and SQLAlchemy renders thousands
+of placeholders. `among` sends Postgres one array instead. An ORM bulk UPDATE is an executemany:
+Postgres runs one statement per row. `update_by_id` joins all the rows as arrays (`unnest`) in one
+UPDATE. SQLite (the embedded mode) has no arrays; it gets the plain forms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, any_, bindparam, text, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db.tables import Base
+
+
+def among(column: Any, values: Collection[Any], *, postgres: bool) -> ColumnElement[bool]:
+    """`column IN values`, as `column = ANY(array)` on Postgres."""
+    if postgres:
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))  # type: ignore[no-any-return]
+    return column.in_(values)  # type: ignore[no-any-return]
+
+
+async def update_by_id(session: AsyncSession, model: type[Base], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Set each row's columns (every row names the same ones) on the row of `model` with its `id`."""
+    if not rows:
+        return
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql":
+        await session.execute(update(model), list(rows))
+        return
+    table = model.__table__
+    names = list(rows[0])
+    arrays = {}
+    for name in names:
+        column = table.c[name]
+        values = [row[name] for row in rows]
+        process = column.type.bind_processor(bind.dialect)  # e.g. UtcDateTime refuses naive datetimes
+        arrays[name] = list(map(process, values)) if process else values
+    casts = ", ".join(f"CAST(:{n} AS {table.c[n].type.compile(dialect=bind.dialect)}[])" for n in names)
+    assignments = ", ".join(f"{n} = v.{n}" for n in names if n != "id")
+    statement = text(
+        f"UPDATE {model.__tablename__} AS t SET {assignments} "  # names from the table; values bound
+        f"FROM unnest({casts}) AS v({', '.join(names)}) WHERE t.id = v.id"
+    )
+    await session.execute(statement, arrays)
