@@ -153,8 +153,7 @@ class BatchPlan:
         "average_price",
         "last_price",
     )
-    TRANSACTION_COLUMNS = (
-        "id",
+    TRANSACTION_COLUMNS = (  # no id: the database gives each one
         "account_id",
         "symbol",
         "exchange",
@@ -242,7 +241,6 @@ def _snapshot(
         signed = trade.quantity if trade.side is TradeSide.BUY else -trade.quantity
         plan.reported.append(
             (
-                uuid.uuid4(),
                 account.id,
                 trade.symbol,
                 trade.exchange,
@@ -352,7 +350,6 @@ def _derived_row(
     account_id: uuid.UUID, snapshot_id: uuid.UUID, taken_at: datetime, trade: DerivedTrade
 ) -> tuple[Any, ...]:
     return (
-        uuid.uuid4(),
         account_id,
         trade.key[0],
         trade.key[1],

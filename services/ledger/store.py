@@ -37,12 +37,14 @@ from shared.events import Event, Holding, HoldingSnapshot
 Encoded = list[tuple[type[Base], Sequence[str], memoryview]]  # each table's new rows as COPY text
 
 
-def _new_rows(plan: BatchPlan) -> list[tuple[type[Base], Sequence[str], list[Sequence[Any]]]]:
+def _new_rows(
+    plan: BatchPlan, *, for_copy: bool = False
+) -> list[tuple[type[Base], Sequence[str], list[Sequence[Any]]]]:
     """The tables a batch only adds rows to, their columns and the rows' values column by column, in
-    the order they are written."""
+    the order they are written. `for_copy`: the holdings' snapshot ids as text, each made once."""
     return [
         (Snapshot, BatchPlan.SNAPSHOT_COLUMNS, _columns(plan.snapshots)),
-        (SnapshotHolding, BatchPlan.HOLDING_COLUMNS, _holding_columns(plan.holdings)),
+        (SnapshotHolding, BatchPlan.HOLDING_COLUMNS, _holding_columns(plan.holdings, for_copy)),
         (Transaction, BatchPlan.TRANSACTION_COLUMNS, _columns(plan.derived)),
         (OutboxMessage, BatchPlan.OUTBOX_COLUMNS, _columns(plan.outbox)),
         (ProcessedEvent, BatchPlan.PROCESSED_COLUMNS, _columns(plan.processed)),
@@ -58,11 +60,13 @@ def _columns(rows: list[tuple[Any, ...]]) -> list[Sequence[Any]]:
     return list(zip(*rows, strict=True))
 
 
-def _holding_columns(snapshots: list[tuple[uuid.UUID, tuple[Holding, ...]]]) -> list[Sequence[Any]]:
+def _holding_columns(
+    snapshots: list[tuple[uuid.UUID, tuple[Holding, ...]]], text_ids: bool
+) -> list[Sequence[Any]]:
     holdings = list(chain.from_iterable(h for _, h in snapshots))
     if not holdings:
         return []
-    snapshot_ids = list(chain.from_iterable(repeat(i, len(h)) for i, h in snapshots))
+    snapshot_ids = list(chain.from_iterable(repeat(i.hex if text_ids else i, len(h)) for i, h in snapshots))
     return [snapshot_ids, *(list(map(attrgetter(name), holdings)) for name in BatchPlan.HOLDING_COLUMNS[1:])]
 
 
@@ -226,7 +230,7 @@ class LedgerStore:
             return []
         return [
             (model, names, memoryview(copy_text(columns)))
-            for model, names, columns in _new_rows(plan)
+            for model, names, columns in _new_rows(plan, for_copy=True)
             if columns
         ]
 

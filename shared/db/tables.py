@@ -167,6 +167,8 @@ class Transaction(Base):
         Index("ix_transactions_account_time", "account_id", "occurred_at"),
         UniqueConstraint("account_id", "trade_id", name="uq_transactions_reported_trade"),
     )
+    # On Postgres the column also defaults to gen_random_uuid() (migration 0005): the ledger leaves
+    # ids to the database.
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("broker_accounts.id", ondelete="CASCADE"))
     symbol: Mapped[str] = mapped_column(String(64))
