@@ -235,7 +235,9 @@ class LedgerStore:
         ]
 
     async def write(self, plan: BatchPlan, encoded: Encoded) -> None:
-        """Write the plan; on Postgres its new rows are taken from `encoded` (see `encode`)."""
+        """Write the plan; on Postgres its new rows are taken from `encoded` (see `encode`). The
+        accounts go first: that statement also opens the transaction the COPYs join."""
+        await update_by_id(self._session, BrokerAccount, plan.accounts)
         if self._postgres:
             for model, names, text in encoded:
                 await self._copy(model, names, text)
@@ -251,7 +253,6 @@ class LedgerStore:
         await update_by_id(
             self._session, Snapshot, [{"id": i, "status": s} for i, s in plan.status_changes.items()]
         )
-        await update_by_id(self._session, BrokerAccount, plan.accounts)
         await update_by_id(self._session, SyncRun, plan.changed_runs)
 
     def _among(self, column: Any, values: Collection[Any]) -> ColumnElement[bool]:
