@@ -48,11 +48,8 @@ def _new_rows(
         (Transaction, BatchPlan.TRANSACTION_COLUMNS, _columns(plan.derived)),
         (OutboxMessage, BatchPlan.OUTBOX_COLUMNS, _columns(plan.outbox)),
         (ProcessedEvent, BatchPlan.PROCESSED_COLUMNS, _columns(plan.processed)),
-        (
-            SyncRun,
-            BatchPlan.RUN_COLUMNS,
-            _columns(plan.new_runs),
-        ),  # runs nobody recorded (an operator's tool)
+        # Runs nobody recorded (an operator's tool).
+        (SyncRun, BatchPlan.RUN_COLUMNS, _columns(plan.new_runs)),
     ]
 
 
