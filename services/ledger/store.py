@@ -23,6 +23,7 @@ from services.ledger.positions import Held, HeldLike, InstrumentKey
 from shared.db.copy_text import copy_text
 from shared.db.sets import among, update_by_id
 from shared.db.tables import (
+    REPORTED_TRADE,
     Base,
     BrokerAccount,
     OutboxMessage,
@@ -274,7 +275,7 @@ class LedgerStore:
         """Reported trades, each stored once however often the broker reports it."""
         dialect_insert = postgresql.insert if self._postgres else sqlite.insert
         statement = dialect_insert(Transaction).on_conflict_do_nothing(
-            index_elements=["account_id", "trade_id"]
+            index_elements=["account_id", "trade_id"], index_where=REPORTED_TRADE
         )
         await self._session.execute(
             statement, [dict(zip(BatchPlan.TRANSACTION_COLUMNS, row, strict=True)) for row in rows]

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -60,6 +61,9 @@ class BrokerAccount(Base):
     """
 
     __tablename__ = "broker_accounts"
+    # Half of each page left free: the ledger updates every synced account once a batch, and an
+    # update with room on its page touches no index (a HOT update).
+    __table_args__ = {"postgresql_with": {"fillfactor": 50}}
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     portfolio_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("portfolios.id", ondelete="CASCADE"), index=True
@@ -159,13 +163,24 @@ class SyncRun(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+REPORTED_TRADE = text("trade_id IS NOT NULL")
+
+
 class Transaction(Base):
     """A trade: derived from the change between consecutive snapshots, or reported by the broker."""
 
     __tablename__ = "transactions"
     __table_args__ = (
         Index("ix_transactions_account_time", "account_id", "occurred_at"),
-        UniqueConstraint("account_id", "trade_id", name="uq_transactions_reported_trade"),
+        # Reported trades only: derived ones, most of them, have no trade id to keep unique.
+        Index(
+            "uq_transactions_reported_trade",
+            "account_id",
+            "trade_id",
+            unique=True,
+            postgresql_where=REPORTED_TRADE,
+            sqlite_where=REPORTED_TRADE,
+        ),
     )
     # On Postgres the column also defaults to gen_random_uuid() (migration 0005): the ledger leaves
     # ids to the database.
