@@ -3,10 +3,10 @@
 Right after a batch commits, its messages are relayed from memory (`publish_committed`); a sweep
 every second relays whatever is left (`publish_pending`). A crash between the commit and the
 publish leaves the message in the outbox, and the sweep publishes it when the ledger runs again.
-A message's delete commits only once Kafka has acknowledged it. The
-one moment left — a crash after the acknowledgement but before the delete — would publish it twice,
-so a message that has waited in the outbox longer than a relay pass takes (an orphan of a crashed
-or failed pass) is first looked for in the topic's tail, and skipped if it is already there.
+A message's delete commits only once Kafka has acknowledged it. The one moment left, a crash after
+the acknowledgement but before the delete, would publish it twice, so a message that has waited in
+the outbox longer than a relay pass takes (an orphan of a crashed or failed pass) is first looked
+for in the topic's tail, and skipped if it is already there.
 Only the relay's last batch can be in that state, so the tail to read is one batch per partition.
 """
 

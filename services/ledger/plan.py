@@ -193,7 +193,6 @@ class BatchPlan:
     accounts: list[dict[str, Any]] = field(default_factory=list)
     new_runs: list[tuple[Any, ...]] = field(default_factory=list)
     changed_runs: list[dict[str, Any]] = field(default_factory=list)
-    announcements: list[HoldingsChanged] = field(default_factory=list)
 
 
 class UnknownAccount(LookupError):
@@ -334,7 +333,6 @@ def _apply(
             taken_at=taken_at,
             changes=tuple(changes),
         )
-        plan.announcements.append(announcement)
         plan.outbox.append(
             (
                 announcement.event_id,

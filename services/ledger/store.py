@@ -164,29 +164,28 @@ class LedgerStore:
             )
             for row in rows
         }
+        missing = []
         for state in states.values():
             if state.current_snapshot_id is not None:
-                state.positions = dict(cache.get(state.id, state.current_snapshot_id) or {})
-        missing = [
-            s.current_snapshot_id
-            for s in states.values()
-            if s.current_snapshot_id is not None and cache.get(s.id, s.current_snapshot_id) is None
-        ]
-        held_ids = [s.held_snapshot_id for s in states.values() if s.held_snapshot_id is not None]
-        if missing or held_ids:
-            loaded = await self.positions_of_snapshots(missing + held_ids)
+                cached = cache.get(state.id, state.current_snapshot_id)
+                if cached is None:
+                    missing.append(state.current_snapshot_id)
+                else:
+                    state.positions = dict(cached)
+        held = {s.held_snapshot_id: s for s in states.values() if s.held_snapshot_id is not None}
+        if missing or held:
+            loaded = await self.positions_of_snapshots(missing + list(held))
             for state in states.values():
                 if state.current_snapshot_id in loaded:
                     state.positions = loaded[state.current_snapshot_id]
-                if state.held_snapshot_id in loaded:
-                    state.held_positions = loaded[state.held_snapshot_id]
-        held = [s.held_snapshot_id for s in states.values() if s.held_snapshot_id]
+            for snapshot_id, state in held.items():
+                state.held_positions = loaded[snapshot_id]
         if held:
             taken = await self._session.execute(
-                select(Snapshot.id, Snapshot.taken_at).where(self._among(Snapshot.id, held))
+                select(Snapshot.id, Snapshot.taken_at).where(self._among(Snapshot.id, list(held)))
             )
             for snapshot_id, taken_at in taken:
-                next(s for s in states.values() if s.held_snapshot_id == snapshot_id).held_taken_at = taken_at
+                held[snapshot_id].held_taken_at = taken_at
         return states
 
     async def positions_of_snapshots(

@@ -112,7 +112,8 @@ class EventConsumer:
     async def _next(self, subscription: Subscription) -> _Batch:
         records = await subscription.fetch(max_records=self.max_records, timeout_s=self.poll_timeout_s)
         # In a worker thread: decoding a batch takes tens of milliseconds of CPU, and meanwhile the
-        # event loop keeps the previous batch's write going (the GIL changes hands every few ms).
+        # event loop keeps the previous batch's write going (the GIL changes hands every millisecond:
+        # see shared.runtime).
         decoded, malformed = await asyncio.to_thread(self._decode, records)
         for record, reason in malformed:
             await self._dead_letter(record, reason)
