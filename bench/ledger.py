@@ -52,12 +52,12 @@ HOLDINGS = 20
 PARTITIONS = 4
 
 
-def _snapshot(account_id: uuid.UUID, n: int, start: object) -> HoldingSnapshot:
+def _snapshot(account_id: uuid.UUID, n: int, start: datetime) -> HoldingSnapshot:
     return HoldingSnapshot(
         account_id=account_id,
         request_id=uuid.uuid4(),
         broker="sim",
-        taken_at=start + timedelta(minutes=n),  # type: ignore[operator]
+        taken_at=start + timedelta(minutes=n),
         holdings=tuple(
             Holding(
                 symbol=f"SYM{i:02d}",

@@ -7,13 +7,14 @@ start, every test that needs them fails with the reason: nothing is skipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.bus.memory import InMemoryBus
 from shared.db.engine import session_factory
+from tests.support.databases import DatabaseCloner
 from tests.support.infra import KafkaService, PostgresService, provide_kafka, provide_postgres
 
 
@@ -33,6 +34,19 @@ def postgres() -> Iterator[PostgresService]:
         yield service
     finally:
         service.stop()
+
+
+@pytest.fixture(scope="session")
+def cloner(postgres: PostgresService) -> DatabaseCloner:
+    return DatabaseCloner(postgres.url)
+
+
+@pytest.fixture
+async def database_url(cloner: DatabaseCloner) -> AsyncIterator[str]:
+    """A fresh Postgres database at the current schema, dropped after the test."""
+    url = await cloner.fresh()
+    yield url
+    await cloner.drop(url)
 
 
 # `engine` is defined per layer: SQLite in tests/unit, a fresh Postgres database in tests/integration.

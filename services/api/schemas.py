@@ -7,7 +7,7 @@ import re
 import uuid
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from pydantic import (
     AwareDatetime,
@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from services.api.consolidation import market_value
 from shared.statements import STATEMENT_BROKER, StatementFormat
 
 BROKER_CODE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
@@ -199,6 +200,23 @@ class _HoldingLine(_Response):
     market_value: DecimalText | None = Field(
         description="quantity x last_price; None when no price is known."
     )
+
+    @classmethod
+    def of(cls, line: Any, **more: Any) -> Self:
+        """The line for a stored holding or position (anything with these attributes), its value
+        worked out."""
+        return cls(
+            symbol=line.symbol,
+            exchange=line.exchange,
+            isin=line.isin,
+            currency=line.currency,
+            asset_type=line.asset_type,
+            quantity=line.quantity,
+            average_price=line.average_price,
+            last_price=line.last_price,
+            market_value=market_value(line.quantity, line.last_price),
+            **more,
+        )
 
 
 class PositionOut(_HoldingLine):

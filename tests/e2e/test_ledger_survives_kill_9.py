@@ -26,8 +26,7 @@ from shared.db.engine import create_engine, session_factory
 from shared.db.tables import Snapshot, SnapshotHolding
 from shared.events import AssetType, Holding, HoldingsChanged, HoldingSnapshot, decode_event, utc_now
 from tests.support.accounts import create_account
-from tests.support.databases import DatabaseCloner
-from tests.support.infra import KafkaService, PostgresService
+from tests.support.infra import KafkaService
 from tests.support.processes import ServiceProcesses
 from tests.support.waiting import eventually
 
@@ -38,13 +37,10 @@ KILL_POINTS = [float(p) for p in os.environ.get("LEDGER_KILL_POINTS", "0.15,0.5,
 
 
 @pytest.fixture
-async def database(postgres: PostgresService) -> AsyncIterator[tuple[str, async_sessionmaker[AsyncSession]]]:
-    cloner = DatabaseCloner(postgres.url)
-    url = await cloner.fresh()
-    engine = create_engine(url)
-    yield url, session_factory(engine)
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(database_url)
+    yield session_factory(engine)
     await engine.dispose()
-    await cloner.drop(url)
 
 
 def _snapshots(account_id: uuid.UUID) -> list[HoldingSnapshot]:
@@ -73,9 +69,8 @@ def _snapshots(account_id: uuid.UUID) -> list[HoldingSnapshot]:
 
 
 async def test_kill_9_mid_batch_loses_and_doubles_nothing(
-    kafka: KafkaService, database: tuple[str, async_sessionmaker[AsyncSession]], tmp_path: Path
+    kafka: KafkaService, database_url: str, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
-    url, sessions = database
     namespace = f"kill9-{uuid.uuid4().hex[:8]}."
     servers = kafka.bootstrap_servers.split(",")
     await create_topics(servers, topics.all_topics([]), partitions=4, namespace=namespace)
@@ -89,7 +84,7 @@ async def test_kill_9_mid_batch_loses_and_doubles_nothing(
 
     ledger = ServiceProcesses(
         {
-            "DATABASE_URL": url,
+            "DATABASE_URL": database_url,
             "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
             "KAFKA_NAMESPACE": namespace,
             "CREDENTIALS_KEYS": CredentialCipher.generate_key(),

@@ -7,7 +7,7 @@ and ledger -> holdings.changes -> an independent subscriber (this test).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +18,9 @@ from shared import topics
 from shared.bus.kafka import KafkaBus
 from shared.credentials import CredentialCipher
 from shared.events import HoldingsChanged, decode_event
-from tests.support.databases import DatabaseCloner
-from tests.support.infra import KafkaService, PostgresService
+from tests.support.infra import KafkaService
 from tests.support.processes import ServiceProcesses, free_port
 from tests.support.waiting import eventually
-
-
-@pytest.fixture
-async def database_url(postgres: PostgresService) -> AsyncIterator[str]:
-    cloner = DatabaseCloner(postgres.url)
-    url = await cloner.fresh()
-    yield url
-    await cloner.drop(url)
 
 
 @pytest.fixture

@@ -9,19 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.engine import create_engine
 from tests.support.databases import DatabaseCloner
-from tests.support.infra import PostgresService
-
-
-@pytest.fixture(scope="session")
-def cloner(postgres: PostgresService) -> DatabaseCloner:
-    return DatabaseCloner(postgres.url)
-
-
-@pytest.fixture
-async def database_url(cloner: DatabaseCloner) -> AsyncIterator[str]:
-    url = await cloner.fresh()
-    yield url
-    await cloner.drop(url)
 
 
 @pytest.fixture

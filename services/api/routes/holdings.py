@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
 from services.api import storage
-from services.api.consolidation import consolidate, market_value
+from services.api.consolidation import consolidate
 from services.api.deps import OwnedAccount, OwnedPortfolio, Session
 from services.api.routes import error_responses
 from services.api.schemas import ConsolidatedHoldingOut, PositionOut
@@ -30,18 +30,7 @@ async def account_holdings(account: OwnedAccount, session: Session, as_of: AsOf 
     """What the account holds as of its last successful sync, or as it stood at `as_of`; one line per
     instrument. Each line's `as_of` is when that snapshot was taken."""
     return [
-        PositionOut(
-            symbol=p.symbol,
-            exchange=p.exchange,
-            isin=p.isin,
-            currency=p.currency,
-            asset_type=p.asset_type,
-            quantity=p.quantity,
-            average_price=p.average_price,
-            last_price=p.last_price,
-            market_value=market_value(p.quantity, p.last_price),
-            as_of=p.as_of,
-        )
+        PositionOut.of(p, as_of=p.as_of)
         for p in await storage.account_positions(session, account.id, as_of=as_of)
     ]
 

@@ -14,7 +14,6 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 
 from services.api import storage
-from services.api.consolidation import market_value
 from services.api.deps import Bus, CurrentUser, OwnedAccount, Session
 from services.api.routes import error_responses
 from services.api.schemas import (
@@ -67,20 +66,7 @@ async def read_snapshot(snapshot_id: uuid.UUID, account: OwnedAccount, session: 
         received_at=snapshot.received_at,
         status=SnapshotStatusOut(snapshot.status),
         holdings_count=snapshot.holdings_count,
-        holdings=[
-            SnapshotHoldingOut(
-                symbol=h.symbol,
-                exchange=h.exchange,
-                isin=h.isin,
-                currency=h.currency,
-                asset_type=h.asset_type,
-                quantity=h.quantity,
-                average_price=h.average_price,
-                last_price=h.last_price,
-                market_value=market_value(h.quantity, h.last_price),
-            )
-            for h in holdings
-        ],
+        holdings=[SnapshotHoldingOut.of(h) for h in holdings],
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import httpx
 import pytest
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.api import ApiResources, create_app
 from services.ledger.handlers import Ledger
 from shared.bus.memory import InMemoryBus
+from shared.bus.port import BusUnavailable, OutgoingMessage
 from shared.credentials import CredentialCipher
 from shared.settings import Settings
 
@@ -84,19 +85,13 @@ async def bob(client: httpx.AsyncClient) -> Headers:
 @pytest.fixture
 async def portfolio_id(client: httpx.AsyncClient, alice: Headers) -> str:
     """A portfolio of alice's."""
-    response = await client.post("/v1/portfolios", json={"name": "Main"}, headers=alice)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return await new_portfolio(client, alice, "Main")
 
 
 @pytest.fixture
 async def account_id(client: httpx.AsyncClient, alice: Headers, portfolio_id: str) -> str:
     """An account of alice's, at the simulated broker, in `portfolio_id`."""
-    response = await client.post(
-        f"/v1/portfolios/{portfolio_id}/accounts", json={"broker": BROKER, "label": "Trading"}, headers=alice
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return await new_account(client, alice, portfolio_id, label="Trading")
 
 
 @pytest.fixture
@@ -119,3 +114,10 @@ async def new_portfolio(client: httpx.AsyncClient, headers: Headers, name: str) 
     response = await client.post("/v1/portfolios", json={"name": name}, headers=headers)
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
+
+
+class UnreachableBus(InMemoryBus):
+    """A bus that refuses every publish, as Kafka does when it is down."""
+
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        raise BusUnavailable("bus is down")

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,11 +14,11 @@ from services.api import ApiResources, create_app
 from services.ledger.handlers import Ledger
 from shared import topics
 from shared.bus.memory import InMemoryBus
-from shared.bus.port import BusUnavailable, OutgoingMessage
 from shared.credentials import CredentialCipher
 from shared.db.tables import BrokerAccount, Credential, SyncRun
 from shared.events import FailureKind, SyncFailed, SyncRequested, SyncTrigger, decode_event
 from shared.settings import Settings
+from tests.unit.api.conftest import UnreachableBus
 from tests.unit.api.ledger_feed import at, holding, snapshot
 
 SECRETS = {"api_key": "k3y-Zq81-unguessable", "api_secret": "s3cr3t-Xw42-unguessable"}
@@ -246,11 +245,6 @@ async def test_a_bad_sync_runs_limit_is_422(
     assert response.status_code == 422
 
 
-class _UnreachableBus(InMemoryBus):
-    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        raise BusUnavailable("bus is down")
-
-
 @pytest.mark.asyncio
 async def test_a_sync_the_bus_refuses_is_503_and_its_run_is_closed_as_failed(
     settings: Settings,
@@ -258,7 +252,7 @@ async def test_a_sync_the_bus_refuses_is_503_and_its_run_is_closed_as_failed(
     cipher: CredentialCipher,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    app = create_app(settings, resources=ApiResources(engine=engine, bus=_UnreachableBus(), cipher=cipher))
+    app = create_app(settings, resources=ApiResources(engine=engine, bus=UnreachableBus(), cipher=cipher))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://api.test"
     ) as client:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
 
 import httpx
@@ -15,12 +14,11 @@ from services.api.schemas import SnapshotStatusOut
 from services.ledger.handlers import Ledger
 from shared import topics
 from shared.bus.memory import InMemoryBus
-from shared.bus.port import BusUnavailable, OutgoingMessage
 from shared.credentials import CredentialCipher
 from shared.db.tables import SnapshotStatus
 from shared.events import HoldingSnapshot, SnapshotAccepted, decode_event
 from shared.settings import Settings
-from tests.unit.api.conftest import Headers, new_account
+from tests.unit.api.conftest import Headers, UnreachableBus, new_account
 from tests.unit.api.ledger_feed import at, holding, snapshot
 
 
@@ -286,11 +284,6 @@ async def test_a_bad_snapshots_limit_is_422(
     assert response.status_code == 422
 
 
-class _UnreachableBus(InMemoryBus):
-    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        raise BusUnavailable("bus is down")
-
-
 @pytest.mark.asyncio
 async def test_an_acceptance_the_bus_refuses_is_503_and_the_snapshot_stays_held(
     settings: Settings,
@@ -302,7 +295,7 @@ async def test_an_acceptance_the_bus_refuses_is_503_and_the_snapshot_stays_held(
     ledger: Ledger,
 ) -> None:
     _, held = await _hold_one(ledger, account_id)
-    app = create_app(settings, resources=ApiResources(engine=engine, bus=_UnreachableBus(), cipher=cipher))
+    app = create_app(settings, resources=ApiResources(engine=engine, bus=UnreachableBus(), cipher=cipher))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as down:
         response = await down.post(
             f"/v1/accounts/{account_id}/held-snapshot/accept",

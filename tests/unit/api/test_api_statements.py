@@ -16,13 +16,12 @@ from services.api import ApiResources, create_app
 from services.ledger.handlers import Ledger
 from shared import topics
 from shared.bus.memory import InMemoryBus
-from shared.bus.port import BusUnavailable, OutgoingMessage
 from shared.credentials import CredentialCipher
 from shared.db.tables import Schedule, SyncRun
 from shared.events import HoldingSnapshot, decode_event
 from shared.settings import Settings
 from shared.statements import parse_statement
-from tests.unit.api.conftest import Headers, sign_up
+from tests.unit.api.conftest import Headers, UnreachableBus, sign_up
 
 ROOT = Path(__file__).resolve().parents[3]
 GENERIC_EXAMPLE = (ROOT / "docs" / "examples" / "holdings-generic.csv").read_bytes()
@@ -351,18 +350,13 @@ async def test_without_a_token_it_is_401(
     assert bus.records(topics.HOLDINGS_SNAPSHOTS) == []
 
 
-class _UnreachableBus(InMemoryBus):
-    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        raise BusUnavailable("bus is down")
-
-
 async def test_an_import_the_bus_refuses_is_503_and_its_run_is_closed_as_failed(
     settings: Settings,
     engine: AsyncEngine,
     cipher: CredentialCipher,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    app = create_app(settings, resources=ApiResources(engine=engine, bus=_UnreachableBus(), cipher=cipher))
+    app = create_app(settings, resources=ApiResources(engine=engine, bus=UnreachableBus(), cipher=cipher))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://api.test"
     ) as client:

@@ -27,7 +27,6 @@ SMALL = [f"S{i:02}" for i in range(1, 11)]
 class Seeded:
     a: str  # alice's account in `portfolio_id`
     b: str  # alice's account in another portfolio
-    other_portfolio: str
     bobs_account: str
     s2: uuid.UUID  # A's second snapshot: a derived buy and a reported trade
 
@@ -37,7 +36,6 @@ async def seeded(
     client: httpx.AsyncClient,
     alice: Headers,
     bob: Headers,
-    portfolio_id: str,
     account_id: str,
     ledger: Ledger,
 ) -> Seeded:
@@ -84,9 +82,7 @@ async def seeded(
             ),
         ]
     )
-    return Seeded(
-        a=account_id, b=b, other_portfolio=other_portfolio, bobs_account=bobs_account, s2=s2.event_id
-    )
+    return Seeded(a=account_id, b=b, bobs_account=bobs_account, s2=s2.event_id)
 
 
 async def _stored(sessions: async_sessionmaker[AsyncSession], *account_ids: str) -> list[Transaction]:
