@@ -32,7 +32,7 @@ async def create_accounts(url: str, count: int) -> list[uuid.UUID]:
     sessions = session_factory(engine)
     ids = [uuid.uuid4() for _ in range(count)]
     async with sessions.begin() as session:
-        user = User(email=f"bench-{uuid.uuid4().hex}@example.test", api_token_hash=uuid.uuid4().hex)
+        user = User(email=f"bench-{uuid.uuid4().hex}@example.test")
         session.add(user)
         await session.flush()
         portfolio = Portfolio(user_id=user.id, name="bench")

@@ -20,6 +20,7 @@ from services.api.context import ApiContext
 from shared.bus.port import MessageBus
 from shared.credentials import CredentialCipher
 from shared.db.tables import BrokerAccount, Portfolio, User
+from shared.events import utc_now
 from shared.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="The api_token returned once by POST /v1/users.")
@@ -74,7 +75,7 @@ async def current_user(
             "missing API token: send `Authorization: Bearer <api_token>`",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    user = await storage.user_by_token_hash(session, token_hash(bearer.credentials))
+    user = await storage.user_by_token_hash(session, token_hash(bearer.credentials), now=utc_now())
     if user is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

@@ -20,14 +20,17 @@ from sqlalchemy.orm import aliased
 from services.api.consolidation import Position
 from shared.db.sync_runs import requested_run
 from shared.db.tables import (
+    ApiToken,
     BrokerAccount,
     Credential,
     Portfolio,
+    Role,
     Schedule,
     Snapshot,
     SnapshotHolding,
     SnapshotStatus,
     SyncRun,
+    TokenScope,
     Transaction,
     User,
 )
@@ -74,8 +77,24 @@ class TransactionPosition:
 
 
 async def create_user(session: AsyncSession, *, email: str, api_token_hash: str, now: datetime) -> User:
-    user = User(id=uuid.uuid4(), email=email, api_token_hash=api_token_hash, created_at=now)
+    """The user and their first token (named `default`, scope `write`), in one transaction."""
+    user = User(id=uuid.uuid4(), email=email, role=Role.USER, created_at=now)
     session.add(user)
+    try:
+        await session.flush()  # the user first: without an ORM relationship, no order is implied
+    except IntegrityError:
+        await session.rollback()
+        raise AlreadyExists(f"a user with email {email!r} already exists") from None
+    session.add(
+        ApiToken(
+            id=uuid.uuid4(),
+            user_id=user.id,
+            name="default",
+            token_hash=api_token_hash,
+            scope=TokenScope.WRITE,
+            created_at=now,
+        )
+    )
     try:
         await session.commit()
     except IntegrityError:
@@ -84,8 +103,18 @@ async def create_user(session: AsyncSession, *, email: str, api_token_hash: str,
     return user
 
 
-async def user_by_token_hash(session: AsyncSession, api_token_hash: str) -> User | None:
-    return await session.scalar(select(User).where(User.api_token_hash == api_token_hash))
+async def user_by_token_hash(session: AsyncSession, api_token_hash: str, *, now: datetime) -> User | None:
+    """The owner of a live token (neither revoked nor expired)."""
+    query = (
+        select(User)
+        .join(ApiToken, ApiToken.user_id == User.id)
+        .where(
+            ApiToken.token_hash == api_token_hash,
+            ApiToken.revoked_at.is_(None),
+            or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+        )
+    )
+    return await session.scalar(query)
 
 
 async def create_portfolio(

@@ -70,8 +70,21 @@ def _alembic_config(connection: Connection) -> Config:
 
 async def upgrade_schema(engine: AsyncEngine, revision: str = "head") -> None:
     """Apply every pending Alembic migration (up to `revision`)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(lambda sync_conn: command.upgrade(_alembic_config(sync_conn), revision))
+    sqlite = engine.dialect.name == "sqlite"
+    async with engine.connect() as conn:
+        if sqlite:
+            # A batch migration rebuilds a table (copy, drop, rename); with foreign keys on, the drop
+            # would cascade to every row that refers to it. The pragma only takes outside a transaction.
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await conn.commit()
+        try:
+            await conn.run_sync(lambda sync_conn: command.upgrade(_alembic_config(sync_conn), revision))
+            await conn.commit()
+        finally:
+            if sqlite:
+                await conn.rollback()
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await conn.commit()
 
 
 async def assert_schema_current(engine: AsyncEngine) -> None:

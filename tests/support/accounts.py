@@ -29,7 +29,7 @@ async def create_account(
 ) -> BrokerAccount:
     unique = uuid.uuid4().hex
     async with sessions.begin() as session:
-        user = User(email=f"{unique}@example.test", api_token_hash=unique)
+        user = User(email=f"{unique}@example.test")
         portfolio = Portfolio(name="main")
         session.add(user)
         await session.flush()

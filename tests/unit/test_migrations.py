@@ -71,3 +71,23 @@ async def test_upgrading_past_0003_points_each_account_at_the_snapshot_its_posit
         rows = await conn.execute(select(BrokerAccount.id, BrokerAccount.current_snapshot_id))
         pointers = {account_id: snapshot_id for account_id, snapshot_id in rows}
     assert pointers == {ids["account"]: ids["snapshot"], ids["idle"]: None}
+
+
+async def test_upgrading_past_0007_keeps_every_user_signed_in_with_the_token_they_had(
+    empty_engine: AsyncEngine,
+) -> None:
+    await upgrade_schema(empty_engine, "0006")
+    user = uuid.uuid4()
+    async with empty_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO users (id, email, api_token_hash, created_at) VALUES (:u, 'k@x.test', 'h1', :n)"
+            ).bindparams(bindparam("u", type_=Uuid()), bindparam("n", type_=UtcDateTime())),
+            {"u": user, "n": datetime.now(UTC)},
+        )
+    await upgrade_schema(empty_engine)
+    async with empty_engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT name, token_hash, scope FROM api_tokens"))).all()
+        role = await conn.scalar(text("SELECT role FROM users"))
+    assert [tuple(r) for r in rows] == [("default", "h1", "write")]
+    assert role == "user"

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db.tables import User
+from shared.db.tables import ApiToken
 
 
 @pytest.mark.asyncio
@@ -24,10 +24,10 @@ async def test_a_new_user_gets_a_token_shown_once_and_stored_as_its_hash(
     token = body["api_token"]
     assert len(token) >= 40
     async with sessions() as session:
-        user = await session.scalar(select(User).where(User.id == uuid.UUID(body["id"])))
-    assert user is not None
-    assert user.api_token_hash == hashlib.sha256(token.encode()).hexdigest()
-    assert token not in user.api_token_hash
+        stored = await session.scalar(select(ApiToken).where(ApiToken.user_id == uuid.UUID(body["id"])))
+    assert stored is not None
+    assert stored.token_hash == hashlib.sha256(token.encode()).hexdigest()
+    assert token not in stored.token_hash
 
     me = await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200
