@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from services.api.context import ApiContext, ApiResources
 from services.api.routes import (
@@ -71,6 +72,9 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
         description=_DESCRIPTION,
         openapi_tags=_TAGS,
         lifespan=_lifespan(settings, resources),
+        # Operation ids are the route functions' names (`list_portfolios`): stable and readable, so
+        # generated clients and OpenAPI links can name them.
+        generate_unique_id_function=_operation_id,
     )
     if resources is not None:
         # Usable at once, even by a server or test transport that does not run the lifespan.
@@ -116,6 +120,10 @@ def _lifespan(
                 del app.state.api_context
 
     return lifespan
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:

@@ -109,3 +109,14 @@ async def test_without_a_valid_token_every_private_route_is_401(
         assert response.status_code == 401, (method, path, response.text)
         assert response.headers["WWW-Authenticate"] == challenge
         assert "token" in response.json()["detail"]
+
+
+def test_operation_ids_are_the_route_functions_names_and_unique() -> None:
+    from services.api.app import create_app
+    from shared.settings import Settings
+
+    document = create_app(Settings(credentials_keys="x")).openapi()
+    ids = [op["operationId"] for path in document["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids))
+    assert "list_portfolios" in ids
+    assert all(i.isidentifier() and "_v1_" not in i for i in ids)
