@@ -60,8 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--brokers", default="sim", help="comma-separated broker codes (default: sim)")
 
     keys = commands.add_parser("keys", help="credential encryption keys")
-    keys.add_subparsers(dest="keys_command", required=True).add_parser(
-        "generate", help="print a new Fernet key for CREDENTIALS_KEYS"
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    key_commands.add_parser("generate", help="print a new Fernet key for CREDENTIALS_KEYS")
+    rotate = key_commands.add_parser(
+        "rotate",
+        help="re-encrypt every stored credential under the first of CREDENTIALS_KEYS, so that the "
+        "others can be removed; safe to interrupt and run again",
+    )
+    rotate.add_argument(
+        "--batch-size", type=_positive_int, default=500, metavar="N", help="credentials per transaction (500)"
     )
     return parser
 
@@ -118,11 +125,22 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from services.operations import create_kafka_topics
 
         asyncio.run(create_kafka_topics(settings, [b.strip() for b in args.brokers.split(",") if b.strip()]))
+    elif args.command == "keys" and args.keys_command == "rotate":
+        from services.operations import rotate_credential_keys
+
+        return asyncio.run(rotate_credential_keys(settings, batch_size=args.batch_size))
     elif args.command == "keys":
         from shared.credentials import CredentialCipher
 
         print(CredentialCipher.generate_key())
     return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
-"""Operator tasks behind `portfolio-sync db upgrade` and `portfolio-sync topics create`."""
+"""Operator tasks behind `portfolio-sync db upgrade`, `topics create` and `keys rotate`."""
 
 from __future__ import annotations
 
+import sys
+
+from services.key_rotation import RotationReport, rotate_credentials
 from shared import topics
 from shared.bus.kafka import create_topics
-from shared.db.engine import create_engine, upgrade_schema
+from shared.credentials import CredentialCipher
+from shared.db.engine import assert_schema_current, create_engine, session_factory, upgrade_schema
 from shared.settings import Settings
 
 
@@ -28,3 +32,36 @@ async def create_kafka_topics(settings: Settings, brokers: list[str]) -> None:
     print(f"{len(created)} topic(s) created, {len(wanted) - len(created)} already there")
     for name in created:
         print(f"  + {name}")
+
+
+async def rotate_credential_keys(settings: Settings, *, batch_size: int) -> int:
+    """Re-encrypt every stored credential under the first of CREDENTIALS_KEYS; progress on stderr,
+    counts on stdout. Exit status 1 when some credentials no configured key opens (listed by account)."""
+    cipher = CredentialCipher(settings.credentials_keys.get_secret_value())
+    engine = create_engine(settings.database_url)
+    try:
+        await assert_schema_current(engine)
+        report = await rotate_credentials(
+            session_factory(engine), cipher, batch_size=batch_size, on_batch=_print_progress
+        )
+    finally:
+        await engine.dispose()
+    print(
+        f"{report.rotated} rotated, {report.already_current} already current, "
+        f"{report.replaced_meanwhile} replaced meanwhile by new credentials, "
+        f"{len(report.unreadable)} unreadable"
+    )
+    if not report.unreadable:
+        return 0
+    print(
+        "no configured key opens the credentials of these accounts (add the key they were stored "
+        "under to CREDENTIALS_KEYS and run again, or have their owners set new credentials):",
+        file=sys.stderr,
+    )
+    for account_id in report.unreadable:
+        print(f"  {account_id}", file=sys.stderr)
+    return 1
+
+
+def _print_progress(report: RotationReport) -> None:
+    print(f"keys rotate: {report.done}/{report.total} credentials", file=sys.stderr, flush=True)

@@ -27,9 +27,11 @@ class CredentialCipher:
                 "CREDENTIALS_KEYS is not set: generate a key with `portfolio-sync keys generate`"
             )
         try:
-            self._fernet = MultiFernet([Fernet(k.encode()) for k in parts])
+            fernets = [Fernet(k.encode()) for k in parts]
         except ValueError:
             raise CredentialsKeyError("CREDENTIALS_KEYS holds a value that is not a Fernet key") from None
+        self._newest = fernets[0]
+        self._fernet = MultiFernet(fernets)
 
     @staticmethod
     def generate_key() -> str:
@@ -45,6 +47,17 @@ class CredentialCipher:
             raise CredentialsUnreadable("credentials cannot be decrypted with the configured keys") from None
         return {str(k): str(v) for k, v in data.items()}
 
+    def is_current(self, token: str) -> bool:
+        """Whether the newest key alone opens `token`: re-encrypting it would change nothing."""
+        try:
+            self._newest.decrypt(token.encode())
+        except InvalidToken:
+            return False
+        return True
+
     def rotate(self, token: str) -> str:
-        """Re-encrypt under the newest key."""
-        return self._fernet.rotate(token.encode()).decode()
+        """Re-encrypt under the newest key; CredentialsUnreadable if no configured key opens it."""
+        try:
+            return self._fernet.rotate(token.encode()).decode()
+        except InvalidToken:
+            raise CredentialsUnreadable("credentials cannot be decrypted with the configured keys") from None
