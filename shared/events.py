@@ -193,10 +193,15 @@ class HoldingSnapshot(Event):
 
 
 class FailureKind(enum.StrEnum):
-    AUTH = "auth"
+    """Why a sync failed. New kinds may be added (see docs/events.md): a reader should treat a kind it
+    does not know as a final failure, not reject the event."""
+
+    AUTH = "auth"  # the broker rejected the credentials: the user must set new ones
     TRANSIENT = "transient"
     RATE_LIMITED = "rate_limited"
     INVALID_RESPONSE = "invalid_response"
+    # No configured key opens the stored credentials: the operator's keys, not the user's credentials.
+    UNREADABLE_CREDENTIALS = "unreadable_credentials"
 
 
 class SyncFailed(Event):

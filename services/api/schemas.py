@@ -348,7 +348,10 @@ class SyncRunOut(_Response):
     requested_at: AwareDatetime
     finished_at: AwareDatetime | None = Field(description="Set once succeeded or failed.")
     failure_kind: str | None = Field(
-        description="auth, transient, rate_limited or invalid_response: of the latest failed attempt."
+        description="Of the latest failed attempt: auth (the broker rejected the credentials: set new "
+        "ones), transient, rate_limited, invalid_response (the broker's answer made no sense), or "
+        "unreadable_credentials (the deployment cannot decrypt the stored credentials: an operator's "
+        "key problem, not yours; setting new credentials also cures it)."
     )
     failure_reason: str | None
     snapshot_id: uuid.UUID | None

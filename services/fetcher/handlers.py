@@ -18,6 +18,7 @@ from datetime import timedelta
 from pydantic import ValidationError
 
 from services.fetcher.adapter import AccountContext, BrokerAdapter, BrokerError, RateLimited
+from services.fetcher.metrics import FetcherMetrics, process_metrics
 from services.fetcher.retry import RetryPolicy
 from shared import topics
 from shared.bus.port import MessageBus, OutgoingMessage
@@ -38,8 +39,10 @@ class Fetcher:
         cipher: CredentialCipher,
         slots: asyncio.Semaphore,
         retry: RetryPolicy,
+        metrics: FetcherMetrics | None = None,
     ) -> None:
         self._adapter = adapter
+        self._metrics = metrics or process_metrics()
         self._bus = bus
         self._cipher = cipher
         self._slots = slots  # the broker's concurrency cap, shared by every batch of this process
@@ -105,7 +108,14 @@ class Fetcher:
         try:
             account = AccountContext(request.account_id, self._credentials(request))
         except CredentialsUnreadable as exc:
-            return FailureKind.AUTH, str(exc), None
+            # The user's credentials may be fine: it is this fetcher's keys (CREDENTIALS_KEYS) that
+            # cannot open them. An operator must act, so: its own kind, an ERROR, a counter.
+            log.error(
+                "no configured key opens the account's credentials: check CREDENTIALS_KEYS",
+                extra={"account_id": str(request.account_id), "broker": request.broker},
+            )
+            self._metrics.unreadable_credentials.labels(broker=request.broker).inc()
+            return FailureKind.UNREADABLE_CREDENTIALS, str(exc), None
         async with self._slots:
             try:
                 holdings = await self._adapter.fetch_holdings(account)

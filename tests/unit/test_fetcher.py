@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 
+import pytest
+from prometheus_client import CollectorRegistry
+
 from services.fetcher.adapter import AccountContext, AuthRejected, InvalidResponse
 from services.fetcher.brokers.simulated import SimulatedBroker
 from services.fetcher.handlers import Fetcher
+from services.fetcher.metrics import FetcherMetrics
 from services.fetcher.retry import RetryPolicy
 from shared import topics
 from shared.bus.memory import InMemoryBus
@@ -94,14 +99,33 @@ async def test_typed_broker_errors_become_sync_failed_of_that_kind(bus: InMemory
     assert bus.records(topics.HOLDINGS_SNAPSHOTS) == []
 
 
-async def test_credentials_no_key_opens_fail_as_auth_without_calling_the_broker(bus: InMemoryBus) -> None:
-    foreign = CredentialCipher(CredentialCipher.generate_key()).encrypt({"pin": "1234"})
+async def test_credentials_no_key_opens_are_an_operator_error_not_an_auth_failure(
+    bus: InMemoryBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    foreign_key = CredentialCipher.generate_key()
+    foreign = CredentialCipher(foreign_key).encrypt({"pin": "1234"})
     broker = RecordingBroker([])
-    await Fetcher(
-        adapter=broker, bus=bus, cipher=CredentialCipher(KEY), slots=asyncio.Semaphore(1), retry=NO_RETRY
-    ).handle_requests([_request(foreign)])
+    metrics = FetcherMetrics(CollectorRegistry())
+    request = _request(foreign)
+    with caplog.at_level(logging.ERROR, logger="services.fetcher.handlers"):
+        await Fetcher(
+            adapter=broker,
+            bus=bus,
+            cipher=CredentialCipher(KEY),
+            slots=asyncio.Semaphore(1),
+            retry=RetryPolicy(max_attempts=5, base_s=1, max_s=1),
+            metrics=metrics,
+        ).handle_requests([request])
+
     failure = decode_event(SyncFailed, bus.records(topics.SYNC_FAILURES)[0].value)
-    assert failure.kind is FailureKind.AUTH and broker.seen == []
+    assert (failure.kind, failure.final) == (FailureKind.UNREADABLE_CREDENTIALS, True), "no retry can cure it"
+    assert broker.seen == [] and bus.records(topics.sync_request_retries("sim")) == []
+    assert metrics.unreadable_credentials.labels(broker="sim")._value.get() == 1
+    [line] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert getattr(line, "account_id") == str(request.account_id)
+    logged = line.getMessage() + repr(line.__dict__)
+    for secret in (KEY, foreign_key, foreign, "1234"):
+        assert secret not in logged
 
 
 async def test_simulated_broker_is_deterministic_per_account() -> None:

@@ -303,6 +303,27 @@ async def test_auth_failure_marks_the_account_for_reauth_and_finishes_the_run(
     assert run is not None and (run.status, run.failure_kind, run.trigger) == ("failed", "auth", "external")
 
 
+async def test_unreadable_credentials_fail_the_run_without_asking_the_user_to_reauthenticate(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    account = await create_account(sessions)
+    failure = SyncFailed(
+        account_id=account.id,
+        request_id=uuid.uuid4(),
+        broker="sim",
+        kind=FailureKind.UNREADABLE_CREDENTIALS,
+        reason="credentials cannot be decrypted with the configured keys",
+    )
+    await Ledger(sessions=sessions, bus=bus).apply_batch([failure])
+    stored = await _account(sessions, account.id)
+    async with sessions() as session:
+        run = await session.get(SyncRun, failure.request_id)
+    assert not stored.needs_reauth, "the operator's keys are at fault, not the user's credentials"
+    assert stored.consecutive_failures == 1
+    assert stored.last_error is not None and stored.last_error.startswith("unreadable_credentials")
+    assert run is not None and (run.status, run.failure_kind) == ("failed", "unreadable_credentials")
+
+
 async def test_an_event_for_an_unknown_account_is_rejected_and_nothing_of_the_batch_is_written(
     sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
 ) -> None:
