@@ -134,7 +134,8 @@ class HeldSnapshotOut(_Response):
     id: uuid.UUID
     taken_at: AwareDatetime
     reason: str | None = Field(
-        description="Why the ledger held it, e.g. the broker reported no holdings where there were some."
+        description="Why the ledger held it, e.g. the broker reported no holdings where there were some, "
+        "or the statement lists 1 of the 5 instruments held before."
     )
     holdings_count: int
 
@@ -159,8 +160,9 @@ class AccountOut(_Response):
     has_credentials: bool = Field(description="Whether credentials are stored; they are never returned.")
     held_snapshot: HeldSnapshotOut | None = Field(
         description=(
-            "A snapshot that looked like a broker error (all or most positions gone, no error reported) "
-            "and did not replace the current positions. The next sync confirms it (it applies) or "
+            "A snapshot that looked like an error (all or most positions gone, no error reported; for a "
+            "csv account, a statement leaving out most of them) and did not replace the current "
+            "positions. The next sync or upload listing the same instruments confirms it (it applies) or "
             "contradicts it (it is dismissed); or accept it with "
             "POST /v1/accounts/{id}/held-snapshot/accept. None when nothing is held."
         )
@@ -342,7 +344,8 @@ class SyncRunOut(_Response):
     trigger: str = Field(description="schedule, manual, import (an uploaded statement) or external.")
     status: str = Field(
         description="requested: waiting for a fetcher; retrying: an attempt failed and another is "
-        "scheduled (see next_attempt_at); succeeded: a snapshot arrived (snapshot_id); failed: the "
+        "scheduled (see next_attempt_at); succeeded: a snapshot arrived (snapshot_id; whether it "
+        "became the account's positions is snapshot_status); failed: the "
         "last attempt failed (failure_kind, failure_reason)."
     )
     requested_at: AwareDatetime
@@ -355,6 +358,14 @@ class SyncRunOut(_Response):
     )
     failure_reason: str | None
     snapshot_id: uuid.UUID | None
+    snapshot_status: str | None = Field(
+        default=None,
+        description="What the ledger made of the run's snapshot: applied (the account's positions), "
+        "late (history only), held (it looks like an error, e.g. a statement leaving out most of "
+        "what the account held: accept it with POST /v1/accounts/{id}/held-snapshot/accept, or sync "
+        "or upload the same again), or dismissed (a later one contradicted it). A succeeded run whose "
+        "snapshot is held did not change the account's positions.",
+    )
     attempts: int = Field(description="Attempts made so far, counting the first.")
     next_attempt_at: AwareDatetime | None = Field(
         description="While retrying: the next attempt is not made before this time."
@@ -375,6 +386,14 @@ class StatementAccepted(BaseModel):
         description="Id of the import's sync run; follow it in GET /v1/accounts/{id}/sync-runs."
     )
     holdings: int = Field(description="How many holdings the statement lists.")
+    snapshot_id: uuid.UUID = Field(description="Id of the snapshot the statement becomes.")
+    held_for_review: bool = Field(
+        description="True when the statement leaves out all, or most, of what the account holds now: "
+        "the ledger will hold it instead of applying it (see `review`)."
+    )
+    review: str | None = Field(
+        description="When held_for_review: why, and how to confirm the statement is the whole account."
+    )
     format: StatementFormat = Field(description="The format the file was read as.")
     statement_date: date | None = Field(
         description="The day the statement describes, when the format states it (Zerodha Console does)."

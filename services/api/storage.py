@@ -415,3 +415,23 @@ async def record_unpublished_request(
         )
     )
     await session.commit()
+
+
+async def snapshot_statuses(session: AsyncSession, snapshot_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """What became of each snapshot (applied, late, held, dismissed), by id."""
+    if not snapshot_ids:
+        return {}
+    rows = await session.execute(select(Snapshot.id, Snapshot.status).where(Snapshot.id.in_(snapshot_ids)))
+    return {snapshot_id: status for snapshot_id, status in rows}
+
+
+async def instruments_of(session: AsyncSession, snapshot_id: uuid.UUID | None) -> set[tuple[str, str]] | None:
+    """The (symbol, exchange) pairs a snapshot lists; None for no snapshot."""
+    if snapshot_id is None:
+        return None
+    rows = await session.execute(
+        select(SnapshotHolding.symbol, SnapshotHolding.exchange).where(
+            SnapshotHolding.snapshot_id == snapshot_id
+        )
+    )
+    return {(symbol, exchange) for symbol, exchange in rows}

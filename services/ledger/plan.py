@@ -26,7 +26,6 @@ from services.ledger.positions import (
     moved,
     position_changes,
     positions_of,
-    suspicion,
 )
 from shared import topics
 from shared.db.tables import SnapshotStatus
@@ -41,6 +40,8 @@ from shared.events import (
     TradeSide,
     utc_now,
 )
+from shared.snapshot_review import SnapshotSource, confirms_held, suspicion
+from shared.statements import STATEMENT_BROKER
 
 FINISHED_RUN = frozenset({"succeeded", "failed"})
 
@@ -287,10 +288,10 @@ def _place(plan: BatchPlan, account: AccountState, snapshot: HoldingSnapshot, no
     if account.positions_as_of is not None and snapshot.taken_at <= account.positions_as_of:
         return SnapshotStatus.LATE
     incoming = positions_of(snapshot.holdings)
-    reason = suspicion(account.positions, incoming)
+    source = SnapshotSource.STATEMENT if snapshot.broker == STATEMENT_BROKER else SnapshotSource.BROKER
+    reason = suspicion(account.positions.keys(), incoming.keys(), source=source)
     if account.held_snapshot_id is not None:
-        held_keys = set(account.held_positions or {})
-        if reason is not None and set(incoming) == held_keys:
+        if reason is not None and confirms_held(incoming.keys(), (account.held_positions or {}).keys()):
             # The next sync says the same: the held snapshot was real after all.
             plan.status_changes[account.held_snapshot_id] = SnapshotStatus.APPLIED
             reason = None

@@ -1,5 +1,5 @@
-"""Pure position arithmetic: what changed between two snapshots, which trades explain it, and
-whether a snapshot looks like a broker quietly failing rather than the account really changing."""
+"""Pure position arithmetic: what changed between two snapshots and which trades explain it.
+(Whether a snapshot looks like a quiet failure is `shared.snapshot_review`: the API uses it too.)"""
 
 from __future__ import annotations
 
@@ -10,14 +10,9 @@ from decimal import Decimal
 from typing import NamedTuple, Protocol
 
 from shared.events import Holding, PositionChange
+from shared.snapshot_review import InstrumentKey as InstrumentKey  # re-exported: the ledger names it here
 
-InstrumentKey = tuple[str, str]  # (symbol, exchange)
 ZERO = Decimal(0)
-
-# A complete snapshot that keeps fewer than this share of the instruments held before is suspicious,
-# once the account holds at least MIN_POSITIONS_FOR_SHARE_RULE instruments (an empty one always is).
-KEPT_SHARE_BELOW = Decimal("0.5")
-MIN_POSITIONS_FOR_SHARE_RULE = 4
 
 
 class Held(NamedTuple):
@@ -74,18 +69,6 @@ def position_changes(
                 PositionChange(symbol=key[0], exchange=key[1], previous_quantity=was, quantity=now)
             )
     return changes
-
-
-def suspicion(before: Positions, after: Positions) -> str | None:
-    """Why `after` looks like a broker error rather than a real change, or None when it looks real."""
-    if not before:
-        return None
-    if not after:
-        return f"the broker reported no holdings where the account held {len(before)} instrument(s)"
-    kept = len(before.keys() & after.keys())
-    if len(before) >= MIN_POSITIONS_FOR_SHARE_RULE and Decimal(kept) < KEPT_SHARE_BELOW * len(before):
-        return f"the broker reported {kept} of the {len(before)} instruments held before"
-    return None
 
 
 class TradeKind(enum.StrEnum):

@@ -105,7 +105,8 @@ async def test_credentials_no_key_opens_are_an_operator_error_not_an_auth_failur
     foreign_key = CredentialCipher.generate_key()
     foreign = CredentialCipher(foreign_key).encrypt({"pin": "1234"})
     broker = RecordingBroker([])
-    metrics = FetcherMetrics(CollectorRegistry())
+    registry = CollectorRegistry()
+    metrics = FetcherMetrics(registry)
     request = _request(foreign)
     with caplog.at_level(logging.ERROR, logger="services.fetcher.handlers"):
         await Fetcher(
@@ -120,9 +121,12 @@ async def test_credentials_no_key_opens_are_an_operator_error_not_an_auth_failur
     failure = decode_event(SyncFailed, bus.records(topics.SYNC_FAILURES)[0].value)
     assert (failure.kind, failure.final) == (FailureKind.UNREADABLE_CREDENTIALS, True), "no retry can cure it"
     assert broker.seen == [] and bus.records(topics.sync_request_retries("sim")) == []
-    assert metrics.unreadable_credentials.labels(broker="sim")._value.get() == 1
+    counted = registry.get_sample_value(
+        "portfolio_sync_fetcher_unreadable_credentials_total", {"broker": "sim"}
+    )
+    assert counted == 1
     [line] = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert getattr(line, "account_id") == str(request.account_id)
+    assert line.__dict__["account_id"] == str(request.account_id)
     logged = line.getMessage() + repr(line.__dict__)
     for secret in (KEY, foreign_key, foreign, "1234"):
         assert secret not in logged

@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import storage
 from services.api.deps import Bus, OwnedAccount, Session
@@ -22,7 +23,9 @@ from services.api.routes import error_responses
 from services.api.schemas import StatementAccepted, StatementProblemOut, StatementRejectedOut
 from shared import topics
 from shared.bus.port import BusUnavailable, OutgoingMessage
+from shared.db.tables import BrokerAccount
 from shared.events import HoldingSnapshot, utc_now
+from shared.snapshot_review import SnapshotSource, hold_reason
 from shared.statements import (
     MAX_STATEMENT_BYTES,
     STATEMENT_BROKER,
@@ -108,6 +111,7 @@ async def import_statement(
     if len(encoded) > MAX_SNAPSHOT_BYTES:
         log.info("statement too large to publish", extra={**context, "bytes": len(encoded)})
         return _rejected(StatementRejected([_too_many_holdings(len(statement.holdings), len(encoded))]))
+    review = await _review(session, account, snapshot)
     await storage.record_import(session, run_id=snapshot.request_id, account_id=account.id, now=now)
     context |= {"request_id": str(snapshot.request_id), "format": statement.format.value}
     try:
@@ -124,12 +128,37 @@ async def import_statement(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             "the statement could not be imported (message bus unavailable): upload it again",
         ) from None
-    log.info("statement imported", extra={**context, "holdings": len(statement.holdings)})
+    log.info(
+        "statement imported",
+        extra={**context, "holdings": len(statement.holdings), "held_for_review": review is not None},
+    )
     return StatementAccepted(
         request_id=snapshot.request_id,
         holdings=len(statement.holdings),
+        snapshot_id=snapshot.event_id,
+        held_for_review=review is not None,
+        review=review,
         format=statement.format,
         statement_date=statement.statement_date,
+    )
+
+
+async def _review(session: AsyncSession, account: BrokerAccount, snapshot: HoldingSnapshot) -> str | None:
+    """What to tell the uploader when the ledger will hold the statement (the rule it applies, to the
+    account as it stands now), or None when the statement will become the account's positions."""
+    current = await storage.instruments_of(session, account.current_snapshot_id) or set()
+    held = await storage.instruments_of(session, account.held_snapshot_id)
+    incoming = [(h.symbol, h.exchange) for h in snapshot.holdings]
+    reason = hold_reason(current, incoming, held, source=SnapshotSource.STATEMENT)
+    if reason is None:
+        return None
+    return (
+        f"{reason}, so it will be held for review, not applied: a statement is the whole account, and "
+        "one that leaves out most of it is more often an incomplete file than a sale. If the account "
+        "really holds only what this file lists, accept it once it shows as held_snapshot on "
+        f"GET /v1/accounts/{account.id}: POST /v1/accounts/{account.id}/held-snapshot/accept with "
+        f'{{"snapshot_id": "{snapshot.event_id}"}} (or upload the same file again, which confirms it). '
+        "Otherwise upload the complete statement: it replaces this one."
     )
 
 

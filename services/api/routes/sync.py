@@ -31,8 +31,13 @@ async def list_sync_runs(
     limit: Annotated[int, Query(ge=1, le=500, description="Most runs to return.")] = 50,
 ) -> list[SyncRunOut]:
     """The account's sync runs, newest first, scheduled and manual alike."""
+    runs = await storage.sync_runs(session, account.id, limit=limit)
+    statuses = await storage.snapshot_statuses(session, [r.snapshot_id for r in runs if r.snapshot_id])
     return [
-        SyncRunOut.model_validate(run) for run in await storage.sync_runs(session, account.id, limit=limit)
+        SyncRunOut.model_validate(run).model_copy(
+            update={"snapshot_status": statuses.get(run.snapshot_id) if run.snapshot_id else None}
+        )
+        for run in runs
     ]
 
 

@@ -18,7 +18,7 @@ from shared import topics
 from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
 from shared.db.tables import Schedule, SyncRun
-from shared.events import HoldingSnapshot, decode_event
+from shared.events import HoldingSnapshot, SnapshotAccepted, decode_event
 from shared.settings import Settings
 from shared.statements import parse_statement
 from tests.unit.api.conftest import Headers, UnreachableBus, sign_up
@@ -129,14 +129,17 @@ async def test_a_generic_statement_becomes_one_snapshot_and_a_requested_run(
     body = response.json()
     assert body == {
         "request_id": body["request_id"],
+        "snapshot_id": body["snapshot_id"],
         "holdings": 5,
         "format": "generic",
         "statement_date": None,
+        "held_for_review": False,
+        "review": None,
     }
     (record,) = bus.records(topics.HOLDINGS_SNAPSHOTS)
     assert record.key == csv_account_id
     snapshot = decode_event(HoldingSnapshot, record.value)
-    assert str(snapshot.request_id) == body["request_id"]
+    assert (str(snapshot.request_id), str(snapshot.event_id)) == (body["request_id"], body["snapshot_id"])
     assert str(snapshot.account_id) == csv_account_id
     assert snapshot.broker == "csv"
     assert snapshot.holdings == parse_statement(GENERIC_EXAMPLE).holdings
@@ -185,9 +188,117 @@ async def test_the_ledger_applies_an_import_like_a_sync(
         ("VWCE", "40.5", "98.12"),
     ]
     runs = (await client.get(f"/v1/accounts/{csv_account_id}/sync-runs", headers=alice)).json()
-    assert [(r["id"], r["trigger"], r["status"]) for r in runs] == [
-        (response.json()["request_id"], "import", "succeeded")
+    assert [(r["id"], r["trigger"], r["status"], r["snapshot_status"]) for r in runs] == [
+        (response.json()["request_id"], "import", "succeeded", "applied")
     ]
+
+
+# --- a statement that leaves out what the account held --------------------------------------------
+
+FIVE = b"symbol,exchange,quantity,average_price,currency\n" + b"".join(
+    f"S{i},NSE,{i + 1},10,INR\n".encode() for i in range(5)
+)
+ONE_OF_FIVE = b"symbol,exchange,quantity,average_price,currency\nS0,NSE,1,10,INR\n"
+THREE_OF_FIVE = b"symbol,exchange,quantity,average_price,currency\n" + b"".join(
+    f"S{i},NSE,{i + 1},10,INR\n".encode() for i in range(3)
+)
+EMPTY = b"symbol,exchange,quantity,average_price,currency\n"
+
+
+async def _upload_and_apply(
+    client: httpx.AsyncClient,
+    account_id: str,
+    body: bytes,
+    headers: Headers,
+    bus: InMemoryBus,
+    sessions: async_sessionmaker[AsyncSession],
+) -> dict[str, object]:
+    response = await _upload(client, account_id, body, headers)
+    assert response.status_code == 202, response.text
+    record = bus.records(topics.HOLDINGS_SNAPSHOTS)[-1]
+    await Ledger(sessions=sessions, bus=bus).apply_batch([decode_event(HoldingSnapshot, record.value)])
+    answer: dict[str, object] = response.json()
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("second", "held_reason"),
+    [
+        (ONE_OF_FIVE, "the statement lists 1 of the 5 instruments held before"),
+        (EMPTY, "the statement lists no holdings where the account held 5 instrument(s)"),
+    ],
+)
+async def test_a_statement_leaving_out_most_holdings_says_at_once_it_will_be_held_and_how_to_accept(
+    client: httpx.AsyncClient,
+    alice: Headers,
+    csv_account_id: str,
+    bus: InMemoryBus,
+    sessions: async_sessionmaker[AsyncSession],
+    second: bytes,
+    held_reason: str,
+) -> None:
+    first = await _upload_and_apply(client, csv_account_id, FIVE, alice, bus, sessions)
+    assert (first["held_for_review"], first["review"]) == (False, None), "a first statement is applied"
+
+    answer = await _upload_and_apply(client, csv_account_id, second, alice, bus, sessions)
+
+    assert answer["held_for_review"] is True
+    review = str(answer["review"])
+    assert review.startswith(held_reason) and "held for review" in review
+    assert f"/v1/accounts/{csv_account_id}/held-snapshot/accept" in review
+    assert str(answer["snapshot_id"]) in review
+    account = (await client.get(f"/v1/accounts/{csv_account_id}", headers=alice)).json()
+    assert account["held_snapshot"]["id"] == answer["snapshot_id"], "the prediction came true"
+    assert account["held_snapshot"]["reason"] == held_reason, "the statement, not the broker"
+    runs = (await client.get(f"/v1/accounts/{csv_account_id}/sync-runs", headers=alice)).json()
+    assert [(r["status"], r["snapshot_status"]) for r in runs] == [
+        ("succeeded", "held"),
+        ("succeeded", "applied"),
+    ]
+
+    accepted = await client.post(
+        f"/v1/accounts/{csv_account_id}/held-snapshot/accept",
+        json={"snapshot_id": answer["snapshot_id"]},
+        headers=alice,
+    )
+    assert accepted.status_code == 202, accepted.text
+    await Ledger(sessions=sessions, bus=bus).apply_batch(
+        [decode_event(SnapshotAccepted, bus.records(topics.SNAPSHOT_REVIEWS)[-1].value)]
+    )
+    runs = (await client.get(f"/v1/accounts/{csv_account_id}/sync-runs", headers=alice)).json()
+    assert runs[0]["snapshot_status"] == "applied"
+
+
+async def test_uploading_the_same_short_statement_again_confirms_it_and_is_not_announced_as_held(
+    client: httpx.AsyncClient,
+    alice: Headers,
+    csv_account_id: str,
+    bus: InMemoryBus,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await _upload_and_apply(client, csv_account_id, FIVE, alice, bus, sessions)
+    held = await _upload_and_apply(client, csv_account_id, ONE_OF_FIVE, alice, bus, sessions)
+    assert held["held_for_review"] is True
+
+    again = await _upload_and_apply(client, csv_account_id, ONE_OF_FIVE, alice, bus, sessions)
+
+    assert (again["held_for_review"], again["review"]) == (False, None)
+    holdings = (await client.get(f"/v1/accounts/{csv_account_id}/holdings", headers=alice)).json()
+    assert [h["symbol"] for h in holdings] == ["S0"]
+
+
+async def test_a_statement_keeping_half_or_more_is_applied_without_review(
+    client: httpx.AsyncClient,
+    alice: Headers,
+    csv_account_id: str,
+    bus: InMemoryBus,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await _upload_and_apply(client, csv_account_id, FIVE, alice, bus, sessions)
+    answer = await _upload_and_apply(client, csv_account_id, THREE_OF_FIVE, alice, bus, sessions)
+    assert answer["held_for_review"] is False
+    account = (await client.get(f"/v1/accounts/{csv_account_id}", headers=alice)).json()
+    assert account["held_snapshot"] is None
 
 
 # --- refused statements: nothing recorded, nothing published -------------------------------------
