@@ -82,6 +82,9 @@ async def import_statement(
     average_price, currency`, optionally `exchange, isin, asset_type, last_price`) and Zerodha
     Console's holdings download saved as CSV. At most 5 MB and 50,000 rows. The import runs
     asynchronously like a sync: follow it by `request_id` in sync-runs.
+
+    A statement that leaves out all, or most, of what the account holds is held for review by the
+    ledger instead of applied: the answer then says `held_for_review: true`, why, and how to accept it.
     """
     if account.broker != STATEMENT_BROKER:
         raise HTTPException(
