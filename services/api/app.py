@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
@@ -13,6 +14,7 @@ from starlette.routing import compile_path
 from services.api.body_cap import RequestBodyCap
 from services.api.context import ApiContext, ApiResources
 from services.api.errors import install_error_handlers
+from services.api.openapi_links import add_links
 from services.api.routes import (
     accounts,
     error_responses,
@@ -94,7 +96,20 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
         max_bytes=settings.api_max_body_bytes,
         larger=[(statement_upload, MAX_STATEMENT_BYTES)],
     )
+    _link_operations(app)
     return app
+
+
+def _link_operations(app: FastAPI) -> None:
+    """The OpenAPI document, built once, with links between operations (openapi_links.py)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_links(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 @asynccontextmanager
