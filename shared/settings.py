@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     )
     api_host: str = Field(default="127.0.0.1", description="Address the API binds to.")
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port the API binds to.")
+    api_max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1,
+        description="Largest request body the API reads (413 beyond it); statement uploads: 5 MB.",
+    )
     scheduler_tick_seconds: float = Field(
         default=5.0, gt=0, description="How often the scheduler looks for due syncs."
     )

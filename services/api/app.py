@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
+from starlette.routing import compile_path
 
+from services.api.body_cap import RequestBodyCap
 from services.api.context import ApiContext, ApiResources
+from services.api.errors import install_error_handlers
+from services.api.openapi_links import add_links
 from services.api.routes import (
     accounts,
+    error_responses,
     health,
     holdings,
     portfolios,
@@ -24,16 +27,17 @@ from services.api.routes import (
     transactions,
     users,
 )
-from services.api.storage import AlreadyExists
 from shared.bus.memory import InMemoryBus
 from shared.bus.port import MessageBus
 from shared.credentials import CredentialCipher
 from shared.runtime import checked_engine, started_bus
 from shared.settings import Settings
+from shared.statements import MAX_STATEMENT_BYTES
 
 __all__ = ["ApiResources", "create_app", "open_resources"]
 
 BUS_CLIENT_ID = "api"
+V1 = "/v1"
 
 _DESCRIPTION = """\
 One consolidated, current record of what every broker account holds.
@@ -79,14 +83,33 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
     if resources is not None:
         # Usable at once, even by a server or test transport that does not run the lifespan.
         app.state.api_context = ApiContext.create(settings, resources)
-    app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(AlreadyExists, _already_exists)
+    install_error_handlers(app)
     app.include_router(health.router)
-    v1 = APIRouter(prefix="/v1")
+    # Every /v1 route reads the database (or the bus), so any of them may find it down.
+    v1 = APIRouter(prefix=V1, responses=error_responses(503))
     for module in (users, portfolios, accounts, holdings, snapshots, transactions, sync, statements):
         v1.include_router(module.router)
     app.include_router(v1)
+    statement_upload, _, _ = compile_path(V1 + statements.STATEMENTS_PATH)
+    app.add_middleware(
+        RequestBodyCap,
+        max_bytes=settings.api_max_body_bytes,
+        larger=[(statement_upload, MAX_STATEMENT_BYTES)],
+    )
+    _link_operations(app)
     return app
+
+
+def _link_operations(app: FastAPI) -> None:
+    """The OpenAPI document, built once, with links between operations (openapi_links.py)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_links(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 @asynccontextmanager
@@ -124,17 +147,6 @@ def _lifespan(
 
 def _operation_id(route: APIRoute) -> str:
     return route.name
-
-
-async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's 422, minus the offending input: a rejected body may hold credentials."""
-    assert isinstance(exc, RequestValidationError)
-    errors = [{k: v for k, v in error.items() if k != "input"} for error in exc.errors()]
-    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
-
-
-async def _already_exists(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(status_code=409, content={"detail": str(exc)})
 
 
 def _package_version() -> str:

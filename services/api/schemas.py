@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from services.api.consolidation import market_value
+from services.api.input_types import NO_CONTROL_CHARACTERS
 from shared.statements import STATEMENT_BROKER, StatementFormat
 
 BROKER_CODE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
@@ -36,7 +37,9 @@ def _decimal_text(value: Decimal) -> str:
 
 
 DecimalText = Annotated[Decimal, PlainSerializer(_decimal_text, return_type=str, when_used="json")]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NO_CONTROL_CHARACTERS
+]
 
 
 class _Request(BaseModel):
@@ -52,7 +55,9 @@ class _Response(BaseModel):
 
 
 class UserCreate(_Request):
-    email: str = Field(max_length=320, examples=["ada@example.com"])
+    email: Annotated[str, StringConstraints(max_length=320), NO_CONTROL_CHARACTERS] = Field(
+        examples=["ada@example.com"]
+    )
 
     @field_validator("email")
     @classmethod
@@ -169,7 +174,7 @@ class AccountOut(_Response):
     )
 
 
-CredentialKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+CredentialKey = Annotated[str, StringConstraints(min_length=1, max_length=64), NO_CONTROL_CHARACTERS]
 CredentialValue = Annotated[SecretStr, Field(max_length=4096)]
 
 

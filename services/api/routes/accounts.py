@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response, status
 
 from services.api import storage
 from services.api.deps import ApiSettings, Cipher, OwnedAccount, OwnedPortfolio, Session
-from services.api.routes import error_responses
+from services.api.routes import BODY_ERRORS, error_responses
 from services.api.schemas import AccountCreate, AccountOut, CredentialsIn, HeldSnapshotOut
 from shared.events import utc_now
 from shared.statements import STATEMENT_BROKER
@@ -47,7 +47,7 @@ def _account_out(view: storage.AccountView) -> AccountOut:
     "/portfolios/{portfolio_id}/accounts",
     status_code=status.HTTP_201_CREATED,
     summary="Add a broker account",
-    responses=error_responses(401, 404),
+    responses=error_responses(*BODY_ERRORS, 401, 404),
 )
 async def create_account(
     body: AccountCreate, portfolio: OwnedPortfolio, session: Session, settings: ApiSettings
@@ -97,7 +97,7 @@ async def read_account(account: OwnedAccount, session: Session) -> AccountOut:
     "/accounts/{account_id}/credentials",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Set the account's broker credentials",
-    responses=error_responses(401, 404),
+    responses=error_responses(*BODY_ERRORS, 401, 404),
 )
 async def put_credentials(
     body: CredentialsIn, account: OwnedAccount, session: Session, cipher: Cipher

@@ -5,19 +5,22 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from services.api import storage
 from services.api.consolidation import consolidate
 from services.api.deps import OwnedAccount, OwnedPortfolio, Session
+from services.api.input_types import Timestamp
 from services.api.routes import error_responses
 from services.api.schemas import ConsolidatedHoldingOut, PositionOut
 
 router = APIRouter(tags=["holdings"])
 
 AsOf = Annotated[
-    AwareDatetime | None,
-    Query(description="Point in time (ISO 8601 with a zone, e.g. 2026-01-31T15:30:00Z); default: now."),
+    Timestamp | None,
+    Query(
+        description="Point in time (ISO 8601 with a zone, e.g. 2026-01-31T15:30:00Z, between 1900 and "
+        "9999 in UTC); default: now."
+    ),
 ]
 
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 
 from services.api import storage
 from services.api.deps import CurrentUser, OwnedPortfolio, Session
-from services.api.routes import error_responses
+from services.api.routes import BODY_ERRORS, error_responses
 from services.api.schemas import PortfolioCreate, PortfolioOut
 from shared.events import utc_now
 
@@ -17,7 +17,7 @@ router = APIRouter(tags=["portfolios"])
     "/portfolios",
     status_code=status.HTTP_201_CREATED,
     summary="Create a portfolio",
-    responses=error_responses(401, 409),
+    responses=error_responses(*BODY_ERRORS, 401, 409),
 )
 async def create_portfolio(body: PortfolioCreate, user: CurrentUser, session: Session) -> PortfolioOut:
     """Create a portfolio; its name must be unique among the caller's portfolios."""

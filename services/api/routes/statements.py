@@ -11,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import storage
 from services.api.deps import Bus, OwnedAccount, Session
+from services.api.errors import RETRY_AFTER_SECONDS, validation_problems
 from services.api.routes import error_responses
 from services.api.schemas import StatementAccepted, StatementProblemOut, StatementRejectedOut
 from shared import topics
@@ -27,16 +31,37 @@ from shared.db.tables import BrokerAccount
 from shared.events import HoldingSnapshot, utc_now
 from shared.snapshot_review import SnapshotSource, hold_reason
 from shared.statements import (
-    MAX_STATEMENT_BYTES,
     STATEMENT_BROKER,
     RowProblem,
     StatementRejected,
     parse_statement,
 )
 
-router = APIRouter(tags=["sync"])
+
+class _ProblemsRoute(APIRoute):
+    """Every 422 of a statement route lists `problems`, as its schema says: a malformed request
+    (say, an account id that is no UUID) too, as problems of line 0."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handle_with_problems(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except RequestValidationError as exc:
+                problems = [
+                    RowProblem(0, f"{'.'.join(map(str, error['loc']))}: {error['msg']}")
+                    for error in validation_problems(exc)
+                ]
+                return _rejected(StatementRejected(problems), what="request")
+
+        return handle_with_problems
+
+
+router = APIRouter(tags=["sync"], route_class=_ProblemsRoute)
 log = logging.getLogger(__name__)
 
+STATEMENTS_PATH = "/accounts/{account_id}/statements"
 CSV_MEDIA_TYPES = frozenset({"text/csv", "application/csv"})
 MAX_PROBLEMS_SHOWN = 1000
 MAX_SNAPSHOT_BYTES = 1_000_000
@@ -60,12 +85,12 @@ _REQUEST_BODY: dict[str, Any] = {
 
 
 @router.post(
-    "/accounts/{account_id}/statements",
+    STATEMENTS_PATH,
     status_code=status.HTTP_202_ACCEPTED,
     response_model=StatementAccepted,
     summary="Import a holdings statement (CSV)",
     responses={
-        **error_responses(401, 404, 409, 415, 503),
+        **error_responses(401, 404, 409, 413, 415, 503),
         422: {
             "model": StatementRejectedOut,
             "description": "The statement has problems: nothing was imported.",
@@ -93,7 +118,7 @@ async def import_statement(
             f"of broker {STATEMENT_BROKER!r} (create one with POST /v1/portfolios/{{id}}/accounts)",
         )
     _require_csv(request)
-    data = await _read_body(request, limit=MAX_STATEMENT_BYTES)
+    data = await request.body()  # at most MAX_STATEMENT_BYTES: RequestBodyCap refuses more (413)
     context = {"account_id": str(account.id)}
     try:
         # Up to 5 MB of parsing: off the event loop, so that other requests are not held up.
@@ -130,6 +155,7 @@ async def import_statement(
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             "the statement could not be imported (message bus unavailable): upload it again",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         ) from None
     log.info(
         "statement imported",
@@ -183,18 +209,6 @@ def _require_csv(request: Request) -> None:
         )
 
 
-async def _read_body(request: Request, *, limit: int) -> bytes:
-    """The body, but no more than `limit` + 1 bytes: enough for the parser to reject a file too large."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            break
-    return b"".join(chunks)
-
-
 def _too_many_holdings(count: int, size: int) -> RowProblem:
     return RowProblem(
         0,
@@ -203,9 +217,9 @@ def _too_many_holdings(count: int, size: int) -> RowProblem:
     )
 
 
-def _rejected(exc: StatementRejected) -> JSONResponse:
+def _rejected(exc: StatementRejected, what: str = "statement") -> JSONResponse:
     shown = exc.problems[:MAX_PROBLEMS_SHOWN]
-    detail = f"statement rejected: {len(exc.problems)} problem(s)"
+    detail = f"{what} rejected: {len(exc.problems)} problem(s)"
     if len(shown) < len(exc.problems):
         detail += f", the first {len(shown)} listed"
     body = StatementRejectedOut(

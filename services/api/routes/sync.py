@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from services.api import storage
 from services.api.deps import Bus, OwnedAccount, Session
+from services.api.errors import RETRY_AFTER_SECONDS
 from services.api.routes import error_responses
 from services.api.schemas import SyncAccepted, SyncRunOut
 from shared import topics
@@ -80,6 +81,7 @@ async def sync_now(account: OwnedAccount, session: Session, bus: Bus) -> SyncAcc
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             "the sync could not be requested (message bus unavailable): try again",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         ) from None
     log.info("sync requested", extra=context)
     return SyncAccepted(request_id=request.event_id)

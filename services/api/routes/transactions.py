@@ -10,10 +10,10 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import AwareDatetime
 
 from services.api import storage
 from services.api.deps import AccountFilter, CurrentUser, PortfolioFilter, Session
+from services.api.input_types import Text, Timestamp
 from services.api.routes import error_responses
 from services.api.schemas import TransactionOrigin, TransactionOut, TransactionPage
 
@@ -60,22 +60,26 @@ async def list_transactions(
     account: AccountFilter,
     portfolio: PortfolioFilter,
     symbol: Annotated[
-        str | None,
+        Text | None,
         Query(min_length=1, max_length=64, description="Only this symbol, spelt as the broker does."),
     ] = None,
     since: Annotated[
-        AwareDatetime | None,
-        Query(alias="from", description="Only those at or after this time (ISO 8601 with a zone)."),
+        Timestamp | None,
+        Query(
+            alias="from",
+            description="Only those at or after this time (ISO 8601 with a zone, 1900-9999 in UTC).",
+        ),
     ] = None,
     until: Annotated[
-        AwareDatetime | None, Query(alias="to", description="Only those before this time (exclusive).")
+        Timestamp | None, Query(alias="to", description="Only those before this time (exclusive).")
     ] = None,
     origin: Annotated[
         TransactionOrigin | None, Query(description="Only derived or only reported ones.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Most transactions on one page.")] = 100,
     cursor: Annotated[
-        str | None, Query(description="The `next_cursor` of the previous page; leave out for the first.")
+        str | None,
+        Query(description="The `next_cursor` of the previous page; leave out (or empty) for the first."),
     ] = None,
 ) -> TransactionPage:
     """The trades of your accounts, newest first, one page at a time.
@@ -92,7 +96,7 @@ async def list_transactions(
             "`from` is inclusive and `to` exclusive",
         )
     after = None
-    if cursor is not None:
+    if cursor:  # `cursor=` (empty) is the first page, as if left out
         try:
             after = decode_cursor(cursor)
         except InvalidCursor:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, status
 
 from services.api import storage
 from services.api.deps import CurrentUser, Session, token_hash
-from services.api.routes import error_responses
+from services.api.routes import BODY_ERRORS, error_responses
 from services.api.schemas import UserCreate, UserCreated, UserOut
 from shared.events import utc_now
 
@@ -19,7 +19,7 @@ router = APIRouter(tags=["users"])
     "/users",
     status_code=status.HTTP_201_CREATED,
     summary="Create a user",
-    responses=error_responses(409),
+    responses=error_responses(*BODY_ERRORS, 409),
 )
 async def create_user(body: UserCreate, session: Session) -> UserCreated:
     """Create a user and their API token. The token is returned only here: only its hash is kept."""

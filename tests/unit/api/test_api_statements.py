@@ -352,17 +352,15 @@ async def test_an_empty_body_is_422(client: httpx.AsyncClient, alice: Headers, c
     ]
 
 
-async def test_a_body_over_5_mb_is_422(
+async def test_a_body_over_5_mb_is_413(
     client: httpx.AsyncClient, alice: Headers, csv_account_id: str, bus: InMemoryBus
 ) -> None:
     response = await _upload(
         client, csv_account_id, b"symbol,quantity,average_price,currency\n" * 140_000, alice
     )
 
-    assert response.status_code == 422
-    assert response.json()["problems"] == [
-        {"line": 0, "message": "the file is larger than the limit of 5 MB (5242880 bytes)"}
-    ]
+    assert response.status_code == 413
+    assert response.json() == {"detail": "the request body is larger than this route takes (5242880 bytes)"}
     assert bus.records(topics.HOLDINGS_SNAPSHOTS) == []
 
 

@@ -312,7 +312,6 @@ async def test_the_time_bounds_include_from_and_exclude_to(
     "cursor",
     [
         "not a cursor!",
-        "",
         base64.urlsafe_b64encode(b"hello").decode(),
         base64.urlsafe_b64encode(b"[1, 2]").decode(),
         base64.urlsafe_b64encode(b'["2026-05-04T09:00:00", "6f1c3c1e-3c39-4c66-9d5c-5c0b1f1d2a11"]').decode(),

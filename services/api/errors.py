@@ -1,0 +1,80 @@
+"""How failures become answers: a 4xx for what the client sent, a 503 for what is down, never a 500."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+
+from services.api.storage import AlreadyExists
+from shared.bus.port import BusUnavailable
+from shared.db.engine import TRANSIENT_DB_ERRORS
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+"""What a 503 tells clients to wait: about as long as a Postgres restart or a Kafka leader change."""
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(AlreadyExists, _already_exists)
+    app.add_exception_handler(BusUnavailable, _unavailable)
+    outages: tuple[type[BaseException], ...] = (DBAPIError, *TRANSIENT_DB_ERRORS)
+    for error in outages:
+        if issubclass(error, Exception):
+            app.add_exception_handler(error, _unavailable)
+
+
+def validation_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's errors minus the offending input: a rejected body may hold credentials."""
+    errors = [{k: v for k, v in error.items() if k != "input"} for error in exc.errors()]
+    return list(jsonable_encoder(errors))
+
+
+async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(status_code=422, content={"detail": validation_problems(exc)})
+
+
+async def _already_exists(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database or the bus is unreachable (or restarting), not that the
+    request was wrong: in its chain (SQLAlchemy wraps asyncpg's errors) is a transient error."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (BusUnavailable, *TRANSIENT_DB_ERRORS)):
+            return True
+        if isinstance(current, DBAPIError):
+            if current.connection_invalidated:
+                return True
+            if isinstance(current.orig, BaseException) and is_unavailable(current.orig):
+                return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    if not is_unavailable(exc):
+        raise exc  # a bug, not an outage: the server error it is
+    what = "message bus" if isinstance(exc, BusUnavailable) else "database"
+    log.warning(
+        "answered 503: %s unavailable",
+        what,
+        extra={"path": request.url.path, "error": type(exc).__name__},
+    )
+    return JSONResponse(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        content={"detail": f"the {what} is unavailable: try again in a few seconds"},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )

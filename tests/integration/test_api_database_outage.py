@@ -1,0 +1,85 @@
+"""While Postgres stops and comes back, the API answers 503 with Retry-After, never a 500.
+
+The Postgres here is a dedicated pg-local instance: stopping the session's shared one would fail
+every other test."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from services.api import ApiResources, create_app
+from shared.bus.memory import InMemoryBus
+from shared.credentials import CredentialCipher
+from shared.db.engine import create_engine, upgrade_schema
+from shared.settings import Settings
+from tests.support import infra
+from tests.support.waiting import eventually
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[tuple[str, str, int]]:
+    """(url, workdir, port) of a Postgres only this test uses."""
+    out, workdir, port = infra._start_local(infra.PG_LOCAL, also_next=False, prefix="pg-outage-")
+    url = next(line.split("=", 1)[1] for line in out.splitlines() if line.startswith("DATABASE_URL="))
+    try:
+        yield url, workdir, port
+    finally:
+        infra._stop_local(infra.PG_LOCAL, workdir)
+
+
+def _pg_local(*args: str) -> None:
+    subprocess.run([str(infra.PG_LOCAL), *args], check=True, capture_output=True, timeout=90)
+
+
+async def test_the_api_answers_503_while_the_database_is_down_then_recovers(
+    own_postgres: tuple[str, str, int],
+) -> None:
+    url, workdir, port = own_postgres
+    engine = create_engine(url)
+    await upgrade_schema(engine)
+    settings = Settings(
+        database_url=url, bus="memory", credentials_keys=SecretStr(CredentialCipher.generate_key())
+    )
+    cipher = CredentialCipher(settings.credentials_keys.get_secret_value())
+    app = create_app(settings, resources=ApiResources(engine=engine, bus=InMemoryBus(), cipher=cipher))
+    answers: list[httpx.Response] = []
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api.test"
+        ) as http:
+            token = (await http.post("/v1/users", json={"email": "outage@example.com"})).json()["api_token"]
+            headers = {"Authorization": f"Bearer {token}"}
+
+            async def traffic(stop: asyncio.Event) -> None:
+                while not stop.is_set():
+                    answers.append(await http.post("/v1/portfolios", json={"name": "p"}, headers=headers))
+                    answers.append(await http.get("/v1/portfolios", headers=headers))
+
+            stop = asyncio.Event()
+            running = asyncio.create_task(traffic(stop))
+            await asyncio.to_thread(_pg_local, "stop", "--dir", workdir)
+            await eventually(
+                lambda: asyncio.sleep(0, any(a.status_code == 503 for a in answers)),
+                what="a 503",
+                timeout_s=30,
+            )
+            await asyncio.to_thread(_pg_local, "start", "--dir", workdir, "--port", str(port))
+            seen = len(answers)
+            await eventually(
+                lambda: asyncio.sleep(0, any(a.status_code == 200 for a in answers[seen:])),
+                what="recovery",
+                timeout_s=60,
+            )
+            stop.set()
+            await running
+    finally:
+        await engine.dispose()
+    statuses = {a.status_code for a in answers}
+    assert statuses <= {200, 201, 409, 503}, statuses
+    assert all(a.headers.get("retry-after") for a in answers if a.status_code == 503)
