@@ -13,18 +13,22 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from services.api.context import ApiContext, ApiResources
+from services.api.guard import GuardedRoute
 from services.api.routes import (
     accounts,
+    admin,
     health,
     holdings,
     portfolios,
     snapshots,
     statements,
     sync,
+    tokens,
     transactions,
     users,
 )
 from services.api.storage import AlreadyExists
+from services.api.storage_limits import QuotaReached
 from shared.bus.memory import InMemoryBus
 from shared.bus.port import MessageBus
 from shared.credentials import CredentialCipher
@@ -45,6 +49,7 @@ portfolios and accounts. Decimal amounts are JSON strings, times are UTC (ISO 86
 
 _TAGS = [
     {"name": "users", "description": "Sign up and see who the token belongs to."},
+    {"name": "tokens", "description": "Your named API tokens: create, list, revoke."},
     {"name": "portfolios", "description": "Named groups of broker accounts."},
     {
         "name": "accounts",
@@ -61,6 +66,7 @@ _TAGS = [
     {"name": "transactions", "description": "Trades: derived from snapshot changes, or reported by brokers."},
     {"name": "sync", "description": "Sync history and on-demand syncs."},
     {"name": "health", "description": "Liveness and readiness probes."},
+    {"name": "admin", "description": "Operators only: invites, tokens for users who lost theirs."},
 ]
 
 
@@ -80,12 +86,28 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
         # Usable at once, even by a server or test transport that does not run the lifespan.
         app.state.api_context = ApiContext.create(settings, resources)
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(AlreadyExists, _already_exists)
+    app.add_exception_handler(AlreadyExists, _conflict)
+    app.add_exception_handler(QuotaReached, _conflict)
     app.include_router(health.router)
     v1 = APIRouter(prefix="/v1")
-    for module in (users, portfolios, accounts, holdings, snapshots, transactions, sync, statements):
+    for module in (
+        users,
+        tokens,
+        portfolios,
+        accounts,
+        holdings,
+        snapshots,
+        transactions,
+        sync,
+        statements,
+        admin,
+    ):
         v1.include_router(module.router)
     app.include_router(v1)
+    unguarded = [r.path for r in app.routes if isinstance(r, APIRoute) and not isinstance(r, GuardedRoute)]
+    if unguarded:
+        # A plain APIRoute would parse its body before the token is checked: refuse to build.
+        raise TypeError(f"routes not built with route_class=GuardedRoute: {unguarded}")
     return app
 
 
@@ -133,7 +155,7 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
 
 
-async def _already_exists(request: Request, exc: Exception) -> JSONResponse:
+async def _conflict(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=409, content={"detail": str(exc)})
 
 

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from services.api import storage
 from services.api.deps import Bus, OwnedAccount, Session
+from services.api.guard import GuardedRoute
 from services.api.routes import error_responses
 from services.api.schemas import StatementAccepted, StatementProblemOut, StatementRejectedOut
 from shared import topics
@@ -31,7 +32,7 @@ from shared.statements import (
     parse_statement,
 )
 
-router = APIRouter(tags=["sync"])
+router = APIRouter(tags=["sync"], route_class=GuardedRoute)
 log = logging.getLogger(__name__)
 
 CSV_MEDIA_TYPES = frozenset({"text/csv", "application/csv"})

@@ -14,10 +14,11 @@ from pydantic import AwareDatetime
 
 from services.api import storage
 from services.api.deps import AccountFilter, CurrentUser, PortfolioFilter, Session
+from services.api.guard import GuardedRoute
 from services.api.routes import error_responses
 from services.api.schemas import TransactionOrigin, TransactionOut, TransactionPage
 
-router = APIRouter(tags=["transactions"])
+router = APIRouter(tags=["transactions"], route_class=GuardedRoute)
 
 MAX_CURSOR_CHARS = 200
 
