@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, HTTPException, Response, status
+from fastapi.exceptions import RequestValidationError
 
 from services.api import storage_users
 from services.api.deps import CurrentUser, Session
@@ -22,7 +23,9 @@ async def issue_token(session: Session, *, user_id: uuid.UUID, body: TokenCreate
     try:
         expires_at = body.expiry(now)
     except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        # The shape of every other 422 (FastAPI's validation errors), as the OpenAPI document says.
+        error = {"type": "value_error", "loc": ("body", "expires_at"), "msg": str(exc)}
+        raise RequestValidationError([error]) from None
     try:
         issued = await storage_users.issue_token(
             session, user_id=user_id, name=body.name, scope=body.scope, expires_at=expires_at, now=now
