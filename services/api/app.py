@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from services.api.context import ApiContext, ApiResources
 from services.api.guard import GuardedRoute
@@ -104,7 +104,7 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
     ):
         v1.include_router(module.router)
     app.include_router(v1)
-    unguarded = [r.path for r in app.routes if isinstance(r, APIRoute) and not isinstance(r, GuardedRoute)]
+    unguarded = [r.path for r in api_routes(app) if not isinstance(r, GuardedRoute)]
     if unguarded:
         # A plain APIRoute would parse its body before the token is checked: refuse to build.
         raise TypeError(f"routes not built with route_class=GuardedRoute: {unguarded}")
@@ -142,6 +142,12 @@ def _lifespan(
                 del app.state.api_context
 
     return lifespan
+
+
+def api_routes(app: FastAPI) -> list[APIRoute]:
+    """Every API route of the app, those of included routers too."""
+    contexts = iter_route_contexts(app.routes)
+    return [c.original_route for c in contexts if isinstance(c.original_route, APIRoute)]
 
 
 def _operation_id(route: APIRoute) -> str:
