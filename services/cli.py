@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--brokers", default="sim", help="comma-separated broker codes (default: sim)")
 
+    users = commands.add_parser("users", help="user tasks")
+    create_user = users.add_subparsers(dest="users_command", required=True).add_parser(
+        "create", help="create a user and print their API token (shown once)"
+    )
+    create_user.add_argument("email", metavar="EMAIL")
+    create_user.add_argument("--operator", action="store_true", help="with the operator role")
+
     keys = commands.add_parser("keys", help="credential encryption keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     key_commands.add_parser("generate", help="print a new Fernet key for CREDENTIALS_KEYS")
@@ -129,6 +136,19 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from services.operations import rotate_credential_keys
 
         return asyncio.run(rotate_credential_keys(settings, batch_size=args.batch_size))
+    elif args.command == "users":
+        from services.user_admin import UserCreationFailed, create_user
+
+        try:
+            token = asyncio.run(create_user(settings, args.email, operator=args.operator))
+        except UserCreationFailed as exc:
+            print(f"portfolio-sync users create: {exc}", file=sys.stderr)
+            return 1
+        role = "operator" if args.operator else "user"
+        print(
+            f"{role} {args.email.strip().lower()} created; their API token (shown only now):", file=sys.stderr
+        )
+        print(token)
     elif args.command == "keys":
         from shared.credentials import CredentialCipher
 

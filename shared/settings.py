@@ -6,6 +6,7 @@ step. Defaults describe the embedded mode, so `portfolio-sync demo` needs no con
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -67,6 +68,30 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='JSON overrides of brokers\' API base URLs, e.g. {"alpaca": "https://api.alpaca.markets"}.',
     )
+    signup_mode: Literal["open", "invite", "closed"] = Field(
+        default="open",
+        description="Who may sign up: anyone (open), holders of an operator's invite code (invite), "
+        "nobody (closed).",
+    )
+    signup_rate_limit_per_hour: int = Field(
+        default=20,
+        ge=0,
+        description="Sign-ups per client address per hour, over all API processes; 0: no limit.",
+    )
+    token_rate_limit_per_minute: int = Field(
+        default=600,
+        ge=0,
+        description="Requests per API token per minute, over all API processes; 0: no limit.",
+    )
+    api_trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is "
+        "believed; empty: the client address is the socket peer.",
+    )
+    max_portfolios_per_user: int = Field(default=50, ge=1, description="Most portfolios one user may hold.")
+    max_accounts_per_user: int = Field(
+        default=200, ge=1, description="Most broker accounts one user may hold, over all their portfolios."
+    )
     ledger_batch_size: int = Field(
         default=2000, ge=1, description="Most events the ledger applies in one database transaction."
     )
@@ -83,6 +108,27 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {value!r}")
         return level
+
+    @field_validator("api_trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"API_TRUSTED_PROXIES: {part.strip()!r} is not an address or network"
+                    ) from None
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [
+            ipaddress.ip_network(p.strip(), strict=False)
+            for p in self.api_trusted_proxies.split(",")
+            if p.strip()
+        ]
 
     @property
     def bootstrap_servers(self) -> list[str]:

@@ -8,15 +8,17 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import compile_path
 
 from services.api.body_cap import RequestBodyCap
 from services.api.context import ApiContext, ApiResources
 from services.api.errors import install_error_handlers
+from services.api.guard import GuardedRoute
 from services.api.openapi_links import add_links
 from services.api.routes import (
     accounts,
+    admin,
     error_responses,
     health,
     holdings,
@@ -24,6 +26,7 @@ from services.api.routes import (
     snapshots,
     statements,
     sync,
+    tokens,
     transactions,
     users,
 )
@@ -65,6 +68,7 @@ _TAGS = [
     {"name": "transactions", "description": "Trades: derived from snapshot changes, or reported by brokers."},
     {"name": "sync", "description": "Sync history and on-demand syncs."},
     {"name": "health", "description": "Liveness and readiness probes."},
+    {"name": "admin", "description": "Operators only: invites, tokens for users who lost theirs."},
 ]
 
 
@@ -87,9 +91,24 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
     app.include_router(health.router)
     # Every /v1 route reads the database (or the bus), so any of them may find it down.
     v1 = APIRouter(prefix=V1, responses=error_responses(503))
-    for module in (users, portfolios, accounts, holdings, snapshots, transactions, sync, statements):
+    for module in (
+        users,
+        tokens,
+        portfolios,
+        accounts,
+        holdings,
+        snapshots,
+        transactions,
+        sync,
+        statements,
+        admin,
+    ):
         v1.include_router(module.router)
     app.include_router(v1)
+    unguarded = [r.path for r in api_routes(app) if not isinstance(r, GuardedRoute)]
+    if unguarded:
+        # A plain APIRoute would parse its body before the token is checked: refuse to build.
+        raise TypeError(f"routes not built with route_class=GuardedRoute: {unguarded}")
     statement_upload, _, _ = compile_path(V1 + statements.STATEMENTS_PATH)
     app.add_middleware(
         RequestBodyCap,
@@ -143,6 +162,12 @@ def _lifespan(
                 del app.state.api_context
 
     return lifespan
+
+
+def api_routes(app: FastAPI) -> list[APIRoute]:
+    """Every API route of the app, those of included routers too."""
+    contexts = iter_route_contexts(app.routes)
+    return [c.original_route for c in contexts if isinstance(c.original_route, APIRoute)]
 
 
 def _operation_id(route: APIRoute) -> str:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
 from services.api.storage import AlreadyExists
+from services.api.storage_limits import QuotaReached
 from shared.bus.port import BusUnavailable
 from shared.db.engine import TRANSIENT_DB_ERRORS
 
@@ -24,6 +25,7 @@ RETRY_AFTER_SECONDS = 5
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(AlreadyExists, _already_exists)
+    app.add_exception_handler(QuotaReached, _already_exists)
     app.add_exception_handler(BusUnavailable, _unavailable)
     outages: tuple[type[BaseException], ...] = (DBAPIError, *TRANSIENT_DB_ERRORS)
     for error in outages:

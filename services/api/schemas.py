@@ -58,14 +58,24 @@ class UserCreate(_Request):
     email: Annotated[str, StringConstraints(max_length=320), NO_CONTROL_CHARACTERS] = Field(
         examples=["ada@example.com"]
     )
+    invite_code: str | None = Field(
+        default=None,
+        max_length=200,
+        description="An operator's invite code: required when sign-up is by invitation (SIGNUP_MODE=invite).",
+    )
 
     @field_validator("email")
     @classmethod
     def _plausible_email(cls, value: str) -> str:
-        email = value.strip().lower()
-        if not _EMAIL.match(email):
-            raise ValueError("email must look like name@example.com")
-        return email
+        return normal_email(value)
+
+
+def normal_email(value: str) -> str:
+    """The address as stored (trimmed, lower case); ValueError if it does not look like one."""
+    email = value.strip().lower()
+    if not _EMAIL.match(email):
+        raise ValueError("email must look like name@example.com")
+    return email
 
 
 class UserOut(_Response):

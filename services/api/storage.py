@@ -17,22 +17,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from services.api import storage_limits
 from services.api.consolidation import Position
 from shared.db.sync_runs import requested_run
 from shared.db.tables import (
-    ApiToken,
     BrokerAccount,
     Credential,
     Portfolio,
-    Role,
     Schedule,
     Snapshot,
     SnapshotHolding,
     SnapshotStatus,
     SyncRun,
-    TokenScope,
     Transaction,
-    User,
 )
 from shared.events import FailureKind, SyncRequested
 
@@ -76,50 +73,11 @@ class TransactionPosition:
     id: uuid.UUID
 
 
-async def create_user(session: AsyncSession, *, email: str, api_token_hash: str, now: datetime) -> User:
-    """The user and their first token (named `default`, scope `write`), in one transaction."""
-    user = User(id=uuid.uuid4(), email=email, role=Role.USER, created_at=now)
-    session.add(user)
-    try:
-        await session.flush()  # the user first: without an ORM relationship, no order is implied
-    except IntegrityError:
-        await session.rollback()
-        raise AlreadyExists(f"a user with email {email!r} already exists") from None
-    session.add(
-        ApiToken(
-            id=uuid.uuid4(),
-            user_id=user.id,
-            name="default",
-            token_hash=api_token_hash,
-            scope=TokenScope.WRITE,
-            created_at=now,
-        )
-    )
-    try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        raise AlreadyExists(f"a user with email {email!r} already exists") from None
-    return user
-
-
-async def user_by_token_hash(session: AsyncSession, api_token_hash: str, *, now: datetime) -> User | None:
-    """The owner of a live token (neither revoked nor expired)."""
-    query = (
-        select(User)
-        .join(ApiToken, ApiToken.user_id == User.id)
-        .where(
-            ApiToken.token_hash == api_token_hash,
-            ApiToken.revoked_at.is_(None),
-            or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
-        )
-    )
-    return await session.scalar(query)
-
-
 async def create_portfolio(
-    session: AsyncSession, *, user_id: uuid.UUID, name: str, now: datetime
+    session: AsyncSession, *, user_id: uuid.UUID, name: str, now: datetime, max_portfolios: int
 ) -> Portfolio:
+    """Raises QuotaReached if the user holds `max_portfolios` already (counted in this transaction)."""
+    await storage_limits.ensure_room_for_portfolio(session, user_id=user_id, most=max_portfolios)
     portfolio = Portfolio(id=uuid.uuid4(), user_id=user_id, name=name, created_at=now)
     session.add(portfolio)
     try:
@@ -156,13 +114,17 @@ async def owned_account(
 async def create_account(
     session: AsyncSession,
     *,
+    owner_id: uuid.UUID,
     portfolio_id: uuid.UUID,
     broker: str,
     label: str,
     sync_interval_seconds: int | None,
     now: datetime,
+    max_accounts: int,
 ) -> AccountView:
-    """The account and its schedule, due at once, in one transaction; no schedule without an interval."""
+    """The account and its schedule, due at once, in one transaction; no schedule without an interval.
+    Raises QuotaReached if the owner holds `max_accounts` already (counted in this transaction)."""
+    await storage_limits.ensure_room_for_account(session, user_id=owner_id, most=max_accounts)
     account = BrokerAccount(
         id=uuid.uuid4(),
         portfolio_id=portfolio_id,

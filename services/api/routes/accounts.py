@@ -8,12 +8,13 @@ from fastapi import APIRouter, Response, status
 
 from services.api import storage
 from services.api.deps import ApiSettings, Cipher, OwnedAccount, OwnedPortfolio, Session
+from services.api.guard import GuardedRoute
 from services.api.routes import BODY_ERRORS, error_responses
 from services.api.schemas import AccountCreate, AccountOut, CredentialsIn, HeldSnapshotOut
 from shared.events import utc_now
 from shared.statements import STATEMENT_BROKER
 
-router = APIRouter(tags=["accounts"])
+router = APIRouter(tags=["accounts"], route_class=GuardedRoute)
 log = logging.getLogger(__name__)
 
 
@@ -47,7 +48,7 @@ def _account_out(view: storage.AccountView) -> AccountOut:
     "/portfolios/{portfolio_id}/accounts",
     status_code=status.HTTP_201_CREATED,
     summary="Add a broker account",
-    responses=error_responses(*BODY_ERRORS, 401, 404),
+    responses=error_responses(*BODY_ERRORS, 401, 404, 409),
 )
 async def create_account(
     body: AccountCreate, portfolio: OwnedPortfolio, session: Session, settings: ApiSettings
@@ -56,18 +57,21 @@ async def create_account(
 
     Syncs need credentials for most brokers: set them with `PUT /v1/accounts/{id}/credentials`.
     An account of broker `csv` has no schedule: it holds what its uploaded statements say
-    (`POST /v1/accounts/{id}/statements`).
+    (`POST /v1/accounts/{id}/statements`). A user holds at most MAX_ACCOUNTS_PER_USER accounts:
+    one more is a 409.
     """
     interval = body.sync_interval_seconds
     if interval is None and body.broker != STATEMENT_BROKER:
         interval = settings.default_sync_interval_seconds
     view = await storage.create_account(
         session,
+        owner_id=portfolio.user_id,
         portfolio_id=portfolio.id,
         broker=body.broker,
         label=body.label,
         sync_interval_seconds=interval,
         now=utc_now(),
+        max_accounts=settings.max_accounts_per_user,
     )
     log.info("account created", extra={"account_id": str(view.account.id), "broker": body.broker})
     return _account_out(view)

@@ -10,11 +10,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.api.deps import Context
+from services.api.guard import GuardedRoute
 from services.api.routes import error_responses
 from services.api.schemas import Health
 from shared.db.engine import TRANSIENT_DB_ERRORS
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=GuardedRoute)
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_SECONDS = 5.0

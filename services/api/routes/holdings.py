@@ -9,11 +9,12 @@ from fastapi import APIRouter, Query
 from services.api import storage
 from services.api.consolidation import consolidate
 from services.api.deps import OwnedAccount, OwnedPortfolio, Session
+from services.api.guard import GuardedRoute
 from services.api.input_types import Timestamp
 from services.api.routes import error_responses
 from services.api.schemas import ConsolidatedHoldingOut, PositionOut
 
-router = APIRouter(tags=["holdings"])
+router = APIRouter(tags=["holdings"], route_class=GuardedRoute)
 
 AsOf = Annotated[
     Timestamp | None,

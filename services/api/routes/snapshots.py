@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from services.api import storage
 from services.api.deps import Bus, CurrentUser, OwnedAccount, Session
+from services.api.guard import GuardedRoute
 from services.api.routes import BODY_ERRORS, error_responses
 from services.api.schemas import (
     HeldSnapshotAccept,
@@ -28,7 +29,7 @@ from shared import topics
 from shared.bus.port import BusUnavailable, OutgoingMessage
 from shared.events import SnapshotAccepted
 
-router = APIRouter(tags=["snapshots"])
+router = APIRouter(tags=["snapshots"], route_class=GuardedRoute)
 log = logging.getLogger(__name__)
 
 

@@ -17,12 +17,12 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import storage
 from services.api.deps import Bus, OwnedAccount, Session
 from services.api.errors import RETRY_AFTER_SECONDS, validation_problems
+from services.api.guard import GuardedRoute
 from services.api.routes import error_responses
 from services.api.schemas import StatementAccepted, StatementProblemOut, StatementRejectedOut
 from shared import topics
@@ -38,7 +38,7 @@ from shared.statements import (
 )
 
 
-class _ProblemsRoute(APIRoute):
+class _ProblemsRoute(GuardedRoute):
     """Every 422 of a statement route lists `problems`, as its schema says: a malformed request
     (say, an account id that is no UUID) too, as problems of line 0."""
 

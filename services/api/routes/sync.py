@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from services.api import storage
 from services.api.deps import Bus, OwnedAccount, Session
 from services.api.errors import RETRY_AFTER_SECONDS
+from services.api.guard import GuardedRoute
 from services.api.routes import error_responses
 from services.api.schemas import SyncAccepted, SyncRunOut
 from shared import topics
@@ -17,7 +18,7 @@ from shared.bus.port import BusUnavailable, OutgoingMessage
 from shared.events import SyncRequested, SyncTrigger, utc_now
 from shared.statements import STATEMENT_BROKER
 
-router = APIRouter(tags=["sync"])
+router = APIRouter(tags=["sync"], route_class=GuardedRoute)
 log = logging.getLogger(__name__)
 
 

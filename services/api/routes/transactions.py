@@ -13,11 +13,12 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from services.api import storage
 from services.api.deps import AccountFilter, CurrentUser, PortfolioFilter, Session
+from services.api.guard import GuardedRoute
 from services.api.input_types import Text, Timestamp
 from services.api.routes import error_responses
 from services.api.schemas import TransactionOrigin, TransactionOut, TransactionPage
 
-router = APIRouter(tags=["transactions"])
+router = APIRouter(tags=["transactions"], route_class=GuardedRoute)
 
 MAX_CURSOR_CHARS = 200
 
