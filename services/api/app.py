@@ -18,6 +18,7 @@ from services.api.routes import (
     health,
     holdings,
     portfolios,
+    removal,
     snapshots,
     statements,
     sync,
@@ -83,7 +84,7 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
     app.add_exception_handler(AlreadyExists, _already_exists)
     app.include_router(health.router)
     v1 = APIRouter(prefix="/v1")
-    for module in (users, portfolios, accounts, holdings, snapshots, transactions, sync, statements):
+    for module in (users, portfolios, accounts, removal, holdings, snapshots, transactions, sync, statements):
         v1.include_router(module.router)
     app.include_router(v1)
     return app
