@@ -79,7 +79,8 @@ async def test_the_history_has_every_status(
         at(1),
     ]
     limited = await client.get(f"/v1/accounts/{account_id}/snapshots", params={"limit": 2}, headers=alice)
-    assert [s["id"] for s in limited.json()["items"]] == [str(history["H2"].event_id), str(history["S4"].event_id)]
+    first_two = [str(history["H2"].event_id), str(history["S4"].event_id)]
+    assert [s["id"] for s in limited.json()["items"]] == first_two
 
 
 @pytest.mark.asyncio
