@@ -60,10 +60,11 @@ async def delete_account(account: OwnedAccount, session: Session, bus: Bus) -> R
     """Delete the account with its credentials, schedule, sync runs, snapshots and transactions.
     Subscribers of `holdings.changes` get an AccountRemoved first; if it cannot be sent, nothing is
     deleted (503)."""
+    account_id = account.id  # read before a rollback expires the object
     try:
-        await removal.remove_account(session, bus, account.id)
+        await removal.remove_account(session, bus, account_id)
     except BusUnavailable:
-        raise _bus_down(f"account {account.id}") from None
+        raise _bus_down(f"account {account_id}") from None
     return _no_content()
 
 
@@ -76,10 +77,11 @@ async def delete_account(account: OwnedAccount, session: Session, bus: Bus) -> R
 )
 async def delete_portfolio(portfolio: OwnedPortfolio, session: Session, bus: Bus) -> Response:
     """Delete the portfolio and every account in it, as DELETE /v1/accounts/{id} does for one."""
+    portfolio_id = portfolio.id  # read before a rollback expires the object
     try:
-        await removal.remove_portfolio(session, bus, portfolio.id)
+        await removal.remove_portfolio(session, bus, portfolio_id)
     except BusUnavailable:
-        raise _bus_down(f"portfolio {portfolio.id}") from None
+        raise _bus_down(f"portfolio {portfolio_id}") from None
     return _no_content()
 
 
@@ -93,9 +95,10 @@ async def delete_portfolio(portfolio: OwnedPortfolio, session: Session, bus: Bus
 async def delete_me(user: CurrentUser, session: Session, bus: Bus) -> Response:
     """Delete your user, your API tokens, and every portfolio and account you own. Irreversible:
     the token you sent stops working at once."""
+    user_id = user.id  # read before a rollback expires the object
     try:
-        await removal.remove_user(session, bus, user.id)
+        await removal.remove_user(session, bus, user_id)
     except BusUnavailable:
-        raise _bus_down(f"user {user.id}") from None
-    log.info("user deleted", extra={"user_id": str(user.id)})
+        raise _bus_down(f"user {user_id}") from None
+    log.info("user deleted", extra={"user_id": str(user_id)})
     return _no_content()
