@@ -11,7 +11,7 @@ import enum
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -27,6 +27,7 @@ from pydantic.dataclasses import dataclass
 from shared.numeric import check_fit
 
 __all__ = [
+    "AccountRemoved",
     "AssetType",
     "Event",
     "EventDecodeError",
@@ -251,6 +252,28 @@ class SnapshotAccepted(Event):
     accepted_by: uuid.UUID
 
 
+ACCOUNT_REMOVED_NAMESPACE = uuid.UUID("5a0c1f8e-2d7b-4c61-9f3e-8b1d6a4e7c20")
+
+
+class AccountRemoved(Event):
+    """The account was deleted (with everything recorded of it): subscribers are to forget it.
+
+    Published on `holdings.changes`, keyed by the account like its HoldingsChanged, so it comes after
+    them. `event_type` tells it apart from a HoldingsChanged on that topic. Its `event_id` is derived
+    from the account id: a deletion retried after a crash republishes the same event id.
+    """
+
+    event_type: Literal["account_removed"] = Field(
+        default="account_removed", description="Tells this event apart from HoldingsChanged on its topic."
+    )
+    portfolio_id: uuid.UUID
+
+    @classmethod
+    def of(cls, *, account_id: uuid.UUID, portfolio_id: uuid.UUID) -> AccountRemoved:
+        event_id = uuid.uuid5(ACCOUNT_REMOVED_NAMESPACE, str(account_id))
+        return cls(event_id=event_id, account_id=account_id, portfolio_id=portfolio_id)
+
+
 class EventDecodeError(ValueError):
     """A message that is not a valid event of the expected type; the reason goes to the DLQ."""
 
@@ -275,4 +298,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     SyncFailed,
     HoldingsChanged,
     SnapshotAccepted,
+    AccountRemoved,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 HOLDINGS_SNAPSHOTS = "holdings.snapshots"
 SYNC_FAILURES = "sync.failures"
-HOLDINGS_CHANGES = "holdings.changes"
+HOLDINGS_CHANGES = "holdings.changes"  # HoldingsChanged, and AccountRemoved when an account goes
 SNAPSHOT_REVIEWS = "holdings.reviews"  # an owner's decisions on held snapshots, for the ledger
 _SYNC_REQUESTS_PREFIX = "sync.requests."
 _DLQ_SUFFIX = ".dlq"

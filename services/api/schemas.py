@@ -99,10 +99,25 @@ class PortfolioCreate(_Request):
     name: Name = Field(examples=["Retirement"])
 
 
+class PortfolioUpdate(_Request):
+    """Partial: a field left out keeps its value."""
+
+    name: Name | None = Field(default=None, examples=["Retirement"])
+    active: bool | None = Field(
+        default=None, description="False: the portfolio's accounts are not synced on schedule."
+    )
+
+
 class PortfolioOut(_Response):
     id: uuid.UUID
     name: str
     created_at: AwareDatetime
+    active: bool = Field(description="False: the portfolio's accounts are not synced on schedule.")
+
+
+class PortfolioPage(BaseModel):
+    items: list[PortfolioOut] = Field(description="Oldest first (by created_at, then id).")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; None on the last page.")
 
 
 # --- accounts ----------------------------------------------------------------------------------
@@ -182,6 +197,17 @@ class AccountOut(_Response):
             "POST /v1/accounts/{id}/held-snapshot/accept. None when nothing is held."
         )
     )
+
+
+class AccountUpdate(_Request):
+    """Partial: a field left out keeps its value."""
+
+    label: Name | None = Field(default=None, examples=["Main trading account"])
+
+
+class AccountPage(BaseModel):
+    items: list[AccountOut] = Field(description="Oldest first (by created_at, then id).")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; None on the last page.")
 
 
 CredentialKey = Annotated[str, StringConstraints(min_length=1, max_length=64), NO_CONTROL_CHARACTERS]
@@ -291,6 +317,11 @@ class SnapshotOut(_Response):
     holdings_count: int
 
 
+class SnapshotPage(BaseModel):
+    items: list[SnapshotOut] = Field(description="Newest first (by taken_at, then id).")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; None on the last page.")
+
+
 class SnapshotHoldingOut(_HoldingLine):
     pass
 
@@ -385,6 +416,11 @@ class SyncRunOut(_Response):
     next_attempt_at: AwareDatetime | None = Field(
         description="While retrying: the next attempt is not made before this time."
     )
+
+
+class SyncRunPage(BaseModel):
+    items: list[SyncRunOut] = Field(description="Newest first (by requested_at, then id).")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; None on the last page.")
 
 
 class SyncAccepted(BaseModel):

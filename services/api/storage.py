@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, or_, select, update
+from sqlalchemy import ColumnElement, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from services.api import storage_limits
+from services.api import paging, storage_limits
 from services.api.consolidation import Position
 from shared.db.sync_runs import requested_run
 from shared.db.tables import (
@@ -65,14 +65,6 @@ class TransactionFilter:
     origin: str | None = None
 
 
-@dataclass(frozen=True)
-class TransactionPosition:
-    """Where a page of transactions (newest first) ended: the next page starts after it."""
-
-    occurred_at: datetime
-    id: uuid.UUID
-
-
 async def create_portfolio(
     session: AsyncSession, *, user_id: uuid.UUID, name: str, now: datetime, max_portfolios: int
 ) -> Portfolio:
@@ -88,8 +80,14 @@ async def create_portfolio(
     return portfolio
 
 
-async def user_portfolios(session: AsyncSession, user_id: uuid.UUID) -> Sequence[Portfolio]:
-    query = select(Portfolio).where(Portfolio.user_id == user_id).order_by(Portfolio.created_at, Portfolio.id)
+async def user_portfolios(
+    session: AsyncSession, user_id: uuid.UUID, *, after: paging.Position | None, limit: int
+) -> Sequence[Portfolio]:
+    """A page of the user's portfolios, oldest first."""
+    query = select(Portfolio).where(Portfolio.user_id == user_id)
+    query = paging.keyset(
+        query, Portfolio.created_at, Portfolio.id, after=after, limit=limit, newest_first=False
+    )
     return (await session.scalars(query)).all()
 
 
@@ -147,21 +145,32 @@ async def create_account(
 
 
 async def account_views(
-    session: AsyncSession, *, portfolio_id: uuid.UUID | None = None, account_id: uuid.UUID | None = None
+    session: AsyncSession,
+    *,
+    portfolio_id: uuid.UUID | None = None,
+    account_id: uuid.UUID | None = None,
+    after: paging.Position | None = None,
+    limit: int | None = None,
 ) -> list[AccountView]:
-    """Accounts of one portfolio, or one account; the caller has checked ownership."""
+    """Accounts of one portfolio (a page of them, oldest first, when `limit` is given), or one
+    account; the caller has checked ownership."""
     held = aliased(Snapshot)
     query = (
         select(BrokerAccount, Schedule, Credential.account_id, held)
         .outerjoin(Schedule, Schedule.account_id == BrokerAccount.id)
         .outerjoin(Credential, Credential.account_id == BrokerAccount.id)
         .outerjoin(held, held.id == BrokerAccount.held_snapshot_id)
-        .order_by(BrokerAccount.created_at, BrokerAccount.id)
     )
     if portfolio_id is not None:
         query = query.where(BrokerAccount.portfolio_id == portfolio_id)
     if account_id is not None:
         query = query.where(BrokerAccount.id == account_id)
+    if limit is None:
+        query = query.order_by(BrokerAccount.created_at, BrokerAccount.id)
+    else:
+        query = paging.keyset(
+            query, BrokerAccount.created_at, BrokerAccount.id, after=after, limit=limit, newest_first=False
+        )
     rows = (await session.execute(query)).all()
     return [
         AccountView(account=a, schedule=s, has_credentials=c is not None, held_snapshot=h)
@@ -265,15 +274,11 @@ async def _positions(
 
 
 async def account_snapshots(
-    session: AsyncSession, account_id: uuid.UUID, *, limit: int
+    session: AsyncSession, account_id: uuid.UUID, *, after: paging.Position | None, limit: int
 ) -> Sequence[Snapshot]:
-    """The account's snapshots of every status, newest first."""
-    query = (
-        select(Snapshot)
-        .where(Snapshot.account_id == account_id)
-        .order_by(Snapshot.taken_at.desc(), Snapshot.id.desc())
-        .limit(limit)
-    )
+    """A page of the account's snapshots of every status, newest first."""
+    query = select(Snapshot).where(Snapshot.account_id == account_id)
+    query = paging.keyset(query, Snapshot.taken_at, Snapshot.id, after=after, limit=limit, newest_first=True)
     return (await session.scalars(query)).all()
 
 
@@ -295,7 +300,7 @@ async def account_snapshot(
 
 
 async def transactions(
-    session: AsyncSession, wanted: TransactionFilter, *, after: TransactionPosition | None, limit: int
+    session: AsyncSession, wanted: TransactionFilter, *, after: paging.Position | None, limit: int
 ) -> Sequence[Transaction]:
     """Up to `limit` of the user's transactions matching `wanted`, newest first, from just after
     `after` (keyset pagination: stable while new rows arrive, and no offset to scan past)."""
@@ -304,8 +309,6 @@ async def transactions(
         .join(BrokerAccount, BrokerAccount.id == Transaction.account_id)
         .join(Portfolio, Portfolio.id == BrokerAccount.portfolio_id)
         .where(Portfolio.user_id == wanted.user_id)
-        .order_by(Transaction.occurred_at.desc(), Transaction.id.desc())
-        .limit(limit)
     )
     if wanted.account_id is not None:
         query = query.where(Transaction.account_id == wanted.account_id)
@@ -319,23 +322,19 @@ async def transactions(
         query = query.where(Transaction.occurred_at < wanted.until)
     if wanted.origin is not None:
         query = query.where(Transaction.origin == wanted.origin)
-    if after is not None:
-        # (occurred_at, id) < (after.occurred_at, after.id), spelt out: row values are not portable.
-        query = query.where(
-            or_(
-                Transaction.occurred_at < after.occurred_at,
-                and_(Transaction.occurred_at == after.occurred_at, Transaction.id < after.id),
-            )
-        )
+    query = paging.keyset(
+        query, Transaction.occurred_at, Transaction.id, after=after, limit=limit, newest_first=True
+    )
     return (await session.scalars(query)).all()
 
 
-async def sync_runs(session: AsyncSession, account_id: uuid.UUID, *, limit: int) -> Sequence[SyncRun]:
-    query = (
-        select(SyncRun)
-        .where(SyncRun.account_id == account_id)
-        .order_by(SyncRun.requested_at.desc(), SyncRun.id.desc())
-        .limit(limit)
+async def sync_runs(
+    session: AsyncSession, account_id: uuid.UUID, *, after: paging.Position | None, limit: int
+) -> Sequence[SyncRun]:
+    """A page of the account's sync runs, newest first."""
+    query = select(SyncRun).where(SyncRun.account_id == account_id)
+    query = paging.keyset(
+        query, SyncRun.requested_at, SyncRun.id, after=after, limit=limit, newest_first=True
     )
     return (await session.scalars(query)).all()
 

@@ -86,6 +86,8 @@ class Ledger:
         self.relay = OutboxRelay(sessions=sessions, bus=bus, batch=batch_size)
         self._positions = PositionsCache()
         self._planned = _Planned()
+        self.skipped_for_vanished_accounts = 0
+        """Events skipped because their account no longer exists (see `_skip_vanished`)."""
 
     async def apply_batch(self, events: Sequence[Event]) -> None:
         """Prepare and write one batch, with nothing else in flight."""
@@ -103,6 +105,9 @@ class Ledger:
             ids = {e.account_id for e in fresh}
             accounts = {i: before.accounts[i] for i in ids & before.accounts.keys()}
             accounts |= await store.accounts(ids - accounts.keys(), self._positions)
+            fresh = self._skip_vanished(fresh, accounts)
+            if not fresh:
+                return _nothing
             run_ids = {e.request_id for e in fresh if isinstance(e, HoldingSnapshot | SyncFailed)}
             runs = {i: before.runs[i] for i in run_ids & before.runs.keys()}
             runs |= await store.runs(run_ids - runs.keys())
@@ -114,6 +119,28 @@ class Ledger:
             if account.current_snapshot_id is not None:
                 self._positions.remember(account.id, account.current_snapshot_id, account.positions)
         return functools.partial(self.write, plan, encoded)
+
+    def _skip_vanished(self, events: list[Event], accounts: dict[uuid.UUID, AccountState]) -> list[Event]:
+        """Events of an account the database does not have: deleted by its owner while its sync was
+        in flight (or never created). There is nothing left to apply them to, and retrying or
+        dead-lettering them would not bring the account back: they are skipped, logged and counted.
+        (An account deleted after this check fails the write on its foreign key; the batch is then
+        handled again, and this check skips it.)"""
+        kept = []
+        for event in events:
+            if event.account_id in accounts:
+                kept.append(event)
+                continue
+            self.skipped_for_vanished_accounts += 1
+            log.warning(
+                "event skipped: its account no longer exists",
+                extra={
+                    "account_id": str(event.account_id),
+                    "event_id": str(event.event_id),
+                    "event_type": type(event).__name__,
+                },
+            )
+        return kept
 
     def forget(self) -> None:
         self._planned = _Planned()

@@ -100,11 +100,11 @@ async def test_an_account_created_over_http_is_synced_through_every_service(
                 return list((await http.get(f"/v1/accounts/{account['id']}/holdings")).json())
 
             listed = await eventually(holdings, timeout_s=60, what="the API to list the synced holdings")
-            runs = (await http.get(f"/v1/accounts/{account['id']}/sync-runs")).json()
+            runs = (await http.get(f"/v1/accounts/{account['id']}/sync-runs")).json()["items"]
             manual = [r for r in runs if r["id"] == sync.json()["request_id"]]
 
             async def manual_run_finished() -> bool:
-                runs = (await http.get(f"/v1/accounts/{account['id']}/sync-runs")).json()
+                runs = (await http.get(f"/v1/accounts/{account['id']}/sync-runs")).json()["items"]
                 return any(r["id"] == sync.json()["request_id"] and r["status"] == "succeeded" for r in runs)
 
             await eventually(manual_run_finished, timeout_s=60, what="the manual sync run to succeed")

@@ -93,4 +93,4 @@ async def test_concurrent_creations_cannot_exceed_the_portfolio_quota(
     )
 
     assert sorted(a.status_code for a in answers) == [201] * 3 + [409] * 5
-    assert len((await second.get("/v1/portfolios", headers=headers)).json()) == 3
+    assert len((await second.get("/v1/portfolios", headers=headers)).json()["items"]) == 3

@@ -8,11 +8,12 @@ from decimal import Decimal
 
 import asyncpg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
-from services.ledger.handlers import Ledger, UnknownAccount
+from services.ledger.handlers import Ledger
 from services.ledger.main import run_ledger
 from services.ledger.plan import BatchPlan, plan_batch
 from services.ledger.store import Encoded, LedgerStore, PositionsCache
@@ -324,15 +325,52 @@ async def test_unreadable_credentials_fail_the_run_without_asking_the_user_to_re
     assert run is not None and (run.status, run.failure_kind) == ("failed", "unreadable_credentials")
 
 
-async def test_an_event_for_an_unknown_account_is_rejected_and_nothing_of_the_batch_is_written(
+async def test_events_of_a_vanished_account_are_skipped_and_counted_and_the_rest_of_the_batch_applies(
     sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
 ) -> None:
     account = await create_account(sessions)
-    with pytest.raises(UnknownAccount):
-        await Ledger(sessions=sessions, bus=bus).apply_batch(
-            [_snapshot(account.id, _holding("TCS", "1")), _snapshot(uuid.uuid4(), _holding("TCS", "1"))]
-        )
-    assert await _current(sessions, account.id) == {}
+    vanished = uuid.uuid4()
+    ledger = Ledger(sessions=sessions, bus=bus)
+
+    await ledger.apply_batch(
+        [
+            _snapshot(vanished, _holding("TCS", "1")),
+            _snapshot(account.id, _holding("TCS", "1")),
+            SyncFailed(
+                account_id=vanished, request_id=uuid.uuid4(), broker="sim", kind=FailureKind.AUTH, reason="x"
+            ),
+            SnapshotAccepted(account_id=vanished, snapshot_id=uuid.uuid4(), accepted_by=uuid.uuid4()),
+        ]
+    )
+
+    assert ledger.skipped_for_vanished_accounts == 3
+    assert await _current(sessions, account.id) == {"TCS": Decimal("1")}
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Snapshot)) == 1
+        assert await session.scalar(select(func.count()).select_from(SyncRun)) == 1
+
+
+async def test_an_account_deleted_between_planning_and_writing_fails_the_write_then_is_skipped(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    """The consumer handles a batch whose write failed again (see shared.bus.consumer): the second
+    time, the account is gone before planning, and its events are skipped rather than dead-lettered."""
+    account = await create_account(sessions)
+    snapshot = _snapshot(account.id, _holding("TCS", "1"))
+    ledger = Ledger(sessions=sessions, bus=bus)
+    write = await ledger.prepare([snapshot])
+    async with sessions.begin() as session:
+        await session.execute(delete(BrokerAccount).where(BrokerAccount.id == account.id))
+
+    # Nothing of the batch is written: the account's update finds no row (SQLite's bulk update by
+    # primary key says so) or the snapshot's foreign key refuses its COPY (Postgres, from the driver).
+    # Neither is a transient database error: the consumer handles the batch again, record by record.
+    with pytest.raises((IntegrityError, StaleDataError, asyncpg.ForeignKeyViolationError)):
+        await write()
+    ledger.forget()
+    await ledger.apply_batch([snapshot])
+
+    assert ledger.skipped_for_vanished_accounts == 1
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Snapshot)) == 0
 

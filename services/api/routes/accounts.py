@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 from fastapi import APIRouter, Response, status
 
-from services.api import storage
+from services.api import paging, storage, storage_edits
 from services.api.deps import ApiSettings, Cipher, OwnedAccount, OwnedPortfolio, Session
 from services.api.guard import GuardedRoute
 from services.api.routes import BODY_ERRORS, error_responses
-from services.api.schemas import AccountCreate, AccountOut, CredentialsIn, HeldSnapshotOut
+from services.api.schemas import (
+    AccountCreate,
+    AccountOut,
+    AccountPage,
+    AccountUpdate,
+    CredentialsIn,
+    HeldSnapshotOut,
+)
 from shared.events import utc_now
 from shared.statements import STATEMENT_BROKER
 
 router = APIRouter(tags=["accounts"], route_class=GuardedRoute)
 log = logging.getLogger(__name__)
+
+LIST = "accounts"
+"""The name cursors of this list carry: a cursor of another list is refused."""
 
 
 def _account_out(view: storage.AccountView) -> AccountOut:
@@ -80,10 +91,21 @@ async def create_account(
 @router.get(
     "/portfolios/{portfolio_id}/accounts",
     summary="List a portfolio's accounts",
-    responses=error_responses(401, 404),
+    responses=error_responses(400, 401, 404),
 )
-async def list_accounts(portfolio: OwnedPortfolio, session: Session) -> list[AccountOut]:
-    return [_account_out(view) for view in await storage.account_views(session, portfolio_id=portfolio.id)]
+async def list_accounts(
+    portfolio: OwnedPortfolio, session: Session, page: Annotated[paging.PageRequest, paging.page_request(100)]
+) -> AccountPage:
+    """The portfolio's accounts, oldest first, one page at a time: follow `next_cursor`."""
+    views = await storage.account_views(
+        session, portfolio_id=portfolio.id, after=page.after(LIST), limit=page.limit + 1
+    )
+    items, next_cursor = paging.page_of(LIST, views, page.limit, position=_position, item=_account_out)
+    return AccountPage(items=items, next_cursor=next_cursor)
+
+
+def _position(view: storage.AccountView) -> paging.Position:
+    return paging.Position(at=view.account.created_at, id=view.account.id)
 
 
 @router.get(
@@ -93,6 +115,18 @@ async def list_accounts(portfolio: OwnedPortfolio, session: Session) -> list[Acc
 )
 async def read_account(account: OwnedAccount, session: Session) -> AccountOut:
     """The account, its sync status, and the snapshot it holds for review (`held_snapshot`), if any."""
+    (view,) = await storage.account_views(session, account_id=account.id)
+    return _account_out(view)
+
+
+@router.patch(
+    "/accounts/{account_id}",
+    summary="Relabel an account",
+    responses=error_responses(*BODY_ERRORS, 401, 404),
+)
+async def update_account(body: AccountUpdate, account: OwnedAccount, session: Session) -> AccountOut:
+    """Change what the body names; a field left out keeps its value."""
+    await storage_edits.update_account(session, account, label=body.label)
     (view,) = await storage.account_views(session, account_id=account.id)
     return _account_out(view)
 

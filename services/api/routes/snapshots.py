@@ -11,9 +11,9 @@ import logging
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, status
 
-from services.api import storage
+from services.api import paging, storage
 from services.api.deps import Bus, CurrentUser, OwnedAccount, Session
 from services.api.guard import GuardedRoute
 from services.api.routes import BODY_ERRORS, error_responses
@@ -23,31 +23,40 @@ from services.api.schemas import (
     SnapshotDetailOut,
     SnapshotHoldingOut,
     SnapshotOut,
+    SnapshotPage,
     SnapshotStatusOut,
 )
 from shared import topics
 from shared.bus.port import BusUnavailable, OutgoingMessage
+from shared.db.tables import Snapshot
 from shared.events import SnapshotAccepted
 
 router = APIRouter(tags=["snapshots"], route_class=GuardedRoute)
 log = logging.getLogger(__name__)
 
+LIST = "snapshots"
+"""The name cursors of this list carry: a cursor of another list is refused."""
+
 
 @router.get(
     "/accounts/{account_id}/snapshots",
     summary="Snapshot history of an account",
-    responses=error_responses(401, 404),
+    responses=error_responses(400, 401, 404),
 )
 async def list_snapshots(
-    account: OwnedAccount,
-    session: Session,
-    limit: Annotated[int, Query(ge=1, le=500, description="Most snapshots to return.")] = 50,
-) -> list[SnapshotOut]:
-    """Every snapshot the account received, newest `taken_at` first, whatever became of it (`status`)."""
-    return [
-        SnapshotOut.model_validate(s)
-        for s in await storage.account_snapshots(session, account.id, limit=limit)
-    ]
+    account: OwnedAccount, session: Session, page: Annotated[paging.PageRequest, paging.page_request(50)]
+) -> SnapshotPage:
+    """Every snapshot the account received, newest `taken_at` first, whatever became of it
+    (`status`), one page at a time: follow `next_cursor`."""
+    rows = await storage.account_snapshots(session, account.id, after=page.after(LIST), limit=page.limit + 1)
+    items, next_cursor = paging.page_of(
+        LIST, rows, page.limit, position=_position, item=SnapshotOut.model_validate
+    )
+    return SnapshotPage(items=items, next_cursor=next_cursor)
+
+
+def _position(snapshot: Snapshot) -> paging.Position:
+    return paging.Position(at=snapshot.taken_at, id=snapshot.id)
 
 
 @router.get(

@@ -5,42 +5,53 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, status
 
-from services.api import storage
+from services.api import paging, storage
 from services.api.deps import Bus, OwnedAccount, Session
 from services.api.errors import RETRY_AFTER_SECONDS
 from services.api.guard import GuardedRoute
 from services.api.routes import error_responses
-from services.api.schemas import SyncAccepted, SyncRunOut
+from services.api.schemas import SyncAccepted, SyncRunOut, SyncRunPage
 from shared import topics
 from shared.bus.port import BusUnavailable, OutgoingMessage
+from shared.db.tables import SyncRun
 from shared.events import SyncRequested, SyncTrigger, utc_now
 from shared.statements import STATEMENT_BROKER
 
 router = APIRouter(tags=["sync"], route_class=GuardedRoute)
 log = logging.getLogger(__name__)
 
+LIST = "sync-runs"
+"""The name cursors of this list carry: a cursor of another list is refused."""
+
 
 @router.get(
     "/accounts/{account_id}/sync-runs",
     summary="Sync history of an account",
-    responses=error_responses(401, 404),
+    responses=error_responses(400, 401, 404),
 )
 async def list_sync_runs(
-    account: OwnedAccount,
-    session: Session,
-    limit: Annotated[int, Query(ge=1, le=500, description="Most runs to return.")] = 50,
-) -> list[SyncRunOut]:
-    """The account's sync runs, newest first, scheduled and manual alike."""
-    runs = await storage.sync_runs(session, account.id, limit=limit)
-    statuses = await storage.snapshot_statuses(session, [r.snapshot_id for r in runs if r.snapshot_id])
-    return [
-        SyncRunOut.model_validate(run).model_copy(
-            update={"snapshot_status": statuses.get(run.snapshot_id) if run.snapshot_id else None}
+    account: OwnedAccount, session: Session, page: Annotated[paging.PageRequest, paging.page_request(50)]
+) -> SyncRunPage:
+    """The account's sync runs, newest first, scheduled and manual alike, one page at a time:
+    follow `next_cursor`."""
+    rows = await storage.sync_runs(session, account.id, after=page.after(LIST), limit=page.limit + 1)
+    items, next_cursor = paging.page_of(
+        LIST, rows, page.limit, position=_position, item=SyncRunOut.model_validate
+    )
+    statuses = await storage.snapshot_statuses(session, [i.snapshot_id for i in items if i.snapshot_id])
+    items = [
+        item.model_copy(
+            update={"snapshot_status": statuses.get(item.snapshot_id) if item.snapshot_id else None}
         )
-        for run in runs
+        for item in items
     ]
+    return SyncRunPage(items=items, next_cursor=next_cursor)
+
+
+def _position(run: SyncRun) -> paging.Position:
+    return paging.Position(at=run.requested_at, id=run.id)
 
 
 @router.post(

@@ -128,9 +128,9 @@ async def test_accounts_of_a_portfolio_are_listed_with_their_status(
     read = await client.get(f"/v1/accounts/{account_id}", headers=alice)
 
     assert listed.status_code == 200
-    assert [a["id"] for a in listed.json()] == [account_id, second.json()["id"]]
+    assert [a["id"] for a in listed.json()["items"]] == [account_id, second.json()["id"]]
     assert read.status_code == 200
-    assert read.json() == listed.json()[0]
+    assert read.json() == listed.json()["items"][0]
     status = read.json()
     assert datetime.fromisoformat(status["last_success_at"]) == synced_at
     assert datetime.fromisoformat(status["positions_as_of"]) == synced_at

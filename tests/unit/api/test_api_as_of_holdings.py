@@ -61,7 +61,7 @@ async def test_the_history_has_every_status(
     response = await client.get(f"/v1/accounts/{account_id}/snapshots", headers=alice)
 
     assert response.status_code == 200
-    listed = [(s["id"], s["status"], s["holdings_count"]) for s in response.json()]
+    listed = [(s["id"], s["status"], s["holdings_count"]) for s in response.json()["items"]]
     assert listed == [
         (str(history["H2"].event_id), "held", 1),
         (str(history["S4"].event_id), "applied", 4),
@@ -70,7 +70,7 @@ async def test_the_history_has_every_status(
         (str(history["L"].event_id), "late", 4),
         (str(history["S1"].event_id), "applied", 4),
     ]
-    assert [datetime.fromisoformat(s["taken_at"]) for s in response.json()] == [
+    assert [datetime.fromisoformat(s["taken_at"]) for s in response.json()["items"]] == [
         at(6),
         at(5),
         at(4),
@@ -79,7 +79,8 @@ async def test_the_history_has_every_status(
         at(1),
     ]
     limited = await client.get(f"/v1/accounts/{account_id}/snapshots", params={"limit": 2}, headers=alice)
-    assert [s["id"] for s in limited.json()] == [str(history["H2"].event_id), str(history["S4"].event_id)]
+    first_two = [str(history["H2"].event_id), str(history["S4"].event_id)]
+    assert [s["id"] for s in limited.json()["items"]] == first_two
 
 
 @pytest.mark.asyncio
@@ -225,7 +226,7 @@ async def test_a_late_snapshot_taken_at_the_same_instant_as_an_applied_one_is_no
     )
 
     statuses = await client.get(f"/v1/accounts/{account_id}/snapshots", headers=alice)
-    assert {s["id"]: s["status"] for s in statuses.json()} == {
+    assert {s["id"]: s["status"] for s in statuses.json()["items"]} == {
         str(applied.event_id): "applied",
         str(same_instant.event_id): "late",
     }

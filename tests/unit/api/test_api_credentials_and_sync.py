@@ -83,8 +83,8 @@ async def test_credentials_travel_only_as_ciphertext_from_put_to_the_sync_reques
     assert (run.status, run.trigger, run.account_id) == ("requested", "manual", uuid.UUID(account_id))
     assert run.requested_at == event.occurred_at
     runs = await client.get(f"/v1/accounts/{account_id}/sync-runs", headers=alice)
-    assert [r["id"] for r in runs.json()] == [request_id]
-    assert runs.json()[0]["status"] == "requested"
+    assert [r["id"] for r in runs.json()["items"]] == [request_id]
+    assert runs.json()["items"][0]["status"] == "requested"
 
     # Nothing the API said or logged along the way holds a credential value.
     await client.get("/openapi.json")
@@ -218,7 +218,7 @@ async def test_sync_runs_are_newest_first_and_limited(
     response = await client.get(f"/v1/accounts/{account_id}/sync-runs", params={"limit": 3}, headers=alice)
 
     assert response.status_code == 200
-    runs = response.json()
+    runs = response.json()["items"]
     assert [datetime.fromisoformat(r["requested_at"]) for r in runs] == [
         start + timedelta(minutes=i) for i in (4, 3, 2)
     ]
@@ -230,7 +230,7 @@ async def test_sync_runs_are_newest_first_and_limited(
     assert runs[1]["snapshot_id"] is not None
     assert [(r["attempts"], r["next_attempt_at"]) for r in runs] == [(1, None)] * 3
     all_runs = await client.get(f"/v1/accounts/{account_id}/sync-runs", headers=alice)
-    assert len(all_runs.json()) == 5
+    assert len(all_runs.json()["items"]) == 5
 
 
 @pytest.mark.asyncio
@@ -279,7 +279,7 @@ async def test_a_sync_the_bus_refuses_is_503_and_its_run_is_closed_as_failed(
 async def _runs(client: httpx.AsyncClient, headers: dict[str, str], account_id: str) -> list[dict[str, Any]]:
     response = await client.get(f"/v1/accounts/{account_id}/sync-runs", headers=headers)
     assert response.status_code == 200, response.text
-    runs: list[dict[str, Any]] = response.json()
+    runs: list[dict[str, Any]] = response.json()["items"]
     return runs
 
 

@@ -71,7 +71,7 @@ async def test_the_account_shows_its_held_snapshot_and_the_snapshot_its_holdings
     }
     assert datetime.fromisoformat(shown["taken_at"]) == at(2)
     assert datetime.fromisoformat(account.json()["positions_as_of"]) == at(1)  # still the first
-    assert [a["held_snapshot"] for a in listed.json()] == [shown]
+    assert [a["held_snapshot"] for a in listed.json()["items"]] == [shown]
     assert detail.status_code == 200
     body = detail.json()
     assert (body["id"], body["status"], body["holdings_count"]) == (str(held.event_id), "held", 1)

@@ -57,7 +57,7 @@ async def test_another_users_portfolio_and_account_are_404_everywhere(
             path,
         )
 
-    assert (await client.get("/v1/portfolios", headers=bob)).json() == []
+    assert (await client.get("/v1/portfolios", headers=bob)).json()["items"] == []
     # Bob's attempts changed nothing of alice's.
     assert len(bus.records(topics.sync_requests("simulated"))) == 1  # alice's own sync only
     async with sessions() as session:

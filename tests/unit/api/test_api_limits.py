@@ -118,7 +118,7 @@ async def test_the_portfolio_quota_is_a_409_at_the_cap(tight: httpx.AsyncClient)
 
     assert third.status_code == 409
     assert "MAX_PORTFOLIOS_PER_USER=2" in third.json()["detail"]
-    assert len((await tight.get("/v1/portfolios", headers=user)).json()) == 2
+    assert len((await tight.get("/v1/portfolios", headers=user)).json()["items"]) == 2
     await new_portfolio(tight, await sign_up(tight), "one")  # a quota per user, not a global one
 
 

@@ -13,7 +13,7 @@ async def test_create_list_and_read_portfolios(client: httpx.AsyncClient, alice:
     assert created.json()["name"] == "Retirement"
     listed = await client.get("/v1/portfolios", headers=alice)
     assert listed.status_code == 200
-    assert [p["name"] for p in listed.json()] == ["Retirement", "Kids"]
+    assert [p["name"] for p in listed.json()["items"]] == ["Retirement", "Kids"]
     read = await client.get(f"/v1/portfolios/{other.json()['id']}", headers=alice)
     assert read.status_code == 200
     assert read.json() == other.json()
@@ -32,7 +32,7 @@ async def test_a_duplicate_name_is_a_conflict_for_the_same_user_only(
     assert "Main" in again.json()["detail"]
     assert bobs.status_code == 201
     # The failed insert rolled back cleanly: alice still has exactly one.
-    assert len((await client.get("/v1/portfolios", headers=alice)).json()) == 1
+    assert len((await client.get("/v1/portfolios", headers=alice)).json()["items"]) == 1
 
 
 @pytest.mark.asyncio

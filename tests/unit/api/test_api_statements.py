@@ -78,7 +78,7 @@ async def test_a_csv_account_has_no_schedule(
     async with sessions() as session:
         assert await session.get(Schedule, uuid.UUID(body["id"])) is None
     listed = await client.get(f"/v1/portfolios/{portfolio_id}/accounts", headers=alice)
-    assert [(a["id"], a["sync_enabled"]) for a in listed.json()] == [(body["id"], False)]
+    assert [(a["id"], a["sync_enabled"]) for a in listed.json()["items"]] == [(body["id"], False)]
 
 
 async def test_a_csv_account_with_a_sync_interval_is_422(
@@ -187,7 +187,7 @@ async def test_the_ledger_applies_an_import_like_a_sync(
         ("PPFAS-FLEXI-CAP-DIRECT-GROWTH", "250.512", "55.2"),
         ("VWCE", "40.5", "98.12"),
     ]
-    runs = (await client.get(f"/v1/accounts/{csv_account_id}/sync-runs", headers=alice)).json()
+    runs = (await client.get(f"/v1/accounts/{csv_account_id}/sync-runs", headers=alice)).json()["items"]
     assert [(r["id"], r["trigger"], r["status"], r["snapshot_status"]) for r in runs] == [
         (response.json()["request_id"], "import", "succeeded", "applied")
     ]
@@ -250,7 +250,7 @@ async def test_a_statement_leaving_out_most_holdings_says_at_once_it_will_be_hel
     account = (await client.get(f"/v1/accounts/{csv_account_id}", headers=alice)).json()
     assert account["held_snapshot"]["id"] == answer["snapshot_id"], "the prediction came true"
     assert account["held_snapshot"]["reason"] == held_reason, "the statement, not the broker"
-    runs = (await client.get(f"/v1/accounts/{csv_account_id}/sync-runs", headers=alice)).json()
+    runs = (await client.get(f"/v1/accounts/{csv_account_id}/sync-runs", headers=alice)).json()["items"]
     assert [(r["status"], r["snapshot_status"]) for r in runs] == [
         ("succeeded", "held"),
         ("succeeded", "applied"),
@@ -265,7 +265,7 @@ async def test_a_statement_leaving_out_most_holdings_says_at_once_it_will_be_hel
     await Ledger(sessions=sessions, bus=bus).apply_batch(
         [decode_event(SnapshotAccepted, bus.records(topics.SNAPSHOT_REVIEWS)[-1].value)]
     )
-    runs = (await client.get(f"/v1/accounts/{csv_account_id}/sync-runs", headers=alice)).json()
+    runs = (await client.get(f"/v1/accounts/{csv_account_id}/sync-runs", headers=alice)).json()["items"]
     assert runs[0]["snapshot_status"] == "applied"
 
 

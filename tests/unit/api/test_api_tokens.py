@@ -71,7 +71,9 @@ async def test_a_read_token_reads_and_any_write_with_it_is_403_naming_the_scope(
         response = await client.request(method, path, json=body, headers=reader)
         assert response.status_code == 403, (method, path)
         assert "'read'" in response.json()["detail"]
-    assert [p["name"] for p in (await client.get("/v1/portfolios", headers=alice)).json()] == ["Main"]
+    assert [p["name"] for p in (await client.get("/v1/portfolios", headers=alice)).json()["items"]] == [
+        "Main"
+    ]
 
 
 @pytest.mark.asyncio

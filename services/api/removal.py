@@ -1,0 +1,117 @@
+"""Deleting what a user owns: an account, a portfolio, the user; and an account's credentials.
+
+Everything recorded under the deleted object goes with it, by the foreign keys' ON DELETE CASCADE:
+portfolios, accounts, their credentials, schedules, sync runs, snapshots and their holdings,
+transactions, and the user's API tokens (an operator's invites keep existing, `created_by` nulled).
+Two tables have no foreign key to an account:
+
+- `outbox`: a HoldingsChanged of the account the ledger committed but has not relayed yet. It is
+  deleted with the account, in the same transaction: announcing a change after AccountRemoved would
+  bring the account back to a subscriber. (The relay claims rows by deleting them, so a row deleted
+  here is one it never publishes.)
+- `processed_events`: event ids the ledger applied, with no account or user data in them. They are
+  kept: they only make a redelivered event a no-op (and the ledger skips events of a vanished account
+  anyway).
+
+Order: in one transaction, the rows to delete are locked (on Postgres, so that no account is added
+under them meanwhile and the ledger writes nothing for them), an `AccountRemoved` for each account is
+published on `holdings.changes` (keyed by the account: after its HoldingsChanged), and only then are
+the rows deleted and the transaction committed. A failed publish rolls back: nothing is deleted and
+the route answers 503. A crash between publish and commit leaves everything in place; repeating the
+DELETE republishes AccountRemoved with the same event id (derived from the account id), which
+subscribers deduplicate or apply again harmlessly: forgetting an account twice is forgetting it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, Delete, Select, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import topics
+from shared.bus.port import MessageBus, OutgoingMessage
+from shared.db.tables import BrokerAccount, Credential, OutboxMessage, Portfolio, User
+from shared.events import AccountRemoved
+
+log = logging.getLogger(__name__)
+
+
+async def remove_account(session: AsyncSession, bus: MessageBus, account_id: uuid.UUID) -> None:
+    await _remove(
+        session,
+        bus,
+        BrokerAccount.id == account_id,
+        delete(BrokerAccount).where(BrokerAccount.id == account_id),
+    )
+
+
+async def remove_portfolio(session: AsyncSession, bus: MessageBus, portfolio_id: uuid.UUID) -> None:
+    await _remove(
+        session,
+        bus,
+        BrokerAccount.portfolio_id == portfolio_id,
+        delete(Portfolio).where(Portfolio.id == portfolio_id),
+        locks=[select(Portfolio.id).where(Portfolio.id == portfolio_id)],
+    )
+
+
+async def remove_user(session: AsyncSession, bus: MessageBus, user_id: uuid.UUID) -> None:
+    await _remove(
+        session,
+        bus,
+        BrokerAccount.portfolio_id.in_(select(Portfolio.id).where(Portfolio.user_id == user_id)),
+        delete(User).where(User.id == user_id),
+        locks=[
+            select(User.id).where(User.id == user_id),
+            select(Portfolio.id).where(Portfolio.user_id == user_id),
+        ],
+    )
+
+
+async def remove_credentials(session: AsyncSession, account_id: uuid.UUID) -> None:
+    """Forget the account's credentials (idempotent). Its syncs then fail as `auth` until new ones
+    are set; nothing is announced: subscribers never see credentials."""
+    await session.execute(delete(Credential).where(Credential.account_id == account_id))
+    await session.commit()
+
+
+async def _remove(
+    session: AsyncSession,
+    bus: MessageBus,
+    accounts: ColumnElement[bool],
+    deletion: Delete,
+    *,
+    locks: Sequence[Select[uuid.UUID]] = (),
+) -> None:
+    """Announce every account matching `accounts`, then run `deletion`, in one transaction."""
+    try:
+        # Parents first: a row locked FOR UPDATE keeps new children (accounts, snapshots) out.
+        for parent in locks:
+            await session.execute(parent.with_for_update())
+        rows = (
+            await session.execute(
+                select(BrokerAccount.id, BrokerAccount.portfolio_id).where(accounts).with_for_update()
+            )
+        ).all()
+        removed = [AccountRemoved.of(account_id=a, portfolio_id=p) for a, p in rows]
+        if removed:
+            await bus.publish([OutgoingMessage.of(topics.HOLDINGS_CHANGES, event) for event in removed])
+        await _forget_unrelayed(session, [event.account_id for event in removed])
+        await session.execute(deletion)
+        await session.commit()
+    except BaseException:
+        await session.rollback()
+        raise
+    for event in removed:
+        log.info(
+            "account removed", extra={"account_id": str(event.account_id), "event_id": str(event.event_id)}
+        )
+
+
+async def _forget_unrelayed(session: AsyncSession, account_ids: Sequence[uuid.UUID]) -> None:
+    if account_ids:
+        keys = [str(i) for i in account_ids]
+        await session.execute(delete(OutboxMessage).where(OutboxMessage.message_key.in_(keys)))
