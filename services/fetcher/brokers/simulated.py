@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from services.fetcher.adapter import AccountContext, TransientBrokerError
-from services.fetcher.limits import BrokerLimiter, BrokerLimits
+from services.fetcher.limits import BrokerLimiter
 from services.fetcher.registry import AdapterContext, register_broker
+from shared.brokers import SIM
 from shared.events import AssetType, Holding
 
-CODE = "sim"
+CODE = SIM.code
 
 # (symbol, exchange, isin, currency, asset type, reference price)
 _UNIVERSE: tuple[tuple[str, str, str | None, str, AssetType, str], ...] = (
@@ -80,7 +81,7 @@ def simulated_holdings(account: AccountContext, *, minute: datetime) -> list[Hol
 
 
 # No real broker behind it: limits generous enough for the benchmarks, overridable by BROKER_LIMITS.
-@register_broker(CODE, limits=BrokerLimits(rate_per_s=5000, burst=500, concurrency=512))
+@register_broker(SIM)
 def create(context: AdapterContext) -> SimulatedBroker:
     settings = context.settings
     return SimulatedBroker(
