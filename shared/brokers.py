@@ -17,7 +17,7 @@ from importlib.metadata import entry_points
 from pydantic import BaseModel, ConfigDict, Field
 
 ENTRY_POINT_GROUP = "portfolio_sync.broker_types"
-CODE_PATTERN = r"^[a-z][a-z0-9_-]{1,31}$"
+CODE_PATTERN = r"^[a-z][a-z0-9_]{1,31}$"
 
 
 class BrokerLimits(BaseModel):

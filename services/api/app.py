@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from services.api.context import ApiContext, ApiResources
 from services.api.routes import (
     accounts,
+    brokers,
     health,
     holdings,
     portfolios,
@@ -45,6 +46,7 @@ portfolios and accounts. Decimal amounts are JSON strings, times are UTC (ISO 86
 
 _TAGS = [
     {"name": "users", "description": "Sign up and see who the token belongs to."},
+    {"name": "brokers", "description": "The brokers accounts can be synced from, and what each needs."},
     {"name": "portfolios", "description": "Named groups of broker accounts."},
     {
         "name": "accounts",
@@ -83,7 +85,7 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
     app.add_exception_handler(AlreadyExists, _already_exists)
     app.include_router(health.router)
     v1 = APIRouter(prefix="/v1")
-    for module in (users, portfolios, accounts, holdings, snapshots, transactions, sync, statements):
+    for module in (users, brokers, portfolios, accounts, holdings, snapshots, transactions, sync, statements):
         v1.include_router(module.router)
     app.include_router(v1)
     return app
