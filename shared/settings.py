@@ -50,7 +50,9 @@ class Settings(BaseSettings):
         "this long) before the broker is set aside.",
     )
     scheduler_broker_backoff_seconds: float = Field(
-        default=5.0, gt=0, description="How long a broker whose publish failed is set aside; doubles per failure."
+        default=5.0,
+        gt=0,
+        description="How long a broker whose publish failed is set aside; doubles per failure.",
     )
     scheduler_broker_max_backoff_seconds: float = Field(
         default=300.0, gt=0, description="Longest time a failing broker is set aside before another try."
