@@ -218,7 +218,7 @@ def _apache_kafka_container(image: str) -> Any:
                 "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
                 "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "1",
                 "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": "1",
-                "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "true",
+                "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
                 "KAFKA_NUM_PARTITIONS": "4",
             }.items():
                 self.with_env(key, value)
