@@ -61,6 +61,7 @@ SIM = BrokerType(
     code="sim",
     name="Simulated broker (demo, no account needed)",
     credential_fields=(),
+    optional_credential_fields=("market",),  # `in` (NSE, INR) or `us` (US exchanges, USD); else both
     # No real broker behind it: generous enough for the benchmarks, overridable by BROKER_LIMITS.
     limits=BrokerLimits(rate_per_s=5000, burst=500, concurrency=512),
     doc_url="README.md#the-demo",
