@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-latest demo demo-serve test test-unit lint format schemas bench-fetcher bench-ledger bench-latency kafka-jars kafka-tail up down status clean
+.PHONY: help install install-latest test-deps demo demo-serve test test-unit lint format schemas bench-fetcher bench-ledger bench-latency kafka-jars kafka-tail up down status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -35,7 +35,10 @@ demo: $(INSTALLED) ## all four services in one process (in-memory bus, SQLite, s
 demo-serve: $(INSTALLED) ## the same, but keep serving the API on 127.0.0.1:8000 until Ctrl-C
 	$(BIN)/portfolio-sync demo
 
-test: lint ## lint, type-check, then every test: unit, contract, integration (real Kafka + Postgres), e2e
+test-deps: ## apt-get PostgreSQL, Java 17 and Maven when missing; resolve the Kafka jars (not with Docker)
+	infra/install-test-deps
+
+test: lint test-deps ## lint, type-check, then every test: unit, contract, integration (real Kafka + Postgres), e2e
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: $(INSTALLED) ## only the fast layer: no Kafka, no Postgres

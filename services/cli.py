@@ -57,7 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     create = topics.add_subparsers(dest="topics_command", required=True).add_parser(
         "create", help="create every topic (and its .dlq) that is missing"
     )
-    create.add_argument("--brokers", default="sim", help="comma-separated broker codes (default: sim)")
+    create.add_argument(
+        "--brokers",
+        metavar="CODES",
+        help="comma-separated broker codes (default: every registered broker: "
+        "the built-in adapters, sim included, and installed plug-ins)",
+    )
 
     users = commands.add_parser("users", help="user tasks")
     create_user = users.add_subparsers(dest="users_command", required=True).add_parser(
@@ -130,8 +135,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(upgrade_database(settings))
     elif args.command == "topics":
         from services.operations import create_kafka_topics
+        from shared.brokers import fetched_broker_codes
 
-        asyncio.run(create_kafka_topics(settings, [b.strip() for b in args.brokers.split(",") if b.strip()]))
+        chosen = fetched_broker_codes() if args.brokers is None else args.brokers.split(",")
+        asyncio.run(create_kafka_topics(settings, [b.strip() for b in chosen if b.strip()]))
     elif args.command == "keys" and args.keys_command == "rotate":
         from services.operations import rotate_credential_keys
 

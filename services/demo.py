@@ -39,9 +39,10 @@ from shared.events import utc_now
 from shared.runtime import run_until_signalled
 from shared.settings import Settings
 
+# name -> (account label, the simulated broker's `market`): the names say what the accounts hold.
 DEMO_PORTFOLIOS = {
-    "Long-term": ["Zerodha (simulated)", "Upstox (simulated)"],
-    "US stocks": ["Alpaca (simulated)"],
+    "India long-term": [("Zerodha (simulated)", "in"), ("Upstox (simulated)", "in")],
+    "US stocks": [("Alpaca (simulated)", "us")],
 }
 CYCLE_TIMEOUT_S = 30.0
 
@@ -156,11 +157,18 @@ async def _sign_up_demo_user(client: httpx.AsyncClient) -> DemoUser:
     for name, accounts in DEMO_PORTFOLIOS.items():
         portfolio = await _ok(client.post("/v1/portfolios", json={"name": name}, headers=headers))
         portfolios[name] = portfolio["id"]
-        for label in accounts:
-            await _ok(
+        for label, market in accounts:
+            account = await _ok(
                 client.post(
                     f"/v1/portfolios/{portfolio['id']}/accounts",
                     json={"broker": SIMULATED, "label": label, "sync_interval_seconds": 60},
+                    headers=headers,
+                )
+            )
+            await _ok(
+                client.put(
+                    f"/v1/accounts/{account['id']}/credentials",
+                    json={"credentials": {"market": market}},
                     headers=headers,
                 )
             )
@@ -174,7 +182,7 @@ async def _ok(response: Awaitable[httpx.Response]) -> Any:
             f"demo API call failed: {result.request.method} {result.request.url.path} "
             f"-> {result.status_code} {result.text}"
         )
-    return result.json()
+    return result.json() if result.content else None
 
 
 async def _print_holdings(client: httpx.AsyncClient, user: DemoUser) -> None:

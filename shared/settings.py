@@ -49,6 +49,20 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="How often the scheduler looks for due syncs."
     )
     scheduler_batch_size: int = Field(default=500, ge=1, description="Most schedules claimed per tick.")
+    scheduler_publish_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest wait for one broker's sync requests to be accepted (a missing topic waits "
+        "this long) before the broker is set aside.",
+    )
+    scheduler_broker_backoff_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a broker whose publish failed is set aside; doubles per failure.",
+    )
+    scheduler_broker_max_backoff_seconds: float = Field(
+        default=300.0, gt=0, description="Longest time a failing broker is set aside before another try."
+    )
     default_sync_interval_seconds: int = Field(
         default=3600, ge=10, description="Interval of a new account's schedule."
     )

@@ -19,6 +19,7 @@ from services.api.openapi_links import add_links
 from services.api.routes import (
     accounts,
     admin,
+    brokers,
     error_responses,
     health,
     holdings,
@@ -53,6 +54,7 @@ portfolios and accounts. Decimal amounts are JSON strings, times are UTC (ISO 86
 
 _TAGS = [
     {"name": "users", "description": "Sign up and see who the token belongs to."},
+    {"name": "brokers", "description": "The brokers accounts can be synced from, and what each needs."},
     {"name": "portfolios", "description": "Named groups of broker accounts."},
     {
         "name": "accounts",
@@ -94,6 +96,7 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
     v1 = APIRouter(prefix=V1, responses=error_responses(503))
     for module in (
         users,
+        brokers,
         tokens,
         portfolios,
         accounts,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared.brokers import BrokerType, broker_types
 from shared.bus.port import MessageBus
 from shared.credentials import CredentialCipher
 from shared.db.engine import session_factory
@@ -26,7 +28,13 @@ class ApiContext:
     settings: Settings
     resources: ApiResources
     sessions: async_sessionmaker[AsyncSession]
+    broker_types: Mapping[str, BrokerType]  # what accounts may name, read once: plug-ins included
 
     @classmethod
     def create(cls, settings: Settings, resources: ApiResources) -> ApiContext:
-        return cls(settings=settings, resources=resources, sessions=session_factory(resources.engine))
+        return cls(
+            settings=settings,
+            resources=resources,
+            sessions=session_factory(resources.engine),
+            broker_types=broker_types(),
+        )

@@ -7,7 +7,7 @@ not exist, so ids cannot be probed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query, Request, status
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.api import storage
 from services.api.context import ApiContext
 from services.api.storage_users import Caller
+from shared.brokers import BrokerType
 from shared.bus.port import MessageBus
 from shared.credentials import CredentialCipher
 from shared.db.tables import BrokerAccount, Portfolio, Role, User
@@ -54,7 +55,12 @@ def settings(context: Context) -> Settings:
     return context.settings
 
 
+def known_broker_types(context: Context) -> Mapping[str, BrokerType]:
+    return context.broker_types
+
+
 Session = Annotated[AsyncSession, Depends(db_session)]
+BrokerTypes = Annotated[Mapping[str, BrokerType], Depends(known_broker_types)]
 Bus = Annotated[MessageBus, Depends(message_bus)]
 Cipher = Annotated[CredentialCipher, Depends(credential_cipher)]
 ApiSettings = Annotated[Settings, Depends(settings)]

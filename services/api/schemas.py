@@ -125,8 +125,11 @@ class PortfolioPage(BaseModel):
 
 class AccountCreate(_Request):
     broker: str = Field(
-        description="Lowercase broker code: a letter, then 1-31 letters, digits or underscores.",
-        examples=["simulated"],
+        description=(
+            "The code of one of the brokers `GET /v1/brokers` lists: `sim` (the simulated broker), "
+            "`zerodha`, `upstox`, `dhan`, `alpaca`, `csv` (statement import), or a plug-in's."
+        ),
+        examples=["sim", "zerodha", "csv"],
         json_schema_extra={"pattern": BROKER_CODE.pattern},
     )
     label: Name = Field(examples=["Main trading account"])
@@ -218,8 +221,11 @@ class CredentialsIn(_Request):
     credentials: dict[CredentialKey, CredentialValue] = Field(
         min_length=1,
         max_length=32,
-        description="What the broker needs to sign in, e.g. api_key and api_secret. Encrypted, write-only.",
-        examples=[{"api_key": "...", "api_secret": "..."}],
+        description=(
+            "What the broker needs to sign in: the `credential_fields` that `GET /v1/brokers` lists "
+            "for the account's broker (e.g. zerodha: api_key and access_token). Encrypted, write-only."
+        ),
+        examples=[{"api_key": "...", "access_token": "..."}],
     )
 
     def plaintext(self) -> dict[str, str]:
@@ -468,3 +474,33 @@ class StatementRejectedOut(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+# --- brokers -----------------------------------------------------------------------------------
+
+
+class BrokerLimitsOut(_Response):
+    rate_per_s: float = Field(description="Requests per second the broker allows, sustained.")
+    burst: int = Field(description="Requests that may go at once after a quiet spell.")
+    concurrency: int = Field(description="Most accounts of this broker fetched at the same time.")
+
+
+class BrokerTypeOut(_Response):
+    code: str = Field(
+        description="What `POST /v1/portfolios/{id}/accounts` takes as `broker`.", examples=["sim"]
+    )
+    name: str
+    credential_fields: list[str] = Field(
+        description="Fields `PUT /v1/accounts/{id}/credentials` must set for an account of this broker."
+    )
+    optional_credential_fields: list[str]
+    limits: BrokerLimitsOut | None = Field(
+        description="The broker's documented request limits (before any BROKER_LIMITS override); "
+        "None for statement imports, which call no broker."
+    )
+    doc_url: str = Field(description="The broker's API reference, or the project document describing it.")
+    sync: str = Field(
+        description="`schedule`: fetched from the broker on a schedule and on demand; "
+        "`statement`: holds what uploaded statements say.",
+        examples=["schedule"],
+    )

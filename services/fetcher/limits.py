@@ -10,17 +10,9 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from shared.brokers import BrokerLimits
 
-
-class BrokerLimits(BaseModel):
-    """A broker's request limits. Adapters declare their documented defaults; settings override them."""
-
-    model_config = ConfigDict(frozen=True)
-
-    rate_per_s: float = Field(gt=0, description="Requests per second, sustained.")
-    burst: int = Field(default=1, ge=1, description="Requests that may go at once after a quiet spell.")
-    concurrency: int = Field(default=10, ge=1, description="Most accounts fetched at the same time.")
+__all__ = ["BrokerLimiter", "BrokerLimits", "TokenBucket"]
 
 
 @dataclass

@@ -5,24 +5,32 @@ once and no tick is emitted twice, on any database. On Postgres the due rows are
 FOR UPDATE SKIP LOCKED, so concurrent schedulers take disjoint rows without waiting on each other.
 The request id is derived from the account and the tick, so even a publish repeated after a crash
 names the same request. The publish happens before the claim commits: if it
-fails, the claim rolls back and the tick is emitted on the next pass; nothing is lost.
+fails, the claim rolls back and the tick is emitted on a later pass; nothing is lost.
+
+Each broker's due schedules are claimed and published in a transaction of their own, so a broker
+whose topic is missing or whose publish fails is set aside (exponential backoff, a WARNING and the
+`portfolio_sync_scheduler_publish_failures_total` counter) while every other broker's fire. Accounts
+of an inactive portfolio, or whose credentials the broker rejected, are not scheduled.
 
 After downtime, an account that missed many ticks gets one catch-up run, not one per missed tick.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.scheduler.backoff import BrokerBackoff
+from services.scheduler.metrics import PUBLISH_FAILURES
 from shared import topics
-from shared.bus.port import MessageBus, OutgoingMessage
+from shared.bus.port import BusUnavailable, MessageBus, OutgoingMessage
 from shared.db.sync_runs import requested_run
-from shared.db.tables import BrokerAccount, Credential, Schedule
+from shared.db.tables import BrokerAccount, Credential, Portfolio, Schedule
 from shared.events import SyncRequested, SyncTrigger
 
 log = logging.getLogger(__name__)
@@ -34,17 +42,86 @@ def tick_request_id(account_id: uuid.UUID, due_at: datetime) -> uuid.UUID:
     return uuid.uuid5(_TICK_NAMESPACE, f"{account_id}/{due_at.isoformat()}")
 
 
+def _due(now: datetime) -> ColumnElement[bool]:
+    """Schedules that should fire at `now`: enabled, due, credentials not rejected, portfolio active."""
+    return and_(
+        Schedule.enabled,
+        Schedule.next_run_at <= now,
+        BrokerAccount.needs_reauth.is_(False),
+        Portfolio.active.is_(True),
+    )
+
+
 async def emit_due_syncs(
-    sessions: async_sessionmaker[AsyncSession], bus: MessageBus, *, now: datetime, limit: int
+    sessions: async_sessionmaker[AsyncSession],
+    bus: MessageBus,
+    *,
+    now: datetime,
+    limit: int,
+    backoff: BrokerBackoff | None = None,
+    publish_timeout_s: float = 10.0,
 ) -> int:
-    """Emit a sync request for every schedule due at `now` (at most `limit`); return how many."""
+    """Emit a sync request for every schedule due at `now` (at most `limit`); return how many.
+
+    Broker by broker, each in its own transaction: a broker whose publish fails (say, its topic does
+    not exist) has its claims rolled back and is set aside in `backoff`, and the others still fire.
+    """
+    backoff = backoff if backoff is not None else BrokerBackoff()
+    set_aside = backoff.waiting(now=now)
+    async with sessions() as session:
+        brokers = (
+            (
+                await session.execute(
+                    select(BrokerAccount.broker)
+                    .select_from(Schedule)
+                    .join(BrokerAccount, BrokerAccount.id == Schedule.account_id)
+                    .join(Portfolio, Portfolio.id == BrokerAccount.portfolio_id)
+                    .where(_due(now), BrokerAccount.broker.not_in(set_aside))
+                    .group_by(BrokerAccount.broker)
+                    # The broker whose oldest tick has waited longest goes first.
+                    .order_by(func.min(Schedule.next_run_at), BrokerAccount.broker)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    emitted = 0
+    for broker in brokers:
+        if emitted >= limit:
+            break
+        try:
+            emitted += await _emit_broker(
+                sessions, bus, broker, now=now, limit=limit - emitted, publish_timeout_s=publish_timeout_s
+            )
+        except BusUnavailable as exc:
+            delay = backoff.set_aside(broker, now=now)
+            PUBLISH_FAILURES.labels(broker=broker).inc()
+            log.warning(
+                "broker's sync requests not published; its schedules wait, the other brokers' go on",
+                extra={"broker": broker, "retry_in_s": delay, "error": str(exc)},
+            )
+        else:
+            backoff.succeeded(broker)
+    return emitted
+
+
+async def _emit_broker(
+    sessions: async_sessionmaker[AsyncSession],
+    bus: MessageBus,
+    broker: str,
+    *,
+    now: datetime,
+    limit: int,
+    publish_timeout_s: float,
+) -> int:
     async with sessions.begin() as session:
         due = (
             await session.execute(
-                select(Schedule, BrokerAccount.broker, Credential.ciphertext)
+                select(Schedule, Credential.ciphertext)
                 .join(BrokerAccount, BrokerAccount.id == Schedule.account_id)
+                .join(Portfolio, Portfolio.id == BrokerAccount.portfolio_id)
                 .outerjoin(Credential, Credential.account_id == Schedule.account_id)
-                .where(Schedule.enabled, Schedule.next_run_at <= now, BrokerAccount.needs_reauth.is_(False))
+                .where(_due(now), BrokerAccount.broker == broker)
                 .order_by(Schedule.next_run_at, Schedule.account_id)
                 .limit(limit)
                 # Postgres: concurrent schedulers skip each other's rows instead of queueing on them.
@@ -52,7 +129,7 @@ async def emit_due_syncs(
             )
         ).all()
         requests: list[SyncRequested] = []
-        for schedule, broker, ciphertext in due:
+        for schedule, ciphertext in due:
             due_at = schedule.next_run_at
             claimed = await session.execute(
                 update(Schedule)
@@ -72,7 +149,12 @@ async def emit_due_syncs(
             session.add(requested_run(request))
             requests.append(request)
         await session.flush()
-        await bus.publish([OutgoingMessage.of(topics.sync_requests(r.broker), r) for r in requests])
+        messages = [OutgoingMessage.of(topics.sync_requests(broker), r) for r in requests]
+        try:
+            # A missing topic makes Kafka clients wait for its metadata for long: bound the wait.
+            await asyncio.wait_for(bus.publish(messages), publish_timeout_s)
+        except TimeoutError:
+            raise BusUnavailable(f"publish to {topics.sync_requests(broker)} timed out") from None
     if requests:
-        log.info("sync requests emitted", extra={"count": len(requests)})
+        log.info("sync requests emitted", extra={"broker": broker, "count": len(requests)})
     return len(requests)

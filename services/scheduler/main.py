@@ -8,6 +8,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.scheduler.backoff import BrokerBackoff
 from services.scheduler.handlers import emit_due_syncs
 from shared.bus.port import BusUnavailable, MessageBus
 from shared.db.engine import TRANSIENT_DB_ERRORS, session_factory
@@ -18,15 +19,26 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 # A pass that hits these is retried on the next tick; its claims rolled back, so nothing is lost.
+# (A failed publish is handled per broker inside the pass; BusUnavailable here is a safety net.)
 _RETRYABLE: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, BusUnavailable)
 
 
 async def run_scheduler(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], bus: MessageBus, stop: asyncio.Event
 ) -> None:
+    backoff = BrokerBackoff(
+        first_s=settings.scheduler_broker_backoff_seconds, max_s=settings.scheduler_broker_max_backoff_seconds
+    )
     while not stop.is_set():
         try:
-            emitted = await emit_due_syncs(sessions, bus, now=utc_now(), limit=settings.scheduler_batch_size)
+            emitted = await emit_due_syncs(
+                sessions,
+                bus,
+                now=utc_now(),
+                limit=settings.scheduler_batch_size,
+                backoff=backoff,
+                publish_timeout_s=settings.scheduler_publish_timeout_seconds,
+            )
         except _RETRYABLE as exc:
             log.warning("scheduler pass failed; trying again next tick", extra={"error": repr(exc)})
             emitted = 0

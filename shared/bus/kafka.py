@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import CoordinationType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from shared.bus.port import BusUnavailable, OutgoingMessage, Record
@@ -20,6 +22,11 @@ from shared.bus.port import BusUnavailable, OutgoingMessage, Record
 # twenty holdings, which capped the ledger's batches at a thousand events on four partitions, half
 # what it asks for; each partition's next fetch is sent only once its records are taken.
 MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+# How long `subscribe` waits, quietly, for a group coordinator that a starting broker is still loading.
+COORDINATOR_WAIT_S = 60.0
+_COORDINATOR_POLL_S = 0.2
+
+log = logging.getLogger(__name__)
 
 
 class KafkaBus:
@@ -72,6 +79,7 @@ class KafkaBus:
             raise BusUnavailable(f"Kafka did not accept {len(messages)} message(s): {exc!r}") from exc
 
     async def subscribe(self, topics: Sequence[str], *, group: str) -> KafkaSubscription:
+        await self._await_group_coordinator(self._namespace + group)
         consumer = AIOKafkaConsumer(
             *(self._namespace + t for t in topics),
             bootstrap_servers=self._servers,
@@ -83,6 +91,27 @@ class KafkaBus:
         )
         await consumer.start()
         return KafkaSubscription(consumer, self._namespace)
+
+    async def _await_group_coordinator(self, group_id: str) -> None:
+        """Return once Kafka names the group's coordinator (or the wait is over).
+
+        A broker that has just started answers GroupCoordinatorNotAvailable until it has loaded
+        `__consumer_offsets`, and aiokafka's consumer logs every such answer as an ERROR: normal
+        start-up looked like failure. Asked here first, the consumer's own lookup finds it at once.
+        A lasting or non-retriable problem is left to the consumer, which reports it as before.
+        """
+        client = self._started().client
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + COORDINATOR_WAIT_S
+        while True:
+            try:
+                await client.coordinator_lookup(CoordinationType.GROUP, group_id)
+                return
+            except KafkaError as exc:
+                if not exc.retriable or loop.time() > deadline:
+                    return
+                log.debug("waiting for the group coordinator", extra={"group": group_id, "error": repr(exc)})
+            await asyncio.sleep(_COORDINATOR_POLL_S)  # Kafka offers nothing to await: poll it
 
     async def recent(self, topic: str, *, per_partition: int) -> list[Record]:
         wire_topic = self._namespace + topic

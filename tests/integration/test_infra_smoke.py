@@ -9,6 +9,7 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs; not in pyproject's m
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from tests.support.infra import KafkaService, PostgresService
 
@@ -65,18 +66,17 @@ async def test_kafka_idempotent_produce_then_group_consume(kafka: KafkaService) 
 
 
 @pytest.mark.asyncio
-async def test_kafka_auto_creates_topics(kafka: KafkaService) -> None:
-    topic = f"infra-auto-{uuid.uuid4().hex[:8]}"
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
-    await producer.start()
+async def test_kafka_does_not_auto_create_topics(kafka: KafkaService) -> None:
+    # Off, as in production: a typo or an unknown broker code must not make a topic appear.
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
     try:
-        meta = await producer.send_and_wait(topic, b"hello")
-        partitions = await producer.partitions_for(topic)
+        node = (await admin.describe_cluster())["brokers"][0]["node_id"]
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, str(node))])
     finally:
-        await producer.stop()
-    assert meta.topic == topic
-    assert meta.offset == 0
-    assert len(partitions) >= 1
+        await admin.close()
+    configs = {c[0]: c[1] for resource in response.resources for c in resource[4]}
+    assert configs["auto.create.topics.enable"] == "false"
 
 
 @pytest.mark.asyncio

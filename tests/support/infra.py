@@ -218,7 +218,7 @@ def _apache_kafka_container(image: str) -> Any:
                 "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
                 "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "1",
                 "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": "1",
-                "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "true",
+                "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
                 "KAFKA_NUM_PARTITIONS": "4",
             }.items():
                 self.with_env(key, value)
@@ -259,13 +259,17 @@ def _kafka_from_local() -> KafkaService:
     )
 
 
-def provide_kafka() -> KafkaService:
-    """A Kafka for this session: env, else testcontainers, else kafka-local. Call ``.stop()``."""
+def provide_kafka(*, fresh: bool = False) -> KafkaService:
+    """A Kafka for this session: env, else testcontainers, else kafka-local. Call ``.stop()``.
+
+    `fresh`: a newly started broker of our own, never the one the environment names."""
     attempts: list[str] = []
     env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
-    if env:
+    if env and not fresh:
         return KafkaService(env, "env:KAFKA_BOOTSTRAP_SERVERS")
-    attempts.append("env KAFKA_BOOTSTRAP_SERVERS: not set")
+    attempts.append(
+        "env KAFKA_BOOTSTRAP_SERVERS: not set" if not fresh else "env: a fresh broker was asked for"
+    )
 
     why_not = _docker_unavailable()
     if why_not is None:

@@ -21,6 +21,7 @@ from pydantic.fields import FieldInfo
 
 from services.cli import _parser
 from services.fetcher.registry import known_brokers
+from shared.brokers import fetched_broker_codes
 from shared.settings import Settings
 from tests.support import infra
 
@@ -196,7 +197,8 @@ def test_compose_fetchers_serve_registered_brokers_whose_topics_exist() -> None:
         if args.command == "fetcher":
             fetched[name] = args.broker
         elif args.command == "topics":
-            topic_brokers.update(b.strip() for b in args.brokers.split(",") if b.strip())
+            named = fetched_broker_codes() if args.brokers is None else args.brokers.split(",")
+            topic_brokers.update(b.strip() for b in named if b.strip())
     assert fetched, "docker-compose.yml runs no fetcher"
     for name, broker in fetched.items():
         assert broker in known_brokers(), (
@@ -206,6 +208,36 @@ def test_compose_fetchers_serve_registered_brokers_whose_topics_exist() -> None:
             f"docker-compose.yml: call the fetcher of {broker!r} fetcher-{broker}"
         )
         assert broker in topic_brokers, f"docker-compose.yml `topics create --brokers` lacks {broker!r}"
+
+
+def test_compose_creates_every_registered_brokers_topics_and_kafka_creates_none() -> None:
+    services = _services(_load_compose())
+    [topics_task] = [
+        _cli_args(name, s)
+        for name, s in _portfolio_sync_services(_load_compose()).items()
+        if _cli_args(name, s).command == "topics"
+    ]
+    assert topics_task.brokers is None, (
+        "docker-compose.yml: `topics create` without --brokers makes every broker's"
+    )
+    assert sorted(fetched_broker_codes()) == known_brokers()
+    kafka_env = {str(k): str(v) for k, v in services["kafka"]["environment"].items()}
+    assert kafka_env.get("KAFKA_AUTO_CREATE_TOPICS_ENABLE") == "false", (
+        'docker-compose.yml: set KAFKA_AUTO_CREATE_TOPICS_ENABLE: "false" on the kafka service'
+    )
+
+
+def test_compose_publishes_ports_on_loopback_only() -> None:
+    published = [
+        (name, str(port))
+        for name, service in _services(_load_compose()).items()
+        for port in service.get("ports", [])
+    ]
+    assert published, "docker-compose.yml publishes no port: the API should be reachable on 127.0.0.1"
+    for name, port in published:
+        assert port.startswith("127.0.0.1:"), (
+            f"docker-compose.yml {name!r} publishes {port!r} on every interface: write 127.0.0.1:{port}"
+        )
 
 
 # (c) docs/configuration.md <-> Settings

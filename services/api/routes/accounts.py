@@ -6,9 +6,10 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Response, status
+from fastapi.exceptions import RequestValidationError
 
 from services.api import paging, storage, storage_edits
-from services.api.deps import ApiSettings, Cipher, OwnedAccount, OwnedPortfolio, Session
+from services.api.deps import ApiSettings, BrokerTypes, Cipher, OwnedAccount, OwnedPortfolio, Session
 from services.api.guard import GuardedRoute
 from services.api.routes import BODY_ERRORS, error_responses
 from services.api.schemas import (
@@ -27,6 +28,11 @@ log = logging.getLogger(__name__)
 
 LIST = "accounts"
 """The name cursors of this list carry: a cursor of another list is refused."""
+
+
+def _invalid(field: str, kind: str, message: str) -> RequestValidationError:
+    """A 422 shaped like FastAPI's own, so clients read every validation error the same way."""
+    return RequestValidationError([{"type": kind, "loc": ("body", field), "msg": message}])
 
 
 def _account_out(view: storage.AccountView) -> AccountOut:
@@ -62,15 +68,25 @@ def _account_out(view: storage.AccountView) -> AccountOut:
     responses=error_responses(*BODY_ERRORS, 401, 404, 409),
 )
 async def create_account(
-    body: AccountCreate, portfolio: OwnedPortfolio, session: Session, settings: ApiSettings
+    body: AccountCreate,
+    portfolio: OwnedPortfolio,
+    session: Session,
+    settings: ApiSettings,
+    known: BrokerTypes,
 ) -> AccountOut:
     """Add a broker account to the portfolio, with a schedule whose first sync is due now.
 
     Syncs need credentials for most brokers: set them with `PUT /v1/accounts/{id}/credentials`.
     An account of broker `csv` has no schedule: it holds what its uploaded statements say
-    (`POST /v1/accounts/{id}/statements`). A user holds at most MAX_ACCOUNTS_PER_USER accounts:
-    one more is a 409.
+    (`POST /v1/accounts/{id}/statements`). `GET /v1/brokers` lists the codes `broker` may be.
+    A user holds at most MAX_ACCOUNTS_PER_USER accounts: one more is a 409.
     """
+    if body.broker not in known:
+        raise _invalid(
+            "broker",
+            "unknown_broker",
+            f"unknown broker {body.broker!r}; this deployment knows: {', '.join(known)}",
+        )
     interval = body.sync_interval_seconds
     if interval is None and body.broker != STATEMENT_BROKER:
         interval = settings.default_sync_interval_seconds
@@ -138,12 +154,23 @@ async def update_account(body: AccountUpdate, account: OwnedAccount, session: Se
     responses=error_responses(*BODY_ERRORS, 401, 404),
 )
 async def put_credentials(
-    body: CredentialsIn, account: OwnedAccount, session: Session, cipher: Cipher
+    body: CredentialsIn, account: OwnedAccount, session: Session, cipher: Cipher, known: BrokerTypes
 ) -> Response:
     """Store the credentials encrypted, replacing any previous ones. Write-only: no route returns them.
 
-    New credentials clear `needs_reauth`, so syncs resume.
+    Every field `GET /v1/brokers` lists as required for the account's broker must be set (422
+    otherwise, naming the missing fields). New credentials clear `needs_reauth`, so syncs resume.
     """
+    broker_type = known.get(account.broker)  # None: a code no longer installed, nothing to check
+    missing = broker_type.missing_credentials(body.plaintext()) if broker_type is not None else []
+    if broker_type is not None and missing:
+        # Field names only: a value, even a wrong one, may be a secret.
+        raise _invalid(
+            "credentials",
+            "missing_credential",
+            f"{broker_type.code} credentials lack {', '.join(missing)} "
+            f"(it needs {', '.join(broker_type.credential_fields)})",
+        )
     ciphertext = cipher.encrypt(body.plaintext())
     await storage.store_credentials(session, account_id=account.id, ciphertext=ciphertext, now=utc_now())
     log.info("credentials replaced", extra={"account_id": str(account.id)})

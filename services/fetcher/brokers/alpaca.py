@@ -69,13 +69,14 @@ from pydantic import BaseModel, ConfigDict, PlainValidator, TypeAdapter, Validat
 
 from services.fetcher.adapter import AccountContext, AuthRejected, InvalidResponse, RateLimited
 from services.fetcher.http import broker_client, retry_after_seconds, send
-from services.fetcher.limits import BrokerLimiter, BrokerLimits
+from services.fetcher.limits import BrokerLimiter
 from services.fetcher.registry import AdapterContext, register_broker
+from shared.brokers import ALPACA
 from shared.events import AssetType, Holding
 from shared.numeric import DECIMAL_PLACES
 
-CODE = "alpaca"
-LIVE_URL = "https://api.alpaca.markets"
+CODE = ALPACA.code
+LIVE_URL = ALPACA.base_url
 PAPER_URL = "https://paper-api.alpaca.markets"
 POSITIONS_PATH = "/v2/positions"
 KEY_ID_HEADER = "APCA-API-KEY-ID"
@@ -138,8 +139,7 @@ class AlpacaBroker:
         self._clients: dict[str, httpx.AsyncClient] = {}
 
     async def fetch_holdings(self, account: AccountContext) -> Sequence[Holding]:
-        key_id = _credential(account.credentials, "key_id")
-        secret_key = _credential(account.credentials, "secret_key")
+        key_id, secret_key = (_credential(account.credentials, key) for key in ALPACA.credential_fields)
         base_url = self._base_url(account.credentials)
         client = self._client(base_url)
         request = client.build_request(
@@ -265,11 +265,7 @@ def _reasons(exc: ValidationError) -> str:
     )
 
 
-@register_broker(
-    CODE,
-    limits=BrokerLimits(rate_per_s=200 / 60, burst=1, concurrency=10),
-    base_url=LIVE_URL,
-)
+@register_broker(ALPACA)
 def create(context: AdapterContext) -> AlpacaBroker:
     if context.base_url == LIVE_URL:
         return AlpacaBroker(live_url=LIVE_URL, paper_url=PAPER_URL, limiter=context.limiter)

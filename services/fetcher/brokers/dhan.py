@@ -75,14 +75,15 @@ from services.fetcher.adapter import (
     TransientBrokerError,
 )
 from services.fetcher.http import broker_client, decimal_json, retry_after_seconds, send
-from services.fetcher.limits import BrokerLimiter, BrokerLimits
+from services.fetcher.limits import BrokerLimiter
 from services.fetcher.registry import AdapterContext, register_broker
+from shared.brokers import DHAN
 from shared.events import AssetType, Holding
 
-CODE = "dhan"
-BASE_URL = "https://api.dhan.co/v2"
+CODE = DHAN.code
+BASE_URL = DHAN.base_url
 HOLDINGS_PATH = "/holdings"
-CREDENTIAL_KEY = "access_token"
+[CREDENTIAL_KEY] = DHAN.credential_fields  # access_token
 
 # https://dhanhq.co/docs/v2/ "Rate Limit": Order APIs 25/s, 250/min, 1000/h, 7000/day; Data APIs 5/s,
 # 100000/day; Quote APIs 1/s; Non Trading APIs 20/s, unlimited per minute, hour and day. The page
@@ -90,7 +91,7 @@ CREDENTIAL_KEY = "access_token"
 # data, so we take the Non Trading 20/s. Burst 1: requests go out at least 50 ms apart, so no second
 # sees more than 20. The bucket is shared by every account this process syncs, though Dhan counts per
 # user ("from single user"), so it is conservative. Concurrency is not a documented Dhan limit; ours.
-LIMITS = BrokerLimits(rate_per_s=20, burst=1, concurrency=10)
+LIMITS = DHAN.adapter_limits()
 
 # https://dhanhq.co/docs/v2/annexure "Trading API Error", decided code by code for a holdings read.
 # | Code   | Dhan's type: message (abridged)                                   | We raise
@@ -321,7 +322,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc) or "<root>"
 
 
-@register_broker(CODE, limits=LIMITS, base_url=BASE_URL)
+@register_broker(DHAN)
 def create(context: AdapterContext) -> DhanBroker:
     return DhanBroker(base_url=context.base_url, limiter=context.limiter)
 

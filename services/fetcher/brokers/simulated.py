@@ -1,7 +1,9 @@
 """The simulated broker: the demo's and the benchmarks' broker, needing no network or account.
 
 Deterministic per account: the same account always holds the same instruments and quantities;
-last prices drift per minute. Latency and failure rate come from settings.
+last prices drift per minute. Latency and failure rate come from settings. An account's optional
+credential `market` (`in`: NSE, INR; `us`: US exchanges, USD) keeps it to one market, as a real
+broker account would be; without it, it holds from both.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from services.fetcher.adapter import AccountContext, TransientBrokerError
-from services.fetcher.limits import BrokerLimiter, BrokerLimits
+from services.fetcher.adapter import AccountContext, AuthRejected, TransientBrokerError
+from services.fetcher.limits import BrokerLimiter
 from services.fetcher.registry import AdapterContext, register_broker
+from shared.brokers import SIM
 from shared.events import AssetType, Holding
 
-CODE = "sim"
+CODE = SIM.code
 
 # (symbol, exchange, isin, currency, asset type, reference price)
 _UNIVERSE: tuple[tuple[str, str, str | None, str, AssetType, str], ...] = (
@@ -55,12 +58,19 @@ class SimulatedBroker:
         return None
 
 
+MARKET_CURRENCIES = {"in": "INR", "us": "USD"}
+
+
 def simulated_holdings(account: AccountContext, *, minute: datetime) -> list[Holding]:
+    market = account.credentials.get("market", "").strip().lower()
+    if market and market not in MARKET_CURRENCIES:
+        raise AuthRejected(f"{CODE}: credential 'market' must be one of {', '.join(MARKET_CURRENCIES)}")
+    universe = [i for i in _UNIVERSE if not market or i[3] == MARKET_CURRENCIES[market]]
     picker = random.Random(account.account_id.int)
     drift = random.Random(account.account_id.int ^ int(minute.timestamp()))
     holdings = []
     for symbol, exchange, isin, currency, asset_type, reference in picker.sample(
-        _UNIVERSE, k=picker.randint(3, 6)
+        universe, k=picker.randint(3, min(6, len(universe)))
     ):
         average = Decimal(reference) * Decimal(picker.randint(80, 110)) / 100
         last = Decimal(reference) * Decimal(drift.randint(950, 1050)) / 1000
@@ -80,7 +90,7 @@ def simulated_holdings(account: AccountContext, *, minute: datetime) -> list[Hol
 
 
 # No real broker behind it: limits generous enough for the benchmarks, overridable by BROKER_LIMITS.
-@register_broker(CODE, limits=BrokerLimits(rate_per_s=5000, burst=500, concurrency=512))
+@register_broker(SIM)
 def create(context: AdapterContext) -> SimulatedBroker:
     settings = context.settings
     return SimulatedBroker(

@@ -44,14 +44,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.fetcher.adapter import AccountContext, AuthRejected, InvalidResponse, RateLimited
 from services.fetcher.http import broker_client, send
-from services.fetcher.limits import BrokerLimiter, BrokerLimits
+from services.fetcher.limits import BrokerLimiter
 from services.fetcher.registry import AdapterContext, register_broker
+from shared.brokers import UPSTOX
 from shared.events import AssetType, Holding
 
-CODE = "upstox"
-BASE_URL = "https://api.upstox.com/v2"
+CODE = UPSTOX.code
+BASE_URL = UPSTOX.base_url
 HOLDINGS_PATH = "/portfolio/long-term-holdings"
-CREDENTIAL_KEY = "access_token"
+[CREDENTIAL_KEY] = UPSTOX.credential_fields  # access_token
 
 # The rate-limiting page: standard APIs (holdings among them) allow 50 requests/second, 500/minute and
 # 2000 per 30 minutes, per user and per API. We take the per-second figure for the bucket. It is shared
@@ -60,7 +61,7 @@ CREDENTIAL_KEY = "access_token"
 # is not a documented Upstox limit; it is our default for accounts fetched at once.
 # Caveat: the figures were read from several write-ups quoting that page, not from a copy of the page
 # itself; some older ones quote 25/250/1000. Recheck the page when this adapter is next touched.
-LIMITS = BrokerLimits(rate_per_s=50, burst=50, concurrency=10)
+LIMITS = UPSTOX.adapter_limits()
 
 # error-codes page: codes that mean the token (or the app it was issued to) is not accepted.
 _AUTH_ERROR_CODES = frozenset(
@@ -245,7 +246,7 @@ def _problems(exc: ValidationError) -> str:
     )
 
 
-@register_broker(CODE, limits=LIMITS, base_url=BASE_URL)
+@register_broker(UPSTOX)
 def create(context: AdapterContext) -> UpstoxBroker:
     return UpstoxBroker(base_url=context.base_url, limiter=context.limiter)
 

@@ -44,15 +44,16 @@ from services.fetcher.adapter import (
     TransientBrokerError,
 )
 from services.fetcher.http import broker_client, decimal_json, send
-from services.fetcher.limits import BrokerLimiter, BrokerLimits
+from services.fetcher.limits import BrokerLimiter
 from services.fetcher.registry import AdapterContext, register_broker
+from shared.brokers import ZERODHA
 from shared.events import AssetType, Holding
 
-CODE = "zerodha"
-BASE_URL = "https://api.kite.trade"
+CODE = ZERODHA.code
+BASE_URL = ZERODHA.base_url
 HOLDINGS_PATH = "/portfolio/holdings"
 KITE_VERSION = "3"
-CREDENTIAL_KEYS = ("api_key", "access_token")
+CREDENTIAL_KEYS = ZERODHA.credential_fields  # api_key, access_token
 
 # Holdings are "long term equity delivery stocks" (portfolio page), and every documented sample
 # holding is on NSE or BSE, both Indian exchanges quoting in rupees. Any other exchange is off the
@@ -308,6 +309,6 @@ def _asset_type(isin: str) -> AssetType:
 # (holdings among them) 10 requests per second, per API key. The docs give no burst allowance, so
 # requests are spaced evenly (burst 1). They are silent on concurrency: one request per account
 # here, so the rate governs; 10 accounts in flight at once matches it.
-@register_broker(CODE, limits=BrokerLimits(rate_per_s=10, burst=1, concurrency=10), base_url=BASE_URL)
+@register_broker(ZERODHA)
 def create(context: AdapterContext) -> ZerodhaKite:
     return ZerodhaKite(base_url=context.base_url, limiter=context.limiter)

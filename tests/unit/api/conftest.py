@@ -18,7 +18,7 @@ from shared.credentials import CredentialCipher
 from shared.settings import Settings
 
 Headers = dict[str, str]
-BROKER = "simulated"
+BROKER = "sim"
 
 
 @pytest.fixture

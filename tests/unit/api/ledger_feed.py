@@ -47,7 +47,7 @@ def snapshot(
     return HoldingSnapshot(
         account_id=uuid.UUID(str(account_id)),
         request_id=request_id or uuid.uuid4(),
-        broker="simulated",
+        broker="sim",
         taken_at=taken_at,
         holdings=holdings,
         trades=tuple(trades),

@@ -95,7 +95,7 @@ async def test_a_broker_that_is_not_a_lowercase_code_is_422_with_a_clear_message
 async def test_bad_account_bodies_are_422(
     client: httpx.AsyncClient, alice: dict[str, str], portfolio_id: str, extra: dict[str, object]
 ) -> None:
-    body: dict[str, object] = {"broker": "simulated", "label": "x", **extra}
+    body: dict[str, object] = {"broker": "sim", "label": "x", **extra}
 
     response = await client.post(f"/v1/portfolios/{portfolio_id}/accounts", json=body, headers=alice)
 
@@ -152,7 +152,7 @@ async def test_an_account_in_an_unknown_portfolio_is_404(
     client: httpx.AsyncClient, alice: dict[str, str]
 ) -> None:
     response = await client.post(
-        f"/v1/portfolios/{uuid.uuid4()}/accounts", json={"broker": "simulated", "label": "x"}, headers=alice
+        f"/v1/portfolios/{uuid.uuid4()}/accounts", json={"broker": "sim", "label": "x"}, headers=alice
     )
 
     assert response.status_code == 404

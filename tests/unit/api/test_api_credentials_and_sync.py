@@ -65,13 +65,13 @@ async def test_credentials_travel_only_as_ciphertext_from_put_to_the_sync_reques
 
     assert sync.status_code == 202
     request_id = sync.json()["request_id"]
-    (record,) = bus.records(topics.sync_requests("simulated"))
-    assert record.topic == "sync.requests.simulated"
+    (record,) = bus.records(topics.sync_requests("sim"))
+    assert record.topic == "sync.requests.sim"
     assert record.key == account_id
     event = decode_event(SyncRequested, record.value)
     assert str(event.event_id) == request_id
     assert str(event.account_id) == account_id
-    assert event.broker == "simulated"
+    assert event.broker == "sim"
     assert event.trigger is SyncTrigger.MANUAL
     assert event.credentials_ciphertext is not None
     assert cipher.decrypt(event.credentials_ciphertext) == SECRETS
@@ -126,7 +126,7 @@ async def test_a_sync_without_credentials_carries_none(
     sync = await client.post(f"/v1/accounts/{account_id}/sync", headers=alice)
 
     assert sync.status_code == 202
-    (record,) = bus.records(topics.sync_requests("simulated"))
+    (record,) = bus.records(topics.sync_requests("sim"))
     assert decode_event(SyncRequested, record.value).credentials_ciphertext is None
 
 
@@ -145,7 +145,7 @@ async def test_an_account_that_needs_reauth_refuses_to_sync_until_new_credential
     assert refused.status_code == 409
     assert "set new ones" in refused.json()["detail"]
     assert f"/v1/accounts/{account_id}/credentials" in refused.json()["detail"]
-    assert bus.records(topics.sync_requests("simulated")) == []
+    assert bus.records(topics.sync_requests("sim")) == []
     async with sessions() as session:
         assert (await session.scalars(select(SyncRun))).all() == []
     assert (await client.get(f"/v1/accounts/{account_id}", headers=alice)).json()["needs_reauth"] is True
@@ -157,7 +157,7 @@ async def test_an_account_that_needs_reauth_refuses_to_sync_until_new_credential
     assert put.status_code == 204
     assert (await client.get(f"/v1/accounts/{account_id}", headers=alice)).json()["needs_reauth"] is False
     assert (await client.post(f"/v1/accounts/{account_id}/sync", headers=alice)).status_code == 202
-    assert len(bus.records(topics.sync_requests("simulated"))) == 1
+    assert len(bus.records(topics.sync_requests("sim"))) == 1
 
 
 @pytest.mark.asyncio
@@ -261,7 +261,7 @@ async def test_a_sync_the_bus_refuses_is_503_and_its_run_is_closed_as_failed(
         portfolio = (await client.post("/v1/portfolios", json={"name": "P"}, headers=headers)).json()["id"]
         account = await client.post(
             f"/v1/portfolios/{portfolio}/accounts",
-            json={"broker": "simulated", "label": "A"},
+            json={"broker": "sim", "label": "A"},
             headers=headers,
         )
 
@@ -306,7 +306,7 @@ async def test_sync_runs_and_the_account_status_follow_retries_as_the_ledger_rec
             SyncFailed(
                 account_id=uuid.UUID(account_id),
                 request_id=first,
-                broker="simulated",
+                broker="sim",
                 kind=FailureKind.TRANSIENT,
                 reason="broker timed out",
                 attempt=1,
@@ -361,7 +361,7 @@ async def test_sync_runs_and_the_account_status_follow_retries_as_the_ledger_rec
             SyncFailed(
                 account_id=uuid.UUID(account_id),
                 request_id=second,
-                broker="simulated",
+                broker="sim",
                 kind=FailureKind.AUTH,
                 reason="invalid api key",
                 attempt=3,

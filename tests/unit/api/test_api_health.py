@@ -50,7 +50,7 @@ async def test_the_docs_describe_every_route_and_bearer_auth(client: httpx.Async
     assert "swagger" in docs.text.lower()
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     operations = [op for path in spec["paths"].values() for op in path.values()]
-    assert len(operations) == 31
+    assert len(operations) == 32  # GET /v1/brokers included
     assert all(op.get("tags") for op in operations)
     assert all(op.get("summary") for op in operations)
     statements = spec["paths"]["/v1/accounts/{account_id}/statements"]["post"]

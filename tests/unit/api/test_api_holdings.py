@@ -44,7 +44,7 @@ def _position(
 async def _new_account(client: httpx.AsyncClient, headers: dict[str, str], portfolio_id: str) -> str:
     response = await client.post(
         f"/v1/portfolios/{portfolio_id}/accounts",
-        json={"broker": "simulated", "label": "more"},
+        json={"broker": "sim", "label": "more"},
         headers=headers,
     )
     assert response.status_code == 201

@@ -27,7 +27,7 @@ async def test_another_users_portfolio_and_account_are_404_everywhere(
     requests = [
         ("GET", f"/v1/portfolios/{portfolio_id}", None),
         ("GET", f"/v1/portfolios/{portfolio_id}/accounts", None),
-        ("POST", f"/v1/portfolios/{portfolio_id}/accounts", {"broker": "simulated", "label": "mine now"}),
+        ("POST", f"/v1/portfolios/{portfolio_id}/accounts", {"broker": "sim", "label": "mine now"}),
         ("GET", f"/v1/portfolios/{portfolio_id}/holdings", None),
         ("GET", f"/v1/accounts/{account_id}", None),
         ("PUT", f"/v1/accounts/{account_id}/credentials", {"credentials": {"api_key": "bobs"}}),
@@ -59,7 +59,7 @@ async def test_another_users_portfolio_and_account_are_404_everywhere(
 
     assert (await client.get("/v1/portfolios", headers=bob)).json()["items"] == []
     # Bob's attempts changed nothing of alice's.
-    assert len(bus.records(topics.sync_requests("simulated"))) == 1  # alice's own sync only
+    assert len(bus.records(topics.sync_requests("sim"))) == 1  # alice's own sync only
     async with sessions() as session:
         accounts = (await session.scalars(select(BrokerAccount))).all()
         credentials = (await session.scalars(select(Credential))).all()

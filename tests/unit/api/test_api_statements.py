@@ -429,7 +429,7 @@ async def test_an_account_that_syncs_from_a_broker_refuses_statements(
     response = await _upload(client, account_id, GENERIC_EXAMPLE, alice)
 
     assert response.status_code == 409
-    assert "syncs from broker 'simulated'" in response.json()["detail"]
+    assert "syncs from broker 'sim'" in response.json()["detail"]
     assert bus.records(topics.HOLDINGS_SNAPSHOTS) == []
     assert await _runs(sessions) == []
 

@@ -85,7 +85,7 @@ async def test_without_a_valid_token_every_private_route_is_401(
         ("POST", "/v1/portfolios", {"name": "x"}),
         ("GET", f"/v1/portfolios/{some_id}", None),
         ("GET", f"/v1/portfolios/{some_id}/accounts", None),
-        ("POST", f"/v1/portfolios/{some_id}/accounts", {"broker": "simulated", "label": "x"}),
+        ("POST", f"/v1/portfolios/{some_id}/accounts", {"broker": "sim", "label": "x"}),
         ("GET", f"/v1/portfolios/{some_id}/holdings", None),
         ("GET", f"/v1/accounts/{some_id}", None),
         ("PUT", f"/v1/accounts/{some_id}/credentials", {"credentials": {"k": "v"}}),
