@@ -15,7 +15,7 @@ from services.api.body_cap import RequestBodyCap
 from services.api.context import ApiContext, ApiResources
 from services.api.errors import install_error_handlers
 from services.api.guard import GuardedRoute
-from services.api.openapi_links import add_links
+from services.api.openapi_links import add_links, name_broker_codes
 from services.api.routes import (
     accounts,
     admin,
@@ -32,6 +32,7 @@ from services.api.routes import (
     transactions,
     users,
 )
+from shared.brokers import broker_types
 from shared.bus.memory import InMemoryBus
 from shared.bus.port import MessageBus
 from shared.credentials import CredentialCipher
@@ -125,12 +126,14 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
 
 
 def _link_operations(app: FastAPI) -> None:
-    """The OpenAPI document, built once, with links between operations (openapi_links.py)."""
+    """The OpenAPI document, built once, with links between operations (openapi_links.py) and the
+    deployment's broker codes."""
     build = app.openapi
+    codes = sorted(broker_types())
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = add_links(build())
+            app.openapi_schema = name_broker_codes(add_links(build()), codes)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -23,7 +23,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 
 from services.api import storage_limits, storage_users
 from services.api.deps import CALLER_STATE, api_context, current_user, limit_sign_ups
-from services.api.routes import error_responses
+from services.api.routes import BODY_ERRORS, error_responses
 from shared.db.tables import TokenScope
 from shared.events import utc_now
 from shared.settings import Settings
@@ -44,7 +44,9 @@ class GuardedRoute(APIRoute):
         codes = [401, 429] if self.authenticates else [429] if self.limits_sign_ups else []
         if self.authenticates and not methods <= READ_METHODS:
             codes.append(403)
-        # Documented on every route the guard can refuse, so no route can forget them.
+        if get_dependant(path=path, call=endpoint).body_params:
+            codes += BODY_ERRORS  # a body that is not JSON, or too large (body_cap.py)
+        # Documented on every route the guard (or the body cap) can refuse, so no route can forget them.
         kwargs["responses"] = {**error_responses(*codes), **(kwargs.get("responses") or {})}
         super().__init__(path, endpoint, **kwargs)
 

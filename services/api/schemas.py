@@ -28,7 +28,10 @@ from shared.statements import STATEMENT_BROKER, StatementFormat
 BROKER_CODE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 MIN_SYNC_INTERVAL_SECONDS = 60
 MAX_SYNC_INTERVAL_SECONDS = 366 * 24 * 3600
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# No whitespace, control characters or lone surrogates anywhere (Postgres refuses NUL; SQLite would
+# store it), the CLI's and invites' addresses included: they all pass through normal_email.
+_EMAIL_PART = r"[^@\s\x00-\x1f\x7f-\x9f\ud800-\udfff]+"
+_EMAIL = re.compile(rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$")
 
 
 def _decimal_text(value: Decimal) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
+from services.api.input_types import NO_CONTROL_CHARACTERS, Timestamp
 from services.api.schemas import Name, _Request, _Response, normal_email
 
 MAX_TOKEN_LIFETIME = timedelta(days=3660)
@@ -26,7 +27,9 @@ class TokenCreate(_Request):
         le=int(MAX_TOKEN_LIFETIME.total_seconds()),
         description="Lifetime from now; give this or `expires_at`, or neither: the token does not expire.",
     )
-    expires_at: AwareDatetime | None = Field(default=None, description="When the token stops working.")
+    expires_at: Timestamp | None = Field(
+        default=None, description="When the token stops working (ISO 8601 with a zone)."
+    )
 
     @model_validator(mode="after")
     def _one_expiry(self) -> Self:
@@ -62,7 +65,7 @@ class TokenCreated(TokenOut):
 
 
 class InviteCreate(_Request):
-    email: str | None = Field(
+    email: Annotated[str, NO_CONTROL_CHARACTERS] | None = Field(
         default=None,
         max_length=320,
         description="Only this address may use the invite; none: whoever holds the code.",

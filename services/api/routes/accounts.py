@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from services.api import paging, storage, storage_edits
 from services.api.deps import ApiSettings, BrokerTypes, Cipher, OwnedAccount, OwnedPortfolio, Session
 from services.api.guard import GuardedRoute
-from services.api.routes import BODY_ERRORS, error_responses
+from services.api.routes import error_responses
 from services.api.schemas import (
     AccountCreate,
     AccountOut,
@@ -65,7 +65,7 @@ def _account_out(view: storage.AccountView) -> AccountOut:
     "/portfolios/{portfolio_id}/accounts",
     status_code=status.HTTP_201_CREATED,
     summary="Add a broker account",
-    responses=error_responses(*BODY_ERRORS, 401, 404, 409),
+    responses=error_responses(401, 404, 409),
 )
 async def create_account(
     body: AccountCreate,
@@ -138,7 +138,7 @@ async def read_account(account: OwnedAccount, session: Session) -> AccountOut:
 @router.patch(
     "/accounts/{account_id}",
     summary="Relabel an account",
-    responses=error_responses(*BODY_ERRORS, 401, 404),
+    responses=error_responses(401, 404),
 )
 async def update_account(body: AccountUpdate, account: OwnedAccount, session: Session) -> AccountOut:
     """Change what the body names; a field left out keeps its value."""
@@ -151,7 +151,7 @@ async def update_account(body: AccountUpdate, account: OwnedAccount, session: Se
     "/accounts/{account_id}/credentials",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Set the account's broker credentials",
-    responses=error_responses(*BODY_ERRORS, 401, 404),
+    responses=error_responses(401, 404),
 )
 async def put_credentials(
     body: CredentialsIn, account: OwnedAccount, session: Session, cipher: Cipher, known: BrokerTypes

@@ -9,7 +9,7 @@ from fastapi import APIRouter, status
 from services.api import paging, storage, storage_edits
 from services.api.deps import ApiSettings, CurrentUser, OwnedPortfolio, Session
 from services.api.guard import GuardedRoute
-from services.api.routes import BODY_ERRORS, error_responses
+from services.api.routes import error_responses
 from services.api.schemas import PortfolioCreate, PortfolioOut, PortfolioPage, PortfolioUpdate
 from shared.db.tables import Portfolio
 from shared.events import utc_now
@@ -24,7 +24,7 @@ LIST = "portfolios"
     "/portfolios",
     status_code=status.HTTP_201_CREATED,
     summary="Create a portfolio",
-    responses=error_responses(*BODY_ERRORS, 401, 409),
+    responses=error_responses(401, 409),
 )
 async def create_portfolio(
     body: PortfolioCreate, user: CurrentUser, session: Session, settings: ApiSettings
@@ -61,7 +61,7 @@ async def read_portfolio(portfolio: OwnedPortfolio) -> PortfolioOut:
 @router.patch(
     "/portfolios/{portfolio_id}",
     summary="Rename a portfolio, or pause or resume its scheduled syncs",
-    responses=error_responses(*BODY_ERRORS, 401, 404, 409),
+    responses=error_responses(401, 404, 409),
 )
 async def update_portfolio(
     body: PortfolioUpdate, portfolio: OwnedPortfolio, session: Session

@@ -16,7 +16,7 @@ from fastapi import APIRouter, HTTPException, status
 from services.api import paging, storage
 from services.api.deps import Bus, CurrentUser, OwnedAccount, Session
 from services.api.guard import GuardedRoute
-from services.api.routes import BODY_ERRORS, error_responses
+from services.api.routes import error_responses
 from services.api.schemas import (
     HeldSnapshotAccept,
     HeldSnapshotAccepted,
@@ -84,7 +84,7 @@ async def read_snapshot(snapshot_id: uuid.UUID, account: OwnedAccount, session: 
     "/accounts/{account_id}/held-snapshot/accept",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Accept the account's held snapshot",
-    responses=error_responses(*BODY_ERRORS, 401, 404, 409, 503),
+    responses=error_responses(401, 404, 409, 503),
 )
 async def accept_held_snapshot(
     body: HeldSnapshotAccept, account: OwnedAccount, user: CurrentUser, bus: Bus

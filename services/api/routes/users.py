@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from services.api import storage_users
 from services.api.deps import ApiSettings, CurrentUser, Session, limit_sign_ups
 from services.api.guard import GuardedRoute
-from services.api.routes import BODY_ERRORS, error_responses
+from services.api.routes import error_responses
 from services.api.schemas import UserCreate, UserCreated, UserOut
 from shared.events import utc_now
 
@@ -25,7 +25,7 @@ SignUpLimited = Annotated[None, Depends(limit_sign_ups)]
     "/users",
     status_code=status.HTTP_201_CREATED,
     summary="Create a user",
-    responses=error_responses(*BODY_ERRORS, 403),
+    responses=error_responses(403),
 )
 async def create_user(
     body: UserCreate, session: Session, settings: ApiSettings, _: SignUpLimited

@@ -82,7 +82,7 @@ async def test_an_unknown_broker_is_a_422_naming_the_known_codes(
     for code in ("sim", "zerodha", "upstox", "dhan", "alpaca", "csv"):
         assert code in error["msg"]
     listed = await client.get(f"/v1/portfolios/{portfolio_id}/accounts", headers=alice)
-    assert listed.json() == []  # nothing was created
+    assert listed.json()["items"] == []  # nothing was created
 
 
 async def test_credentials_missing_a_required_field_are_a_422_that_echoes_no_value(

@@ -42,6 +42,16 @@ async def test_timestamps_outside_the_rule_are_422_on_every_route(
         assert response.json()["detail"][0]["loc"] == ["query", name]
 
 
+@pytest.mark.parametrize("value", BAD_TIMESTAMPS)
+async def test_a_token_expiry_outside_the_rule_is_422(
+    client: httpx.AsyncClient, alice: Headers, value: str
+) -> None:
+    response = await client.post("/v1/tokens", json={"name": "t", "expires_at": value}, headers=alice)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][:2] == ["body", "expires_at"]
+
+
 async def test_timestamps_at_the_edges_of_the_range_are_taken(
     client: httpx.AsyncClient, alice: Headers, account_id: str
 ) -> None:
@@ -61,6 +71,9 @@ async def test_control_characters_are_422_wherever_text_comes_in(
         ("POST", "/v1/portfolios", {"name": f"Ma{char}in"}),
         ("POST", f"/v1/portfolios/{portfolio_id}/accounts", {"broker": "sim", "label": f"x{char}y"}),
         ("PUT", f"/v1/accounts/{account_id}/credentials", {"credentials": {f"k{char}": "v"}}),
+        ("PATCH", f"/v1/portfolios/{portfolio_id}", {"name": f"Ma{char}in"}),
+        ("PATCH", f"/v1/accounts/{account_id}", {"label": f"x{char}y"}),
+        ("POST", "/v1/tokens", {"name": f"lap{char}top"}),
     ]
     for method, path, body in bodies:
         # json.dumps escapes what httpx could not encode (a lone surrogate), as a client may send it.

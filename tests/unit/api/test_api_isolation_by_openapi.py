@@ -107,7 +107,7 @@ async def test_every_operation_that_takes_an_id_answers_404_to_another_user(
     spec = (await client.get("/openapi.json")).json()
     alices = await _ids(client, alice, ledger, sessions)
     bobs = await _ids(client, bob, ledger, sessions)
-    published_before = {topic: len(bus.records(topic)) for topic in topics.all_topics(["simulated"])}
+    published_before = {topic: len(bus.records(topic)) for topic in topics.all_topics(["sim"])}
     checked = []
 
     for path, method, parameters in _operations(spec):
@@ -146,7 +146,7 @@ async def test_every_operation_that_takes_an_id_answers_404_to_another_user(
         "GET /v1/transactions",
     } <= set(checked)
     # Nothing of alice's changed or was announced: every attempt stopped at the 404.
-    assert {topic: len(bus.records(topic)) for topic in topics.all_topics(["simulated"])} == published_before
+    assert {topic: len(bus.records(topic)) for topic in topics.all_topics(["sim"])} == published_before
     account = (await client.get(f"/v1/accounts/{alices['account_id']}", headers=alice)).json()
     assert (account["label"], account["has_credentials"]) == ("more", True)
     assert (await client.get(f"/v1/portfolios/{alices['portfolio_id']}", headers=alice)).json()[

@@ -272,7 +272,7 @@ async def _fill(
         failure = SyncFailed(
             account_id=uuid.UUID(account),
             request_id=uuid.uuid4(),
-            broker="simulated",
+            broker="sim",
             kind=FailureKind.TRANSIENT,
             reason="timeout",
         )

@@ -131,7 +131,7 @@ async def test_the_account_quota_counts_every_portfolio_of_the_user(tight: httpx
     await new_account(tight, user, second)
 
     fourth = await tight.post(
-        f"/v1/portfolios/{second}/accounts", json={"broker": "simulated", "label": "x"}, headers=user
+        f"/v1/portfolios/{second}/accounts", json={"broker": "sim", "label": "x"}, headers=user
     )
 
     assert fourth.status_code == 409
