@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -20,6 +20,13 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
 """What a 503 tells clients to wait: about as long as a Postgres restart or a Kafka leader change."""
+
+
+def unavailable(detail: str) -> HTTPException:
+    """A 503 that tells the client when to try again: for a route that says itself what failed."""
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

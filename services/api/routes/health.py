@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.api.deps import Context
+from services.api.errors import unavailable
 from services.api.guard import GuardedRoute
 from services.api.routes import error_responses
 from services.api.schemas import Health
@@ -36,7 +37,5 @@ async def readyz(context: Context) -> Health:
             await connection.execute(text("select 1"))
     except _DATABASE_DOWN as exc:
         log.warning("not ready: database unavailable", extra={"error": type(exc).__name__})
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"database unavailable ({type(exc).__name__})"
-        ) from None
+        raise unavailable(f"database unavailable ({type(exc).__name__})") from None
     return Health(status="ready")

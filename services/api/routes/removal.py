@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 
 from services.api import removal
 from services.api.deps import Bus, CurrentUser, OwnedAccount, OwnedPortfolio, Session
+from services.api.errors import unavailable
 from services.api.guard import GuardedRoute
 from services.api.routes import error_responses
 from shared.bus.port import BusUnavailable
@@ -32,7 +33,7 @@ def _no_content() -> Response:
 
 def _bus_down(what: str) -> HTTPException:
     log.exception("removal not announced", extra={"removing": what})
-    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, _UNANNOUNCED)
+    return unavailable(_UNANNOUNCED)
 
 
 @router.delete(

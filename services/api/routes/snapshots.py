@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from services.api import paging, storage
 from services.api.deps import Bus, CurrentUser, OwnedAccount, Session
+from services.api.errors import unavailable
 from services.api.guard import GuardedRoute
 from services.api.routes import error_responses
 from services.api.schemas import (
@@ -119,9 +120,6 @@ async def accept_held_snapshot(
         await bus.publish([OutgoingMessage.of(topics.SNAPSHOT_REVIEWS, accepted)])
     except BusUnavailable:
         log.exception("snapshot acceptance not published", extra=context)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "the acceptance could not be sent (message bus unavailable): try again",
-        ) from None
+        raise unavailable("the acceptance could not be sent (message bus unavailable): try again") from None
     log.info("held snapshot accepted", extra=context)
     return HeldSnapshotAccepted(snapshot_id=body.snapshot_id, accepted_by=user.id)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import storage
 from services.api.deps import Bus, OwnedAccount, Session
-from services.api.errors import RETRY_AFTER_SECONDS, validation_problems
+from services.api.errors import unavailable, validation_problems
 from services.api.guard import GuardedRoute
 from services.api.routes import error_responses
 from services.api.schemas import StatementAccepted, StatementProblemOut, StatementRejectedOut
@@ -152,10 +152,8 @@ async def import_statement(
             now=utc_now(),
             reason="the imported statement could not be published to the message bus",
         )
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "the statement could not be imported (message bus unavailable): upload it again",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        raise unavailable(
+            "the statement could not be imported (message bus unavailable): upload it again"
         ) from None
     log.info(
         "statement imported",

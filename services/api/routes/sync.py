@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from services.api import paging, storage
 from services.api.deps import Bus, OwnedAccount, Session
-from services.api.errors import RETRY_AFTER_SECONDS
+from services.api.errors import unavailable
 from services.api.guard import GuardedRoute
 from services.api.routes import error_responses
 from services.api.schemas import SyncAccepted, SyncRunOut, SyncRunPage
@@ -90,10 +90,6 @@ async def sync_now(account: OwnedAccount, session: Session, bus: Bus) -> SyncAcc
         # The run must not stay "requested" forever; the caller may simply try again.
         log.exception("sync request not published", extra=context)
         await storage.record_unpublished_request(session, request.event_id, now=utc_now())
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "the sync could not be requested (message bus unavailable): try again",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        ) from None
+        raise unavailable("the sync could not be requested (message bus unavailable): try again") from None
     log.info("sync requested", extra=context)
     return SyncAccepted(request_id=request.event_id)

@@ -378,3 +378,41 @@ async def test_sync_runs_and_the_account_status_follow_retries_as_the_ledger_rec
     assert (account["consecutive_failures"], account["needs_reauth"]) == (1, True)
     assert account["last_error"] == "auth: invalid api key"
     assert (_when(account["last_attempt_at"]), _when(account["last_success_at"])) == (at(2), at(1.5))
+
+
+@pytest.mark.asyncio
+async def test_every_route_that_publishes_answers_503_with_retry_after_while_the_bus_is_down(
+    settings: Settings, engine: AsyncEngine, cipher: CredentialCipher
+) -> None:
+    app = create_app(settings, resources=ApiResources(engine=engine, bus=UnreachableBus(), cipher=cipher))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api.test"
+    ) as client:
+        token = (await client.post("/v1/users", json={"email": "down@example.com"})).json()["api_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        portfolio = (await client.post("/v1/portfolios", json={"name": "P"}, headers=headers)).json()["id"]
+        sim, csv = [
+            (
+                await client.post(
+                    f"/v1/portfolios/{portfolio}/accounts",
+                    json={"broker": code, "label": code},
+                    headers=headers,
+                )
+            ).json()["id"]
+            for code in ("sim", "csv")
+        ]
+        statement = b"symbol,quantity,average_price,currency\nAAPL,1,10,USD\n"
+        answers = [
+            await client.post(f"/v1/accounts/{sim}/sync", headers=headers),
+            await client.post(
+                f"/v1/accounts/{csv}/statements",
+                content=statement,
+                headers={**headers, "content-type": "text/csv"},
+            ),
+            await client.delete(f"/v1/accounts/{sim}", headers=headers),
+            await client.delete(f"/v1/portfolios/{portfolio}", headers=headers),
+            await client.delete("/v1/me", headers=headers),
+        ]
+
+    assert [a.status_code for a in answers] == [503] * len(answers), [a.text for a in answers]
+    assert all(int(a.headers["retry-after"]) > 0 for a in answers)
