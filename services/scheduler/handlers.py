@@ -10,9 +10,14 @@ fails, the claim rolls back and the tick is emitted on a later pass; nothing is 
 Each broker's due schedules are claimed and published in a transaction of their own, so a broker
 whose topic is missing or whose publish fails is set aside (exponential backoff, a WARNING and the
 `portfolio_sync_scheduler_publish_failures_total` counter) while every other broker's fire. Accounts
-of an inactive portfolio, or whose credentials the broker rejected, are not scheduled.
+of an inactive portfolio, or whose credentials the broker rejected, or of a broker an operator
+paused (`broker_pauses`), are not scheduled: their ticks stay due, and fire once when that ends.
 
-After downtime, an account that missed many ticks gets one catch-up run, not one per missed tick.
+Every kind of schedule (`shared/schedule_times.py`) moves on the same way: once fired, `next_run_at`
+becomes the kind's next time after now (interval: now + N; cron: the next match; once: none), and
+`last_run_at` and `run_count` change in the same compare-and-set. After downtime, an account that
+missed many ticks gets one catch-up run, not one per missed tick; a schedule past its `end_at` does
+not fire at all.
 """
 
 from __future__ import annotations
@@ -20,17 +25,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scheduler.backoff import BrokerBackoff
 from services.scheduler.metrics import PUBLISH_FAILURES
 from shared import topics
 from shared.bus.port import BusUnavailable, MessageBus, OutgoingMessage
+from shared.db.schedule_rules import rule_of
 from shared.db.sync_runs import requested_run
-from shared.db.tables import BrokerAccount, Credential, Portfolio, Schedule
+from shared.db.tables import BrokerAccount, BrokerPause, Credential, Portfolio, Schedule
 from shared.events import SyncRequested, SyncTrigger
 
 log = logging.getLogger(__name__)
@@ -43,13 +49,17 @@ def tick_request_id(account_id: uuid.UUID, due_at: datetime) -> uuid.UUID:
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
-    """Schedules that should fire at `now`: enabled, due, credentials not rejected, portfolio active."""
+    """Schedules that should fire at `now`: enabled, due, not ended, credentials not rejected,
+    portfolio active, broker not paused by an operator."""
     return and_(
         Schedule.enabled,
         Schedule.next_run_at <= now,
+        or_(Schedule.end_at.is_(None), Schedule.end_at >= now),
         BrokerAccount.needs_reauth.is_(False),
         Portfolio.active.is_(True),
+        ~exists().where(BrokerPause.broker == BrokerAccount.broker),
     )
+
 
 
 async def emit_due_syncs(
@@ -131,10 +141,15 @@ async def _emit_broker(
         requests: list[SyncRequested] = []
         for schedule, ciphertext in due:
             due_at = schedule.next_run_at
+            assert due_at is not None  # only due rows were selected
             claimed = await session.execute(
                 update(Schedule)
                 .where(Schedule.account_id == schedule.account_id, Schedule.next_run_at == due_at)
-                .values(next_run_at=now + timedelta(seconds=schedule.interval_seconds))
+                .values(
+                    next_run_at=rule_of(schedule).next_after(now),
+                    last_run_at=now,
+                    run_count=Schedule.run_count + 1,
+                )
                 .execution_options(synchronize_session=False)
             )
             if claimed.rowcount != 1:  # type: ignore[attr-defined]

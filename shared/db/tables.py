@@ -150,13 +150,37 @@ class Credential(Base):
 
 
 class Schedule(Base):
+    """When an account syncs on its own: `kind` interval (`interval_seconds`), cron (`cron` in
+    `timezone`) or once (`run_at`), within `start_at`..`end_at`. Written by the API (what it says)
+    and the scheduler (`next_run_at`, `last_run_at`, `run_count`, claimed by compare-and-set on
+    `next_run_at`). `next_run_at` is None once it will fire no more (a once fired, an end passed)."""
+
     __tablename__ = "schedules"
     account_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("broker_accounts.id", ondelete="CASCADE"), primary_key=True
     )
-    interval_seconds: Mapped[int] = mapped_column(Integer)
-    next_run_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    kind: Mapped[str] = mapped_column(String(8), default="interval", server_default="interval")
+    interval_seconds: Mapped[int | None] = mapped_column(Integer)
+    cron: Mapped[str | None] = mapped_column(String(200))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    run_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    start_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    end_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_run_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    run_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class BrokerPause(Base):
+    """A broker an operator paused (an outage at the broker): nothing is requested from it while
+    this row exists. Resuming deletes it."""
+
+    __tablename__ = "broker_pauses"
+    broker: Mapped[str] = mapped_column(String(32), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    paused_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    paused_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
 
 
 class SnapshotStatus:
