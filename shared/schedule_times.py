@@ -51,7 +51,9 @@ def check_cron(expression: str) -> str:
     try:
         CronSim(expression, datetime(2000, 1, 1, tzinfo=UTC))
     except CronSimError as exc:
-        raise InvalidSchedule(f"not a cron expression cronsim reads ({exc}): e.g. */15 9-15 * * 1-5") from None
+        raise InvalidSchedule(
+            f"not a cron expression cronsim reads ({exc}): e.g. */15 9-15 * * 1-5"
+        ) from None
     return expression
 
 
@@ -102,8 +104,8 @@ class ScheduleRule:
         """When a schedule set (or resumed) at `now` first fires.
 
         interval: N after its last run, or now if that is past (or it never ran); cron: the next
-        match; once: run_at (a time in the past fires at once). Never before start_at, never after
-        end_at.
+        match; once: run_at (a time in the past fires at once, unless it fired already). Never
+        before start_at, never after end_at.
         """
         if self.kind == "interval":
             assert self.interval_seconds is not None
@@ -116,17 +118,20 @@ class ScheduleRule:
         if self.kind == "cron":
             return self._in_window(next(self._cron_times(now), None))
         assert self.run_at is not None
+        if last_run_at is not None and last_run_at >= self.run_at:
+            return None  # it fired for this time already
         return self._in_window(self.run_at)
 
-    def preview(self, next_run_at: datetime | None, count: int = PREVIEW_COUNT) -> list[datetime]:
-        """The next `count` fire times from `next_run_at` (itself first), each within the window."""
+    def preview(
+        self, next_run_at: datetime | None, *, now: datetime, count: int = PREVIEW_COUNT
+    ) -> list[datetime]:
+        """The next `count` fire times: `next_run_at` (a due one fires at the scheduler's next pass),
+        then each the kind's next time after the one before it (or after now, for an overdue one)."""
         times: list[datetime] = []
         at = self._in_window(next_run_at)
         while at is not None and len(times) < count:
             times.append(at)
-            if self.kind == "once":
-                break
-            at = self.next_after(at)
+            at = self.next_after(max(at, now))
         return times
 
     def shortest_gap(self, now: datetime) -> timedelta | None:

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     default_sync_interval_seconds: int = Field(
         default=3600, ge=10, description="Interval of a new account's schedule."
     )
+    min_sync_interval_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="Shortest time between two scheduled syncs of one account that a schedule may ask "
+        "for (an interval, or two fires of a cron expression); less is a 422.",
+    )
     fetcher_max_attempts: int = Field(
         default=5, ge=1, description="Attempts of a sync (the first included) before its failure is final."
     )

@@ -19,12 +19,14 @@ from services.api.openapi_links import add_links, name_broker_codes
 from services.api.routes import (
     accounts,
     admin,
+    broker_pauses,
     brokers,
     error_responses,
     health,
     holdings,
     portfolios,
     removal,
+    schedules,
     snapshots,
     statements,
     sync,
@@ -107,7 +109,9 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
         transactions,
         sync,
         statements,
+        schedules,
         admin,
+        broker_pauses,
     ):
         v1.include_router(module.router)
     app.include_router(v1)

@@ -7,7 +7,7 @@ import re
 import uuid
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AwareDatetime,
@@ -182,9 +182,20 @@ class AccountOut(_Response):
     broker: str
     label: str
     created_at: AwareDatetime
-    sync_interval_seconds: int | None = Field(description="None if the account has no schedule.")
-    sync_enabled: bool
-    next_run_at: AwareDatetime | None
+    sync_interval_seconds: int | None = Field(
+        description="Seconds between scheduled syncs; None if the account has no schedule or one of "
+        "another kind (see schedule_kind and GET /v1/accounts/{id}/schedule)."
+    )
+    sync_enabled: bool = Field(description="Whether the account has a schedule that is not paused.")
+    next_run_at: AwareDatetime | None = Field(description="The next scheduled sync; None if none is coming.")
+    schedule_kind: Literal["interval", "cron", "once"] | None = Field(
+        description="The kind of the account's schedule (GET /v1/accounts/{id}/schedule has all of it); "
+        "None if it has none and syncs only on demand."
+    )
+    paused_by_operator: str | None = Field(
+        description="Why an operator paused the account's broker (an outage there): nothing is requested "
+        "from it, scheduled or on demand, until it is resumed. None when it is not paused."
+    )
     last_attempt_at: AwareDatetime | None
     last_success_at: AwareDatetime | None
     consecutive_failures: int

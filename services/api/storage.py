@@ -22,6 +22,7 @@ from services.api.consolidation import Position
 from shared.db.sync_runs import requested_run
 from shared.db.tables import (
     BrokerAccount,
+    BrokerPause,
     Credential,
     Portfolio,
     Schedule,
@@ -50,6 +51,8 @@ class AccountView:
     schedule: Schedule | None
     has_credentials: bool
     held_snapshot: Snapshot | None = None
+    paused_by_operator: str | None = None
+    """Why an operator paused the account's broker, if one did."""
 
 
 @dataclass(frozen=True)
@@ -156,8 +159,9 @@ async def account_views(
     account; the caller has checked ownership."""
     held = aliased(Snapshot)
     query = (
-        select(BrokerAccount, Schedule, Credential.account_id, held)
+        select(BrokerAccount, Schedule, Credential.account_id, held, BrokerPause.reason)
         .outerjoin(Schedule, Schedule.account_id == BrokerAccount.id)
+        .outerjoin(BrokerPause, BrokerPause.broker == BrokerAccount.broker)
         .outerjoin(Credential, Credential.account_id == BrokerAccount.id)
         .outerjoin(held, held.id == BrokerAccount.held_snapshot_id)
     )
@@ -173,8 +177,10 @@ async def account_views(
         )
     rows = (await session.execute(query)).all()
     return [
-        AccountView(account=a, schedule=s, has_credentials=c is not None, held_snapshot=h)
-        for a, s, c, h in rows
+        AccountView(
+            account=a, schedule=s, has_credentials=c is not None, held_snapshot=h, paused_by_operator=p
+        )
+        for a, s, c, h, p in rows
     ]
 
 

@@ -61,7 +61,6 @@ def _due(now: datetime) -> ColumnElement[bool]:
     )
 
 
-
 async def emit_due_syncs(
     sessions: async_sessionmaker[AsyncSession],
     bus: MessageBus,

@@ -20,6 +20,7 @@ from services.api.schemas import (
     CredentialsIn,
     HeldSnapshotOut,
 )
+from shared.db.schedule_rules import rule_of
 from shared.events import utc_now
 from shared.statements import STATEMENT_BROKER
 
@@ -43,9 +44,11 @@ def _account_out(view: storage.AccountView) -> AccountOut:
         broker=account.broker,
         label=account.label,
         created_at=account.created_at,
-        sync_interval_seconds=schedule.interval_seconds if schedule else None,
+        sync_interval_seconds=schedule.interval_seconds if schedule and schedule.kind == "interval" else None,
         sync_enabled=schedule.enabled if schedule else False,
         next_run_at=schedule.next_run_at if schedule else None,
+        schedule_kind=rule_of(schedule).kind if schedule else None,
+        paused_by_operator=view.paused_by_operator,
         last_attempt_at=account.last_attempt_at,
         last_success_at=account.last_success_at,
         consecutive_failures=account.consecutive_failures,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, status
 
-from services.api import paging, storage
+from services.api import paging, storage, storage_schedules
 from services.api.deps import Bus, OwnedAccount, Session
 from services.api.errors import unavailable
 from services.api.guard import GuardedRoute
@@ -73,6 +73,13 @@ async def sync_now(account: OwnedAccount, session: Session, bus: Bus) -> SyncAcc
             status.HTTP_409_CONFLICT,
             "the broker rejected this account's credentials: set new ones with "
             f"PUT /v1/accounts/{account.id}/credentials, then sync again",
+        )
+    pause = await storage_schedules.broker_pause(session, account.broker)
+    if pause is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"broker {account.broker!r} is paused by an operator ({pause.reason}): nothing is requested "
+            "from it until it is resumed",
         )
     request = SyncRequested(
         account_id=account.id,
