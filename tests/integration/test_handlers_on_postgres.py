@@ -8,3 +8,4 @@ asyncpg's NUMERIC and TIMESTAMPTZ instead of SQLite's text.
 from tests.unit.test_ledger import *  # noqa: F403
 from tests.unit.test_migrations import *  # noqa: F403
 from tests.unit.test_scheduler import *  # noqa: F403
+from tests.unit.test_scheduler_kinds import *  # noqa: F403

@@ -30,7 +30,11 @@ def test_an_overdue_tick_is_previewed_once_then_the_times_after_now() -> None:
     rule = ScheduleRule(kind="interval", interval_seconds=60)
     now = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
     overdue = now - timedelta(days=2)
-    assert rule.preview(overdue, now=now)[:3] == [overdue, now + timedelta(seconds=60), now + timedelta(seconds=120)]
+    assert rule.preview(overdue, now=now)[:3] == [
+        overdue,
+        now + timedelta(seconds=60),
+        now + timedelta(seconds=120),
+    ]
 
 
 def test_cron_fires_in_market_hours_of_its_zone() -> None:
@@ -110,8 +114,12 @@ def test_start_and_end_bound_every_kind() -> None:
 
 def test_the_shortest_gap_of_a_cron_expression() -> None:
     now = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
-    assert ScheduleRule(kind="cron", cron="* * * * *", timezone="UTC").shortest_gap(now) == timedelta(minutes=1)
-    assert ScheduleRule(kind="cron", cron="0,5 * * * *", timezone="UTC").shortest_gap(now) == timedelta(minutes=5)
+    assert ScheduleRule(kind="cron", cron="* * * * *", timezone="UTC").shortest_gap(now) == timedelta(
+        minutes=1
+    )
+    assert ScheduleRule(kind="cron", cron="0,5 * * * *", timezone="UTC").shortest_gap(now) == timedelta(
+        minutes=5
+    )
     assert ScheduleRule(kind="once", run_at=now).shortest_gap(now) is None
 
 
