@@ -15,6 +15,7 @@ from services.api.body_cap import RequestBodyCap
 from services.api.context import ApiContext, ApiResources
 from services.api.errors import install_error_handlers
 from services.api.guard import GuardedRoute
+from services.api.metrics import RequestMetrics
 from services.api.openapi_links import add_links, name_broker_codes
 from services.api.routes import (
     accounts,
@@ -121,6 +122,7 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
         max_bytes=settings.api_max_body_bytes,
         larger=[(statement_upload, MAX_STATEMENT_BYTES)],
     )
+    app.add_middleware(RequestMetrics)  # outermost: it times the body cap's refusals too
     _link_operations(app)
     return app
 

@@ -135,7 +135,9 @@ class Fetcher:
                 return FailureKind.INVALID_RESPONSE, f"broker response does not fit a holding: {exc}", None
             finally:
                 in_flight.dec()
-                self._metrics.sync_duration.labels(broker=request.broker).observe(time.perf_counter() - started)
+                self._metrics.sync_duration.labels(broker=request.broker).observe(
+                    time.perf_counter() - started
+                )
         return HoldingSnapshot(
             account_id=request.account_id,
             request_id=request.sync_run_id,

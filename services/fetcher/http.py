@@ -81,7 +81,9 @@ async def send(
 
 def _observe(request: httpx.Request, broker: str, outcome: str, started: float) -> None:
     sent = request.extensions.get(_SENT_AT, started)
-    process_metrics().http_requests.labels(broker=broker, status_class=outcome).observe(time.perf_counter() - sent)
+    process_metrics().http_requests.labels(broker=broker, status_class=outcome).observe(
+        time.perf_counter() - sent
+    )
 
 
 def retry_after_seconds(headers: httpx.Headers) -> float | None:
