@@ -122,7 +122,8 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
         max_bytes=settings.api_max_body_bytes,
         larger=[(statement_upload, MAX_STATEMENT_BYTES)],
     )
-    app.add_middleware(RequestMetrics)  # outermost: it times the body cap's refusals too
+    # Outermost: it times the body cap's refusals too.
+    app.add_middleware(RequestMetrics, routes=lambda: _route_templates(app))
     _link_operations(app)
     return app
 
@@ -178,6 +179,11 @@ def api_routes(app: FastAPI) -> list[APIRoute]:
     """Every API route of the app, those of included routers too."""
     contexts = iter_route_contexts(app.routes)
     return [c.original_route for c in contexts if isinstance(c.original_route, APIRoute)]
+
+
+def _route_templates(app: FastAPI) -> list[tuple[object, str]]:
+    """Each route with its full path template (an included router's prefix too)."""
+    return [(c.original_route, c.path_format) for c in iter_route_contexts(app.routes)]
 
 
 def _operation_id(route: APIRoute) -> str:
