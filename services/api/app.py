@@ -183,7 +183,8 @@ def api_routes(app: FastAPI) -> list[APIRoute]:
 
 def _route_templates(app: FastAPI) -> list[tuple[object, str]]:
     """Each route with its full path template (an included router's prefix too)."""
-    return [(c.original_route, c.path_format) for c in iter_route_contexts(app.routes)]
+    contexts = iter_route_contexts(app.routes)
+    return [(c.original_route, c.path_format) for c in contexts if c.path_format is not None]
 
 
 def _operation_id(route: APIRoute) -> str:
