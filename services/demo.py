@@ -36,6 +36,7 @@ from shared.credentials import CredentialCipher
 from shared.db.engine import create_engine, session_factory, upgrade_schema
 from shared.db.tables import Schedule, SyncRun
 from shared.events import utc_now
+from shared.metrics import metrics_served
 from shared.runtime import run_until_signalled
 from shared.settings import Settings
 
@@ -122,7 +123,11 @@ class _EmbeddedSystem:
         scheduler = asyncio.create_task(run_scheduler(self.settings, self.sessions, self.bus, self.stop))
         print(_banner(host, port, user))
         try:
-            await run_until_signalled(lambda stop: serve_app(self.app, host=host, port=port, stop=stop))
+            # One process, one registry: all four services' metrics on METRICS_PORT, when set.
+            with metrics_served(self.settings) as metrics_port:
+                if metrics_port is not None:
+                    print(f"Metrics: http://{self.settings.metrics_host}:{metrics_port}/metrics")
+                await run_until_signalled(lambda stop: serve_app(self.app, host=host, port=port, stop=stop))
         finally:
             self.stop.set()
             await scheduler

@@ -119,6 +119,16 @@ class Settings(BaseSettings):
     simulated_failure_rate: float = Field(
         default=0.0, ge=0, le=1, description="Share of simulated syncs that fail."
     )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address the process's Prometheus /metrics server binds to."
+    )
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of the process's Prometheus /metrics server; 0: not served. Give each process "
+        "on one host its own.",
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
     @field_validator("log_level")

@@ -15,6 +15,7 @@ from services.api.body_cap import RequestBodyCap
 from services.api.context import ApiContext, ApiResources
 from services.api.errors import install_error_handlers
 from services.api.guard import GuardedRoute
+from services.api.metrics import RequestMetrics
 from services.api.openapi_links import add_links, name_broker_codes
 from services.api.routes import (
     accounts,
@@ -125,6 +126,8 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
         max_bytes=settings.api_max_body_bytes,
         larger=[(statement_upload, MAX_STATEMENT_BYTES)],
     )
+    # Outermost: it times the body cap's refusals too.
+    app.add_middleware(RequestMetrics, routes=lambda: _route_templates(app))
     _link_operations(app)
     return app
 
@@ -180,6 +183,12 @@ def api_routes(app: FastAPI) -> list[APIRoute]:
     """Every API route of the app, those of included routers too."""
     contexts = iter_route_contexts(app.routes)
     return [c.original_route for c in contexts if isinstance(c.original_route, APIRoute)]
+
+
+def _route_templates(app: FastAPI) -> list[tuple[object, str]]:
+    """Each route with its full path template (an included router's prefix too)."""
+    contexts = iter_route_contexts(app.routes)
+    return [(c.original_route, c.path_format) for c in contexts if c.path_format is not None]
 
 
 def _operation_id(route: APIRoute) -> str:

@@ -10,6 +10,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.api.app import create_app, open_resources
+from shared.metrics import metrics_served
 from shared.runtime import run_until_signalled
 from shared.settings import Settings
 
@@ -42,7 +43,8 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     # Opened before the server starts, so a bad key or an unreachable database is one clear error.
     async with open_resources(settings) as resources:
         app = create_app(settings, resources=resources)
-        await serve_app(app, host=settings.api_host, port=settings.api_port, stop=stop)
+        with metrics_served(settings):  # on its own port: see docs/operations.md#metrics
+            await serve_app(app, host=settings.api_host, port=settings.api_port, stop=stop)
 
 
 def run(settings: Settings) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -60,12 +61,16 @@ class Fetcher:
             await asyncio.sleep(max(0.0, (request.not_before - utc_now()).total_seconds()))
         outcome = await self.sync_account(request)
         if isinstance(outcome, HoldingSnapshot):
+            self._metrics.syncs.labels(broker=request.broker, outcome="succeeded").inc()
             return [OutgoingMessage.of(topics.HOLDINGS_SNAPSHOTS, outcome)]
         kind, reason, retry_after_s = outcome
+        self._metrics.syncs.labels(broker=request.broker, outcome=kind.value).inc()
         delay_s = (
             self._retry.delay_s(request.attempt, retry_after_s=retry_after_s) if kind in _RETRYABLE else None
         )
         retry_at = None if delay_s is None else utc_now() + timedelta(seconds=delay_s)
+        if retry_at is not None:
+            self._metrics.retries.labels(broker=request.broker, kind=kind.value).inc()
         failure = SyncFailed(
             account_id=request.account_id,
             request_id=request.sync_run_id,
@@ -117,6 +122,9 @@ class Fetcher:
             self._metrics.unreadable_credentials.labels(broker=request.broker).inc()
             return FailureKind.UNREADABLE_CREDENTIALS, str(exc), None
         async with self._slots:
+            in_flight = self._metrics.in_flight.labels(broker=request.broker)
+            in_flight.inc()
+            started = time.perf_counter()
             try:
                 holdings = await self._adapter.fetch_holdings(account)
             except RateLimited as exc:
@@ -125,6 +133,11 @@ class Fetcher:
                 return exc.kind, str(exc) or type(exc).__name__, None
             except ValidationError as exc:
                 return FailureKind.INVALID_RESPONSE, f"broker response does not fit a holding: {exc}", None
+            finally:
+                in_flight.dec()
+                self._metrics.sync_duration.labels(broker=request.broker).observe(
+                    time.perf_counter() - started
+                )
         return HoldingSnapshot(
             account_id=request.account_id,
             request_id=request.sync_run_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -15,8 +16,11 @@ import httpx
 
 from services.fetcher.adapter import RateLimited, TransientBrokerError
 from services.fetcher.limits import BrokerLimiter
+from services.fetcher.metrics import process_metrics
+from shared.metrics import status_class
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+_SENT_AT = "portfolio_sync.sent_at"  # request extension: when the request got its rate-limit token
 
 
 def broker_client(
@@ -24,8 +28,14 @@ def broker_client(
 ) -> httpx.AsyncClient:
     """An HTTP client whose every request first takes a token from the broker's rate bucket."""
 
-    async def take_token(_request: httpx.Request) -> None:
+    waited = process_metrics().rate_limit_wait.labels(broker=limiter.broker)
+
+    async def take_token(request: httpx.Request) -> None:
+        started = time.perf_counter()
         await limiter.requests.acquire()
+        sent = time.perf_counter()
+        waited.observe(sent - started)
+        request.extensions[_SENT_AT] = sent  # `send` times the request from here, not the wait
 
     return httpx.AsyncClient(
         base_url=base_url,
@@ -48,12 +58,16 @@ async def send(
     headers say more than the status (an error code under any status, its own rate-limit header).
     The caller maps its broker's own auth and error bodies; everything else passes through.
     """
+    started = time.perf_counter()
     try:
         response = await client.send(request)
     except httpx.TimeoutException as exc:
+        _observe(request, broker, "timeout", started)
         raise TransientBrokerError(f"{broker}: no answer in time ({type(exc).__name__})") from exc
     except httpx.TransportError as exc:
+        _observe(request, broker, "connection_error", started)
         raise TransientBrokerError(f"{broker}: connection failed ({type(exc).__name__}: {exc})") from exc
+    _observe(request, broker, status_class(response.status_code), started)
     if inspect is not None:
         await inspect(response)
     if response.status_code == 429:
@@ -63,6 +77,13 @@ async def send(
     if response.status_code >= 500:
         raise TransientBrokerError(f"{broker}: server error HTTP {response.status_code}")
     return response
+
+
+def _observe(request: httpx.Request, broker: str, outcome: str, started: float) -> None:
+    sent = request.extensions.get(_SENT_AT, started)
+    process_metrics().http_requests.labels(broker=broker, status_class=outcome).observe(
+        time.perf_counter() - sent
+    )
 
 
 def retry_after_seconds(headers: httpx.Headers) -> float | None:

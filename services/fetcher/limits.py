@@ -41,7 +41,8 @@ class TokenBucket:
 class BrokerLimiter:
     """The rate bucket and the concurrency cap of one broker in this process."""
 
-    def __init__(self, limits: BrokerLimits) -> None:
+    def __init__(self, limits: BrokerLimits, *, broker: str = "") -> None:
         self.limits = limits
+        self.broker = broker  # the metrics' label
         self.requests = TokenBucket(limits.rate_per_s, limits.burst)
         self.accounts = asyncio.Semaphore(limits.concurrency)

@@ -19,6 +19,7 @@ from shared.bus.consumer import EventConsumer, OneStep
 from shared.bus.port import MessageBus
 from shared.credentials import CredentialCipher
 from shared.events import SyncRequested
+from shared.metrics import metrics_served
 from shared.runtime import run_until_signalled, started_bus
 from shared.settings import Settings
 
@@ -85,4 +86,5 @@ async def serve(settings: Settings, broker: str) -> None:
     CredentialCipher(settings.credentials_keys.get_secret_value())
     await create_adapter(broker, settings)[0].aclose()
     async with started_bus(settings, client_id=consumer_group(broker)) as bus:
-        await run_until_signalled(lambda stop: run_fetcher(settings, broker, bus, stop))
+        with metrics_served(settings):
+            await run_until_signalled(lambda stop: run_fetcher(settings, broker, bus, stop))

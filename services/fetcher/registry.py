@@ -120,6 +120,6 @@ def create_adapter(code: str, settings: Settings) -> tuple[BrokerAdapter, Broker
     """The adapter of `code` with its limiter: documented limits, overridden by BROKER_LIMITS."""
     found = plugin(code)
     overrides = settings.broker_limits.get(code, {})
-    limiter = BrokerLimiter(BrokerLimits.model_validate(found.limits.model_dump() | overrides))
+    limiter = BrokerLimiter(BrokerLimits.model_validate(found.limits.model_dump() | overrides), broker=code)
     base_url = settings.broker_base_urls.get(code, found.base_url)
     return found.create(AdapterContext(settings=settings, limiter=limiter, base_url=base_url)), limiter

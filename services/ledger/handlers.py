@@ -19,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.ledger.metrics import SKIPPED_FOR_VANISHED_ACCOUNTS, count_written
 from services.ledger.outbox import OutboxRelay
 from services.ledger.plan import AccountState, BatchPlan, RunState, UnknownAccount, plan_batch
 from services.ledger.store import Encoded, LedgerStore, PositionsCache
@@ -132,6 +134,7 @@ class Ledger:
                 kept.append(event)
                 continue
             self.skipped_for_vanished_accounts += 1
+            SKIPPED_FOR_VANISHED_ACCOUNTS.inc()
             log.warning(
                 "event skipped: its account no longer exists",
                 extra={
@@ -146,6 +149,8 @@ class Ledger:
         self._planned = _Planned()
 
     async def write(self, plan: BatchPlan, encoded: Encoded) -> None:
+        started = time.perf_counter()
         async with self._sessions.begin() as session:
             await LedgerStore(session, consumer=CONSUMER).write(plan, encoded)
+        count_written(plan, seconds=time.perf_counter() - started)
         await self.relay.hand_over(plan.outbox)

@@ -11,6 +11,7 @@ from shared.bus.consumer import EventConsumer
 from shared.bus.port import MessageBus
 from shared.db.engine import TRANSIENT_DB_ERRORS, session_factory
 from shared.events import HoldingSnapshot, SnapshotAccepted, SyncFailed
+from shared.metrics import metrics_served
 from shared.runtime import checked_engine, run_until_signalled, started_bus
 from shared.settings import Settings
 
@@ -38,4 +39,5 @@ async def serve(settings: Settings) -> None:
     """The `portfolio-sync ledger` process."""
     async with checked_engine(settings) as engine, started_bus(settings, client_id=CONSUMER_GROUP) as bus:
         ledger = Ledger(sessions=session_factory(engine), bus=bus, batch_size=settings.ledger_batch_size)
-        await run_until_signalled(lambda stop: run_ledger(ledger, bus, stop))
+        with metrics_served(settings):
+            await run_until_signalled(lambda stop: run_ledger(ledger, bus, stop))

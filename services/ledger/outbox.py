@@ -21,9 +21,10 @@ from collections.abc import Collection, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, delete, select
+from sqlalchemy import ColumnElement, Row, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.ledger.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 from shared.bus.port import MessageBus, OutgoingMessage
 from shared.db.sets import among
 from shared.db.tables import OutboxMessage
@@ -166,11 +167,21 @@ class OutboxRelay:
             )
         return found
 
+    async def sample_backlog(self) -> None:
+        """Set the outbox gauges: messages waiting, and how long the oldest has waited."""
+        async with self._sessions() as session:
+            count, oldest = (
+                await session.execute(select(func.count(), func.min(OutboxMessage.created_at)))
+            ).one()
+        OUTBOX_BACKLOG.set(count)
+        OUTBOX_OLDEST_AGE.set(0.0 if oldest is None else max(0.0, (utc_now() - oldest).total_seconds()))
+
     async def run(self, stop: asyncio.Event, *, interval_s: float = 1.0) -> None:
         """Sweep now and then for messages a crashed or interrupted relay left behind."""
         while not stop.is_set():
             try:
                 await self.publish_pending(older_than=SWEEP_AFTER)
+                await self.sample_backlog()
             except (OSError, TimeoutError) as exc:
                 log.warning("outbox relay failed; trying again", extra={"error": repr(exc)})
             with contextlib.suppress(TimeoutError):

@@ -184,6 +184,7 @@ class BatchPlan:
     OUTBOX_COLUMNS = ("event_id", "topic", "message_key", "payload", "created_at")
     PROCESSED_COLUMNS = ("event_id", "consumer", "processed_at")
 
+    events: int = 0  # how many events the plan applies
     snapshots: list[tuple[Any, ...]] = field(default_factory=list)
     holdings: list[tuple[uuid.UUID, tuple[Holding, ...]]] = field(default_factory=list)  # per snapshot
     derived: list[tuple[Any, ...]] = field(default_factory=list)
@@ -208,7 +209,7 @@ def plan_batch(
     consumer: str,
 ) -> BatchPlan:
     """The rows that apply `events` (new ones only, in order) to `accounts` and `runs`."""
-    plan = BatchPlan()
+    plan = BatchPlan(events=len(events))
     now = utc_now()
     for event in events:
         account = accounts.get(event.account_id)

@@ -31,13 +31,14 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scheduler.backoff import BrokerBackoff
-from services.scheduler.metrics import PUBLISH_FAILURES
+from services.scheduler.metrics import PUBLISH_FAILURES, TICK_DELAY, TICKS_CLAIMED
 from shared import topics
 from shared.bus.port import BusUnavailable, MessageBus, OutgoingMessage
 from shared.db.schedule_rules import rule_of
 from shared.db.sync_runs import requested_run
 from shared.db.tables import BrokerAccount, BrokerPause, Credential, Portfolio, Schedule
 from shared.events import SyncRequested, SyncTrigger
+from shared.metrics import SYNC_REQUESTS
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ async def _emit_broker(
             )
         ).all()
         requests: list[SyncRequested] = []
+        delays: list[float] = []
         for schedule, ciphertext in due:
             due_at = schedule.next_run_at
             assert due_at is not None  # only due rows were selected
@@ -162,6 +164,7 @@ async def _emit_broker(
             )
             session.add(requested_run(request))
             requests.append(request)
+            delays.append((now - due_at).total_seconds())
         await session.flush()
         messages = [OutgoingMessage.of(topics.sync_requests(broker), r) for r in requests]
         try:
@@ -169,6 +172,12 @@ async def _emit_broker(
             await asyncio.wait_for(bus.publish(messages), publish_timeout_s)
         except TimeoutError:
             raise BusUnavailable(f"publish to {topics.sync_requests(broker)} timed out") from None
+    # Counted once the claims are committed: a pass that rolled back claimed nothing.
     if requests:
+        TICKS_CLAIMED.labels(broker=broker).inc(len(requests))
+        SYNC_REQUESTS.labels(broker=broker, trigger=SyncTrigger.SCHEDULE.value).inc(len(requests))
+        delay = TICK_DELAY.labels(broker=broker)
+        for seconds in delays:
+            delay.observe(max(0.0, seconds))
         log.info("sync requests emitted", extra={"broker": broker, "count": len(requests)})
     return len(requests)

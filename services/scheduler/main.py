@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scheduler.backoff import BrokerBackoff
 from services.scheduler.handlers import emit_due_syncs
+from services.scheduler.metrics import PASS_DURATION
 from shared.bus.port import BusUnavailable, MessageBus
 from shared.db.engine import TRANSIENT_DB_ERRORS, session_factory
 from shared.events import utc_now
+from shared.metrics import metrics_served
 from shared.runtime import checked_engine, run_until_signalled, started_bus
 from shared.settings import Settings
 
@@ -30,6 +33,7 @@ async def run_scheduler(
         first_s=settings.scheduler_broker_backoff_seconds, max_s=settings.scheduler_broker_max_backoff_seconds
     )
     while not stop.is_set():
+        started = time.perf_counter()
         try:
             emitted = await emit_due_syncs(
                 sessions,
@@ -42,6 +46,7 @@ async def run_scheduler(
         except _RETRYABLE as exc:
             log.warning("scheduler pass failed; trying again next tick", extra={"error": repr(exc)})
             emitted = 0
+        PASS_DURATION.observe(time.perf_counter() - started)
         if emitted >= settings.scheduler_batch_size:
             continue  # more are due right now: no pause
         with contextlib.suppress(TimeoutError):
@@ -51,5 +56,6 @@ async def run_scheduler(
 async def serve(settings: Settings) -> None:
     """The `portfolio-sync scheduler` process."""
     async with checked_engine(settings) as engine, started_bus(settings, client_id="scheduler") as bus:
-        sessions = session_factory(engine)
-        await run_until_signalled(lambda stop: run_scheduler(settings, sessions, bus, stop))
+        with metrics_served(settings):
+            sessions = session_factory(engine)
+            await run_until_signalled(lambda stop: run_scheduler(settings, sessions, bus, stop))

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from shared.bus.dead_letters import dead_letter_for
 from shared.bus.port import MessageBus, Record, Subscription
 from shared.events import Event, EventDecodeError, decode_event
+from shared.metrics import CONSUMED_RECORDS, CONSUMER_LAG, DEAD_LETTERS
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class EventConsumer:
     poll_timeout_s: float = 0.5
     max_backoff_s: float = 30.0
     handled: int = field(default=0, init=False)
+    _lag_reported: set[tuple[str, int]] = field(default_factory=set, init=False)
 
     async def run(self, stop: asyncio.Event) -> None:
         subscription = await self.bus.subscribe(list(self.event_types), group=self.group)
@@ -107,10 +109,12 @@ class EventConsumer:
                 writing[1].cancel()  # cancelled (not stopped): its transaction rolls back
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await writing[1]
+            self._report_lag({})  # another member reports these partitions now
             await subscription.close()
 
     async def _next(self, subscription: Subscription) -> _Batch:
         records = await subscription.fetch(max_records=self.max_records, timeout_s=self.poll_timeout_s)
+        self._report_lag(await subscription.lag())
         # In a worker thread: decoding a batch takes tens of milliseconds of CPU, and meanwhile the
         # event loop keeps the previous batch's write going (the GIL changes hands every millisecond:
         # see shared.runtime).
@@ -118,6 +122,15 @@ class EventConsumer:
         for record, reason in malformed:
             await self._dead_letter(record, reason)
         return _Batch(records, decoded)
+
+    def _report_lag(self, lags: dict[tuple[str, int], int]) -> None:
+        """Set the lag gauge of every partition held; drop those of partitions no longer held."""
+        for topic, partition in self._lag_reported - lags.keys():
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self.group, topic, str(partition))
+        for (topic, partition), lag in lags.items():
+            CONSUMER_LAG.labels(group=self.group, topic=topic, partition=str(partition)).set(lag)
+        self._lag_reported = set(lags)
 
     def _decode(self, records: list[Record]) -> tuple[list[tuple[Record, Event]], list[tuple[Record, str]]]:
         decoded: list[tuple[Record, Event]] = []
@@ -159,6 +172,7 @@ class EventConsumer:
     async def _commit(self, subscription: Subscription, records: list[Record]) -> None:
         await subscription.commit(records)
         self.handled += len(records)
+        CONSUMED_RECORDS.labels(group=self.group).inc(len(records))
 
     async def _handle(self, batch: list[tuple[Record, Event]], stop: asyncio.Event) -> bool:
         """Prepare and write a batch with nothing in flight; False when stopped before it was durable."""
@@ -203,3 +217,4 @@ class EventConsumer:
             },
         )
         await self.bus.publish([dead_letter_for(record, reason, group=self.group)])
+        DEAD_LETTERS.labels(topic=record.topic, group=self.group).inc()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import CoordinationType
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import IllegalStateError, KafkaError, TopicAlreadyExistsError
 
 from shared.bus.port import BusUnavailable, OutgoingMessage, Record
 
@@ -162,6 +162,19 @@ class KafkaSubscription:
 
     def assignment(self) -> frozenset[tuple[str, int]]:
         return frozenset((tp.topic[self._strip :], tp.partition) for tp in self._consumer.assignment())
+
+    async def lag(self) -> dict[tuple[str, int], int]:
+        lags: dict[tuple[str, int], int] = {}
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)  # from the last fetch response: no round trip
+            if end is None:
+                continue
+            try:
+                position = await self._consumer.position(tp)
+            except IllegalStateError:  # revoked meanwhile: its new owner reports it
+                continue
+            lags[(tp.topic[self._strip :], tp.partition)] = max(0, end - position)
+        return lags
 
     async def commit(self, records: Sequence[Record]) -> None:
         held = self._consumer.assignment()

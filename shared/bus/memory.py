@@ -143,6 +143,10 @@ class InMemorySubscription:
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(self.bus.assignment(self)) if not self._closed else frozenset()
 
+    async def lag(self) -> dict[TopicPartition, int]:
+        self._refresh_assignment()
+        return {tp: len(self.bus._log(tp[0])[tp[1]]) - position for tp, position in self._positions.items()}
+
     async def commit(self, records: Sequence[Record]) -> None:
         held = self.assignment()
         for record in records:

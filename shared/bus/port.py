@@ -57,6 +57,10 @@ class Subscription(Protocol):
     def assignment(self) -> frozenset[tuple[str, int]]:
         """The (topic, partition) pairs this member holds now; empty until it has joined."""
 
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """Per partition held: records in the log beyond what this member has fetched, as far as it
+        knows without asking the broker (a partition it knows no log end of yet is left out)."""
+
     async def close(self) -> None:
         """Leave the group; uncommitted records are redelivered to the remaining members."""
 

@@ -180,3 +180,24 @@ async def test_recent_reads_the_tail_of_every_partition_outside_any_group(
     for record in tail:
         short[record.partition].append(record.value)
     assert short == {p: values[-3:] for p, values in whole.items()}
+
+
+async def test_lag_is_what_the_log_holds_beyond_what_a_member_fetched(bus: MessageBus, topic: str) -> None:
+    await bus.publish(_messages(topic, keys=4, per_key=10))
+    member = await bus.subscribe([topic], group=f"g-{uuid.uuid4().hex}")
+    fetched: list[Record] = []
+
+    async def part_fetched() -> bool:
+        fetched.extend(await member.fetch(max_records=5, timeout_s=0.2))
+        return bool(fetched)
+
+    await eventually(part_fetched, timeout_s=60, what="a first batch")
+    lags = await member.lag()
+    assert set(lags) <= member.assignment()
+    assert sum(lags.values()) > 0, lags
+    if set(lags) == member.assignment():  # Kafka knows a log end only once it fetched the partition
+        assert sum(lags.values()) == 40 - len(fetched), lags
+    await _drain(member, fetched, expected=40, commit=True)
+    lags = await member.lag()
+    await member.close()
+    assert lags and set(lags.values()) == {0}, lags

@@ -277,3 +277,18 @@ def test_kafka_images_match_the_broker_version_of_the_pom() -> None:
 def test_compose_postgres_matches_the_test_image() -> None:
     images = [str(service.get("image", "")) for service in _services(_load_compose()).values()]
     assert infra.POSTGRES_IMAGE in images, f"docker-compose.yml must run {infra.POSTGRES_IMAGE}"
+
+
+# (e) metrics
+
+
+def test_compose_services_serve_metrics_on_the_compose_network_only() -> None:
+    compose = _load_compose()
+    anchor = compose[ENV_ANCHOR]
+    assert int(anchor["METRICS_PORT"]) > 0, "docker-compose.yml: every service should serve /metrics"
+    assert anchor["METRICS_HOST"] == "0.0.0.0", "Prometheus reaches the containers over the compose network"
+    for name, service in _portfolio_sync_services(compose).items():
+        published = [str(p) for p in service.get("ports", [])]
+        assert not [p for p in published if p.endswith(f":{anchor['METRICS_PORT']}")], (
+            f"docker-compose.yml {name!r} publishes its metrics port: keep it on the compose network"
+        )

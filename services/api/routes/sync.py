@@ -17,6 +17,7 @@ from shared import topics
 from shared.bus.port import BusUnavailable, OutgoingMessage
 from shared.db.tables import SyncRun
 from shared.events import SyncRequested, SyncTrigger, utc_now
+from shared.metrics import SYNC_REQUESTS
 from shared.statements import STATEMENT_BROKER
 
 router = APIRouter(tags=["sync"], route_class=GuardedRoute)
@@ -98,5 +99,6 @@ async def sync_now(account: OwnedAccount, session: Session, bus: Bus) -> SyncAcc
         log.exception("sync request not published", extra=context)
         await storage.record_unpublished_request(session, request.event_id, now=utc_now())
         raise unavailable("the sync could not be requested (message bus unavailable): try again") from None
+    SYNC_REQUESTS.labels(broker=account.broker, trigger=request.trigger.value).inc()
     log.info("sync requested", extra=context)
     return SyncAccepted(request_id=request.event_id)
