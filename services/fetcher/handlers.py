@@ -48,6 +48,7 @@ class Fetcher:
         self._slots = slots  # the broker's concurrency cap, shared by every batch of this process
         self._retry = retry
         self.fetcher_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.in_flight = 0  # accounts at the broker right now, for the heartbeat
 
     async def handle_requests(self, requests: Sequence[Event]) -> None:
         """Sync every request of the batch concurrently; publish all outcomes before returning."""
@@ -117,6 +118,7 @@ class Fetcher:
             self._metrics.unreadable_credentials.labels(broker=request.broker).inc()
             return FailureKind.UNREADABLE_CREDENTIALS, str(exc), None
         async with self._slots:
+            self.in_flight += 1
             try:
                 holdings = await self._adapter.fetch_holdings(account)
             except RateLimited as exc:
@@ -125,6 +127,8 @@ class Fetcher:
                 return exc.kind, str(exc) or type(exc).__name__, None
             except ValidationError as exc:
                 return FailureKind.INVALID_RESPONSE, f"broker response does not fit a holding: {exc}", None
+            finally:
+                self.in_flight -= 1
         return HoldingSnapshot(
             account_id=request.account_id,
             request_id=request.sync_run_id,
