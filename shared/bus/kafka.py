@@ -152,6 +152,27 @@ class KafkaBus:
             await consumer.stop()
 
 
+    async def count(self, topic: str) -> int:
+        wire_topic = self._namespace + topic
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._servers, client_id=self._client_id, enable_auto_commit=False
+        )
+        try:
+            await consumer.start()
+            partitions = [
+                TopicPartition(wire_topic, p)
+                for p in sorted(await self._started().partitions_for(wire_topic))
+            ]
+            if not partitions:
+                return 0
+            ends = await consumer.end_offsets(partitions)
+            starts = await consumer.beginning_offsets(partitions)
+        except KafkaError as exc:
+            raise BusUnavailable(f"Kafka did not report the offsets of {topic}: {exc!r}") from exc
+        finally:
+            await consumer.stop()
+        return sum(ends[tp] - starts[tp] for tp in partitions)
+
     async def lag(self, groups: Sequence[str]) -> list[PartitionLag]:
         admin = AIOKafkaAdminClient(bootstrap_servers=self._servers, client_id=self._client_id)
         consumer = AIOKafkaConsumer(

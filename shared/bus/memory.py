@@ -79,6 +79,9 @@ class InMemoryBus:
     async def recent(self, topic: str, *, per_partition: int) -> list[Record]:
         return [record for partition in self._log(topic) for record in partition[-per_partition:]]
 
+    async def count(self, topic: str) -> int:
+        return sum(len(partition) for partition in self._log(topic))
+
     async def lag(self, groups: Sequence[str]) -> list[PartitionLag]:
         found = [(name, self._groups[name]) for name in groups if name in self._groups]
         return [

@@ -92,6 +92,9 @@ class MessageBus(Protocol):
     async def recent(self, topic: str, *, per_partition: int) -> list[Record]:
         """The last `per_partition` records of each partition of `topic`, outside any group."""
 
+    async def count(self, topic: str) -> int:
+        """How many records `topic` holds now (over its partitions: log end minus log start)."""
+
     async def lag(self, groups: Sequence[str]) -> list[PartitionLag]:
         """Per partition each of `groups` has committed an offset on: that offset and the log end.
         A group that has committed nothing (or does not exist) has no rows."""
