@@ -81,9 +81,7 @@ async def replay_dead_letters(
     is recorded, the rest waits for the next run."""
     if not topics.is_dead_letters(dlq_topic):
         raise NotADeadLetterTopic(f"{dlq_topic!r} is not a dead-letter topic (they end in .dlq)")
-    letters = read_dead_letters(
-        await bus.recent(dlq_topic, per_partition=MAX_READ_PER_PARTITION), dlq_topic
-    )
+    letters = read_dead_letters(await bus.recent(dlq_topic, per_partition=MAX_READ_PER_PARTITION), dlq_topic)
     replayed = already = before = 0
     for dead in letters:
         if since is not None and dead.letter.failed_at < since:
@@ -101,7 +99,11 @@ async def replay_dead_letters(
                 already += 1
                 continue
             await bus.publish(
-                [OutgoingMessage(dead.letter.source_topic, dead.letter.key or "", dead.letter.original_value())]
+                [
+                    OutgoingMessage(
+                        dead.letter.source_topic, dead.letter.key or "", dead.letter.original_value()
+                    )
+                ]
             )
             await session.commit()
             replayed += 1

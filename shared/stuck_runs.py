@@ -31,7 +31,9 @@ def stuck(now: datetime, after_s: float) -> ColumnElement[bool]:
     )
 
 
-async def stuck_run_ids(session: AsyncSession, *, now: datetime, after_s: float, limit: int) -> list[uuid.UUID]:
+async def stuck_run_ids(
+    session: AsyncSession, *, now: datetime, after_s: float, limit: int
+) -> list[uuid.UUID]:
     query = select(SyncRun.id).where(stuck(now, after_s)).order_by(SyncRun.requested_at).limit(limit)
     return list((await session.scalars(query)).all())
 

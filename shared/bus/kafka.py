@@ -126,6 +126,12 @@ class KafkaBus:
             await asyncio.sleep(_COORDINATOR_POLL_S)  # Kafka offers nothing to await: poll it
 
     async def recent(self, topic: str, *, per_partition: int) -> list[Record]:
+        try:
+            return await self._recent(topic, per_partition=per_partition)
+        except KafkaError as exc:
+            raise BusUnavailable(f"Kafka did not deliver the tail of {topic}: {exc!r}") from exc
+
+    async def _recent(self, topic: str, *, per_partition: int) -> list[Record]:
         wire_topic = self._namespace + topic
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._servers, client_id=self._client_id, enable_auto_commit=False
@@ -150,7 +156,6 @@ class KafkaBus:
             return records
         finally:
             await consumer.stop()
-
 
     async def count(self, topic: str) -> int:
         wire_topic = self._namespace + topic

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from services.api import storage_users
 from services.api.deps import OperatorUser, Session, operator_user
 from services.api.guard import GuardedRoute
-from services.api.routes import error_responses
+from services.api.routes import admin_bus, admin_runs, error_responses
 from services.api.routes.tokens import issue_token
 from services.api.schemas_identity import InviteCreate, InviteCreated, TokenCreate, TokenCreated
 from shared.events import utc_now
@@ -51,3 +51,7 @@ async def issue_user_token(user_id: uuid.UUID, body: TokenCreate, session: Sessi
     if await storage_users.user_by_id(session, user_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "user not found")
     return await issue_token(session, user_id=user_id, body=body)
+
+
+router.include_router(admin_runs.router)
+router.include_router(admin_bus.router)
