@@ -53,5 +53,17 @@ async def issue_user_token(user_id: uuid.UUID, body: TokenCreate, session: Sessi
     return await issue_token(session, user_id=user_id, body=body)
 
 
+# Each part's router carries the OperatorUser dependency itself (`operator_router()`): a route sees
+# only the dependencies it was built with, and GuardedRoute decides from them that it authenticates.
 router.include_router(admin_runs.router)
 router.include_router(admin_bus.router)
+
+
+def _every_route_is_for_operators() -> None:
+    for part in (admin_runs.router, admin_bus.router):
+        for route in part.routes:
+            if not isinstance(route, GuardedRoute) or not route.authenticates:
+                raise TypeError(f"admin route {route} is not guarded by OperatorUser")
+
+
+_every_route_is_for_operators()

@@ -7,13 +7,13 @@ from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.api.deps import ApiSettings, Bus, Context, Session
 from services.api.errors import unavailable
-from services.api.guard import GuardedRoute
 from services.api.input_types import NO_CONTROL_CHARACTERS, Timestamp
+from services.api.operators import operator_router
 from services.api.routes import error_responses
 from services.api.schemas_admin import (
     DeadLetterOut,
@@ -36,7 +36,7 @@ from shared.dead_letter_replay import (
 from shared.events import utc_now
 from shared.fetcher_heartbeats import latest_heartbeats
 
-router = APIRouter(route_class=GuardedRoute)
+router = operator_router()
 
 # How long a read of the bus may take before the answer is a 503 (a missing topic can stall a client).
 BUS_READ_TIMEOUT_S = 15.0

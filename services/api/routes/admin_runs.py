@@ -8,12 +8,12 @@ import logging
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import Depends, HTTPException, Query, status
 
 from services.api import paging, storage, storage_admin
 from services.api.deps import ApiSettings, Bus, Session
 from services.api.errors import unavailable
-from services.api.guard import GuardedRoute
+from services.api.operators import operator_router
 from services.api.routes import error_responses
 from services.api.schemas_admin import (
     AdminAccountOut,
@@ -29,12 +29,12 @@ from services.api.schemas_admin import (
 )
 from shared import topics
 from shared.bus.port import BusUnavailable, OutgoingMessage
-from shared.db.tables import SyncRun
+from shared.db.tables import BrokerAccount, SyncRun
 from shared.events import SyncRequested, SyncTrigger, utc_now
 from shared.statements import STATEMENT_BROKER
 from shared.stuck_runs import REQUESTED, rerequest_run, stuck
 
-router = APIRouter(route_class=GuardedRoute)
+router = operator_router()
 log = logging.getLogger(__name__)
 
 USERS, ACCOUNTS, RUNS, STUCK = "admin-users", "admin-accounts", "admin-sync-runs", "admin-stuck-runs"
@@ -96,9 +96,15 @@ async def list_all_accounts(session: Session, state: State, page: Page) -> Admin
         rows,
         page.limit,
         position=lambda r: paging.Position(at=r[0].created_at, id=r[0].id),
-        item=lambda r: AdminAccountOut.model_validate(r[0]).model_copy(update={"user_id": r[1]}),
+        item=_account_out,
     )
     return AdminAccountPage(items=items, next_cursor=next_cursor)
+
+
+def _account_out(row: tuple[BrokerAccount, uuid.UUID]) -> AdminAccountOut:
+    account, user_id = row
+    fields = {name: getattr(account, name) for name in AdminAccountOut.model_fields if name != "user_id"}
+    return AdminAccountOut(user_id=user_id, **fields)
 
 
 def _run_out(row: tuple[SyncRun, str, uuid.UUID]) -> AdminSyncRunOut:
