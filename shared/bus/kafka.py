@@ -188,6 +188,7 @@ class KafkaBus:
             await consumer.start()
             committed: list[tuple[str, TopicPartition, int]] = []
             for group in groups:
+                await self._await_group_coordinator(self._namespace + group)
                 offsets = await admin.list_consumer_group_offsets(self._namespace + group)
                 committed += [(group, tp, meta.offset) for tp, meta in offsets.items() if meta.offset >= 0]
             ends = await consumer.end_offsets([tp for _, tp, _ in committed]) if committed else {}
