@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -82,7 +83,31 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument(
         "--batch-size", type=_positive_int, default=500, metavar="N", help="credentials per transaction (500)"
     )
+    dlq = commands.add_parser("dlq", help="dead-letter topics")
+    replay = dlq.add_subparsers(dest="dlq_command", required=True).add_parser(
+        "replay",
+        help="publish a .dlq topic's messages back to their original topic, each one once "
+        "(a second run skips those replayed)",
+    )
+    replay.add_argument("topic", metavar="TOPIC", help="the dead-letter topic, e.g. holdings.snapshots.dlq")
+    replay.add_argument(
+        "--since",
+        type=_aware_time,
+        default=None,
+        metavar="T",
+        help="only those dead-lettered at or after T (ISO 8601 with a zone)",
+    )
     return parser
+
+
+def _aware_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give the time zone, e.g. {text}Z or {text}+00:00")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -156,6 +181,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             f"{role} {args.email.strip().lower()} created; their API token (shown only now):", file=sys.stderr
         )
         print(token)
+    elif args.command == "dlq":
+        from services.operations import replay_dead_letter_topic
+
+        return asyncio.run(replay_dead_letter_topic(settings, args.topic, since=args.since))
     elif args.command == "keys":
         from shared.credentials import CredentialCipher
 

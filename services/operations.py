@@ -1,8 +1,9 @@
-"""Operator tasks behind `portfolio-sync db upgrade`, `topics create` and `keys rotate`."""
+"""Operator tasks behind `portfolio-sync db upgrade`, `topics create`, `keys rotate` and `dlq replay`."""
 
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 
 from services.key_rotation import RotationReport, rotate_credentials
 from shared import topics
@@ -65,3 +66,22 @@ async def rotate_credential_keys(settings: Settings, *, batch_size: int) -> int:
 
 def _print_progress(report: RotationReport) -> None:
     print(f"keys rotate: {report.done}/{report.total} credentials", file=sys.stderr, flush=True)
+
+
+async def replay_dead_letter_topic(settings: Settings, topic: str, *, since: datetime | None) -> int:
+    """Replay `topic`'s dead letters not replayed before (shared/dead_letter_replay.py); exit status
+    2 for a topic that is not a dead-letter topic."""
+    from shared.dead_letter_replay import NotADeadLetterTopic, replay_dead_letters
+    from shared.runtime import checked_engine, started_bus
+
+    async with checked_engine(settings) as engine, started_bus(settings, client_id="dlq-replay") as bus:
+        try:
+            report = await replay_dead_letters(session_factory(engine), bus, topic, since=since)
+        except NotADeadLetterTopic as exc:
+            print(f"portfolio-sync dlq replay: {exc}", file=sys.stderr)
+            return 2
+    print(
+        f"{report.replayed} replayed, {report.already_replayed} replayed before (skipped), "
+        f"{report.skipped_before_since} older than --since"
+    )
+    return 0

@@ -129,6 +129,21 @@ class Settings(BaseSettings):
         description="Port of the process's Prometheus /metrics server; 0: not served. Give each process "
         "on one host its own.",
     )
+    fetcher_heartbeat_seconds: float = Field(
+        default=5.0, gt=0, description="How often each fetcher announces itself on `fetchers.heartbeats`."
+    )
+    fetcher_gone_after_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A fetcher whose last heartbeat is older than this is listed as gone "
+        "(GET /v1/admin/fetchers).",
+    )
+    stuck_run_after_seconds: int = Field(
+        default=600,
+        ge=1,
+        description="A sync run still `requested` this long after it was (last) requested is stuck: "
+        "listed to operators and requested again by the scheduler.",
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
     @field_validator("log_level")

@@ -6,6 +6,8 @@ HOLDINGS_SNAPSHOTS = "holdings.snapshots"
 SYNC_FAILURES = "sync.failures"
 HOLDINGS_CHANGES = "holdings.changes"  # HoldingsChanged, and AccountRemoved when an account goes
 SNAPSHOT_REVIEWS = "holdings.reviews"  # an owner's decisions on held snapshots, for the ledger
+# Each fetcher process's latest heartbeat, keyed by fetcher id; a clean stop leaves a tombstone.
+FETCHER_HEARTBEATS = "fetchers.heartbeats"
 _SYNC_REQUESTS_PREFIX = "sync.requests."
 _DLQ_SUFFIX = ".dlq"
 
@@ -25,8 +27,25 @@ def dead_letters(topic: str) -> str:
     return f"{topic}{_DLQ_SUFFIX}"
 
 
-def all_topics(brokers: list[str]) -> list[str]:
-    """The topics a deployment serving `brokers` needs, each with its dead-letter topic."""
+def is_dead_letters(topic: str) -> bool:
+    return topic.endswith(_DLQ_SUFFIX)
+
+
+def dead_letter_topics(brokers: list[str]) -> list[str]:
+    """The dead-letter topic of every consumed topic of a deployment serving `brokers`."""
+    return [dead_letters(t) for t in _consumed(brokers)]
+
+
+def _consumed(brokers: list[str]) -> list[str]:
     main = [HOLDINGS_SNAPSHOTS, SYNC_FAILURES, HOLDINGS_CHANGES, SNAPSHOT_REVIEWS]
-    main += [topic for b in brokers for topic in (sync_requests(b), sync_request_retries(b))]
-    return main + [dead_letters(t) for t in main]
+    return main + [topic for b in brokers for topic in (sync_requests(b), sync_request_retries(b))]
+
+
+COMPACTED = frozenset({FETCHER_HEARTBEATS})
+"""Topics where only each key's latest message matters: Kafka keeps that one (cleanup.policy=compact)."""
+
+
+def all_topics(brokers: list[str]) -> list[str]:
+    """The topics a deployment serving `brokers` needs: each consumed one with its dead-letter topic,
+    and the fetchers' heartbeats."""
+    return [*_consumed(brokers), *dead_letter_topics(brokers), FETCHER_HEARTBEATS]

@@ -75,7 +75,11 @@ _TAGS = [
     {"name": "transactions", "description": "Trades: derived from snapshot changes, or reported by brokers."},
     {"name": "sync", "description": "Sync history and on-demand syncs."},
     {"name": "health", "description": "Liveness and readiness probes."},
-    {"name": "admin", "description": "Operators only: invites, tokens for users who lost theirs."},
+    {
+        "name": "admin",
+        "description": "Operators only: invites, tokens for users who lost theirs; users, accounts and "
+        "runs across users, outcomes per broker, fetchers alive, consumer lag, dead letters, stuck runs.",
+    },
 ]
 
 

@@ -49,6 +49,7 @@ class Fetcher:
         self._slots = slots  # the broker's concurrency cap, shared by every batch of this process
         self._retry = retry
         self.fetcher_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.in_flight = 0  # accounts at the broker right now, for the heartbeat
 
     async def handle_requests(self, requests: Sequence[Event]) -> None:
         """Sync every request of the batch concurrently; publish all outcomes before returning."""
@@ -125,6 +126,7 @@ class Fetcher:
             in_flight = self._metrics.in_flight.labels(broker=request.broker)
             in_flight.inc()
             started = time.perf_counter()
+            self.in_flight += 1
             try:
                 holdings = await self._adapter.fetch_holdings(account)
             except RateLimited as exc:
@@ -138,6 +140,7 @@ class Fetcher:
                 self._metrics.sync_duration.labels(broker=request.broker).observe(
                     time.perf_counter() - started
                 )
+                self.in_flight -= 1
         return HoldingSnapshot(
             account_id=request.account_id,
             request_id=request.sync_run_id,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from services.fetcher.adapter import BrokerAdapter
 from services.fetcher.handlers import Fetcher
+from services.fetcher.heartbeats import Heartbeats
 from services.fetcher.limits import BrokerLimiter
 from services.fetcher.registry import create_adapter
 from services.fetcher.retry import RetryPolicy
@@ -35,6 +36,7 @@ class FetcherRuntime:
     adapter: BrokerAdapter
     limiter: BrokerLimiter
     loops: list[EventConsumer]
+    heartbeats: Heartbeats | None = None
 
     @property
     def handled(self) -> int:
@@ -42,8 +44,9 @@ class FetcherRuntime:
         return sum(loop.handled for loop in self.loops)
 
     async def run(self, stop: asyncio.Event) -> None:
+        beating = [self.heartbeats.run(stop)] if self.heartbeats is not None else []
         try:
-            await asyncio.gather(*(loop.run(stop) for loop in self.loops))
+            await asyncio.gather(*(loop.run(stop) for loop in self.loops), *beating)
         finally:
             await self.adapter.aclose()
 
@@ -72,7 +75,16 @@ def build_fetcher(settings: Settings, broker: str, bus: MessageBus) -> FetcherRu
             (f"{consumer_group(broker)}.retry", topics.sync_request_retries(broker)),
         )
     ]
-    return FetcherRuntime(adapter=adapter, limiter=limiter, loops=loops)
+    runtime = FetcherRuntime(adapter=adapter, limiter=limiter, loops=loops)
+    runtime.heartbeats = Heartbeats(
+        bus=bus,
+        fetcher_id=f"{fetcher.fetcher_id}/{broker}",
+        broker=broker,
+        interval_s=settings.fetcher_heartbeat_seconds,
+        in_flight=lambda: fetcher.in_flight,
+        handled=lambda: runtime.handled,
+    )
+    return runtime
 
 
 async def run_fetcher(settings: Settings, broker: str, bus: MessageBus, stop: asyncio.Event) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.scheduler.backoff import BrokerBackoff
 from services.scheduler.handlers import emit_due_syncs
 from services.scheduler.metrics import PASS_DURATION
+from services.scheduler.stuck_runs import rerequest_stuck_runs
 from shared.bus.port import BusUnavailable, MessageBus
 from shared.db.engine import TRANSIENT_DB_ERRORS, session_factory
 from shared.events import utc_now
@@ -42,6 +43,13 @@ async def run_scheduler(
                 limit=settings.scheduler_batch_size,
                 backoff=backoff,
                 publish_timeout_s=settings.scheduler_publish_timeout_seconds,
+            )
+            await rerequest_stuck_runs(
+                sessions,
+                bus,
+                now=utc_now(),
+                after_s=settings.stuck_run_after_seconds,
+                limit=settings.scheduler_batch_size,
             )
         except _RETRYABLE as exc:
             log.warning("scheduler pass failed; trying again next tick", extra={"error": repr(exc)})

@@ -16,7 +16,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import CoordinationType
 from aiokafka.errors import IllegalStateError, KafkaError, TopicAlreadyExistsError
 
-from shared.bus.port import BusUnavailable, OutgoingMessage, Record
+from shared import topics as topic_names
+from shared.bus.port import BusUnavailable, OutgoingMessage, PartitionLag, Record
 
 # What one fetch may bring per partition. aiokafka's default (1 MiB) holds some 250 snapshots of
 # twenty holdings, which capped the ledger's batches at a thousand events on four partitions, half
@@ -25,6 +26,15 @@ MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
 # How long `subscribe` waits, quietly, for a group coordinator that a starting broker is still loading.
 COORDINATOR_WAIT_S = 60.0
 _COORDINATOR_POLL_S = 0.2
+
+# A compacted topic keeps each key's newest message; small segments (one an hour) let the cleaner
+# reach them soon, and a tombstone is kept a day so that a slow reader still sees the key go.
+_COMPACTED_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.ms": str(3_600_000),
+    "min.cleanable.dirty.ratio": "0.1",
+    "delete.retention.ms": str(86_400_000),
+}
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +82,9 @@ class KafkaBus:
         producer = self._started()
         try:
             pending = [
-                await producer.send(self._namespace + m.topic, m.value, key=m.key.encode()) for m in messages
+                # An empty value goes as null: a tombstone, which compaction deletes the key by.
+                await producer.send(self._namespace + m.topic, m.value or None, key=m.key.encode())
+                for m in messages
             ]
             await asyncio.gather(*pending)
         except KafkaError as exc:
@@ -114,6 +126,12 @@ class KafkaBus:
             await asyncio.sleep(_COORDINATOR_POLL_S)  # Kafka offers nothing to await: poll it
 
     async def recent(self, topic: str, *, per_partition: int) -> list[Record]:
+        try:
+            return await self._recent(topic, per_partition=per_partition)
+        except KafkaError as exc:
+            raise BusUnavailable(f"Kafka did not deliver the tail of {topic}: {exc!r}") from exc
+
+    async def _recent(self, topic: str, *, per_partition: int) -> list[Record]:
         wire_topic = self._namespace + topic
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._servers, client_id=self._client_id, enable_auto_commit=False
@@ -138,6 +156,54 @@ class KafkaBus:
             return records
         finally:
             await consumer.stop()
+
+    async def count(self, topic: str) -> int:
+        wire_topic = self._namespace + topic
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._servers, client_id=self._client_id, enable_auto_commit=False
+        )
+        try:
+            await consumer.start()
+            partitions = [
+                TopicPartition(wire_topic, p)
+                for p in sorted(await self._started().partitions_for(wire_topic))
+            ]
+            if not partitions:
+                return 0
+            ends = await consumer.end_offsets(partitions)
+            starts = await consumer.beginning_offsets(partitions)
+        except KafkaError as exc:
+            raise BusUnavailable(f"Kafka did not report the offsets of {topic}: {exc!r}") from exc
+        finally:
+            await consumer.stop()
+        return sum(ends[tp] - starts[tp] for tp in partitions)
+
+    async def lag(self, groups: Sequence[str]) -> list[PartitionLag]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._servers, client_id=self._client_id)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._servers, client_id=self._client_id, enable_auto_commit=False
+        )
+        try:
+            await admin.start()
+            await consumer.start()
+            committed: list[tuple[str, TopicPartition, int]] = []
+            for group in groups:
+                await self._await_group_coordinator(self._namespace + group)
+                offsets = await admin.list_consumer_group_offsets(self._namespace + group)
+                committed += [(group, tp, meta.offset) for tp, meta in offsets.items() if meta.offset >= 0]
+            ends = await consumer.end_offsets([tp for _, tp, _ in committed]) if committed else {}
+        except KafkaError as exc:
+            raise BusUnavailable(f"Kafka did not report consumer offsets: {exc!r}") from exc
+        finally:
+            await consumer.stop()
+            await admin.close()
+        strip = len(self._namespace)
+        rows = [
+            PartitionLag(group, tp.topic[strip:], tp.partition, offset, ends[tp])
+            for group, tp, offset in committed
+            if tp.topic.startswith(self._namespace)
+        ]
+        return sorted(rows, key=lambda r: (r.group, r.topic, r.partition))
 
 
 class KafkaSubscription:
@@ -198,13 +264,21 @@ async def create_topics(
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [namespace + t for t in topics if namespace + t not in existing]
+        missing = [t for t in topics if namespace + t not in existing]
         if missing:
             # Another process may create them meanwhile: the outcome we wanted, so not an error.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
-                    [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+                    [
+                        NewTopic(
+                            namespace + t,
+                            num_partitions=partitions,
+                            replication_factor=1,
+                            topic_configs=_COMPACTED_CONFIG if t in topic_names.COMPACTED else {},
+                        )
+                        for t in missing
+                    ]
                 )
-        return missing
+        return [namespace + t for t in missing]
     finally:
         await admin.close()

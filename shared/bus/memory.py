@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import count
 
-from shared.bus.port import OutgoingMessage, Record
+from shared.bus.port import OutgoingMessage, PartitionLag, Record
 
 TopicPartition = tuple[str, int]
 
@@ -78,6 +78,17 @@ class InMemoryBus:
 
     async def recent(self, topic: str, *, per_partition: int) -> list[Record]:
         return [record for partition in self._log(topic) for record in partition[-per_partition:]]
+
+    async def count(self, topic: str) -> int:
+        return sum(len(partition) for partition in self._log(topic))
+
+    async def lag(self, groups: Sequence[str]) -> list[PartitionLag]:
+        found = [(name, self._groups[name]) for name in groups if name in self._groups]
+        return [
+            PartitionLag(name, topic, partition, committed, len(self._log(topic)[partition]))
+            for name, group in found
+            for (topic, partition), committed in sorted(group.committed.items())
+        ]
 
     def records(self, topic: str) -> list[Record]:
         """Every record of `topic`, partition by partition: for tests and the demo's report."""

@@ -7,6 +7,8 @@ Semantics both adapters guarantee (and `tests/contract/test_bus_contract.py` pro
   what a subscription fetched but did not commit before it closed or died is delivered again to
   whoever gets the partition next (at least once). A consumer may fetch batch N+1 before it commits
   batch N: committing N leaves N+1 to be delivered again should the consumer die.
+- a message with an empty value is a tombstone (Kafka's null value, what compaction deletes a key
+  by); it is read back as an empty value.
 """
 
 from __future__ import annotations
@@ -32,6 +34,21 @@ class Record:
     offset: int
     key: str | None
     value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    """How far one consumer group is behind on one partition: `end` - `committed`."""
+
+    group: str
+    topic: str
+    partition: int
+    committed: int
+    end: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.end - self.committed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +95,10 @@ class MessageBus(Protocol):
 
     async def recent(self, topic: str, *, per_partition: int) -> list[Record]:
         """The last `per_partition` records of each partition of `topic`, outside any group."""
+
+    async def count(self, topic: str) -> int:
+        """How many records `topic` holds now (over its partitions: log end minus log start)."""
+
+    async def lag(self, groups: Sequence[str]) -> list[PartitionLag]:
+        """Per partition each of `groups` has committed an offset on: that offset and the log end.
+        A group that has committed nothing (or does not exist) has no rows."""

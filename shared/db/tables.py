@@ -229,7 +229,13 @@ class SyncRun(Base):
     attempts; its id is the first SyncRequested's event id."""
 
     __tablename__ = "sync_runs"
-    __table_args__ = (Index("ix_sync_runs_account_requested", "account_id", "requested_at"),)
+    __table_args__ = (
+        Index("ix_sync_runs_account_requested", "account_id", "requested_at"),
+        # The operator's views: runs by status (stuck ones: `requested` for long) and by when they ended
+        # (counts per broker over the last day).
+        Index("ix_sync_runs_status_requested", "status", "requested_at"),
+        Index("ix_sync_runs_finished", "finished_at"),
+    )
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("broker_accounts.id", ondelete="CASCADE"))
     trigger: Mapped[str] = mapped_column(String(16))
@@ -241,6 +247,9 @@ class SyncRun(Base):
     snapshot_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # When a stuck run was last requested again (scheduler or operator), with the same request id;
+    # written only while the run is `requested` (a fenced update: the ledger owns every other change).
+    rerequested_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 REPORTED_TRADE = text("trade_id IS NOT NULL")
@@ -302,3 +311,13 @@ class ProcessedEvent(Base):
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
     processed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class DeadLetterReplay(Base):
+    """A dead letter put back on its original topic: the key makes a second replay of it a no-op."""
+
+    __tablename__ = "dead_letter_replays"
+    dlq_topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    replayed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)

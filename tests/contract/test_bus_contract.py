@@ -201,3 +201,42 @@ async def test_lag_is_what_the_log_holds_beyond_what_a_member_fetched(bus: Messa
     lags = await member.lag()
     await member.close()
     assert lags and set(lags.values()) == {0}, lags
+
+
+async def test_lag_is_the_log_end_minus_the_committed_offset_and_falls_to_zero(
+    bus: MessageBus, topic: str
+) -> None:
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    await bus.publish(_messages(topic, keys=4, per_key=5))
+    assert await bus.lag([group]) == []  # nothing committed yet: no rows
+    sub = await bus.subscribe([topic], group=group)
+    try:
+        first = await _drain(sub, [], expected=1, commit=False)
+        await sub.commit(first[:1])
+        rows = await bus.lag([group])
+        assert rows and all(
+            r.group == group and r.topic == topic and r.lag == r.end - r.committed for r in rows
+        )
+        assert sum(r.lag for r in rows) > 0
+        await sub.commit(first)
+        await _drain(sub, first, expected=20, commit=True)
+
+        async def caught_up() -> bool:
+            rows = await bus.lag([group])
+            return sum(r.end for r in rows) == 20 and sum(r.lag for r in rows) == 0
+
+        await eventually(caught_up, timeout_s=30, what="the group's lag to fall to zero")
+    finally:
+        await sub.close()
+
+
+async def test_count_is_how_many_records_a_topic_holds(bus: MessageBus, topic: str) -> None:
+    assert await bus.count(topic) == 0
+    await bus.publish(_messages(topic, keys=3, per_key=4))
+    assert await bus.count(topic) == 12
+
+
+async def test_an_empty_value_reads_back_empty(bus: MessageBus, topic: str) -> None:
+    await bus.publish([OutgoingMessage(topic, "gone", b"")])
+    records = await bus.recent(topic, per_partition=5)
+    assert [(r.key, r.value) for r in records] == [("gone", b"")]

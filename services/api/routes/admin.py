@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from services.api import storage_users
 from services.api.deps import OperatorUser, Session, operator_user
 from services.api.guard import GuardedRoute
-from services.api.routes import error_responses
+from services.api.routes import admin_bus, admin_runs, error_responses
 from services.api.routes.tokens import issue_token
 from services.api.schemas_identity import InviteCreate, InviteCreated, TokenCreate, TokenCreated
 from shared.events import utc_now
@@ -51,3 +51,19 @@ async def issue_user_token(user_id: uuid.UUID, body: TokenCreate, session: Sessi
     if await storage_users.user_by_id(session, user_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "user not found")
     return await issue_token(session, user_id=user_id, body=body)
+
+
+# Each part's router carries the OperatorUser dependency itself (`operator_router()`): a route sees
+# only the dependencies it was built with, and GuardedRoute decides from them that it authenticates.
+router.include_router(admin_runs.router)
+router.include_router(admin_bus.router)
+
+
+def _every_route_is_for_operators() -> None:
+    for part in (admin_runs.router, admin_bus.router):
+        for route in part.routes:
+            if not isinstance(route, GuardedRoute) or not route.authenticates:
+                raise TypeError(f"admin route {route} is not guarded by OperatorUser")
+
+
+_every_route_is_for_operators()
