@@ -83,7 +83,12 @@ async def sync_now(account: OwnedAccount, user: CurrentUser, session: Session, b
     )
     await storage.record_sync_request(session, request)
     run_id = str(request.event_id)
-    context = {"run_id": run_id, "account_id": str(account.id), "request_id": run_id, "broker": account.broker}
+    context = {
+        "run_id": run_id,
+        "account_id": str(account.id),
+        "request_id": run_id,
+        "broker": account.broker,
+    }
     try:
         await bus.publish(
             [OutgoingMessage(topics.sync_requests(account.broker), request.key, request.to_bytes())]
