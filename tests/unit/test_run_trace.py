@@ -8,12 +8,14 @@ import logging
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.cli import main
 from services.fetcher.adapter import AccountContext, TransientBrokerError
 from services.fetcher.handlers import Fetcher
 from services.fetcher.retry import RetryPolicy
@@ -26,6 +28,7 @@ from shared.bus.consumer import EventConsumer, OneStep
 from shared.bus.memory import InMemoryBus
 from shared.bus.port import OutgoingMessage
 from shared.credentials import CredentialCipher
+from shared.db.engine import create_engine, session_factory, upgrade_schema
 from shared.db.tables import Schedule, SyncAttempt
 from shared.events import (
     Event,
@@ -216,3 +219,34 @@ async def test_log_lines_of_a_sync_carry_its_run_id_and_each_batch_says_what_it_
     assert first.__dict__["records"] == 1 and first.__dict__["topics"] == [topics.sync_requests("sim")]
     assert second.__dict__["outcomes"] == {"snapshot": 1}
     assert "run_id" not in first.__dict__  # a batch is many runs: it names none
+
+
+def test_the_trace_command_prints_the_path_and_refuses_an_unknown_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+
+    async def a_requested_run() -> uuid.UUID:
+        engine = create_engine(url)
+        await upgrade_schema(engine)
+        sessions = session_factory(engine)
+        await create_account(sessions)
+        bus = InMemoryBus()
+        await emit_due_syncs(sessions, bus, now=utc_now(), limit=1)
+        await engine.dispose()
+        [request] = _events(bus, topics.sync_requests("sim"), SyncRequested)
+        return request.event_id
+
+    run_id = asyncio.run(a_requested_run())
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("CREDENTIALS_KEYS", CredentialCipher.generate_key())
+
+    assert main(["trace", str(run_id)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"run {run_id}: ") and lines[0].endswith("requested")
+    assert lines[1].startswith("requested") and "schedule by the schedule's tick of" in lines[1]
+    assert lines[2] == "no attempt reported yet"
+
+    unknown = uuid.uuid4()
+    assert main(["trace", str(unknown)]) == 1
+    assert f"no sync run {unknown}" in capsys.readouterr().err
