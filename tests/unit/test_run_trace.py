@@ -156,7 +156,8 @@ async def test_an_announcement_still_in_the_outbox_shows_as_waiting_until_relaye
         runs = await store.runs({request.event_id})
     plan = plan_batch([snapshot], accounts, runs, consumer=CONSUMER)
     async with sessions.begin() as session:
-        await LedgerStore(session, consumer=CONSUMER).write(plan, [])
+        writer = LedgerStore(session, consumer=CONSUMER)
+        await writer.write(plan, writer.encode(plan))  # COPY text on Postgres
 
     async with sessions() as session:
         waiting = await load_run_trace(session, request.event_id)
