@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -71,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     create_user.add_argument("email", metavar="EMAIL")
     create_user.add_argument("--operator", action="store_true", help="with the operator role")
+
+    trace = commands.add_parser(
+        "trace", help="show one sync run's path: requested, each attempt, stored, announced"
+    )
+    trace.add_argument("run_id", type=uuid.UUID, metavar="RUN_ID", help="the run's id (its request_id)")
 
     keys = commands.add_parser("keys", help="credential encryption keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -168,6 +174,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from services.operations import rotate_credential_keys
 
         return asyncio.run(rotate_credential_keys(settings, batch_size=args.batch_size))
+    elif args.command == "trace":
+        from services.trace_command import print_run_trace
+
+        return asyncio.run(print_run_trace(settings, args.run_id))
     elif args.command == "users":
         from services.user_admin import UserCreationFailed, create_user
 

@@ -116,6 +116,12 @@ class SyncRequested(Event):
     not_before: AwareDatetime | None = Field(
         default=None, description="A retry is not to be sent to the broker before this time."
     )
+    requested_by: uuid.UUID | None = Field(
+        default=None, description="The user who asked for a manual sync; absent for a scheduled one."
+    )
+    scheduled_for: AwareDatetime | None = Field(
+        default=None, description="The schedule's tick that fired a scheduled sync."
+    )
 
     @property
     def sync_run_id(self) -> uuid.UUID:
@@ -181,6 +187,10 @@ class HoldingSnapshot(Event):
     holdings: tuple[Holding, ...]
     attempt: int = Field(default=1, ge=1, description="Which attempt of the sync run produced it.")
     fetcher_id: str | None = Field(default=None, description="host:pid of the fetcher that took it.")
+    started_at: AwareDatetime | None = Field(
+        default=None, description="When the fetcher began this attempt (after any retry wait)."
+    )
+    duration_ms: int | None = Field(default=None, ge=0, description="How long the attempt took.")
     trades: tuple[ReportedTrade, ...] = Field(
         default=(), description="Trades the broker reported since the previous sync, if it reports any."
     )
@@ -216,6 +226,10 @@ class SyncFailed(Event):
     final: bool = Field(default=True, description="False when a retry is scheduled (see retry_at).")
     retry_at: AwareDatetime | None = None
     fetcher_id: str | None = Field(default=None, description="host:pid of the fetcher that tried.")
+    started_at: AwareDatetime | None = Field(
+        default=None, description="When the fetcher began this attempt (after any retry wait)."
+    )
+    duration_ms: int | None = Field(default=None, ge=0, description="How long the attempt took.")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, config=_PART_CONFIG)

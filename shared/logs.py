@@ -11,6 +11,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.log_context import RunContextFilter
+
 _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
 
@@ -34,6 +36,7 @@ def configure_logging(level: str, *, json_lines: bool = True) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RunContextFilter())  # the sync run being handled, on every line
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

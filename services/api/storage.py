@@ -352,12 +352,22 @@ async def record_sync_request(session: AsyncSession, request: SyncRequested) -> 
 
 
 async def record_import(
-    session: AsyncSession, *, run_id: uuid.UUID, account_id: uuid.UUID, now: datetime
+    session: AsyncSession,
+    *,
+    run_id: uuid.UUID,
+    account_id: uuid.UUID,
+    requested_by: uuid.UUID | None = None,
+    now: datetime,
 ) -> None:
     """The run of a statement import, committed before its snapshot is published (as for a sync)."""
     session.add(
         SyncRun(
-            id=run_id, account_id=account_id, trigger=IMPORT_TRIGGER, status="requested", requested_at=now
+            id=run_id,
+            account_id=account_id,
+            trigger=IMPORT_TRIGGER,
+            status="requested",
+            requested_at=now,
+            requested_by=requested_by,
         )
     )
     await session.commit()

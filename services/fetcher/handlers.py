@@ -13,6 +13,7 @@ import os
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -25,6 +26,7 @@ from shared import topics
 from shared.bus.port import MessageBus, OutgoingMessage
 from shared.credentials import CredentialCipher, CredentialsUnreadable
 from shared.events import Event, FailureKind, HoldingSnapshot, SyncFailed, SyncRequested, utc_now
+from shared.log_context import bound_run
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +53,29 @@ class Fetcher:
         self.fetcher_id = f"{socket.gethostname()}:{os.getpid()}"
         self.in_flight = 0  # accounts at the broker right now, for the heartbeat
 
-    async def handle_requests(self, requests: Sequence[Event]) -> None:
-        """Sync every request of the batch concurrently; publish all outcomes before returning."""
+    async def handle_requests(self, requests: Sequence[Event]) -> Counter[str]:
+        """Sync every request of the batch concurrently; publish all outcomes before returning; return
+        how many ended how (`snapshot`, `retrying`, `failed`), for the consume loop's batch log line."""
         outcomes = await asyncio.gather(*(self._handle(r) for r in requests if isinstance(r, SyncRequested)))
         await self._bus.publish([message for messages in outcomes for message in messages])
+        return Counter(_outcome(messages) for messages in outcomes)
 
     async def _handle(self, request: SyncRequested) -> list[OutgoingMessage]:
+        # Each request is a task of its own (gather), so the bound run is this request's alone.
+        with bound_run(request.sync_run_id, account_id=request.account_id, broker=request.broker):
+            return await self._attempt(request)
+
+    async def _attempt(self, request: SyncRequested) -> list[OutgoingMessage]:
         if request.not_before is not None:
             # Wait outside the concurrency slots: a waiting retry holds no broker capacity.
             await asyncio.sleep(max(0.0, (request.not_before - utc_now()).total_seconds()))
+        started_at, clock = utc_now(), time.perf_counter()
         outcome = await self.sync_account(request)
+        duration_ms = round((time.perf_counter() - clock) * 1000)
         if isinstance(outcome, HoldingSnapshot):
             self._metrics.syncs.labels(broker=request.broker, outcome="succeeded").inc()
-            return [OutgoingMessage.of(topics.HOLDINGS_SNAPSHOTS, outcome)]
+            snapshot = outcome.model_copy(update={"started_at": started_at, "duration_ms": duration_ms})
+            return [OutgoingMessage.of(topics.HOLDINGS_SNAPSHOTS, snapshot)]
         kind, reason, retry_after_s = outcome
         self._metrics.syncs.labels(broker=request.broker, outcome=kind.value).inc()
         delay_s = (
@@ -82,11 +94,12 @@ class Fetcher:
             final=retry_at is None,
             retry_at=retry_at,
             fetcher_id=self.fetcher_id,
+            started_at=started_at,
+            duration_ms=duration_ms,
         )
         log.info(
             "sync failed",
             extra={
-                "account_id": str(request.account_id),
                 "kind": kind.value,
                 "attempt": request.attempt,
                 "retry_at": retry_at.isoformat() if retry_at else None,
@@ -155,3 +168,10 @@ class Fetcher:
         if request.credentials_ciphertext is None:
             return {}
         return self._cipher.decrypt(request.credentials_ciphertext)
+
+
+def _outcome(messages: list[OutgoingMessage]) -> str:
+    """How a request ended, from what it produced: a snapshot, or a failure with or without a retry."""
+    if messages[0].topic == topics.HOLDINGS_SNAPSHOTS:
+        return "snapshot"
+    return "retrying" if len(messages) > 1 else "failed"

@@ -30,9 +30,10 @@ from services.ledger.metrics import SKIPPED_FOR_VANISHED_ACCOUNTS, count_written
 from services.ledger.outbox import OutboxRelay
 from services.ledger.plan import AccountState, BatchPlan, RunState, UnknownAccount, plan_batch
 from services.ledger.store import Encoded, LedgerStore, PositionsCache
-from shared.bus.consumer import Write
+from shared.bus.consumer import Outcomes, Write
 from shared.bus.port import MessageBus
 from shared.events import Event, HoldingSnapshot, SyncFailed
+from shared.log_context import bound_run
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,8 @@ class _Planned:
         return cls({e.event_id for e in events}, accounts, runs)
 
 
-async def _nothing() -> None:
-    pass
+async def _nothing(already_applied: int, vanished: int) -> Outcomes:
+    return {"already_applied": already_applied, "account_gone": vanished}
 
 
 def _plan_and_encode(
@@ -102,20 +103,23 @@ class Ledger:
         async with self._sessions() as session:
             store = LedgerStore(session, consumer=CONSUMER)
             fresh = [e for e in await store.new_events(events) if e.event_id not in before.event_ids]
+            already_applied = len(events) - len(fresh)
             if not fresh:
-                return _nothing
+                return functools.partial(_nothing, already_applied, 0)
             ids = {e.account_id for e in fresh}
             accounts = {i: before.accounts[i] for i in ids & before.accounts.keys()}
             accounts |= await store.accounts(ids - accounts.keys(), self._positions)
+            new = len(fresh)
             fresh = self._skip_vanished(fresh, accounts)
             if not fresh:
-                return _nothing
+                return functools.partial(_nothing, already_applied, new)
             run_ids = {e.request_id for e in fresh if isinstance(e, HoldingSnapshot | SyncFailed)}
             runs = {i: before.runs[i] for i in run_ids & before.runs.keys()}
             runs |= await store.runs(run_ids - runs.keys())
         # In a worker thread, like decoding (see `shared.bus.consumer`): the event loop keeps the
         # previous batch's write going meanwhile.
         plan, encoded = await asyncio.to_thread(_plan_and_encode, store, fresh, accounts, runs)
+        plan.outcomes.update(already_applied=already_applied, account_gone=new - len(fresh))
         self._planned = _Planned.written(fresh, accounts, runs)
         for account in accounts.values():
             if account.current_snapshot_id is not None:
@@ -135,22 +139,22 @@ class Ledger:
                 continue
             self.skipped_for_vanished_accounts += 1
             SKIPPED_FOR_VANISHED_ACCOUNTS.inc()
-            log.warning(
-                "event skipped: its account no longer exists",
-                extra={
-                    "account_id": str(event.account_id),
-                    "event_id": str(event.event_id),
-                    "event_type": type(event).__name__,
-                },
-            )
+            run_id = event.request_id if isinstance(event, HoldingSnapshot | SyncFailed) else event.event_id
+            with bound_run(run_id, account_id=event.account_id):
+                log.warning(
+                    "event skipped: its account no longer exists",
+                    extra={"event_id": str(event.event_id), "event_type": type(event).__name__},
+                )
         return kept
 
     def forget(self) -> None:
         self._planned = _Planned()
 
-    async def write(self, plan: BatchPlan, encoded: Encoded) -> None:
+    async def write(self, plan: BatchPlan, encoded: Encoded) -> Outcomes:
+        """Write the plan; return what its events came to (applied, late, held, failed, ...)."""
         started = time.perf_counter()
         async with self._sessions.begin() as session:
             await LedgerStore(session, consumer=CONSUMER).write(plan, encoded)
         count_written(plan, seconds=time.perf_counter() - started)
         await self.relay.hand_over(plan.outbox)
+        return plan.outcomes

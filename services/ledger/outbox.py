@@ -8,6 +8,9 @@ the acknowledgement but before the delete, would publish it twice, so a message 
 the outbox longer than a relay pass takes (an orphan of a crashed or failed pass) is first looked
 for in the topic's tail, and skipped if it is already there.
 Only the relay's last batch can be in that state, so the tail to read is one batch per partition.
+
+The pass that deletes a message also marks the snapshot it announces `announced_at` (one statement per
+pass), in the same transaction: what `GET /v1/admin/runs/{id}/trace` shows as "announced".
 """
 
 from __future__ import annotations
@@ -21,13 +24,13 @@ from collections.abc import Collection, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, delete, func, select
+from sqlalchemy import ColumnElement, Row, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ledger.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 from shared.bus.port import MessageBus, OutgoingMessage
 from shared.db.sets import among
-from shared.db.tables import OutboxMessage
+from shared.db.tables import OutboxMessage, Snapshot
 from shared.events import utc_now
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,8 @@ ORPHAN_AFTER = timedelta(seconds=5)
 # The sweep leaves a batch's messages this long to the batch itself, which relays them from memory.
 SWEEP_AFTER = timedelta(seconds=2)
 
-_Pending = Row[int, uuid.UUID, str, str, str]  # id, event_id, topic, key, payload
+# id, event_id, topic, key, payload, snapshot_id
+_Pending = Row[int, uuid.UUID, str, str, str, uuid.UUID | None]
 
 
 class OutboxRelay:
@@ -93,9 +97,20 @@ class OutboxRelay:
             await self._publish(
                 [
                     OutgoingMessage(topic, key, payload.encode())
-                    for event_id, topic, key, payload, _ in rows
+                    for event_id, topic, key, payload, _, _ in rows
                     if event_id in taken
                 ]
+            )
+            await self._mark_announced(session, [row[5] for row in rows if row[0] in taken])
+
+    async def _mark_announced(self, session: AsyncSession, snapshot_ids: list[uuid.UUID | None]) -> None:
+        announced = [i for i in snapshot_ids if i is not None]
+        if announced:
+            await session.execute(
+                update(Snapshot)
+                .where(self._among(Snapshot.id, announced))
+                .values(announced_at=utc_now())
+                .execution_options(synchronize_session=False)
             )
 
     async def _publish(self, messages: list[OutgoingMessage]) -> None:
@@ -119,6 +134,7 @@ class OutboxRelay:
                             OutboxMessage.topic,
                             OutboxMessage.message_key,
                             OutboxMessage.payload,
+                            OutboxMessage.snapshot_id,
                         )
                         .where(OutboxMessage.created_at <= utc_now() - older_than)
                         .order_by(OutboxMessage.id)
@@ -132,13 +148,15 @@ class OutboxRelay:
                 already = await self._already_published(session, rows)
                 fresh = [
                     OutgoingMessage(topic, key, payload.encode())
-                    for _, event_id, topic, key, payload in rows
+                    for _, event_id, topic, key, payload, _ in rows
                     if event_id not in already
                 ]
                 await self._publish(fresh)
                 await session.execute(
                     delete(OutboxMessage).where(self._among(OutboxMessage.id, [row[0] for row in rows]))
                 )
+                # Those a previous pass published too: they were announced, only not marked.
+                await self._mark_announced(session, [row[5] for row in rows])
             total += len(fresh)
 
     async def _already_published(self, session: AsyncSession, rows: Sequence[_Pending]) -> set[uuid.UUID]:

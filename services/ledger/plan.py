@@ -8,7 +8,7 @@ goes, so several snapshots of one account in one batch chain correctly. Nothing 
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -142,6 +142,7 @@ class BatchPlan:
         "received_at",
         "holdings_count",
         "status",
+        "announcement_id",
     )
     HOLDING_COLUMNS = (
         "snapshot_id",
@@ -181,7 +182,20 @@ class BatchPlan:
         "failure_reason",
         "next_attempt_at",
     )
-    OUTBOX_COLUMNS = ("event_id", "topic", "message_key", "payload", "created_at")
+    OUTBOX_COLUMNS = ("event_id", "topic", "message_key", "payload", "created_at", "snapshot_id")
+    ATTEMPT_COLUMNS = (
+        "event_id",
+        "run_id",
+        "attempt",
+        "fetcher_id",
+        "started_at",
+        "duration_ms",
+        "reported_at",
+        "outcome",
+        "failure_kind",
+        "failure_reason",
+        "holdings_count",
+    )
     PROCESSED_COLUMNS = ("event_id", "consumer", "processed_at")
 
     events: int = 0  # how many events the plan applies
@@ -195,6 +209,11 @@ class BatchPlan:
     accounts: list[dict[str, Any]] = field(default_factory=list)
     new_runs: list[tuple[Any, ...]] = field(default_factory=list)
     changed_runs: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[tuple[Any, ...]] = field(default_factory=list)  # every snapshot's and failure's
+    # Snapshots announced by this batch, to their HoldingsChanged: new ones take it in their row (and
+    # leave this), earlier ones (accepted after being held) are updated.
+    announcements: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
+    outcomes: Counter[str] = field(default_factory=Counter)  # for the batch's log line
 
 
 class UnknownAccount(LookupError):
@@ -221,9 +240,11 @@ def plan_batch(
         else:
             plan.processed.append((event.event_id, consumer, now))
             if isinstance(event, SyncFailed):
-                _failure(account, runs, event)
+                _failure(plan, account, runs, event)
             elif isinstance(event, SnapshotAccepted):
                 _accepted(plan, account, event, now)
+                plan.outcomes["accepted"] += 1
+    plan.outcomes.update(status for status in plan.status_changes.values())
     plan.accounts = [a.account_update() for a in accounts.values() if a.touched]
     plan.new_runs = [r.row() for r in runs.values() if r.touched and not r.exists]
     plan.changed_runs = [r.outcome() for r in runs.values() if r.touched and r.exists]
@@ -271,6 +292,7 @@ def _snapshot(
         account.last_error = None
 
     status = _place(plan, account, snapshot, now)
+    plan.outcomes[status] += 1
     plan.snapshots.append(
         (
             snapshot.event_id,
@@ -280,6 +302,22 @@ def _snapshot(
             now,
             len(snapshot.holdings),
             status,
+            plan.announcements.pop(snapshot.event_id, None),
+        )
+    )
+    plan.attempts.append(
+        (
+            snapshot.event_id,
+            snapshot.request_id,
+            snapshot.attempt,
+            snapshot.fetcher_id,
+            snapshot.started_at,
+            snapshot.duration_ms,
+            snapshot.occurred_at,
+            "snapshot",
+            None,
+            None,
+            len(snapshot.holdings),
         )
     )
 
@@ -342,8 +380,10 @@ def _apply(
                 announcement.key,
                 announcement.model_dump_json(),
                 now,
+                snapshot_id,
             )
         )
+        plan.announcements[snapshot_id] = announcement.event_id
 
 
 def _derived_row(
@@ -394,7 +434,26 @@ def _accepted(plan: BatchPlan, account: AccountState, accepted: SnapshotAccepted
         _apply(plan, account, snapshot_id, taken_at, incoming, now)
 
 
-def _failure(account: AccountState, runs: dict[uuid.UUID, RunState], failure: SyncFailed) -> None:
+def _failure(
+    plan: BatchPlan, account: AccountState, runs: dict[uuid.UUID, RunState], failure: SyncFailed
+) -> None:
+    outcome = "failed" if failure.final else "retrying"
+    plan.outcomes[outcome] += 1
+    plan.attempts.append(
+        (
+            failure.event_id,
+            failure.request_id,
+            failure.attempt,
+            failure.fetcher_id,
+            failure.started_at,
+            failure.duration_ms,
+            failure.occurred_at,
+            outcome,
+            failure.kind.value,
+            failure.reason,
+            None,
+        )
+    )
     account.last_attempt_at = failure.occurred_at
     account.last_error = f"{failure.kind.value}: {failure.reason}"
     if failure.final:

@@ -30,6 +30,7 @@ from shared.db.tables import (
     ProcessedEvent,
     Snapshot,
     SnapshotHolding,
+    SyncAttempt,
     SyncRun,
     Transaction,
 )
@@ -51,6 +52,7 @@ def _new_rows(
         (ProcessedEvent, BatchPlan.PROCESSED_COLUMNS, _columns(plan.processed)),
         # Runs nobody recorded (an operator's tool).
         (SyncRun, BatchPlan.RUN_COLUMNS, _columns(plan.new_runs)),
+        (SyncAttempt, BatchPlan.ATTEMPT_COLUMNS, _columns(plan.attempts)),  # after the runs they name
     ]
 
 
@@ -249,6 +251,11 @@ class LedgerStore:
             await self._insert_new_trades(plan.reported)
         await update_by_id(
             self._session, Snapshot, [{"id": i, "status": s} for i, s in plan.status_changes.items()]
+        )
+        await update_by_id(
+            self._session,
+            Snapshot,
+            [{"id": i, "announcement_id": a} for i, a in plan.announcements.items()],
         )
         await update_by_id(self._session, SyncRun, plan.changed_runs)
 

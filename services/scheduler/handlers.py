@@ -160,6 +160,7 @@ async def _emit_broker(
                 account_id=schedule.account_id,
                 broker=broker,
                 trigger=SyncTrigger.SCHEDULE,
+                scheduled_for=due_at,
                 credentials_ciphertext=ciphertext,
             )
             session.add(requested_run(request))

@@ -20,6 +20,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
+from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -31,7 +33,9 @@ from shared.metrics import CONSUMED_RECORDS, CONSUMER_LAG, DEAD_LETTERS
 
 log = logging.getLogger(__name__)
 
-Write = Callable[[], Coroutine[Any, Any, None]]
+Outcomes = Mapping[str, int]
+"""How many of a batch's events ended how (say `{"snapshot": 3, "retrying": 1}`), for its log line."""
+Write = Callable[[], Coroutine[Any, Any, Outcomes | None]]
 
 
 class BatchHandler(Protocol):
@@ -48,7 +52,7 @@ class OneStep:
     """A handler that simply handles a batch (`await handle(events)`): nothing to prepare ahead,
     so only fetching and decoding overlap the previous batch."""
 
-    handle: Callable[[Sequence[Event]], Coroutine[Any, Any, None]]
+    handle: Callable[[Sequence[Event]], Coroutine[Any, Any, Outcomes | None]]
 
     async def prepare(self, events: Sequence[Event]) -> Write:
         return functools.partial(self.handle, events)
@@ -61,6 +65,18 @@ class OneStep:
 class _Batch:
     records: list[Record]  # everything fetched, dead-lettered ones included: all are committed
     decoded: list[tuple[Record, Event]]  # the records that decoded
+    outcomes: Counter[str]  # what its handling came to, for its log line
+    started: float  # when it was fetched (perf_counter)
+
+
+@dataclass
+class _Writing:
+    """The batch being written: its records only (its events are decoded again should it fail)."""
+
+    records: list[Record]
+    task: asyncio.Task[Outcomes | None]
+    outcomes: Counter[str]
+    started: float
 
 
 class _Stopped(Exception):
@@ -83,32 +99,32 @@ class EventConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         subscription = await self.bus.subscribe(list(self.event_types), group=self.group)
         log.info("consuming", extra={"group": self.group, "topics": list(self.event_types)})
-        # The batch being written: its records only; its events are decoded again should it fail.
-        writing: tuple[list[Record], asyncio.Task[None]] | None = None
+        writing: _Writing | None = None
         try:
             while not stop.is_set():
                 batch = await self._next(subscription)
                 write = await self._prepare(batch) if batch.decoded else None
                 if writing is not None:
-                    if not await self._finish(*writing, subscription, stop):
+                    if not await self._finish(writing, subscription, stop):
                         write = None  # prepared on top of a write that failed
                     writing = None
                 if write is not None:
-                    writing = (batch.records, asyncio.create_task(write()))
+                    task = asyncio.create_task(write())
+                    writing = _Writing(batch.records, task, batch.outcomes, batch.started)
                 elif batch.records:
-                    if not await self._handle(batch.decoded, stop):
+                    if not await self._handle(batch.decoded, stop, batch.outcomes):
                         raise _Stopped
-                    await self._commit(subscription, batch.records)
+                    await self._commit(subscription, batch.records, batch.outcomes, batch.started)
                 del batch  # its decoded events, so that they are not kept while the next is decoded
             if writing is not None:
-                await self._finish(*writing, subscription, stop)
+                await self._finish(writing, subscription, stop)
         except _Stopped:
             log.info("stopped with a batch not yet durable; it will be delivered again")
         finally:
-            if writing is not None and not writing[1].done():
-                writing[1].cancel()  # cancelled (not stopped): its transaction rolls back
+            if writing is not None and not writing.task.done():
+                writing.task.cancel()  # cancelled (not stopped): its transaction rolls back
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await writing[1]
+                    await writing.task
             self._report_lag({})  # another member reports these partitions now
             await subscription.close()
 
@@ -118,10 +134,13 @@ class EventConsumer:
         # In a worker thread: decoding a batch takes tens of milliseconds of CPU, and meanwhile the
         # event loop keeps the previous batch's write going (the GIL changes hands every millisecond:
         # see shared.runtime).
+        started = time.perf_counter()
         decoded, malformed = await asyncio.to_thread(self._decode, records)
+        outcomes: Counter[str] = Counter()
         for record, reason in malformed:
             await self._dead_letter(record, reason)
-        return _Batch(records, decoded)
+            outcomes["dead_lettered"] += 1
+        return _Batch(records, decoded, outcomes, started)
 
     def _report_lag(self, lags: dict[tuple[str, int], int]) -> None:
         """Set the lag gauge of every partition held; drop those of partitions no longer held."""
@@ -150,12 +169,10 @@ class EventConsumer:
             log.info("could not prepare a batch ahead", extra={"group": self.group, "error": repr(exc)})
             return None
 
-    async def _finish(
-        self, records: list[Record], task: asyncio.Task[None], subscription: Subscription, stop: asyncio.Event
-    ) -> bool:
+    async def _finish(self, writing: _Writing, subscription: Subscription, stop: asyncio.Event) -> bool:
         """Wait for a batch's write and commit it; False when it failed and had to be handled again."""
         try:
-            await task
+            writing.outcomes.update(await writing.task or {})
             succeeded = True
         except Exception as exc:
             log.info(
@@ -163,25 +180,40 @@ class EventConsumer:
                 extra={"group": self.group, "error": repr(exc)},
             )
             succeeded = False
-            decoded, _ = self._decode(records)  # the malformed ones were dead-lettered already
-            if not await self._handle(decoded, stop):
+            decoded, _ = self._decode(writing.records)  # the malformed ones were dead-lettered already
+            if not await self._handle(decoded, stop, writing.outcomes):
                 raise _Stopped from None
-        await self._commit(subscription, records)
+        await self._commit(subscription, writing.records, writing.outcomes, writing.started)
         return succeeded
 
-    async def _commit(self, subscription: Subscription, records: list[Record]) -> None:
+    async def _commit(
+        self, subscription: Subscription, records: list[Record], outcomes: Counter[str], started: float
+    ) -> None:
         await subscription.commit(records)
         self.handled += len(records)
         CONSUMED_RECORDS.labels(group=self.group).inc(len(records))
+        # One line per batch, so that a service that only succeeds still says what it does.
+        log.info(
+            "batch handled",
+            extra={
+                "group": self.group,
+                "topics": sorted({record.topic for record in records}),
+                "records": len(records),
+                "duration_s": round(time.perf_counter() - started, 4),
+                "outcomes": {outcome: count for outcome, count in outcomes.items() if count},
+            },
+        )
 
-    async def _handle(self, batch: list[tuple[Record, Event]], stop: asyncio.Event) -> bool:
+    async def _handle(
+        self, batch: list[tuple[Record, Event]], stop: asyncio.Event, outcomes: Counter[str]
+    ) -> bool:
         """Prepare and write a batch with nothing in flight; False when stopped before it was durable."""
         backoff = 0.2
         while batch:
             self.handler.forget()
             try:
                 write = await self.handler.prepare([event for _, event in batch])
-                await write()
+                outcomes.update(await write() or {})
                 return True
             except self.transient_errors as exc:
                 log.warning(
@@ -197,10 +229,11 @@ class EventConsumer:
                 if len(batch) == 1:
                     log.exception("handler rejected a record", extra={"group": self.group})
                     await self._dead_letter(batch[0][0], f"handler failed: {exc!r}")
+                    outcomes["dead_lettered"] += 1
                     return True
                 # Retry one by one so that only the record at fault is dead-lettered.
                 for one in batch:
-                    if not await self._handle([one], stop):
+                    if not await self._handle([one], stop, outcomes):
                         return False
                 return True
         return True

@@ -13,4 +13,6 @@ def requested_run(request: SyncRequested) -> SyncRun:
         trigger=request.trigger.value,
         status="requested",
         requested_at=request.occurred_at,
+        requested_by=request.requested_by,
+        scheduled_for=request.scheduled_for,
     )

@@ -205,6 +205,10 @@ class Snapshot(Base):
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     holdings_count: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default=SnapshotStatus.APPLIED, server_default="applied")
+    # The HoldingsChanged that announces the snapshot (none when nothing changed), and when the outbox
+    # relay had it acknowledged.
+    announcement_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    announced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class SnapshotHolding(Base):
@@ -250,6 +254,27 @@ class SyncRun(Base):
     # When a stuck run was last requested again (scheduler or operator), with the same request id;
     # written only while the run is `requested` (a fenced update: the ledger owns every other change).
     rerequested_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # the user, for a manual sync or import
+    scheduled_for: Mapped[datetime | None] = mapped_column(UtcDateTime)  # the tick, for a scheduled one
+
+
+class SyncAttempt(Base):
+    """One attempt of a sync run as the fetcher reported it (a snapshot or a failure), written by the
+    ledger with the event it handles; keyed by that event's id, so a redelivery adds nothing."""
+
+    __tablename__ = "sync_attempts"
+    __table_args__ = (Index("ix_sync_attempts_run", "run_id", "attempt"),)
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    fetcher_id: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    reported_at: Mapped[datetime] = mapped_column(UtcDateTime)  # the event's occurred_at
+    outcome: Mapped[str] = mapped_column(String(16))  # snapshot, retrying, failed
+    failure_kind: Mapped[str | None] = mapped_column(String(32))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    holdings_count: Mapped[int | None] = mapped_column(Integer)
 
 
 REPORTED_TRADE = text("trade_id IS NOT NULL")
@@ -302,6 +327,7 @@ class OutboxMessage(Base):
     message_key: Mapped[str] = mapped_column(String(64))
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    snapshot_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # what it announces: marked once relayed
 
 
 class ProcessedEvent(Base):

@@ -15,6 +15,7 @@ from services.api.routes import admin_bus, admin_runs, error_responses
 from services.api.routes.tokens import issue_token
 from services.api.schemas_identity import InviteCreate, InviteCreated, TokenCreate, TokenCreated
 from shared.events import utc_now
+from shared.run_trace import RunTrace, load_run_trace
 
 router = APIRouter(
     prefix="/admin",
@@ -51,6 +52,21 @@ async def issue_user_token(user_id: uuid.UUID, body: TokenCreate, session: Sessi
     if await storage_users.user_by_id(session, user_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "user not found")
     return await issue_token(session, user_id=user_id, body=body)
+
+
+@router.get(
+    "/runs/{run_id}/trace",
+    summary="Follow one sync run",
+    responses=error_responses(404),
+)
+async def trace_run(run_id: uuid.UUID, session: Session) -> RunTrace:
+    """The run's path across the services: who or what requested it; each attempt (which fetcher,
+    when, how long, what the broker answered); the snapshot stored and its outcome; the
+    HoldingsChanged that announced it. Any user's run: this is the operator's view."""
+    trace = await load_run_trace(session, run_id)
+    if trace is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "sync run not found")
+    return trace
 
 
 # Each part's router carries the OperatorUser dependency itself (`operator_router()`): a route sees

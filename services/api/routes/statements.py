@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import storage
-from services.api.deps import Bus, OwnedAccount, Session
+from services.api.deps import Bus, CurrentUser, OwnedAccount, Session
 from services.api.errors import unavailable, validation_problems
 from services.api.guard import GuardedRoute
 from services.api.routes import error_responses
@@ -99,7 +99,7 @@ _REQUEST_BODY: dict[str, Any] = {
     openapi_extra=_REQUEST_BODY,
 )
 async def import_statement(
-    request: Request, account: OwnedAccount, session: Session, bus: Bus
+    request: Request, account: OwnedAccount, user: CurrentUser, session: Session, bus: Bus
 ) -> StatementAccepted | JSONResponse:
     """Replace the account's holdings with those of a statement file, sent as the request body.
 
@@ -140,8 +140,12 @@ async def import_statement(
         log.info("statement too large to publish", extra={**context, "bytes": len(encoded)})
         return _rejected(StatementRejected([_too_many_holdings(len(statement.holdings), len(encoded))]))
     review = await _review(session, account, snapshot)
-    await storage.record_import(session, run_id=snapshot.request_id, account_id=account.id, now=now)
-    context |= {"request_id": str(snapshot.request_id), "format": statement.format.value}
+    await storage.record_import(
+        session, run_id=snapshot.request_id, account_id=account.id, requested_by=user.id, now=now
+    )
+    run_id = str(snapshot.request_id)
+    context |= {"run_id": run_id, "request_id": run_id, "broker": account.broker}
+    context |= {"format": statement.format.value}
     try:
         await bus.publish([OutgoingMessage(topics.HOLDINGS_SNAPSHOTS, snapshot.key, encoded)])
     except BusUnavailable:

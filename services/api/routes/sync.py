@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, status
 
 from services.api import paging, storage, storage_schedules
-from services.api.deps import Bus, OwnedAccount, Session
+from services.api.deps import Bus, CurrentUser, OwnedAccount, Session
 from services.api.errors import unavailable
 from services.api.guard import GuardedRoute
 from services.api.routes import error_responses
@@ -61,7 +61,7 @@ def _position(run: SyncRun) -> paging.Position:
     summary="Sync an account now",
     responses=error_responses(401, 404, 409, 503),
 )
-async def sync_now(account: OwnedAccount, session: Session, bus: Bus) -> SyncAccepted:
+async def sync_now(account: OwnedAccount, user: CurrentUser, session: Session, bus: Bus) -> SyncAccepted:
     """Request a sync outside the schedule. It runs asynchronously: follow it by `request_id` in sync-runs."""
     if account.broker == STATEMENT_BROKER:
         raise HTTPException(
@@ -86,10 +86,17 @@ async def sync_now(account: OwnedAccount, session: Session, bus: Bus) -> SyncAcc
         account_id=account.id,
         broker=account.broker,
         trigger=SyncTrigger.MANUAL,
+        requested_by=user.id,
         credentials_ciphertext=await storage.stored_ciphertext(session, account.id),
     )
     await storage.record_sync_request(session, request)
-    context = {"account_id": str(account.id), "request_id": str(request.event_id), "broker": account.broker}
+    run_id = str(request.event_id)
+    context = {
+        "run_id": run_id,
+        "account_id": str(account.id),
+        "request_id": run_id,
+        "broker": account.broker,
+    }
     try:
         await bus.publish(
             [OutgoingMessage(topics.sync_requests(account.broker), request.key, request.to_bytes())]
