@@ -19,7 +19,9 @@ from shared.db.tables import (
     ApiToken,
     Base,
     BrokerAccount,
+    BrokerPause,
     Credential,
+    DeadLetterReplay,
     Invite,
     OutboxMessage,
     Portfolio,
@@ -238,10 +240,17 @@ async def rows_left(sessions: async_sessionmaker[AsyncSession], owned: Owned) ->
         Transaction: Transaction.account_id.in_(owned.accounts),
         OutboxMessage: OutboxMessage.message_key.in_(keys),
         Invite: Invite.created_by == owned.user_id,
+        # An operator's broker pause outlives them (the outage goes on); only their id goes.
+        BrokerPause: BrokerPause.paused_by == owned.user_id,
     }
     # Hold nothing of a user: rate-limit windows are keyed by a client address or a token's hash and
-    # expire with their window; processed_events are bare event ids (see services/api/removal.py).
-    ownerless = {RateLimitWindow.__tablename__, ProcessedEvent.__tablename__}
+    # expire with their window; processed_events are bare event ids (see services/api/removal.py);
+    # dead_letter_replays are positions in dead-letter topics.
+    ownerless = {
+        RateLimitWindow.__tablename__,
+        ProcessedEvent.__tablename__,
+        DeadLetterReplay.__tablename__,
+    }
     known = {model.__tablename__ for model in by_table} | ownerless
     assert set(Base.metadata.tables) <= known, (
         f"say how rows are owned in {set(Base.metadata.tables) - known}"
