@@ -227,6 +227,9 @@ class EventConsumer:
                     backoff = min(backoff * 2, self.max_backoff_s)
             except Exception as exc:
                 if len(batch) == 1:
+                    # What the failed prepare planned was never written: the next batch (or this
+                    # record replayed from the DLQ) must not be planned on top of it.
+                    self.handler.forget()
                     log.exception("handler rejected a record", extra={"group": self.group})
                     await self._dead_letter(batch[0][0], f"handler failed: {exc!r}")
                     outcomes["dead_lettered"] += 1

@@ -26,15 +26,21 @@ class ServiceProcesses:
         self._log_dir = log_dir
         self._running: dict[str, subprocess.Popen[bytes]] = {}
         self._log_files: list[BinaryIO] = []
+        self._ended: set[str] = set()  # stopped or killed on purpose: not "exited early"
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        """Start (or restart, appending to its log) the service `name`."""
+    def start(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start (or restart, appending to its log) the service `name`; `env` adds to the shared
+        environment for this process only (say, its own METRICS_PORT)."""
         log = (self._log_dir / f"{name}.log").open("ab")
         self._log_files.append(log)
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", *args], env=self._env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "services.cli", *args],
+            env={**self._env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self._running[name] = process
+        self._ended.discard(name)
         return process
 
     def run(self, *args: str, timeout_s: float = 120) -> str:
@@ -50,14 +56,29 @@ class ServiceProcesses:
             raise AssertionError(f"portfolio-sync {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
         return done.stdout
 
+    def stop(self, name: str, timeout_s: float = 20) -> int:
+        """SIGTERM, as an orchestrator scaling down does; return the exit status."""
+        process = self._running[name]
+        self._ended.add(name)
+        process.send_signal(signal.SIGTERM)
+        return process.wait(timeout_s)
+
+    def pid(self, name: str) -> int:
+        return self._running[name].pid
+
     def kill_hard(self, name: str) -> None:
         """SIGKILL: no shutdown code runs, as when a machine dies."""
         process = self._running[name]
+        self._ended.add(name)
         process.kill()
         process.wait()
 
     def assert_alive(self) -> None:
-        dead = {name: p.returncode for name, p in self._running.items() if p.poll() is not None}
+        dead = {
+            name: p.returncode
+            for name, p in self._running.items()
+            if name not in self._ended and p.poll() is not None
+        }
         if dead:
             raise AssertionError(f"service(s) exited early: {dead}\n{self.logs()}")
 
