@@ -164,6 +164,10 @@ class KafkaBus:
         )
         try:
             await consumer.start()
+            # A topic that does not exist holds nothing: asking the producer for its partitions
+            # would wait for it to appear (auto-creation is off), so ask the cluster what exists.
+            if wire_topic not in await consumer.topics():
+                return 0
             partitions = [
                 TopicPartition(wire_topic, p)
                 for p in sorted(await self._started().partitions_for(wire_topic))

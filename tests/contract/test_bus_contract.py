@@ -230,6 +230,12 @@ async def test_lag_is_the_log_end_minus_the_committed_offset_and_falls_to_zero(
         await sub.close()
 
 
+async def test_a_topic_that_does_not_exist_holds_nothing_and_says_so_at_once(bus: MessageBus) -> None:
+    # An operator's dead-letter view counts the .dlq topics of every registered broker, created or not.
+    async with asyncio.timeout(10):
+        assert await bus.count(f"never-created-{uuid.uuid4().hex}") == 0
+
+
 async def test_count_is_how_many_records_a_topic_holds(bus: MessageBus, topic: str) -> None:
     assert await bus.count(topic) == 0
     await bus.publish(_messages(topic, keys=3, per_key=4))
