@@ -31,6 +31,14 @@ from shared.log_context import bound_run
 log = logging.getLogger(__name__)
 
 _RETRYABLE = frozenset({FailureKind.TRANSIENT, FailureKind.RATE_LIMITED})
+_ATTEMPT_NAMESPACE = uuid.UUID("af64e725-714e-4d2a-a06d-aa7bc70a6fd7")
+
+
+def attempt_event_id(run_id: uuid.UUID, attempt: int, outcome: str) -> uuid.UUID:
+    """The id of what attempt `attempt` of run `run_id` published as `outcome` (snapshot, failure,
+    retry request). Derived, not random: a request delivered again (the fetcher died after publishing,
+    before committing) publishes the same ids, and the ledger stores each once."""
+    return uuid.uuid5(_ATTEMPT_NAMESPACE, f"{run_id}/{attempt}/{outcome}")
 
 
 class Fetcher:
@@ -87,6 +95,7 @@ class Fetcher:
         if retry_at is not None:
             self._metrics.retries.labels(broker=request.broker, kind=kind.value).inc()
         failure = SyncFailed(
+            event_id=attempt_event_id(request.sync_run_id, request.attempt, "failure"),
             account_id=request.account_id,
             request_id=request.sync_run_id,
             broker=request.broker,
@@ -112,7 +121,7 @@ class Fetcher:
         if retry_at is not None:
             retry = request.model_copy(
                 update={
-                    "event_id": uuid.uuid4(),
+                    "event_id": attempt_event_id(request.sync_run_id, request.attempt + 1, "request"),
                     "occurred_at": utc_now(),
                     "attempt": request.attempt + 1,
                     "run_id": request.sync_run_id,
@@ -165,6 +174,7 @@ class Fetcher:
                 )
                 self.in_flight -= 1
         return HoldingSnapshot(
+            event_id=attempt_event_id(request.sync_run_id, request.attempt, "snapshot"),
             account_id=request.account_id,
             request_id=request.sync_run_id,
             broker=request.broker,

@@ -184,3 +184,33 @@ async def test_a_not_before_within_the_inline_bound_is_waited_for_in_the_batch(b
     assert len(broker.calls) == 1 and _retries(bus) == []
     assert outcomes == {"snapshot": 1}
 
+
+# --- one request, one outcome: ids derived from the run and the attempt ------------------------------
+
+
+async def test_a_redelivered_request_yields_events_with_the_same_ids(bus: InMemoryBus) -> None:
+    """A fetcher that dies after publishing and before committing sees the request again: what it
+    publishes then must carry the ids it published the first time, so the ledger dedupes them."""
+    succeeding, failing = _request(), _request()
+    for _ in range(2):  # two fetchers, as after a crash before the commit
+        await _fetcher(bus, ScriptedBroker()).handle_requests([succeeding])
+        await _fetcher(bus, ScriptedBroker(TransientBrokerError("down"))).handle_requests([failing])
+
+    first, second = (decode_event(HoldingSnapshot, r.value) for r in bus.records(topics.HOLDINGS_SNAPSHOTS))
+    assert first.event_id == second.event_id
+    failed_once, failed_twice = _failures(bus)
+    assert failed_once.event_id == failed_twice.event_id
+    retry_once, retry_twice = _retries(bus)
+    assert retry_once.event_id == retry_twice.event_id
+    assert len({first.event_id, failed_once.event_id, retry_once.event_id, succeeding.event_id}) == 4
+
+
+async def test_each_attempt_of_a_run_has_its_own_ids(bus: InMemoryBus) -> None:
+    run_id = uuid.uuid4()
+    for attempt in (2, 3):
+        await _fetcher(bus, ScriptedBroker(TransientBrokerError("down")), max_attempts=5).handle_requests(
+            [_request(attempt=attempt, run_id=run_id)]
+        )
+    assert len({f.event_id for f in _failures(bus)}) == 2
+    assert sorted(r.attempt for r in _retries(bus)) == [3, 4]
+    assert len({r.event_id for r in _retries(bus)}) == 2
