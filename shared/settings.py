@@ -78,7 +78,20 @@ class Settings(BaseSettings):
     fetcher_backoff_seconds: float = Field(
         default=2.0, gt=0, description="First retry delay; doubles per attempt, with full jitter."
     )
-    fetcher_max_backoff_seconds: float = Field(default=120.0, gt=0, description="Longest retry delay.")
+    fetcher_max_backoff_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="Longest retry delay; a broker's longer Retry-After is cut to it.",
+    )
+    fetcher_max_inline_wait_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        # Well under Kafka's max poll interval (shared.bus.kafka.MAX_POLL_INTERVAL_MS, 300 s): a batch
+        # that outlives it costs the fetcher its partitions and is delivered again.
+        le=60,
+        description="Longest a fetcher waits inside a batch for a retry's not_before; a retry due later "
+        "goes back on sync.requests.<broker>.retry and is looked at again.",
+    )
     broker_limits: dict[str, dict[str, float]] = Field(
         default_factory=dict,
         description='JSON overrides of brokers\' documented limits, e.g. {"zerodha": {"rate_per_s": 5, '

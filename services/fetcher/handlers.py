@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
@@ -31,6 +31,14 @@ from shared.log_context import bound_run
 log = logging.getLogger(__name__)
 
 _RETRYABLE = frozenset({FailureKind.TRANSIENT, FailureKind.RATE_LIMITED})
+_ATTEMPT_NAMESPACE = uuid.UUID("af64e725-714e-4d2a-a06d-aa7bc70a6fd7")
+
+
+def attempt_event_id(run_id: uuid.UUID, attempt: int, outcome: str) -> uuid.UUID:
+    """The id of what attempt `attempt` of run `run_id` published as `outcome` (snapshot, failure,
+    retry request). Derived, not random: a request delivered again (the fetcher died after publishing,
+    before committing) publishes the same ids, and the ledger stores each once."""
+    return uuid.uuid5(_ATTEMPT_NAMESPACE, f"{run_id}/{attempt}/{outcome}")
 
 
 class Fetcher:
@@ -55,7 +63,7 @@ class Fetcher:
 
     async def handle_requests(self, requests: Sequence[Event]) -> Counter[str]:
         """Sync every request of the batch concurrently; publish all outcomes before returning; return
-        how many ended how (`snapshot`, `retrying`, `failed`), for the consume loop's batch log line."""
+        how many ended how (`snapshot`, `retrying`, `failed`, `waiting`), for the batch log line."""
         outcomes = await asyncio.gather(*(self._handle(r) for r in requests if isinstance(r, SyncRequested)))
         await self._bus.publish([message for messages in outcomes for message in messages])
         return Counter(_outcome(messages) for messages in outcomes)
@@ -66,9 +74,11 @@ class Fetcher:
             return await self._attempt(request)
 
     async def _attempt(self, request: SyncRequested) -> list[OutgoingMessage]:
-        if request.not_before is not None:
-            # Wait outside the concurrency slots: a waiting retry holds no broker capacity.
-            await asyncio.sleep(max(0.0, (request.not_before - utc_now()).total_seconds()))
+        if request.not_before is not None and not await self._wait_until(request.not_before):
+            # Due later than the batch may wait: back on the retry topic, unchanged, to be looked at
+            # again. Holding the batch instead would outlive Kafka's max poll interval: the fetcher
+            # would leave its group and the batch would be delivered again.
+            return [OutgoingMessage.of(topics.sync_request_retries(request.broker), request)]
         started_at, clock = utc_now(), time.perf_counter()
         outcome = await self.sync_account(request)
         duration_ms = round((time.perf_counter() - clock) * 1000)
@@ -85,6 +95,7 @@ class Fetcher:
         if retry_at is not None:
             self._metrics.retries.labels(broker=request.broker, kind=kind.value).inc()
         failure = SyncFailed(
+            event_id=attempt_event_id(request.sync_run_id, request.attempt, "failure"),
             account_id=request.account_id,
             request_id=request.sync_run_id,
             broker=request.broker,
@@ -110,7 +121,7 @@ class Fetcher:
         if retry_at is not None:
             retry = request.model_copy(
                 update={
-                    "event_id": uuid.uuid4(),
+                    "event_id": attempt_event_id(request.sync_run_id, request.attempt + 1, "request"),
                     "occurred_at": utc_now(),
                     "attempt": request.attempt + 1,
                     "run_id": request.sync_run_id,
@@ -119,6 +130,14 @@ class Fetcher:
             )
             messages.append(OutgoingMessage.of(topics.sync_request_retries(request.broker), retry))
         return messages
+
+    async def _wait_until(self, not_before: datetime) -> bool:
+        """Sleep until `not_before` if it is at most the inline bound away; False when it is farther
+        (after sleeping the bound, so that a parked retry comes round at most once per bound)."""
+        # Outside the concurrency slots: a waiting retry holds no broker capacity.
+        wait_s = (not_before - utc_now()).total_seconds()
+        await asyncio.sleep(max(0.0, min(wait_s, self._retry.max_inline_wait_s)))
+        return wait_s <= self._retry.max_inline_wait_s
 
     async def sync_account(
         self, request: SyncRequested
@@ -155,6 +174,7 @@ class Fetcher:
                 )
                 self.in_flight -= 1
         return HoldingSnapshot(
+            event_id=attempt_event_id(request.sync_run_id, request.attempt, "snapshot"),
             account_id=request.account_id,
             request_id=request.sync_run_id,
             broker=request.broker,
@@ -174,4 +194,6 @@ def _outcome(messages: list[OutgoingMessage]) -> str:
     """How a request ended, from what it produced: a snapshot, or a failure with or without a retry."""
     if messages[0].topic == topics.HOLDINGS_SNAPSHOTS:
         return "snapshot"
+    if messages[0].topic != topics.SYNC_FAILURES:
+        return "waiting"  # not due yet: back on the retry topic
     return "retrying" if len(messages) > 1 else "failed"

@@ -23,6 +23,10 @@ from shared.bus.port import BusUnavailable, OutgoingMessage, PartitionLag, Recor
 # twenty holdings, which capped the ledger's batches at a thousand events on four partitions, half
 # what it asks for; each partition's next fetch is sent only once its records are taken.
 MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+# A member that does not fetch again within this long leaves its group and its batch is delivered again
+# (aiokafka's default, spelled out): nothing may hold a batch that long. The fetcher's inline wait for a
+# retry's not_before is bounded far below it (Settings.fetcher_max_inline_wait_seconds, at most 60 s).
+MAX_POLL_INTERVAL_MS = 300_000
 # How long `subscribe` waits, quietly, for a group coordinator that a starting broker is still loading.
 COORDINATOR_WAIT_S = 60.0
 _COORDINATOR_POLL_S = 0.2
@@ -100,6 +104,7 @@ class KafkaBus:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
+            max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
         )
         await consumer.start()
         return KafkaSubscription(consumer, self._namespace)

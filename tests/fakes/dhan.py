@@ -33,6 +33,9 @@ class DhanFake:
         self.holdings = sample(holdings)
         self.answer: tuple[int, bytes] | None = None  # replaces the holdings answer (status, body)
         self.retry_after: str | None = None  # a Retry-After for the rate-limit answer (none documented)
+        # The body of the SERVER_ERROR answer: DH-908 as documented, or a code outside the annexure.
+        self.server_error_body = sample("error_internal_server.json")
+        self.server_error_status = 500
         self.seen: list[Request] = []
         self._app = Starlette(routes=[Route("/v2/holdings", self._holdings, methods=["GET"])])
 
@@ -54,7 +57,7 @@ class DhanFake:
             headers = {"Retry-After": self.retry_after} if self.retry_after is not None else None
             return _json(429, sample("error_rate_limit.json"), headers)  # DH-904; status undocumented
         if self.scenario is Scenario.SERVER_ERROR:
-            return _json(500, sample("error_internal_server.json"))  # DH-908
+            return _json(self.server_error_status, self.server_error_body)  # DH-908 unless told otherwise
         if self.scenario is Scenario.MALFORMED:
             return _json(200, sample("holdings_malformed.json"))
         if self.answer is not None:

@@ -43,11 +43,11 @@ def _malformed_holdings() -> bytes:
 class UpstoxFake:
     """Serves the documented answers; `holdings_body` can be swapped for a test's own 200 payload."""
 
-    def __init__(self, *, access_token: str) -> None:
+    def __init__(self, *, access_token: str, holdings: str = "holdings.json") -> None:
         self.scenario = Scenario.HOLDINGS
         self.requests_seen = 0
         self.headers_seen: list[Headers] = []  # of every request received, in order
-        self.holdings_body = sample("holdings.json")
+        self.holdings_body = sample(holdings)  # holdings_unsettled.json: bought, not yet settled (T1)
         self._access_token = access_token
         self._app = Starlette(
             routes=[Route(HOLDINGS_PATH, self._holdings, methods=["GET"])],

@@ -47,14 +47,25 @@ class ScriptedBroker:
 
 
 def _fetcher(
-    bus: InMemoryBus, broker: ScriptedBroker, *, max_attempts: int = 3, base_s: float = 0.01
+    bus: InMemoryBus,
+    broker: ScriptedBroker,
+    *,
+    max_attempts: int = 3,
+    base_s: float = 0.01,
+    max_s: float | None = None,
+    max_inline_wait_s: float = 5.0,
 ) -> Fetcher:
     return Fetcher(
         adapter=broker,
         bus=bus,
         cipher=CredentialCipher(CredentialCipher.generate_key()),
         slots=asyncio.Semaphore(4),
-        retry=RetryPolicy(max_attempts=max_attempts, base_s=base_s, max_s=base_s),
+        retry=RetryPolicy(
+            max_attempts=max_attempts,
+            base_s=base_s,
+            max_s=base_s if max_s is None else max_s,
+            max_inline_wait_s=max_inline_wait_s,
+        ),
     )
 
 
@@ -86,7 +97,8 @@ async def test_a_transient_failure_is_announced_and_requeued_for_the_same_run(bu
 
 async def test_a_rate_limited_sync_is_not_retried_before_the_broker_allows(bus: InMemoryBus) -> None:
     before = utc_now()
-    await _fetcher(bus, ScriptedBroker(RateLimited("429", retry_after_s=30))).handle_requests([_request()])
+    broker = ScriptedBroker(RateLimited("429", retry_after_s=30))
+    await _fetcher(bus, broker, max_s=60).handle_requests([_request()])
     [retry] = _retries(bus)
     assert retry.not_before is not None and retry.not_before >= before + timedelta(seconds=30)
     assert _failures(bus)[0].kind is FailureKind.RATE_LIMITED
@@ -136,3 +148,69 @@ async def test_a_waiting_retry_holds_no_concurrency_slot(bus: InMemoryBus) -> No
     waiting.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await waiting
+
+
+async def test_an_absurd_retry_after_is_capped_at_the_longest_backoff(bus: InMemoryBus) -> None:
+    """A broker asking for three days cannot park a sync for three days: FETCHER_MAX_BACKOFF_SECONDS."""
+    broker = ScriptedBroker(RateLimited("429", retry_after_s=3 * 86400))
+    await _fetcher(bus, broker, max_s=60).handle_requests([_request()])
+
+    [retry] = _retries(bus)
+    assert retry.not_before is not None and retry.not_before <= utc_now() + timedelta(seconds=60)
+
+
+async def test_a_far_not_before_goes_back_to_the_retry_topic_instead_of_holding_the_batch(
+    bus: InMemoryBus,
+) -> None:
+    """Sleeping past Kafka's max poll interval would cost the fetcher its partitions and redeliver
+    the batch: the batch waits at most the inline bound, then the request goes back, unchanged."""
+    broker = ScriptedBroker()
+    waiting = _request(attempt=2, run_id=uuid.uuid4(), not_before=utc_now() + timedelta(hours=1))
+    fetcher = _fetcher(bus, broker, max_inline_wait_s=0.05)
+
+    outcomes = await asyncio.wait_for(fetcher.handle_requests([waiting]), timeout=2)
+
+    assert broker.calls == [], "not fetched before its time"
+    assert _failures(bus) == [] and bus.records(topics.HOLDINGS_SNAPSHOTS) == []
+    [again] = _retries(bus)
+    assert again == waiting
+    assert outcomes == {"waiting": 1}
+
+
+async def test_a_not_before_within_the_inline_bound_is_waited_for_in_the_batch(bus: InMemoryBus) -> None:
+    broker = ScriptedBroker()
+    soon = _request(attempt=2, run_id=uuid.uuid4(), not_before=utc_now() + timedelta(milliseconds=100))
+    outcomes = await _fetcher(bus, broker, max_inline_wait_s=1).handle_requests([soon])
+    assert len(broker.calls) == 1 and _retries(bus) == []
+    assert outcomes == {"snapshot": 1}
+
+
+# --- one request, one outcome: ids derived from the run and the attempt ------------------------------
+
+
+async def test_a_redelivered_request_yields_events_with_the_same_ids(bus: InMemoryBus) -> None:
+    """A fetcher that dies after publishing and before committing sees the request again: what it
+    publishes then must carry the ids it published the first time, so the ledger dedupes them."""
+    succeeding, failing = _request(), _request()
+    for _ in range(2):  # two fetchers, as after a crash before the commit
+        await _fetcher(bus, ScriptedBroker()).handle_requests([succeeding])
+        await _fetcher(bus, ScriptedBroker(TransientBrokerError("down"))).handle_requests([failing])
+
+    first, second = (decode_event(HoldingSnapshot, r.value) for r in bus.records(topics.HOLDINGS_SNAPSHOTS))
+    assert first.event_id == second.event_id
+    failed_once, failed_twice = _failures(bus)
+    assert failed_once.event_id == failed_twice.event_id
+    retry_once, retry_twice = _retries(bus)
+    assert retry_once.event_id == retry_twice.event_id
+    assert len({first.event_id, failed_once.event_id, retry_once.event_id, succeeding.event_id}) == 4
+
+
+async def test_each_attempt_of_a_run_has_its_own_ids(bus: InMemoryBus) -> None:
+    run_id = uuid.uuid4()
+    for attempt in (2, 3):
+        await _fetcher(bus, ScriptedBroker(TransientBrokerError("down")), max_attempts=5).handle_requests(
+            [_request(attempt=attempt, run_id=run_id)]
+        )
+    assert len({f.event_id for f in _failures(bus)}) == 2
+    assert sorted(r.attempt for r in _retries(bus)) == [3, 4]
+    assert len({r.event_id for r in _retries(bus)}) == 2

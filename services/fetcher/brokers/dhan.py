@@ -109,7 +109,9 @@ LIMITS = DHAN.adapter_limits()
 # DH-905/906: our request has no parameters and places no order, so either means Dhan and this adapter
 # disagree about the API, which no retry cures. DH-907 is not read as "empty": wrongly reporting an
 # empty account would close every position, so it is retried (and fails finally after the attempts)
-# instead. DH-910 gives no reason; retrying is the cautious choice. An undocumented code -> InvalidResponse.
+# instead. DH-910 gives no reason; retrying is the cautious choice. An undocumented code under a 5xx is
+# Dhan's server failing in a way the annexure does not list (as DH-908 would): TransientBrokerError;
+# under any other status it means Dhan and this adapter disagree about the API: InvalidResponse.
 _ERROR_KINDS: Mapping[str, type[BrokerError]] = {
     "DH-901": AuthRejected,
     "DH-902": AuthRejected,
@@ -290,6 +292,8 @@ def _raise_for(answer: _DhanErrorAnswer, secrets: Iterable[str]) -> NoReturn:
     detail = _redact(f"{error.error_code} {said}", secrets)
     kind = _ERROR_KINDS.get(error.error_code)
     if kind is None:
+        if 500 <= answer.status_code < 600:
+            raise TransientBrokerError(f"{CODE}: server error with an undocumented code {detail}")
         raise InvalidResponse(f"{CODE}: undocumented error code {detail}")
     if kind is RateLimited:
         raise RateLimited(f"{CODE}: rate limited {detail}", retry_after_s=answer.retry_after_s)

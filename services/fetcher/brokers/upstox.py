@@ -23,7 +23,9 @@ What the documentation does not say, and what this adapter does about it:
 - Whether `quantity` already counts `t1_quantity`. The field table calls `quantity` "The total holding
   qty" and `t1_quantity` "Quantity on T+1 day after order execution"; Upstox's help centre says its
   holdings total is demat + T1. We take `quantity` as the total and do not add `t1_quantity`, which
-  would count unsettled shares twice if "total" means what it says.
+  would count unsettled shares twice if "total" means what it says. A row with `quantity` 0 and
+  `t1_quantity` > 0 holds only shares bought and not yet settled: the user holds them, so its quantity
+  is the T1 quantity, not zero.
 - The instrument type: the payload has none, so every holding is reported as equity (ETFs, bonds and
   gold bonds held in demat included).
 - The currency: the payload has none; Upstox holdings are on NSE or BSE, both quoted in INR. Any
@@ -189,7 +191,7 @@ def _holding(entry: _UpstoxHolding, index: int) -> Holding:
             isin=entry.isin or None,
             currency=currency,
             asset_type=AssetType.EQUITY,  # the payload carries no instrument type
-            quantity=entry.quantity,  # "the total holding qty": t1_quantity is not added (see above)
+            quantity=_quantity(entry),
             average_price=entry.average_price,
             last_price=entry.last_price,
         )
@@ -197,6 +199,14 @@ def _holding(entry: _UpstoxHolding, index: int) -> Holding:
         raise InvalidResponse(
             f"{CODE}: data[{index}] ({symbol}) is not a valid holding: {_problems(exc)}"
         ) from None
+
+
+def _quantity(entry: _UpstoxHolding) -> Decimal:
+    """`quantity`, "the total holding qty" (t1_quantity is not added on top, see above); when it is 0
+    but `t1_quantity` is not, the row is shares bought and awaiting settlement: those are held."""
+    if entry.quantity == 0 and entry.t1_quantity is not None and entry.t1_quantity > 0:
+        return entry.t1_quantity
+    return entry.quantity
 
 
 def _decimal_json(response: httpx.Response) -> Any:

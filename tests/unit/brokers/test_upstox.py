@@ -195,6 +195,19 @@ class TestUpstoxPayloads:
         served.serve(lambda body: body.update(data=[_entry(quantity=10, t1_quantity=4)]))
         assert _only(await served.fetch()).quantity == Decimal("10")
 
+    async def test_bought_but_unsettled_shares_are_held_at_their_t1_quantity(self) -> None:
+        """https://upstox.com/developer/api-documentation/get-holdings: `quantity` is "The total
+        holding qty", `t1_quantity` the "Quantity on T+1 day after order execution". A row with
+        quantity 0 and t1_quantity 36 is 36 shares the user bought and holds, awaiting delivery."""
+        fake = UpstoxFake(access_token=TOKEN, holdings="holdings_unsettled.json")
+        async with serve_fake(fake) as base_url:
+            adapter = UpstoxBroker(base_url=f"{base_url}/v2", limiter=_generous_limiter())
+            try:
+                [holding] = await adapter.fetch_holdings(AccountContext(uuid.uuid4(), dict(CREDENTIALS)))
+            finally:
+                await adapter.aclose()
+        assert (holding.symbol, holding.quantity) == ("YESBANK", Decimal("36"))
+
     async def test_a_bse_holding_is_in_rupees(self, served: Served) -> None:
         served.serve(
             lambda body: body.update(data=[_entry(exchange="BSE", instrument_token="BSE_EQ|INE528G01035")])
