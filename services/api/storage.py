@@ -187,7 +187,9 @@ async def account_views(
 async def store_credentials(
     session: AsyncSession, *, account_id: uuid.UUID, ciphertext: str, now: datetime
 ) -> None:
-    """Insert or replace the account's credentials; new credentials end an auth failure."""
+    """Insert or replace the account's credentials; new credentials end an auth failure. The
+    account's `credentials_changed_at` fences the ledger: a batch it planned before this fails its
+    write and is planned again, and failures older than `now` no longer change the account."""
     dialect = session.get_bind().dialect.name
     values = {"account_id": account_id, "ciphertext": ciphertext, "updated_at": now}
     replace = {"ciphertext": ciphertext, "updated_at": now}
@@ -205,7 +207,9 @@ async def store_credentials(
     else:
         raise NotImplementedError(f"no credentials upsert for the {dialect} dialect")
     await session.execute(
-        update(BrokerAccount).where(BrokerAccount.id == account_id).values(needs_reauth=False)
+        update(BrokerAccount)
+        .where(BrokerAccount.id == account_id)
+        .values(needs_reauth=False, credentials_changed_at=now)
     )
     await session.commit()
 

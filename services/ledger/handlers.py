@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.ledger.metrics import SKIPPED_FOR_VANISHED_ACCOUNTS, count_written
 from services.ledger.outbox import OutboxRelay
 from services.ledger.plan import AccountState, BatchPlan, RunState, UnknownAccount, plan_batch
-from services.ledger.store import Encoded, LedgerStore, PositionsCache
+from services.ledger.store import ConcurrentWrite, Encoded, LedgerStore, PositionsCache
 from shared.bus.consumer import Outcomes, Write
 from shared.bus.port import MessageBus
 from shared.events import Event, HoldingSnapshot, SyncFailed
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "ledger"
 
-__all__ = ["CONSUMER", "Ledger", "UnknownAccount"]
+__all__ = ["CONSUMER", "ConcurrentWrite", "Ledger", "UnknownAccount"]
 
 
 @dataclass
@@ -55,8 +55,11 @@ class _Planned:
         cls, events: Sequence[Event], accounts: dict[uuid.UUID, AccountState], runs: dict[uuid.UUID, RunState]
     ) -> _Planned:
         """The batch's accounts and runs as they will be once written: every run then exists, and
-        nothing is left to write for the next batch unless that batch touches it again."""
+        nothing is left to write for the next batch unless that batch touches it again, and each
+        account's `ledger_version` is the one the write leaves (the next batch's fence)."""
         for account in accounts.values():
+            if account.touched:
+                account.ledger_version += 1
             account.touched = False
         for run in runs.values():
             run.exists, run.touched = True, False

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from services.ledger.handlers import Ledger
+from services.ledger.handlers import ConcurrentWrite, Ledger
 from shared import topics
 from shared.bus.consumer import EventConsumer
 from shared.bus.port import MessageBus
@@ -28,7 +28,9 @@ async def run_ledger(ledger: Ledger, bus: MessageBus, stop: asyncio.Event) -> No
             topics.SNAPSHOT_REVIEWS: SnapshotAccepted,
         },
         handler=ledger,
-        transient_errors=TRANSIENT_DB_ERRORS,
+        # A fenced write (another ledger or the API moved an account) is planned again from fresh
+        # state, like any batch whose write failed: waited out, never dead-lettered.
+        transient_errors=(*TRANSIENT_DB_ERRORS, ConcurrentWrite),
         max_records=ledger.batch_size,
     )
     await asyncio.gather(consumer.run(stop), ledger.relay.run(stop))

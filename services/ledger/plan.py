@@ -64,11 +64,18 @@ class AccountState:
     consecutive_failures: int = 0
     needs_reauth: bool = False
     last_error: str | None = None
+    # The fence (see `ACCOUNT_FENCE`): the ledger's version the batch builds on, and the API's
+    # credentials time. Auth state older than the credentials is not the account's any more.
+    ledger_version: int = 0
+    credentials_changed_at: datetime | None = None
     touched: bool = False
 
     def account_update(self) -> dict[str, Any]:
+        """The ledger's columns of the account, and the fence's values it was planned on."""
         return {
             "id": self.id,
+            "ledger_version": self.ledger_version,
+            "credentials_changed_at": self.credentials_changed_at,
             "current_snapshot_id": self.current_snapshot_id,
             "positions_as_of": self.positions_as_of,
             "held_snapshot_id": self.held_snapshot_id,
@@ -79,6 +86,14 @@ class AccountState:
             "needs_reauth": self.needs_reauth,
             "last_error": self.last_error,
         }
+
+    def outdated_by(self, failure: SyncFailed) -> bool:
+        """The failure happened before the last success or the last credentials change: it says
+        nothing about the account now (it still ends its own run)."""
+        return any(
+            at is not None and failure.occurred_at <= at
+            for at in (self.last_success_at, self.credentials_changed_at)
+        )
 
 
 @dataclass
@@ -197,6 +212,8 @@ class BatchPlan:
         "holdings_count",
     )
     PROCESSED_COLUMNS = ("event_id", "consumer", "processed_at")
+    # An account's update applies only while these still hold what the batch was planned on.
+    ACCOUNT_FENCE = ("ledger_version", "credentials_changed_at")
 
     events: int = 0  # how many events the plan applies
     snapshots: list[tuple[Any, ...]] = field(default_factory=list)
@@ -206,7 +223,7 @@ class BatchPlan:
     outbox: list[tuple[Any, ...]] = field(default_factory=list)
     processed: list[tuple[Any, ...]] = field(default_factory=list)
     status_changes: dict[uuid.UUID, str] = field(default_factory=dict)  # earlier snapshots' new status
-    accounts: list[dict[str, Any]] = field(default_factory=list)
+    accounts: list[dict[str, Any]] = field(default_factory=list)  # ordered by id: one lock order
     new_runs: list[tuple[Any, ...]] = field(default_factory=list)
     changed_runs: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[tuple[Any, ...]] = field(default_factory=list)  # every snapshot's and failure's
@@ -245,10 +262,14 @@ def plan_batch(
                 _accepted(plan, account, event, now)
                 plan.outcomes["accepted"] += 1
     plan.outcomes.update(status for status in plan.status_changes.values())
-    plan.accounts = [a.account_update() for a in accounts.values() if a.touched]
+    plan.accounts = [a.account_update() for a in sorted(accounts.values(), key=_by_id) if a.touched]
     plan.new_runs = [r.row() for r in runs.values() if r.touched and not r.exists]
     plan.changed_runs = [r.outcome() for r in runs.values() if r.touched and r.exists]
     return plan
+
+
+def _by_id(account: AccountState) -> uuid.UUID:
+    return account.id
 
 
 def _snapshot(
@@ -454,12 +475,13 @@ def _failure(
             None,
         )
     )
-    account.last_attempt_at = failure.occurred_at
-    account.last_error = f"{failure.kind.value}: {failure.reason}"
-    if failure.final:
-        account.consecutive_failures += 1
-    if failure.kind is FailureKind.AUTH:
-        account.needs_reauth = True
+    if not account.outdated_by(failure):
+        account.last_attempt_at = failure.occurred_at
+        account.last_error = f"{failure.kind.value}: {failure.reason}"
+        if failure.final:
+            account.consecutive_failures += 1
+        if failure.kind is FailureKind.AUTH:
+            account.needs_reauth = True
     _record_attempt(
         runs,
         failure.request_id,

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.ledger.plan import AccountState, BatchPlan, RunState
 from services.ledger.positions import Held, HeldLike, InstrumentKey
 from shared.db.copy_text import copy_text
-from shared.db.sets import among, update_by_id
+from shared.db.sets import among, update_by_id, update_by_id_if_unchanged
 from shared.db.tables import (
     REPORTED_TRADE,
     Base,
@@ -35,6 +35,13 @@ from shared.db.tables import (
     Transaction,
 )
 from shared.events import Event, Holding, HoldingSnapshot
+
+
+class ConcurrentWrite(RuntimeError):
+    """An account changed under a batch after it was planned: another ledger wrote it (a rebalance,
+    or a ledger that lost its partitions without knowing), or the user set new credentials. Nothing
+    of the batch is written; it is planned again from the database's state (a transient error)."""
+
 
 Encoded = list[tuple[type[Base], Sequence[str], memoryview]]  # each table's new rows as COPY text
 
@@ -147,6 +154,8 @@ class LedgerStore:
                 a.consecutive_failures,
                 a.needs_reauth,
                 a.last_error,
+                a.ledger_version,
+                a.credentials_changed_at,
             ).where(self._among(a.id, ids))
         )
         states = {
@@ -163,6 +172,8 @@ class LedgerStore:
                 consecutive_failures=row.consecutive_failures,
                 needs_reauth=row.needs_reauth,
                 last_error=row.last_error,
+                ledger_version=row.ledger_version,
+                credentials_changed_at=row.credentials_changed_at,
             )
             for row in rows
         }
@@ -235,8 +246,22 @@ class LedgerStore:
 
     async def write(self, plan: BatchPlan, encoded: Encoded) -> None:
         """Write the plan; on Postgres its new rows are taken from `encoded` (see `encode`). The
-        accounts go first: that statement also opens the transaction the COPYs join."""
-        await update_by_id(self._session, BrokerAccount, plan.accounts)
+        accounts go first: that statement also opens the transaction the COPYs join, and it is
+        fenced: should any account have moved since the plan read it, nothing is written and
+        `ConcurrentWrite` is raised. Every event of a batch touches its account, so the fence covers
+        the whole batch (its snapshots, runs and trades), not only the accounts' rows."""
+        updated = await update_by_id_if_unchanged(
+            self._session,
+            BrokerAccount,
+            plan.accounts,
+            unchanged=BatchPlan.ACCOUNT_FENCE,
+            version="ledger_version",
+        )
+        if updated != len(plan.accounts):
+            raise ConcurrentWrite(
+                f"{len(plan.accounts) - updated} of the batch's {len(plan.accounts)} accounts changed "
+                "(another ledger, new credentials) or vanished since it was planned"
+            )
         if self._postgres:
             for model, names, text in encoded:
                 await self._copy(model, names, text)

@@ -4,15 +4,16 @@
 count, so asyncpg prepares and Postgres plans it afresh each time, and SQLAlchemy renders thousands
 of placeholders. `among` sends Postgres one array instead. An ORM bulk UPDATE is an executemany:
 Postgres runs one statement per row. `update_by_id` joins all the rows as arrays (`unnest`) in one
-UPDATE. SQLite (the embedded mode) has no arrays; it gets the plain forms.
+UPDATE; `update_by_id_if_unchanged` is the same UPDATE fenced by an optimistic check, for a table two
+writers share. SQLite (the embedded mode) has no arrays; it gets the plain forms.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, any_, bindparam, text, update
+from sqlalchemy import ColumnElement, Table, any_, bindparam, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,3 +50,55 @@ async def update_by_id(session: AsyncSession, model: type[Base], rows: Sequence[
         f"FROM unnest({casts}) AS v({', '.join(names)}) WHERE t.id = v.id"
     )
     await session.execute(statement, arrays)
+
+
+async def update_by_id_if_unchanged(
+    session: AsyncSession,
+    model: type[Base],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    unchanged: Sequence[str],
+    version: str,
+) -> int:
+    """`update_by_id`, fenced: a row is updated only while its `unchanged` columns still hold the
+    values the row gives for them (those read when the update was planned; they are compared, not
+    set), and its `version` column (one of `unchanged`) goes up by one. Returns how many rows were
+    updated: fewer than `rows` means someone else wrote the others since, and the caller decides."""
+    if not rows:
+        return 0
+    table = model.__table__
+    names = list(rows[0])
+    assigned = [n for n in names if n != "id" and n not in unchanged]
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql":
+        fenced = (
+            update(cast(Table, table))
+            .where(
+                table.c.id == bindparam("was_id"),
+                *(table.c[n].is_not_distinct_from(bindparam(f"was_{n}")) for n in unchanged),
+            )
+            .values({n: bindparam(f"new_{n}") for n in assigned} | {version: table.c[version] + 1})
+        )
+        parameters = [
+            {"was_id": row["id"]}
+            | {f"new_{n}": row[n] for n in assigned}
+            | {f"was_{n}": row[n] for n in unchanged}
+            for row in rows
+        ]
+        result = await session.execute(fenced, parameters)
+        return int(result.rowcount)  # type: ignore[attr-defined]
+    arrays = {}
+    for name in names:
+        column = table.c[name]
+        values = [row[name] for row in rows]
+        process = column.type.bind_processor(bind.dialect)  # e.g. UtcDateTime refuses naive datetimes
+        arrays[name] = list(map(process, values)) if process else values
+    casts = ", ".join(f"CAST(:{n} AS {table.c[n].type.compile(dialect=bind.dialect)}[])" for n in names)
+    assignments = ", ".join([*(f"{n} = v.{n}" for n in assigned), f"{version} = t.{version} + 1"])
+    fence = " AND ".join(f"t.{n} IS NOT DISTINCT FROM v.{n}" for n in unchanged)
+    statement = text(
+        f"UPDATE {model.__tablename__} AS t SET {assignments} "  # names from the table; values bound
+        f"FROM unnest({casts}) AS v({', '.join(names)}) WHERE t.id = v.id AND {fence}"
+    )
+    result = await session.execute(statement, arrays)
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -114,6 +114,13 @@ class BrokerAccount(Base):
 
     Its current positions are the holdings of `current_snapshot_id`; a snapshot that looks like a
     broker error rather than a real change waits in `held_snapshot_id` until confirmed or accepted.
+
+    Two writers, split by column (docs/architecture.md, "Who writes what"): the API writes what the
+    user says (portfolio, broker, label, created_at, credentials_changed_at, and `needs_reauth =
+    false` with new credentials); the ledger writes the sync state (the snapshot pointers,
+    held_reason, the attempt and success times, consecutive_failures, last_error, `needs_reauth =
+    true` on an auth failure newer than the credentials), and only through an update fenced on
+    `ledger_version` and `credentials_changed_at`.
     """
 
     __tablename__ = "broker_accounts"
@@ -136,6 +143,11 @@ class BrokerAccount(Base):
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     needs_reauth: Mapped[bool] = mapped_column(Boolean, default=False)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The API's: when the user last set credentials (with `needs_reauth = false`, in one statement).
+    # On the row, so that the ledger's fenced update sees it even when it waited for the API's lock.
+    credentials_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The ledger's fence: one more on every ledger write; a write planned on another value fails.
+    ledger_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Credential(Base):

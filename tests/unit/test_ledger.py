@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
@@ -11,13 +11,14 @@ import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm.exc import StaleDataError
 
+from services.api.storage import store_credentials
 from services.ledger.handlers import Ledger
 from services.ledger.main import run_ledger
 from services.ledger.plan import BatchPlan, plan_batch
-from services.ledger.store import Encoded, LedgerStore, PositionsCache
+from services.ledger.store import ConcurrentWrite, Encoded, LedgerStore, PositionsCache
 from shared import topics
+from shared.bus.consumer import Outcomes
 from shared.bus.memory import InMemoryBus
 from shared.bus.port import BusUnavailable, OutgoingMessage
 from shared.db.tables import (
@@ -362,10 +363,9 @@ async def test_an_account_deleted_between_planning_and_writing_fails_the_write_t
     async with sessions.begin() as session:
         await session.execute(delete(BrokerAccount).where(BrokerAccount.id == account.id))
 
-    # Nothing of the batch is written: the account's update finds no row (SQLite's bulk update by
-    # primary key says so) or the snapshot's foreign key refuses its COPY (Postgres, from the driver).
-    # Neither is a transient database error: the consumer handles the batch again, record by record.
-    with pytest.raises((IntegrityError, StaleDataError, asyncpg.ForeignKeyViolationError)):
+    # Nothing of the batch is written: the account's fenced update finds no row, and the consumer
+    # handles the batch again from fresh state.
+    with pytest.raises(ConcurrentWrite):
         await write()
     ledger.forget()
     await ledger.apply_batch([snapshot])
@@ -559,4 +559,152 @@ async def test_a_connection_lost_under_a_write_is_waited_out_not_dead_lettered(
     stop.set()
     await running
     assert ledger.failures == 0
+    assert bus.records(topics.dead_letters(topics.HOLDINGS_SNAPSHOTS)) == []
+
+
+def _auth_failure(account_id: uuid.UUID, *, at: datetime) -> SyncFailed:
+    return SyncFailed(
+        account_id=account_id,
+        request_id=uuid.uuid4(),
+        broker="sim",
+        kind=FailureKind.AUTH,
+        reason="token expired",
+        occurred_at=at,
+    )
+
+
+async def _store_credentials(sessions: async_sessionmaker[AsyncSession], account_id: uuid.UUID) -> datetime:
+    """What the API does when the user sets new credentials (`PUT .../credentials`)."""
+    now = utc_now()
+    async with sessions() as session:
+        await store_credentials(session, account_id=account_id, ciphertext="new-token", now=now)
+    return now
+
+
+async def test_an_auth_failure_older_than_the_last_success_changes_nothing_but_its_run(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    account = await create_account(sessions)
+    ledger = Ledger(sessions=sessions, bus=bus)
+    await ledger.apply_batch([_snapshot(account.id, _holding("TCS", "1"), at_min=10)])  # success at t2
+    stale = _auth_failure(account.id, at=T0 + timedelta(minutes=5))  # t1 < t2, delivered after
+    await ledger.apply_batch([stale])
+    stored = await _account(sessions, account.id)
+    assert not stored.needs_reauth, "a newer success says the credentials work"
+    assert stored.consecutive_failures == 0 and stored.last_error is None
+    assert stored.last_attempt_at == T0 + timedelta(minutes=10)
+    async with sessions() as session:
+        run = await session.get(SyncRun, stale.request_id)
+    assert run is not None and (run.status, run.failure_kind) == ("failed", "auth"), "it closes its own run"
+
+
+async def test_an_auth_failure_older_than_the_last_credentials_change_changes_nothing_but_its_run(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    account = await create_account(sessions)
+    ledger = Ledger(sessions=sessions, bus=bus)
+    await ledger.apply_batch([_auth_failure(account.id, at=utc_now() - timedelta(minutes=2))])
+    assert (await _account(sessions, account.id)).needs_reauth
+    changed_at = await _store_credentials(sessions, account.id)
+    assert not (await _account(sessions, account.id)).needs_reauth
+
+    # Another attempt made with the old credentials, reported late. (A ledger that still had the
+    # account's state from its last batch would be fenced here and plan again: see below.)
+    ledger.forget()
+    stale = _auth_failure(account.id, at=changed_at - timedelta(seconds=30))
+    await ledger.apply_batch([stale])
+    stored = await _account(sessions, account.id)
+    assert not stored.needs_reauth, "the failure was about the credentials the user has since replaced"
+    assert stored.consecutive_failures == 1, "only the failure before the new credentials counts"
+    async with sessions() as session:
+        run = await session.get(SyncRun, stale.request_id)
+    assert run is not None and run.status == "failed"
+
+    fresh = _auth_failure(account.id, at=utc_now())  # the new credentials fail too
+    await ledger.apply_batch([fresh])
+    stored = await _account(sessions, account.id)
+    assert stored.needs_reauth and stored.consecutive_failures == 2
+
+
+async def test_the_apis_reauth_reset_is_not_undone_by_a_batch_planned_before_it(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    account = await create_account(sessions)
+    ledger = Ledger(sessions=sessions, bus=bus)
+    await ledger.apply_batch([_auth_failure(account.id, at=utc_now() - timedelta(minutes=2))])
+    # A batch planned on the account as it stood (needs_reauth), written after the user set new
+    # credentials: a transient failure of an attempt that started before them.
+    planned = await ledger.prepare([_failure(account.id, uuid.uuid4(), attempt=1, final=True)])
+    await _store_credentials(sessions, account.id)
+    with pytest.raises(ConcurrentWrite):
+        await planned()
+    stored = await _account(sessions, account.id)
+    assert not stored.needs_reauth, "the API's reset stands"
+    assert stored.consecutive_failures == 1
+
+
+async def test_two_ledgers_planning_on_one_base_the_second_is_fenced_and_derives_from_the_first(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    """A rebalance: ledger B was given the partition while A, which had it, still writes a batch."""
+    account = await create_account(sessions)
+    a, b = Ledger(sessions=sessions, bus=bus), Ledger(sessions=sessions, bus=bus)
+    await a.apply_batch([_snapshot(account.id, _holding("TCS", "5", last="100"), at_min=0)])
+    first = _snapshot(account.id, _holding("TCS", "10", last="110"), at_min=10)
+    second = _snapshot(account.id, _holding("TCS", "12", last="120"), at_min=20)
+    write_first = await a.prepare([first])
+    write_second = await b.prepare([second])  # on the same base: TCS 5
+    await write_first()
+    with pytest.raises(ConcurrentWrite):
+        await write_second()
+    async with sessions() as session:
+        assert await session.get(Snapshot, second.event_id) is None, "nothing of the fenced batch stays"
+
+    b.forget()  # what the consumer does with a write that failed, before handling the batch again
+    await b.apply_batch([second])
+    assert await _current(sessions, account.id) == {"TCS": 12}
+    assert [t[:3] for t in await _trades(sessions, account.id)] == [
+        ("TCS", "opening", 5),
+        ("TCS", "buy", 5),
+        ("TCS", "buy", 2),  # from the first's result, not 7 from the base both planned on
+    ]
+    assert [c.snapshot_id for c in _announced(bus)][-2:] == [first.event_id, second.event_id]
+
+
+class OvertakenByAnotherLedger(Ledger):
+    """Another ledger writes the same account between this one's planning and its write, once."""
+
+    other: Ledger | None = None
+    overtaking: list[HoldingSnapshot] = []
+
+    async def write(self, plan: BatchPlan, encoded: Encoded) -> Outcomes:
+        if self.other is not None and self.overtaking:
+            await self.other.apply_batch([self.overtaking.pop()])
+        return await super().write(plan, encoded)
+
+
+async def test_a_fenced_write_in_the_consume_loop_is_handled_again_from_fresh_state_not_dead_lettered(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    account = await create_account(sessions)
+    ledger = OvertakenByAnotherLedger(sessions=sessions, bus=bus)
+    ledger.other = Ledger(sessions=sessions, bus=InMemoryBus())
+    ledger.overtaking = [_snapshot(account.id, _holding("TCS", "10", last="110"), at_min=10)]
+    await bus.publish(
+        [
+            OutgoingMessage.of(
+                topics.HOLDINGS_SNAPSHOTS, _snapshot(account.id, _holding("TCS", "12"), at_min=20)
+            )
+        ]
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_ledger(ledger, bus, stop))
+
+    async def applied() -> bool:
+        return await _current(sessions, account.id) == {"TCS": 12}
+
+    await eventually(applied, timeout_s=10, what="the overtaken batch applied on the other's result")
+    stop.set()
+    await running
+    assert [t[:3] for t in await _trades(sessions, account.id)] == [("TCS", "opening", 10), ("TCS", "buy", 2)]
     assert bus.records(topics.dead_letters(topics.HOLDINGS_SNAPSHOTS)) == []
