@@ -9,7 +9,7 @@ from services.ledger.handlers import Ledger
 from shared import topics
 from shared.bus.consumer import EventConsumer
 from shared.bus.port import MessageBus
-from shared.db.engine import TRANSIENT_DB_ERRORS, session_factory
+from shared.db.engine import session_factory
 from shared.events import HoldingSnapshot, SnapshotAccepted, SyncFailed
 from shared.metrics import metrics_served
 from shared.runtime import checked_engine, run_until_signalled, started_bus
@@ -28,7 +28,6 @@ async def run_ledger(ledger: Ledger, bus: MessageBus, stop: asyncio.Event) -> No
             topics.SNAPSHOT_REVIEWS: SnapshotAccepted,
         },
         handler=ledger,
-        transient_errors=TRANSIENT_DB_ERRORS,
         max_records=ledger.batch_size,
     )
     await asyncio.gather(consumer.run(stop), ledger.relay.run(stop))
