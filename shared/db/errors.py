@@ -25,6 +25,7 @@ _TRANSIENT_SQLSTATES = frozenset(
         "57P01",  # admin_shutdown: the server is stopping, or pg_terminate_backend
         "57P02",  # crash_shutdown: another backend crashed and the server restarts
         "57P03",  # cannot_connect_now: starting up or shutting down
+        "57014",  # query_canceled: by an operator or statement_timeout (transient before, kept so)
         "40001",  # serialization_failure: retrying the transaction is the documented remedy
         "40P01",  # deadlock_detected: likewise
     }

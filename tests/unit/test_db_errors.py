@@ -39,6 +39,7 @@ TRANSIENT = [
     asyncpg.exceptions.DiskFullError("could not extend file"),  # 53100
     asyncpg.exceptions.SerializationError("could not serialize access"),  # 40001
     asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),  # 40P01
+    asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"),  # 57014
 ]
 
 PERMANENT = [
