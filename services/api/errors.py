@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -14,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from services.api.storage import AlreadyExists
 from services.api.storage_limits import QuotaReached
 from shared.bus.port import BusUnavailable
-from shared.db.engine import TRANSIENT_DB_ERRORS
+from shared.db.errors import is_transient_db_error
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AlreadyExists, _already_exists)
     app.add_exception_handler(QuotaReached, _already_exists)
     app.add_exception_handler(BusUnavailable, _unavailable)
-    outages: tuple[type[BaseException], ...] = (DBAPIError, *TRANSIENT_DB_ERRORS)
-    for error in outages:
-        if issubclass(error, Exception):
-            app.add_exception_handler(error, _unavailable)
+    # What may carry an outage; `_unavailable` asks `is_unavailable` whether this one does.
+    for error in (DBAPIError, OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError):
+        app.add_exception_handler(error, _unavailable)
 
 
 def validation_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -62,13 +62,8 @@ def is_unavailable(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, (BusUnavailable, *TRANSIENT_DB_ERRORS)):
+        if isinstance(current, BusUnavailable) or is_transient_db_error(current):
             return True
-        if isinstance(current, DBAPIError):
-            if current.connection_invalidated:
-                return True
-            if isinstance(current.orig, BaseException) and is_unavailable(current.orig):
-                return True
         current = current.__cause__ or current.__context__
     return False
 

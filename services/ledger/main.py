@@ -9,13 +9,18 @@ from services.ledger.handlers import ConcurrentWrite, Ledger
 from shared import topics
 from shared.bus.consumer import EventConsumer
 from shared.bus.port import MessageBus
-from shared.db.engine import TRANSIENT_DB_ERRORS, session_factory
+from shared.db.engine import session_factory
+from shared.db.errors import is_transient_db_error
 from shared.events import HoldingSnapshot, SnapshotAccepted, SyncFailed
 from shared.metrics import metrics_served
 from shared.runtime import checked_engine, run_until_signalled, started_bus
 from shared.settings import Settings
 
 CONSUMER_GROUP = "ledger"
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, ConcurrentWrite) or is_transient_db_error(exc)
 
 
 async def run_ledger(ledger: Ledger, bus: MessageBus, stop: asyncio.Event) -> None:
@@ -30,7 +35,7 @@ async def run_ledger(ledger: Ledger, bus: MessageBus, stop: asyncio.Event) -> No
         handler=ledger,
         # A fenced write (another ledger or the API moved an account) is planned again from fresh
         # state, like any batch whose write failed: waited out, never dead-lettered.
-        transient_errors=(*TRANSIENT_DB_ERRORS, ConcurrentWrite),
+        is_transient=_transient,
         max_records=ledger.batch_size,
     )
     await asyncio.gather(consumer.run(stop), ledger.relay.run(stop))

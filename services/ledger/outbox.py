@@ -28,7 +28,8 @@ from sqlalchemy import ColumnElement, Row, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ledger.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
-from shared.bus.port import MessageBus, OutgoingMessage
+from shared.bus.port import BusUnavailable, MessageBus, OutgoingMessage
+from shared.db.errors import is_transient_db_error
 from shared.db.sets import among
 from shared.db.tables import OutboxMessage, Snapshot
 from shared.events import utc_now
@@ -194,13 +195,21 @@ class OutboxRelay:
         OUTBOX_BACKLOG.set(count)
         OUTBOX_OLDEST_AGE.set(0.0 if oldest is None else max(0.0, (utc_now() - oldest).total_seconds()))
 
-    async def run(self, stop: asyncio.Event, *, interval_s: float = 1.0) -> None:
-        """Sweep now and then for messages a crashed or interrupted relay left behind."""
+    async def run(self, stop: asyncio.Event, *, interval_s: float = 1.0, max_backoff_s: float = 30.0) -> None:
+        """Sweep now and then for messages a crashed or interrupted relay left behind. A database
+        or bus outage is waited out, sweeping less often while it lasts; a bug still ends the run."""
+        wait_s = interval_s
         while not stop.is_set():
             try:
                 await self.publish_pending(older_than=SWEEP_AFTER)
                 await self.sample_backlog()
-            except (OSError, TimeoutError) as exc:
-                log.warning("outbox relay failed; trying again", extra={"error": repr(exc)})
+                wait_s = interval_s
+            except Exception as exc:
+                if not (isinstance(exc, BusUnavailable) or is_transient_db_error(exc)):
+                    raise
+                wait_s = min(wait_s * 2, max_backoff_s)
+                log.warning(
+                    "outbox relay failed; trying again", extra={"error": repr(exc), "retry_in_s": wait_s}
+                )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)
+                await asyncio.wait_for(stop.wait(), wait_s)

@@ -14,7 +14,8 @@ from services.scheduler.handlers import emit_due_syncs
 from services.scheduler.metrics import PASS_DURATION
 from services.scheduler.stuck_runs import rerequest_stuck_runs
 from shared.bus.port import BusUnavailable, MessageBus
-from shared.db.engine import TRANSIENT_DB_ERRORS, session_factory
+from shared.db.engine import session_factory
+from shared.db.errors import is_transient_db_error
 from shared.events import utc_now
 from shared.metrics import metrics_served
 from shared.runtime import checked_engine, run_until_signalled, started_bus
@@ -22,9 +23,12 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# A pass that hits these is retried on the next tick; its claims rolled back, so nothing is lost.
-# (A failed publish is handled per broker inside the pass; BusUnavailable here is a safety net.)
-_RETRYABLE: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, BusUnavailable)
+
+def _retryable(exc: BaseException) -> bool:
+    """A pass that hits a database outage or conflict is retried on the next tick; its claims rolled
+    back, so nothing is lost. (A failed publish is handled per broker inside the pass;
+    BusUnavailable here is a safety net.)"""
+    return isinstance(exc, BusUnavailable) or is_transient_db_error(exc)
 
 
 async def run_scheduler(
@@ -51,7 +55,9 @@ async def run_scheduler(
                 after_s=settings.stuck_run_after_seconds,
                 limit=settings.scheduler_batch_size,
             )
-        except _RETRYABLE as exc:
+        except Exception as exc:
+            if not _retryable(exc):
+                raise
             log.warning("scheduler pass failed; trying again next tick", extra={"error": repr(exc)})
             emitted = 0
         PASS_DURATION.observe(time.perf_counter() - started)

@@ -2,8 +2,12 @@
 
 Offsets are committed only after the handler's effect is durable, so a crash redelivers at worst
 work already done. A record that does not decode, or that a handler rejects on its own, goes to the
-topic's dead-letter topic with the reason; the loop carries on. An infrastructure error (database or
-bus down) is retried with backoff and never dead-lettered: waiting loses nothing.
+topic's dead-letter topic with the reason; the loop carries on. An infrastructure error is retried
+with backoff and never dead-lettered: waiting loses nothing. What counts as one is decided by
+`is_transient` (by default `shared.db.errors.is_transient_db_error`: by SQLSTATE, whatever class
+SQLAlchemy wrapped it in, plus connection-level errors and `BusUnavailable`). A commit that races a
+rebalance (`PartitionsRevoked`) ends nothing either: the partitions' new owner gets the records
+again, and what was prepared on top of them is dropped.
 
 The loop is a two-stage pipeline. A handler works in two steps: `prepare` (decide the batch's
 effect: reads, planning) and the `Write` it returns (make that effect durable). While batch N is
@@ -24,14 +28,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from shared.bus.dead_letters import dead_letter_for
-from shared.bus.port import MessageBus, Record, Subscription
+from shared.bus.port import BusUnavailable, MessageBus, PartitionsRevoked, Record, Subscription
+from shared.db.errors import is_transient_db_error
 from shared.events import Event, EventDecodeError, decode_event
 from shared.metrics import CONSUMED_RECORDS, CONSUMER_LAG, DEAD_LETTERS
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Outcomes = Mapping[str, int]
 """How many of a batch's events ended how (say `{"snapshot": 3, "retrying": 1}`), for its log line."""
@@ -89,14 +95,16 @@ class EventConsumer:
     group: str
     event_types: Mapping[str, type[Event]]
     handler: BatchHandler
-    transient_errors: tuple[type[BaseException], ...] = (OSError, TimeoutError)
+    is_transient: Callable[[BaseException], bool] = is_transient_db_error
     max_records: int = 500
     poll_timeout_s: float = 0.5
     max_backoff_s: float = 30.0
     handled: int = field(default=0, init=False)
     _lag_reported: set[tuple[str, int]] = field(default_factory=set, init=False)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
         subscription = await self.bus.subscribe(list(self.event_types), group=self.group)
         log.info("consuming", extra={"group": self.group, "topics": list(self.event_types)})
         writing: _Writing | None = None
@@ -129,8 +137,10 @@ class EventConsumer:
             await subscription.close()
 
     async def _next(self, subscription: Subscription) -> _Batch:
-        records = await subscription.fetch(max_records=self.max_records, timeout_s=self.poll_timeout_s)
-        self._report_lag(await subscription.lag())
+        records = await self._retrying(
+            "fetch", lambda: subscription.fetch(max_records=self.max_records, timeout_s=self.poll_timeout_s)
+        )
+        self._report_lag(await self._retrying("lag", subscription.lag))
         # In a worker thread: decoding a batch takes tens of milliseconds of CPU, and meanwhile the
         # event loop keeps the previous batch's write going (the GIL changes hands every millisecond:
         # see shared.runtime).
@@ -183,13 +193,23 @@ class EventConsumer:
             decoded, _ = self._decode(writing.records)  # the malformed ones were dead-lettered already
             if not await self._handle(decoded, stop, writing.outcomes):
                 raise _Stopped from None
-        await self._commit(subscription, writing.records, writing.outcomes, writing.started)
-        return succeeded
+        committed = await self._commit(subscription, writing.records, writing.outcomes, writing.started)
+        return succeeded and committed
 
     async def _commit(
         self, subscription: Subscription, records: list[Record], outcomes: Counter[str], started: float
-    ) -> None:
-        await subscription.commit(records)
+    ) -> bool:
+        """Commit a durable batch; False when the group rebalanced under it (nothing is lost: the
+        partitions' new owner is delivered the records again, and the effects are idempotent)."""
+        try:
+            await self._retrying("commit", lambda: subscription.commit(records))
+        except PartitionsRevoked as exc:
+            log.warning(
+                "commit raced a rebalance; the partitions' new owner handles these records again",
+                extra={"group": self.group, "records": len(records), "error": repr(exc)},
+            )
+            self.handler.forget()  # worked out for partitions this member may no longer hold
+            return False
         self.handled += len(records)
         CONSUMED_RECORDS.labels(group=self.group).inc(len(records))
         # One line per batch, so that a service that only succeeds still says what it does.
@@ -203,6 +223,7 @@ class EventConsumer:
                 "outcomes": {outcome: count for outcome, count in outcomes.items() if count},
             },
         )
+        return True
 
     async def _handle(
         self, batch: list[tuple[Record, Event]], stop: asyncio.Event, outcomes: Counter[str]
@@ -215,7 +236,21 @@ class EventConsumer:
                 write = await self.handler.prepare([event for _, event in batch])
                 outcomes.update(await write() or {})
                 return True
-            except self.transient_errors as exc:
+            except Exception as exc:
+                if not self.is_transient(exc):
+                    if len(batch) == 1:
+                        # What the failed prepare planned was never written: the next batch (or this
+                        # record replayed from the DLQ) must not be planned on top of it.
+                        self.handler.forget()
+                        log.exception("handler rejected a record", extra={"group": self.group})
+                        await self._dead_letter(batch[0][0], f"handler failed: {exc!r}")
+                        outcomes["dead_lettered"] += 1
+                        return True
+                    # Retry one by one so that only the record at fault is dead-lettered.
+                    for one in batch:
+                        if not await self._handle([one], stop, outcomes):
+                            return False
+                    return True
                 log.warning(
                     "handler hit a transient error; retrying the batch",
                     extra={"group": self.group, "error": repr(exc), "retry_in_s": backoff},
@@ -225,21 +260,24 @@ class EventConsumer:
                     return False
                 except TimeoutError:
                     backoff = min(backoff * 2, self.max_backoff_s)
-            except Exception as exc:
-                if len(batch) == 1:
-                    # What the failed prepare planned was never written: the next batch (or this
-                    # record replayed from the DLQ) must not be planned on top of it.
-                    self.handler.forget()
-                    log.exception("handler rejected a record", extra={"group": self.group})
-                    await self._dead_letter(batch[0][0], f"handler failed: {exc!r}")
-                    outcomes["dead_lettered"] += 1
-                    return True
-                # Retry one by one so that only the record at fault is dead-lettered.
-                for one in batch:
-                    if not await self._handle([one], stop, outcomes):
-                        return False
-                return True
         return True
+
+    async def _retrying(self, what: str, step: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run a bus call, waiting out a bus outage (BusUnavailable) with backoff."""
+        backoff = 0.2
+        while True:
+            try:
+                return await step()
+            except BusUnavailable as exc:
+                log.warning(
+                    "the bus is unavailable; trying again",
+                    extra={"group": self.group, "step": what, "error": repr(exc), "retry_in_s": backoff},
+                )
+                try:
+                    await asyncio.wait_for(self._stop.wait(), backoff)
+                    raise _Stopped from exc
+                except TimeoutError:
+                    backoff = min(backoff * 2, self.max_backoff_s)
 
     async def _dead_letter(self, record: Record, reason: str) -> None:
         log.warning(
@@ -252,5 +290,6 @@ class EventConsumer:
                 "reason": reason,
             },
         )
-        await self.bus.publish([dead_letter_for(record, reason, group=self.group)])
+        letter = dead_letter_for(record, reason, group=self.group)
+        await self._retrying("dead-letter", lambda: self.bus.publish([letter]))
         DEAD_LETTERS.labels(topic=record.topic, group=self.group).inc()

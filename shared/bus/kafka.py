@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import CoordinationType
-from aiokafka.errors import IllegalStateError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
 
 from shared import topics as topic_names
-from shared.bus.port import BusUnavailable, OutgoingMessage, PartitionLag, Record
+from shared.bus.port import BusUnavailable, OutgoingMessage, PartitionLag, PartitionsRevoked, Record
 
 # What one fetch may bring per partition. aiokafka's default (1 MiB) holds some 250 snapshots of
 # twenty holdings, which capped the ledger's batches at a thousand events on four partitions, half
@@ -222,7 +222,10 @@ class KafkaSubscription:
         self._strip = len(namespace)
 
     async def fetch(self, *, max_records: int, timeout_s: float) -> list[Record]:
-        batches = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        try:
+            batches = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except KafkaError as exc:
+            raise BusUnavailable(f"Kafka did not deliver records: {exc!r}") from exc
         return [
             Record(
                 m.topic[self._strip :],
@@ -248,6 +251,8 @@ class KafkaSubscription:
                 position = await self._consumer.position(tp)
             except IllegalStateError:  # revoked meanwhile: its new owner reports it
                 continue
+            except KafkaError as exc:
+                raise BusUnavailable(f"Kafka did not report positions: {exc!r}") from exc
             lags[(tp.topic[self._strip :], tp.partition)] = max(0, end - position)
         return lags
 
@@ -258,8 +263,16 @@ class KafkaSubscription:
             tp = TopicPartition(self._namespace + record.topic, record.partition)
             if tp in held:
                 offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
-        if offsets:
+        if not offsets:
+            return
+        try:
             await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group rebalanced between fetch and commit: the partitions' new owner starts from
+            # the last committed offset and is delivered these records again.
+            raise PartitionsRevoked(str(exc)) from exc
+        except KafkaError as exc:
+            raise BusUnavailable(f"Kafka did not take the commit: {exc!r}") from exc
 
     async def close(self) -> None:
         await self._consumer.stop()

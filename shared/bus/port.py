@@ -25,6 +25,11 @@ class BusUnavailable(ConnectionError):
     """The bus did not accept or deliver in time; waiting and retrying is the remedy."""
 
 
+class PartitionsRevoked(Exception):
+    """A commit came too late: the group rebalanced and the records' partitions went to another
+    member, which will be delivered them again. Nothing is lost; what was worked out for them is void."""
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """One message as it came off the bus."""

@@ -5,28 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+from shared.db.errors import is_transient_db_error
 
-# Errors a consumer waits out (the database is restarting or unreachable) rather than dead-letters.
-# asyncpg's own are here for the ledger's COPY, which goes to the driver around SQLAlchemy.
-TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
-    OperationalError,
-    InterfaceError,
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,  # SQLSTATE class 08: the connection failed
-    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutting down, starting up, cancelled
-    asyncpg.InterfaceError,  # the connection was closed under the driver
-)
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -97,7 +85,9 @@ async def assert_schema_current(engine: AsyncEngine) -> None:
     try:
         async with engine.connect() as conn:
             current, head = await conn.run_sync(check)
-    except TRANSIENT_DB_ERRORS as exc:
+    except Exception as exc:
+        if not is_transient_db_error(exc):
+            raise
         where = engine.url.render_as_string(hide_password=True)
         raise DatabaseUnavailable(f"cannot reach the database at {where}: {exc}") from exc
     if current != head:

@@ -6,12 +6,15 @@ claim "every due schedule" can run against real Postgres without seeing each oth
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
 from shared.db.engine import create_engine, upgrade_schema
+
+DROP_ATTEMPTS = 10
 
 
 class DatabaseCloner:
@@ -58,6 +61,15 @@ class DatabaseCloner:
         name = make_url(url).database
         conn = await self._admin()
         try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for attempt in range(DROP_ATTEMPTS):
+                try:
+                    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    return
+                except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+                    # FORCE may not end a backend of another role (an autovacuum worker that just
+                    # started on the database, on a busy machine): it ends on its own, so ask again.
+                    if attempt == DROP_ATTEMPTS - 1:
+                        raise
+                    await asyncio.sleep(0.2 * (attempt + 1))
         finally:
             await conn.close()

@@ -4,10 +4,14 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
+import asyncpg
+import pytest
+from sqlalchemy.exc import DBAPIError
+
 from shared.bus.consumer import EventConsumer, OneStep, Write
 from shared.bus.dead_letters import DeadLetter
 from shared.bus.memory import InMemoryBus
-from shared.bus.port import OutgoingMessage
+from shared.bus.port import OutgoingMessage, PartitionsRevoked, Record, Subscription
 from shared.events import Event, SyncRequested, SyncTrigger
 from shared.topics import dead_letters
 from tests.support.waiting import eventually
@@ -167,3 +171,120 @@ async def test_a_failed_write_voids_what_was_prepared_on_it_and_both_are_handled
     assert bus.records(dead_letters(TOPIC)) == []
     heir = await bus.subscribe([TOPIC], group="unit")
     assert await heir.fetch(max_records=10, timeout_s=0.1) == [], "every offset was committed"
+
+
+async def test_a_wrapped_57p03_is_waited_out_not_dead_lettered(bus: InMemoryBus) -> None:
+    # As the ledger saw it under a Postgres restart: asyncpg's error wrapped as a plain DBAPIError.
+    shutting_down = asyncpg.exceptions.CannotConnectNowError("the database system is shutting down")
+    attempts = 0
+    handled: list[Event] = []
+
+    async def flaky(events: Sequence[Event]) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= 3:  # the pipelined write, then the retries on its own: the restart lasts
+            raise DBAPIError.instance("insert", None, shutting_down, Exception)  # type: ignore[arg-type]
+        handled.extend(events)
+
+    request = _request()
+    await bus.publish([OutgoingMessage.of(TOPIC, request)])
+    consumer = EventConsumer(
+        bus=bus, group="unit", event_types={TOPIC: SyncRequested}, handler=OneStep(flaky), max_backoff_s=0.1
+    )
+
+    async def done() -> bool:
+        return len(handled) == 1
+
+    await _run_until(consumer, done, "the record to be handled once the database is back")
+    assert bus.records(dead_letters(TOPIC)) == []
+    assert [e.event_id for e in handled] == [request.event_id]
+
+
+class _RevokedOnce:
+    """A subscription whose first commit races a rebalance (the partitions went to another member)."""
+
+    def __init__(self, inner: Subscription, error: Exception) -> None:
+        self.inner = inner
+        self.error: Exception | None = error
+        self.failed_commits = 0
+
+    async def fetch(self, *, max_records: int, timeout_s: float) -> list[Record]:
+        return await self.inner.fetch(max_records=max_records, timeout_s=timeout_s)
+
+    async def commit(self, records: Sequence[Record]) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            self.failed_commits += 1
+            raise error
+        await self.inner.commit(records)
+
+    def assignment(self) -> frozenset[tuple[str, int]]:
+        return self.inner.assignment()
+
+    async def lag(self) -> dict[tuple[str, int], int]:
+        return await self.inner.lag()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class _RebalancingBus(InMemoryBus):
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+        self.subscriptions: list[_RevokedOnce] = []
+
+    async def subscribe(self, topics: Sequence[str], *, group: str) -> Subscription:  # type: ignore[override]
+        subscription = _RevokedOnce(await super().subscribe(topics, group=group), self.error)
+        self.subscriptions.append(subscription)
+        return subscription
+
+
+async def test_a_commit_that_races_a_rebalance_does_not_end_the_loop() -> None:
+    bus = _RebalancingBus(PartitionsRevoked("commit failed: the group rebalanced"))
+    handler = Recording()
+    handler.release.set()
+    first = _one_account(3)
+    await bus.publish([OutgoingMessage.of(TOPIC, e) for e in first])
+    consumer = EventConsumer(bus=bus, group="unit", event_types={TOPIC: SyncRequested}, handler=handler)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await eventually(
+        lambda: _true(bus.subscriptions and bus.subscriptions[0].failed_commits == 1),
+        timeout_s=10,
+        what="a commit to fail",
+    )
+    later = _one_account(2)
+    await bus.publish([OutgoingMessage.of(TOPIC, e) for e in later])
+
+    async def later_written() -> bool:
+        return {e.event_id for e in later} <= set(handler.written)
+
+    await eventually(later_written, timeout_s=10, what="the loop to carry on after the failed commit")
+    assert not task.done()
+    assert handler.forgotten >= 1  # what was worked out for the revoked partitions was dropped
+    stop.set()
+    await task
+    assert bus.records(dead_letters(TOPIC)) == []
+
+
+async def _true(value: object) -> bool:
+    return bool(value)
+
+
+async def test_kafka_commit_failed_error_becomes_partitions_revoked() -> None:
+    from aiokafka.errors import CommitFailedError
+    from aiokafka.structs import TopicPartition
+
+    from shared.bus.kafka import KafkaSubscription
+
+    class FakeConsumer:
+        def assignment(self) -> set[TopicPartition]:
+            return {TopicPartition(TOPIC, 0)}
+
+        async def commit(self, offsets: object) -> None:
+            raise CommitFailedError("Commit cannot be completed since the group has already rebalanced")
+
+    subscription = KafkaSubscription(FakeConsumer(), "")  # type: ignore[arg-type]
+    with pytest.raises(PartitionsRevoked):
+        await subscription.commit([Record(TOPIC, 0, 7, "k", b"{}")])

@@ -5,16 +5,18 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.api.storage import store_credentials
 from services.ledger.handlers import Ledger
 from services.ledger.main import run_ledger
+from services.ledger.outbox import OutboxRelay
 from services.ledger.plan import BatchPlan, plan_batch
 from services.ledger.store import ConcurrentWrite, Encoded, LedgerStore, PositionsCache
 from shared import topics
@@ -708,3 +710,58 @@ async def test_a_fenced_write_in_the_consume_loop_is_handled_again_from_fresh_st
     await running
     assert [t[:3] for t in await _trades(sessions, account.id)] == [("TCS", "opening", 10), ("TCS", "buy", 2)]
     assert bus.records(topics.dead_letters(topics.HOLDINGS_SNAPSHOTS)) == []
+
+
+class _DatabaseDownFor:
+    """Sessions that fail as a restarting Postgres does (each the way SQLAlchemy wraps it), then work."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.kw = sessions.kw
+        self._sessions = sessions
+        self.failures: list[Exception] = [
+            OperationalError("select", None, ConnectionRefusedError("connection refused")),
+            InterfaceError("select", None, Exception("connection is closed")),
+            DBAPIError.instance(
+                "select",
+                None,
+                asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+                Exception,  # type: ignore[arg-type]
+            ),
+        ]
+        self.opened = 0
+
+    def _next_failure(self) -> None:
+        self.opened += 1
+        if self.failures:
+            raise self.failures.pop(0)
+
+    def __call__(self) -> AsyncSession:
+        self._next_failure()
+        return self._sessions()
+
+    def begin(self) -> Any:
+        self._next_failure()
+        return self._sessions.begin()
+
+
+async def test_the_outbox_sweep_waits_out_a_database_outage(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    bus = FlakyBus()
+    account = await create_account(sessions)
+    bus.down = True
+    await Ledger(sessions=sessions, bus=bus).apply_batch([_snapshot(account.id, _holding("TCS", "10"))])
+    bus.down = False
+    flaky = _DatabaseDownFor(sessions)
+    relay = OutboxRelay(sessions=flaky, bus=bus)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    sweeping = asyncio.create_task(relay.run(stop, interval_s=0.01))
+
+    async def announced() -> bool:
+        assert not sweeping.done(), f"the relay ended: {sweeping.exception()!r}"
+        return len(_announced(bus)) == 1
+
+    await eventually(announced, timeout_s=15, what="the sweep to relay the message once the database is back")
+    stop.set()
+    await sweeping
+    assert flaky.failures == []

@@ -14,13 +14,12 @@ from services.api.errors import unavailable
 from services.api.guard import GuardedRoute
 from services.api.routes import error_responses
 from services.api.schemas import Health
-from shared.db.engine import TRANSIENT_DB_ERRORS
+from shared.db.errors import is_transient_db_error
 
 router = APIRouter(tags=["health"], route_class=GuardedRoute)
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_SECONDS = 5.0
-_DATABASE_DOWN: tuple[type[BaseException], ...] = (SQLAlchemyError, *TRANSIENT_DB_ERRORS)
 
 
 @router.get("/healthz", summary="Liveness")
@@ -35,7 +34,9 @@ async def readyz(context: Context) -> Health:
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS), context.resources.engine.connect() as connection:
             await connection.execute(text("select 1"))
-    except _DATABASE_DOWN as exc:
+    except Exception as exc:
+        if not (isinstance(exc, SQLAlchemyError) or is_transient_db_error(exc)):
+            raise
         log.warning("not ready: database unavailable", extra={"error": type(exc).__name__})
         raise unavailable(f"database unavailable ({type(exc).__name__})") from None
     return Health(status="ready")
