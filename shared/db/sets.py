@@ -35,19 +35,12 @@ async def update_by_id(session: AsyncSession, model: type[Base], rows: Sequence[
     if bind.dialect.name != "postgresql":
         await session.execute(update(model), list(rows))
         return
-    table = model.__table__
     names = list(rows[0])
-    arrays = {}
-    for name in names:
-        column = table.c[name]
-        values = [row[name] for row in rows]
-        process = column.type.bind_processor(bind.dialect)  # e.g. UtcDateTime refuses naive datetimes
-        arrays[name] = list(map(process, values)) if process else values
-    casts = ", ".join(f"CAST(:{n} AS {table.c[n].type.compile(dialect=bind.dialect)}[])" for n in names)
+    arrays, rows_as_arrays = _unnested(model.__table__, names, rows, bind.dialect)
     assignments = ", ".join(f"{n} = v.{n}" for n in names if n != "id")
     statement = text(
         f"UPDATE {model.__tablename__} AS t SET {assignments} "  # names from the table; values bound
-        f"FROM unnest({casts}) AS v({', '.join(names)}) WHERE t.id = v.id"
+        f"FROM {rows_as_arrays} WHERE t.id = v.id"
     )
     await session.execute(statement, arrays)
 
@@ -87,18 +80,26 @@ async def update_by_id_if_unchanged(
         ]
         result = await session.execute(fenced, parameters)
         return int(result.rowcount)  # type: ignore[attr-defined]
-    arrays = {}
-    for name in names:
-        column = table.c[name]
-        values = [row[name] for row in rows]
-        process = column.type.bind_processor(bind.dialect)  # e.g. UtcDateTime refuses naive datetimes
-        arrays[name] = list(map(process, values)) if process else values
-    casts = ", ".join(f"CAST(:{n} AS {table.c[n].type.compile(dialect=bind.dialect)}[])" for n in names)
+    arrays, rows_as_arrays = _unnested(table, names, rows, bind.dialect)
     assignments = ", ".join([*(f"{n} = v.{n}" for n in assigned), f"{version} = t.{version} + 1"])
     fence = " AND ".join(f"t.{n} IS NOT DISTINCT FROM v.{n}" for n in unchanged)
     statement = text(
         f"UPDATE {model.__tablename__} AS t SET {assignments} "  # names from the table; values bound
-        f"FROM unnest({casts}) AS v({', '.join(names)}) WHERE t.id = v.id AND {fence}"
+        f"FROM {rows_as_arrays} WHERE t.id = v.id AND {fence}"
     )
     result = await session.execute(statement, arrays)
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _unnested(
+    table: Any, names: Sequence[str], rows: Sequence[Mapping[str, Any]], dialect: Any
+) -> tuple[dict[str, list[Any]], str]:
+    """The rows as one bound array per column, and the FROM item `unnest(...) AS v(names)` that
+    turns them back into rows on Postgres."""
+    arrays = {}
+    for name in names:
+        values = [row[name] for row in rows]
+        process = table.c[name].type.bind_processor(dialect)  # e.g. UtcDateTime refuses naive datetimes
+        arrays[name] = list(map(process, values)) if process else values
+    casts = ", ".join(f"CAST(:{n} AS {table.c[n].type.compile(dialect=dialect)}[])" for n in names)
+    return arrays, f"unnest({casts}) AS v({', '.join(names)})"

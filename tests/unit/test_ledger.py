@@ -657,6 +657,7 @@ async def test_two_ledgers_planning_on_one_base_the_second_is_fenced_and_derives
     write_first = await a.prepare([first])
     write_second = await b.prepare([second])  # on the same base: TCS 5
     await write_first()
+    await a.relay.settle()  # its announcement is out before B writes (two relays race otherwise)
     with pytest.raises(ConcurrentWrite):
         await write_second()
     async with sessions() as session:
