@@ -120,7 +120,14 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
     ):
         v1.include_router(module.router)
     app.include_router(v1)
-    unguarded = [r.path for r in api_routes(app) if not isinstance(r, GuardedRoute)]
+    # Walking the included routers is the dearest step of building an app (FastAPI resolves each
+    # route's context): do it once, for the guard check here and the metrics' templates below.
+    contexts = list(iter_route_contexts(app.routes))
+    unguarded = [
+        c.original_route.path
+        for c in contexts
+        if isinstance(c.original_route, APIRoute) and not isinstance(c.original_route, GuardedRoute)
+    ]
     if unguarded:
         # A plain APIRoute would parse its body before the token is checked: refuse to build.
         raise TypeError(f"routes not built with route_class=GuardedRoute: {unguarded}")
@@ -131,7 +138,8 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
         larger=[(statement_upload, MAX_STATEMENT_BYTES)],
     )
     # Outermost: it times the body cap's refusals too.
-    app.add_middleware(RequestMetrics, routes=lambda: _route_templates(app))
+    templates = [(c.original_route, c.path_format) for c in contexts if c.path_format is not None]
+    app.add_middleware(RequestMetrics, routes=lambda: templates)
     _link_operations(app)
     return app
 
@@ -187,12 +195,6 @@ def api_routes(app: FastAPI) -> list[APIRoute]:
     """Every API route of the app, those of included routers too."""
     contexts = iter_route_contexts(app.routes)
     return [c.original_route for c in contexts if isinstance(c.original_route, APIRoute)]
-
-
-def _route_templates(app: FastAPI) -> list[tuple[object, str]]:
-    """Each route with its full path template (an included router's prefix too)."""
-    contexts = iter_route_contexts(app.routes)
-    return [(c.original_route, c.path_format) for c in contexts if c.path_format is not None]
 
 
 def _operation_id(route: APIRoute) -> str:
