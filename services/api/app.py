@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -123,11 +123,7 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
     # Walking the included routers is the dearest step of building an app (FastAPI resolves each
     # route's context): do it once, for the guard check here and the metrics' templates below.
     contexts = list(iter_route_contexts(app.routes))
-    unguarded = [
-        c.original_route.path
-        for c in contexts
-        if isinstance(c.original_route, APIRoute) and not isinstance(c.original_route, GuardedRoute)
-    ]
+    unguarded = [r.path for r in _routes_of(contexts) if not isinstance(r, GuardedRoute)]
     if unguarded:
         # A plain APIRoute would parse its body before the token is checked: refuse to build.
         raise TypeError(f"routes not built with route_class=GuardedRoute: {unguarded}")
@@ -193,7 +189,10 @@ def _lifespan(
 
 def api_routes(app: FastAPI) -> list[APIRoute]:
     """Every API route of the app, those of included routers too."""
-    contexts = iter_route_contexts(app.routes)
+    return _routes_of(iter_route_contexts(app.routes))
+
+
+def _routes_of(contexts: Iterable[Any]) -> list[APIRoute]:
     return [c.original_route for c in contexts if isinstance(c.original_route, APIRoute)]
 
 
