@@ -6,6 +6,7 @@ not exist, so ids cannot be probed.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated
@@ -20,8 +21,11 @@ from services.api.storage_users import Caller
 from shared.brokers import BrokerType
 from shared.bus.port import MessageBus
 from shared.credentials import CredentialCipher
+from shared.db.errors import is_transient_db_error
 from shared.db.tables import BrokerAccount, Portfolio, Role, User
 from shared.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="The api_token returned once by POST /v1/users.")
 
@@ -39,8 +43,23 @@ Context = Annotated[ApiContext, Depends(api_context)]
 
 
 async def db_session(context: Context) -> AsyncIterator[AsyncSession]:
-    async with context.sessions() as session:
+    session = context.sessions()
+    try:
         yield session
+    finally:
+        await _close(session)
+
+
+async def _close(session: AsyncSession) -> None:
+    """Close after the route: by then its answer may be sent, so a connection that died meanwhile
+    (Postgres restarting) is no error of the request's. The pool drops that connection; anything
+    else is a bug and is raised."""
+    try:
+        await session.close()
+    except Exception as exc:
+        if not is_transient_db_error(exc):
+            raise
+        log.info("closing a request's session: the connection was gone", extra={"error": type(exc).__name__})
 
 
 def message_bus(context: Context) -> MessageBus:

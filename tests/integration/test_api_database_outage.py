@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import httpx
 import pytest
@@ -74,19 +74,22 @@ async def test_the_api_answers_503_while_the_database_is_down_then_recovers(
 
             stop = asyncio.Event()
             running = asyncio.create_task(traffic(stop))
-            await asyncio.to_thread(_pg_local, "stop", "--dir", workdir)
-            await eventually(
-                lambda: asyncio.sleep(0, any(a.status_code == 503 for a in answers)),
-                what="a 503",
-                timeout_s=30,
-            )
-            await asyncio.to_thread(_pg_local, "start", "--dir", workdir, "--port", str(port))
-            seen = len(answers)
-            await eventually(
-                lambda: asyncio.sleep(0, any(a.status_code == 200 for a in answers[seen:])),
-                what="recovery",
-                timeout_s=60,
-            )
+
+            def answered(status: int, since: int) -> Callable[[], Awaitable[bool]]:
+                async def probe() -> bool:
+                    if running.done():  # a request raised: the server had no answer to give
+                        running.result()
+                    return any(a.status_code == status for a in answers[since:])
+
+                return probe
+
+            # Stopped at different moments of the traffic: before, during and after a route's answer.
+            for pause in (0.0, 0.15, 0.3):
+                await asyncio.sleep(pause)
+                await asyncio.to_thread(_pg_local, "stop", "--dir", workdir)
+                await eventually(answered(503, len(answers)), what="a 503", timeout_s=30)
+                await asyncio.to_thread(_pg_local, "start", "--dir", workdir, "--port", str(port))
+                await eventually(answered(200, len(answers)), what="recovery", timeout_s=60)
             stop.set()
             await running
     finally:
