@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator, Sequence
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.api import ApiResources, create_app
+from services.api.context import ApiContext
 from services.ledger.handlers import Ledger
 from shared.bus.memory import InMemoryBus
 from shared.bus.port import BusUnavailable, OutgoingMessage
@@ -47,7 +49,7 @@ def responses() -> list[str]:
 async def client(
     settings: Settings, engine: AsyncEngine, bus: InMemoryBus, cipher: CredentialCipher, responses: list[str]
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, resources=ApiResources(engine=engine, bus=bus, cipher=cipher))
+    app = _app_for(settings, ApiResources(engine=engine, bus=bus, cipher=cipher))
 
     async def record(response: httpx.Response) -> None:
         await response.aread()
@@ -62,6 +64,25 @@ async def client(
         ) as http,
     ):
         yield http
+
+
+_APPS: dict[str, FastAPI] = {}
+
+
+def _app_for(settings: Settings, resources: ApiResources) -> FastAPI:
+    """An app for these settings, given this test's resources.
+
+    Building an app is most of an API test's set-up (FastAPI resolves every route), and an app
+    keeps nothing of a test but its context (settings, database, bus, cipher): so apps are built once
+    per distinct configuration and each test gets its own context in the shared one. The database
+    URL and the credential keys differ per test and are read only through that context.
+    """
+    key = settings.model_dump_json(exclude={"database_url", "credentials_keys"})
+    app = _APPS.get(key)
+    if app is None:
+        app = _APPS[key] = create_app(settings, resources=resources)
+    app.state.api_context = ApiContext.create(settings, resources)
+    return app
 
 
 async def sign_up(client: httpx.AsyncClient) -> Headers:
