@@ -40,8 +40,6 @@ HOLDINGS_PER_SNAPSHOT = 10
 CHUNK = 40  # snapshots per publish, as a fetcher fleet's steady output
 CHUNK_INTERVAL_S = 0.1
 
-pytestmark = pytest.mark.timeout(240)
-
 
 @pytest.fixture
 async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:

@@ -35,8 +35,6 @@ BATCH_INTERVAL_S = 0.04  # ~600 events/s while nothing stalls: some 5 s of load
 KEYS = 60  # accounts: per-key order is checked too
 KILL_AFTER = EVENTS // 3
 
-pytestmark = pytest.mark.timeout(180)
-
 
 def _namespace() -> str:
     return f"cluster-{uuid.uuid4().hex[:8]}."
