@@ -20,10 +20,18 @@ from shared.settings import Settings
 def _startup_errors() -> tuple[type[Exception], ...]:
     from services.fetcher.registry import UnknownBroker
     from shared.bus.port import BusUnavailable
+    from shared.bus.replication import ReplicationUnsatisfiable
     from shared.credentials import CredentialsKeyError
     from shared.db.engine import DatabaseUnavailable, SchemaOutOfDate
 
-    return (BusUnavailable, CredentialsKeyError, DatabaseUnavailable, SchemaOutOfDate, UnknownBroker)
+    return (
+        BusUnavailable,
+        CredentialsKeyError,
+        DatabaseUnavailable,
+        ReplicationUnsatisfiable,
+        SchemaOutOfDate,
+        UnknownBroker,
+    )
 
 
 # What a misconfigured or unreachable deployment raises: said in one line, not a traceback.

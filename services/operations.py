@@ -29,6 +29,8 @@ async def create_kafka_topics(settings: Settings, brokers: list[str]) -> None:
         wanted,
         partitions=settings.kafka_topic_partitions,
         namespace=settings.kafka_namespace,
+        replication_factor=settings.kafka_replication_factor,
+        min_insync_replicas=settings.kafka_min_insync_replicas,
     )
     print(f"{len(created)} topic(s) created, {len(wanted) - len(created)} already there")
     for name in created:

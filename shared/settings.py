@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,6 +33,18 @@ class Settings(BaseSettings):
     )
     kafka_topic_partitions: int = Field(
         default=4, ge=1, description="Partitions of topics created by `topics create`."
+    )
+    kafka_replication_factor: int = Field(
+        default=0,
+        ge=0,
+        description="Replicas of each topic `topics create` makes; 0: from the brokers that answer "
+        "(3 on three or more, else one per broker). More than the cluster has is an error.",
+    )
+    kafka_min_insync_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Replicas that must have a write before Kafka acknowledges it (min.insync.replicas "
+        "of each topic `topics create` makes); 0: one fewer than the replication factor, at least 1.",
     )
     credentials_keys: SecretStr = Field(
         default=SecretStr(""),
@@ -158,6 +170,16 @@ class Settings(BaseSettings):
         "listed to operators and requested again by the scheduler.",
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> Settings:
+        factor, min_insync = self.kafka_replication_factor, self.kafka_min_insync_replicas
+        if factor and min_insync > factor:
+            raise ValueError(
+                f"KAFKA_MIN_INSYNC_REPLICAS={min_insync} exceeds KAFKA_REPLICATION_FACTOR={factor}: "
+                "no write could ever be acknowledged"
+            )
+        return self
 
     @field_validator("log_level")
     @classmethod

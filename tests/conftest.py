@@ -16,6 +16,7 @@ from shared.bus.memory import InMemoryBus
 from shared.db.engine import session_factory
 from tests.support.databases import DatabaseCloner
 from tests.support.infra import KafkaService, PostgresService, provide_kafka, provide_postgres
+from tests.support.kafka_cluster import KafkaCluster, provide_kafka_cluster
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +26,16 @@ def kafka() -> Iterator[KafkaService]:
         yield service
     finally:
         service.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[KafkaCluster]:
+    """Three Kafka nodes as local processes, which a test may kill; started only for tests that ask."""
+    cluster = provide_kafka_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, To
 
 from shared import topics as topic_names
 from shared.bus.port import BusUnavailable, OutgoingMessage, PartitionLag, PartitionsRevoked, Record
+from shared.bus.replication import Replication, topic_replication
 
 # What one fetch may bring per partition. aiokafka's default (1 MiB) holds some 250 snapshots of
 # twenty holdings, which capped the ledger's batches at a thousand events on four partitions, half
@@ -279,15 +280,30 @@ class KafkaSubscription:
 
 
 async def create_topics(
-    bootstrap_servers: Sequence[str], topics: Sequence[str], *, partitions: int, namespace: str = ""
+    bootstrap_servers: Sequence[str],
+    topics: Sequence[str],
+    *,
+    partitions: int,
+    namespace: str = "",
+    replication_factor: int = 0,
+    min_insync_replicas: int = 0,
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the names created (with the namespace)."""
+    """Create the topics that do not exist yet; return the names created (with the namespace).
+
+    `replication_factor` / `min_insync_replicas` of 0 are derived from the brokers that answer
+    (shared/bus/replication.py); either one beyond what the cluster can hold raises
+    `ReplicationUnsatisfiable` before anything is created.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=list(bootstrap_servers))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in topics if namespace + t not in existing]
         if missing:
+            brokers = len((await admin.describe_cluster())["brokers"])
+            replication = topic_replication(
+                brokers, factor=replication_factor, min_insync=min_insync_replicas
+            )
             # Another process may create them meanwhile: the outcome we wanted, so not an error.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
@@ -295,8 +311,8 @@ async def create_topics(
                         NewTopic(
                             namespace + t,
                             num_partitions=partitions,
-                            replication_factor=1,
-                            topic_configs=_COMPACTED_CONFIG if t in topic_names.COMPACTED else {},
+                            replication_factor=replication.factor,
+                            topic_configs=_topic_config(t, replication),
                         )
                         for t in missing
                     ]
@@ -304,3 +320,12 @@ async def create_topics(
         return [namespace + t for t in missing]
     finally:
         await admin.close()
+
+
+def _topic_config(topic: str, replication: Replication) -> dict[str, str]:
+    config = {"min.insync.replicas": str(replication.min_insync)}
+    # A replica that was out of sync never becomes leader: with acks=all, what was acknowledged stays.
+    config["unclean.leader.election.enable"] = "false"
+    if topic in topic_names.COMPACTED:
+        config.update(_COMPACTED_CONFIG)
+    return config

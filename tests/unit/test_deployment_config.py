@@ -270,7 +270,9 @@ def test_kafka_images_match_the_broker_version_of_the_pom() -> None:
         for service in _services(_load_compose()).values()
         if str(service.get("image", "")).startswith(f"{KAFKA_IMAGE_REPO}:")
     ]
-    assert images == [expected], f"docker-compose.yml must run {expected} (infra/kafka/pom.xml), not {images}"
+    assert images and set(images) == {expected}, (
+        f"docker-compose.yml must run {expected} (infra/kafka/pom.xml), not {images}"
+    )
     assert expected == infra.KAFKA_IMAGE, f"tests/support/infra.py KAFKA_IMAGE must be {expected}"
 
 
@@ -291,4 +293,87 @@ def test_compose_services_serve_metrics_on_the_compose_network_only() -> None:
         published = [str(p) for p in service.get("ports", [])]
         assert not [p for p in published if p.endswith(f":{anchor['METRICS_PORT']}")], (
             f"docker-compose.yml {name!r} publishes its metrics port: keep it on the compose network"
+        )
+
+
+# (f) the `cluster` profile: three KRaft brokers, and the services pointed at them
+
+CLUSTER_PROFILE = "cluster"
+# The command the file's header gives for the cluster profile.
+_CLUSTER_COMMAND = re.compile(r"KAFKA_SERVERS=(?P<servers>\S+) docker compose --profile cluster up")
+
+
+def _cluster_brokers(compose: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Service name -> environment of the apache/kafka services of the cluster profile."""
+    return {
+        name: {str(k): str(v) for k, v in service["environment"].items()}
+        for name, service in _services(compose).items()
+        if CLUSTER_PROFILE in service.get("profiles", [])
+        and str(service.get("image", "")).startswith(f"{KAFKA_IMAGE_REPO}:")
+    }
+
+
+def test_cluster_profile_runs_three_kraft_nodes_of_one_quorum() -> None:
+    compose = _load_compose()
+    brokers = _cluster_brokers(compose)
+    assert len(brokers) == 3, f"docker-compose.yml profile {CLUSTER_PROFILE!r} must run 3 Kafka brokers"
+    ids = {env["KAFKA_NODE_ID"]: name for name, env in brokers.items()}
+    assert sorted(ids) == ["1", "2", "3"], "docker-compose.yml: the cluster's KAFKA_NODE_IDs must be 1, 2, 3"
+    expected_voters = ",".join(f"{i}@{ids[i]}:9093" for i in sorted(ids))
+    for name, env in brokers.items():
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller", f"{name}: broker and controller in one"
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == expected_voters, (
+            f"docker-compose.yml {name}: KAFKA_CONTROLLER_QUORUM_VOTERS must be {expected_voters}"
+        )
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
+        assert compose["services"][name]["hostname"] == name
+        assert name in " ".join(compose["services"][name]["healthcheck"]["test"]), f"{name}: checks itself"
+        assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert len({env["CLUSTER_ID"] for env in brokers.values()}) == 1, "one CLUSTER_ID for the three nodes"
+    volumes = [str(v) for name in brokers for v in compose["services"][name]["volumes"]]
+    assert len({v.split(":")[0] for v in volumes}) == 3, "each node needs a data volume of its own"
+
+
+def test_cluster_profile_replicates_three_times_with_two_in_sync() -> None:
+    for name, env in _cluster_brokers(_load_compose()).items():
+        for key in (
+            "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+            "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+            "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR",
+            "KAFKA_DEFAULT_REPLICATION_FACTOR",
+        ):
+            assert env.get(key) == "3", f"docker-compose.yml {name}: {key} must be 3"
+        for key in (
+            "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+            "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR",
+            "KAFKA_MIN_INSYNC_REPLICAS",
+        ):
+            assert env.get(key) == "2", f"docker-compose.yml {name}: {key} must be 2"
+
+
+def test_services_reach_the_cluster_when_its_profile_is_used() -> None:
+    compose = _load_compose()
+    anchor = compose[ENV_ANCHOR]
+    assert anchor["KAFKA_BOOTSTRAP_SERVERS"] == "${KAFKA_SERVERS:-kafka:9092}", (
+        "docker-compose.yml: KAFKA_BOOTSTRAP_SERVERS is the single kafka unless KAFKA_SERVERS names "
+        "the cluster"
+    )
+    # Topics made on the cluster get 3 replicas and 2 in sync: derived (0) or set so.
+    assert int(anchor["KAFKA_REPLICATION_FACTOR"]) in {0, 3}
+    assert int(anchor["KAFKA_MIN_INSYNC_REPLICAS"]) in {0, 2}
+    commands = _CLUSTER_COMMAND.findall(COMPOSE_FILE.read_text())
+    advertised = sorted(
+        env["KAFKA_ADVERTISED_LISTENERS"].removeprefix("PLAINTEXT://")
+        for env in _cluster_brokers(compose).values()
+    )
+    assert commands and all(sorted(c.split(",")) == advertised for c in commands), (
+        f"docker-compose.yml: tell users to run KAFKA_SERVERS={','.join(advertised)} "
+        "docker compose --profile cluster up"
+    )
+    [topics_task] = [s for s in _portfolio_sync_services(compose).values() if s["command"][0] == "topics"]
+    for broker in ["kafka", *_cluster_brokers(compose)]:
+        dependency = topics_task["depends_on"].get(broker)
+        assert dependency == {"condition": "service_healthy", "required": False}, (
+            f"docker-compose.yml: `topics` must wait for {broker} healthy, and not require it "
+            "(a profile leaves it out)"
         )
