@@ -151,7 +151,9 @@ ACCESS: Mapping[Service, Access] = {
         writes={
             # History is appended, never rewritten: a snapshot changes only its status and announcement.
             "snapshots": Writes(insert=True, update=("status", "announcement_id", "announced_at")),
-            **dict.fromkeys(("snapshot_holdings", "transactions", "processed_events", "sync_attempts"), APPENDS),
+            **dict.fromkeys(
+                ("snapshot_holdings", "transactions", "processed_events", "sync_attempts"), APPENDS
+            ),
             # The relay locks its rows (FOR UPDATE needs an UPDATE grant) and deletes them once relayed.
             "outbox": OWNS,
             "broker_accounts": Writes(update=LEDGER_ACCOUNT_COLUMNS),

@@ -292,3 +292,35 @@ def test_compose_services_serve_metrics_on_the_compose_network_only() -> None:
         assert not [p for p in published if p.endswith(f":{anchor['METRICS_PORT']}")], (
             f"docker-compose.yml {name!r} publishes its metrics port: keep it on the compose network"
         )
+
+
+# (f) each service its own database role
+
+
+def test_compose_services_connect_as_their_own_roles_granted_after_the_migration() -> None:
+    from sqlalchemy.engine import make_url
+
+    from shared.db.ownership import SERVICES
+
+    compose = _load_compose()
+    anchor = compose[ENV_ANCHOR]
+    owner = make_url(_interpolated(anchor["DATABASE_URL"]))
+    users = set()
+    for service in SERVICES:
+        own = make_url(_interpolated(anchor[f"{service.upper()}_DATABASE_URL"]))
+        assert own.username not in {None, owner.username}, (
+            f"docker-compose.yml: {service.upper()}_DATABASE_URL must connect as the {service}'s own role"
+        )
+        assert (own.host, own.port, own.database) == (owner.host, owner.port, owner.database)
+        users.add(own.username)
+    assert len(users) == len(SERVICES), "docker-compose.yml: each service needs a role of its own"
+    ours = _portfolio_sync_services(compose)
+    tasks = {" ".join(map(str, s["command"])): name for name, s in ours.items()}
+    assert "db roles" in tasks, "docker-compose.yml runs no `db roles`"
+    roles = ours[tasks["db roles"]]
+    assert roles["depends_on"][tasks["db upgrade"]]["condition"] == "service_completed_successfully"
+    for name, service in ours.items():
+        if _cli_args(name, service).command in set(SERVICES):
+            assert service["depends_on"].get(tasks["db roles"], {}).get("condition") == (
+                "service_completed_successfully"
+            ), f"docker-compose.yml {name!r} must start after `db roles` completed"
