@@ -324,3 +324,17 @@ def test_compose_services_connect_as_their_own_roles_granted_after_the_migration
             assert service["depends_on"].get(tasks["db roles"], {}).get("condition") == (
                 "service_completed_successfully"
             ), f"docker-compose.yml {name!r} must start after `db roles` completed"
+
+
+def test_make_up_grants_each_service_its_role_after_the_migration_and_hides_the_owners_url() -> None:
+    from shared.db.ownership import SERVICES
+
+    stack = (REPO_ROOT / "infra" / "stack").read_text()
+    upgrade, roles = stack.find("\n  portfolio-sync db upgrade"), stack.find("\n  portfolio-sync db roles")
+    first_service = stack.find("\n  start_service api")
+    assert 0 < upgrade < roles < first_service, (
+        "infra/stack: `db roles` after `db upgrade`, before the services"
+    )
+    assert "for service in " + " ".join(SERVICES) + "; do" in stack
+    assert '"${service^^}_DATABASE_URL=' in stack, "infra/stack must write each service's own URL"
+    assert "env -u DATABASE_URL" in stack, "infra/stack: a service must not see the schema owner's URL"
