@@ -22,8 +22,16 @@ def _startup_errors() -> tuple[type[Exception], ...]:
     from shared.bus.port import BusUnavailable
     from shared.credentials import CredentialsKeyError
     from shared.db.engine import DatabaseUnavailable, SchemaOutOfDate
+    from shared.db.grants import MissingGrants
 
-    return (BusUnavailable, CredentialsKeyError, DatabaseUnavailable, SchemaOutOfDate, UnknownBroker)
+    return (
+        BusUnavailable,
+        CredentialsKeyError,
+        DatabaseUnavailable,
+        MissingGrants,
+        SchemaOutOfDate,
+        UnknownBroker,
+    )
 
 
 # What a misconfigured or unreachable deployment raises: said in one line, not a traceback.

@@ -24,10 +24,19 @@ from shared.db.ownership import ACCESS, EVERY_COLUMN, Service, reads_of
 # A name we create roles under: plain lower-case identifiers only, so it never needs quoting rules.
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SCRAM_ITERATIONS = 4096  # Postgres's own default (scram_iterations)
+_TABLES = (
+    "SELECT c.relname FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace "
+    "AND c.relkind IN ('r', 'p')"
+)
 
 
 class RoleSetupError(ValueError):
     """A service's role cannot be set up as configured; the message says what to change."""
+
+
+class MissingGrants(RuntimeError):
+    """The role a service connects as lacks some of its grants: `db roles` was not run since the
+    last `db upgrade` (or not with this role). Refusing to start beats dead-lettering every write."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,47 @@ async def grant_service_roles(engine: AsyncEngine, roles: Sequence[ServiceRole])
     return done
 
 
+async def assert_service_grants(conn: AsyncConnection, service: Service) -> None:
+    """Raise `MissingGrants` unless the current role may do all that `service` does (its reads and
+    writes); one round trip. A role that may do more (the schema's owner) passes."""
+    tables = frozenset(await conn.scalars(text(_TABLES)))
+    checks: list[tuple[str, str, str | None]] = [
+        (t, "SELECT", None) for t in sorted(reads_of(service, tables))
+    ]
+    for table, writes in sorted(ACCESS[service].writes.items()):
+        checks += [
+            (table, p, None)
+            for p, granted in (("INSERT", writes.insert), ("DELETE", writes.delete))
+            if granted
+        ]
+        if writes.update == EVERY_COLUMN:
+            checks.append((table, "UPDATE", None))
+        else:
+            checks += [(table, "UPDATE", column) for column in writes.update]
+    parameters: dict[str, str] = {}
+    calls = []
+    for i, (table, privilege, column) in enumerate(checks):
+        parameters |= {f"t{i}": table, f"p{i}": privilege}
+        if column is None:
+            calls.append(f"has_table_privilege(:t{i}, :p{i})")
+        else:
+            parameters[f"c{i}"] = column
+            calls.append(f"has_column_privilege(:t{i}, :c{i}, :p{i})")
+    held = (await conn.execute(text(f"SELECT {', '.join(calls)}"), parameters)).one()
+    missing = [
+        f"{privilege} on {table}" + ("" if column is None else f".{column}")
+        for (table, privilege, column), granted in zip(checks, held, strict=True)
+        if not granted
+    ]
+    if missing:
+        role = await conn.scalar(text("SELECT current_user"))
+        raise MissingGrants(
+            f"the {service}'s database role {role} lacks {', '.join(missing[:5])}"
+            + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            + ": run `portfolio-sync db roles` (after every `db upgrade`)"
+        )
+
+
 async def _ensure_role(conn: AsyncConnection, role: ServiceRole, *, database: str) -> str:
     found = await conn.execute(
         text("SELECT rolsuper FROM pg_roles WHERE rolname = :name"), {"name": role.name}
@@ -157,15 +207,7 @@ async def _ensure_role(conn: AsyncConnection, role: ServiceRole, *, database: st
 
 async def _tables_and_sequences(conn: AsyncConnection) -> dict[str, list[str]]:
     """Every table of the current schema, with the sequences owned by its columns (serial, identity)."""
-    tables: dict[str, list[str]] = {
-        name: []
-        for name in await conn.scalars(
-            text(
-                "SELECT c.relname FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace "
-                "AND c.relkind IN ('r', 'p')"
-            )
-        )
-    }
+    tables: dict[str, list[str]] = {name: [] for name in await conn.scalars(text(_TABLES))}
     owned = await conn.execute(
         text(
             "SELECT t.relname, s.relname FROM pg_depend d "

@@ -25,9 +25,11 @@ from shared import topics
 from shared.bus.memory import InMemoryBus
 from shared.db.engine import create_engine, session_factory
 from shared.db.errors import is_transient_db_error, sqlstate_of
+from shared.db.grants import MissingGrants
 from shared.db.ownership import SERVICES, Service
 from shared.db.tables import BrokerAccount, Snapshot, SyncRun
 from shared.events import Holding, HoldingSnapshot, SyncRequested, decode_event, utc_now
+from shared.runtime import checked_engine
 from shared.settings import Settings
 from tests.support.accounts import create_account
 
@@ -35,30 +37,34 @@ PERMISSION_DENIED = "42501"
 
 
 @pytest.fixture
-async def roles(
-    database_url: str, capsys: pytest.CaptureFixture[str]
-) -> AsyncIterator[dict[Service, AsyncEngine]]:
-    """`db roles` run as the schema's owner for three new roles (unique names: roles are the whole
-    cluster's), and an engine connected as each."""
+async def role_settings(database_url: str, capsys: pytest.CaptureFixture[str]) -> AsyncIterator[Settings]:
+    """Settings naming three new roles (unique names: roles are the whole cluster's), after `db
+    roles` ran for them as the schema's owner."""
     owner = make_url(database_url)
     unique = uuid.uuid4().hex[:8]
     urls = {
-        service: owner.set(
+        f"{service}_database_url": owner.set(
             username=f"{service}_{unique}", password=f"pw-{service}-{unique}"
         ).render_as_string(hide_password=False)
         for service in SERVICES
     }
-    settings = Settings(database_url=database_url, **{f"{s}_database_url": u for s, u in urls.items()})  # type: ignore[arg-type]
+    settings = Settings(database_url=database_url, **urls)  # type: ignore[arg-type]
     assert await grant_database_roles(settings) == 0
     assert await grant_database_roles(settings) == 0, "running it again changes nothing"
     printed = capsys.readouterr()
     assert f"role ledger_{unique} updated" in printed.out
     assert "pw-" not in printed.out + printed.err, "db roles printed a password"
-    engines = {service: create_engine(url) for service, url in urls.items()}
+    yield settings
+    await _drop_roles(database_url, [f"{s}_{unique}" for s in SERVICES])
+
+
+@pytest.fixture
+async def roles(role_settings: Settings) -> AsyncIterator[dict[Service, AsyncEngine]]:
+    """An engine connected as each service's role."""
+    engines = {service: create_engine(role_settings.service_database_url(service)) for service in SERVICES}
     yield engines
     for engine in engines.values():
         await engine.dispose()
-    await _drop_roles(database_url, [f"{s}_{unique}" for s in SERVICES])
 
 
 async def _drop_roles(database_url: str, names: list[str]) -> None:
@@ -196,3 +202,24 @@ async def test_each_service_does_its_work_as_its_own_role(roles: dict[Service, A
             select(func.count()).select_from(Snapshot).where(Snapshot.account_id == account.id)
         )
     assert left == 0
+
+
+async def test_a_service_whose_role_lacks_a_grant_refuses_to_start(role_settings: Settings) -> None:
+    for service in SERVICES:
+        async with checked_engine(role_settings, service):
+            pass
+    # As after a migration that `db roles` did not follow: one grant missing.
+    ledger_role = make_url(role_settings.service_database_url("ledger")).username
+    owner = create_engine(role_settings.database_url)
+    try:
+        async with owner.begin() as conn:
+            await conn.exec_driver_sql(f'REVOKE UPDATE ON broker_accounts FROM "{ledger_role}"')
+    finally:
+        await owner.dispose()
+    with pytest.raises(
+        MissingGrants, match=r"lacks UPDATE on broker_accounts\.current_snapshot_id.*db roles"
+    ):
+        async with checked_engine(role_settings, "ledger"):
+            pass
+    async with checked_engine(role_settings.model_copy(update={"ledger_database_url": ""}), "ledger"):
+        pass  # the schema's owner may do everything
