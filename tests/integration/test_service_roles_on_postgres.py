@@ -3,7 +3,6 @@ writes-what) — and is enough for the service's own work."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
@@ -32,6 +31,7 @@ from shared.events import Holding, HoldingSnapshot, SyncRequested, decode_event,
 from shared.runtime import checked_engine
 from shared.settings import Settings
 from tests.support.accounts import create_account
+from tests.support.databases import drop_roles, service_role_urls
 
 PERMISSION_DENIED = "42501"
 
@@ -40,22 +40,16 @@ PERMISSION_DENIED = "42501"
 async def role_settings(database_url: str, capsys: pytest.CaptureFixture[str]) -> AsyncIterator[Settings]:
     """Settings naming three new roles (unique names: roles are the whole cluster's), after `db
     roles` ran for them as the schema's owner."""
-    owner = make_url(database_url)
-    unique = uuid.uuid4().hex[:8]
-    urls = {
-        f"{service}_database_url": owner.set(
-            username=f"{service}_{unique}", password=f"pw-{service}-{unique}"
-        ).render_as_string(hide_password=False)
-        for service in SERVICES
-    }
+    own = service_role_urls(database_url)
+    urls = {f"{service}_database_url": url for service, url in own.items()}
     settings = Settings(database_url=database_url, **urls)  # type: ignore[arg-type]
     assert await grant_database_roles(settings) == 0
     assert await grant_database_roles(settings) == 0, "running it again changes nothing"
     printed = capsys.readouterr()
-    assert f"role ledger_{unique} updated" in printed.out
+    assert f"role {make_url(own['ledger']).username} updated" in printed.out
     assert "pw-" not in printed.out + printed.err, "db roles printed a password"
     yield settings
-    await _drop_roles(database_url, [f"{s}_{unique}" for s in SERVICES])
+    await drop_roles(database_url, own.values())
 
 
 @pytest.fixture
@@ -64,22 +58,6 @@ async def roles(role_settings: Settings) -> AsyncIterator[dict[Service, AsyncEng
     engines = {service: create_engine(role_settings.service_database_url(service)) for service in SERVICES}
     yield engines
     for engine in engines.values():
-        await engine.dispose()
-
-
-async def _drop_roles(database_url: str, names: list[str]) -> None:
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as conn:
-            for name in names:
-                await conn.exec_driver_sql(f'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "{name}"')
-                await conn.exec_driver_sql(f'REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM "{name}"')
-        async with engine.connect() as conn:
-            for name in names:
-                with contextlib.suppress(DBAPIError):
-                    await conn.exec_driver_sql(f'DROP ROLE "{name}"')
-                    await conn.commit()
-    finally:
         await engine.dispose()
 
 
