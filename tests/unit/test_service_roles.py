@@ -100,3 +100,14 @@ def test_grants_need_the_tables_to_exist() -> None:
 
 def test_the_cli_has_db_roles() -> None:
     assert _parser().parse_args(["db", "roles"]).db_command == "roles"
+
+
+async def test_db_roles_needs_postgres_and_does_nothing_without_service_urls(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from services.operations import grant_database_roles
+
+    assert await grant_database_roles(Settings(database_url="sqlite+aiosqlite:///x.db")) == 2
+    assert "need Postgres" in capsys.readouterr().err
+    assert await grant_database_roles(_settings()) == 0
+    assert "nothing to grant" in capsys.readouterr().out
