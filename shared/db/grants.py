@@ -147,7 +147,7 @@ async def grant_service_roles(engine: AsyncEngine, roles: Sequence[ServiceRole])
 
 async def assert_service_grants(conn: AsyncConnection, service: Service) -> None:
     """Raise `MissingGrants` unless the current role may do all that `service` does (its reads and
-    writes); one round trip. A role that may do more (the schema's owner) passes."""
+    writes), in two round trips. A role that may do more (the schema's owner) passes."""
     tables = frozenset(await conn.scalars(text(_TABLES)))
     checks: list[tuple[str, str, str | None]] = [
         (t, "SELECT", None) for t in sorted(reads_of(service, tables))
