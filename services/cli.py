@@ -23,11 +23,13 @@ def _startup_errors() -> tuple[type[Exception], ...]:
     from shared.bus.replication import ReplicationUnsatisfiable
     from shared.credentials import CredentialsKeyError
     from shared.db.engine import DatabaseUnavailable, SchemaOutOfDate
+    from shared.db.grants import MissingGrants
 
     return (
         BusUnavailable,
         CredentialsKeyError,
         DatabaseUnavailable,
+        MissingGrants,
         ReplicationUnsatisfiable,
         SchemaOutOfDate,
         UnknownBroker,
@@ -61,7 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("ledger", help="record snapshots, failures and reviews; announce changes")
 
     db = commands.add_parser("db", help="database schema tasks")
-    db.add_subparsers(dest="db_command", required=True).add_parser("upgrade", help="apply pending migrations")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade", help="apply pending migrations")
+    db_commands.add_parser(
+        "roles",
+        help="create each service's Postgres role (API_DATABASE_URL, SCHEDULER_DATABASE_URL, "
+        "LEDGER_DATABASE_URL) and grant it exactly its writes; run after `db upgrade`, again safely",
+    )
 
     topics = commands.add_parser("topics", help="Kafka topic tasks")
     create = topics.add_subparsers(dest="topics_command", required=True).add_parser(
@@ -168,6 +176,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from services.ledger.main import serve as serve_ledger
 
         asyncio.run(serve_ledger(settings))
+    elif args.command == "db" and args.db_command == "roles":
+        from services.operations import grant_database_roles
+
+        return asyncio.run(grant_database_roles(settings))
     elif args.command == "db":
         from services.operations import upgrade_database
 

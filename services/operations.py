@@ -1,15 +1,20 @@
-"""Operator tasks behind `portfolio-sync db upgrade`, `topics create`, `keys rotate` and `dlq replay`."""
+"""Operator tasks behind `portfolio-sync db upgrade`, `db roles`, `topics create`, `keys rotate` and
+`dlq replay`."""
 
 from __future__ import annotations
 
 import sys
 from datetime import datetime
 
+from sqlalchemy.engine import make_url
+
 from services.key_rotation import RotationReport, rotate_credentials
 from shared import topics
 from shared.bus.kafka import create_topics
 from shared.credentials import CredentialCipher
 from shared.db.engine import assert_schema_current, create_engine, session_factory, upgrade_schema
+from shared.db.grants import RoleSetupError, ServiceRole, grant_service_roles
+from shared.db.ownership import SERVICES
 from shared.settings import Settings
 
 
@@ -20,6 +25,58 @@ async def upgrade_database(settings: Settings) -> None:
     finally:
         await engine.dispose()
     print("database schema is up to date")
+
+
+def service_roles(settings: Settings) -> list[ServiceRole]:
+    """The role of each service whose own database URL is set (`<SERVICE>_DATABASE_URL`): its user
+    and password. Each must name DATABASE_URL's database, as a user other than DATABASE_URL's."""
+    owner = make_url(settings.database_url)
+    roles = []
+    for service in SERVICES:
+        url = settings.service_database_url(service)
+        if url == settings.database_url:
+            continue
+        own = make_url(url)
+        variable = f"{service.upper()}_DATABASE_URL"
+        if own.database != owner.database:
+            raise RoleSetupError(
+                f"{variable} names database {own.database!r}, DATABASE_URL {owner.database!r}: grants "
+                "are made in DATABASE_URL's"
+            )
+        if own.username is None or own.username == owner.username:
+            raise RoleSetupError(f"{variable} must connect as a user of its own, not DATABASE_URL's")
+        roles.append(ServiceRole(service=service, name=own.username, password=own.password or ""))
+    return roles
+
+
+async def grant_database_roles(settings: Settings) -> int:
+    """`db roles`: each service's role, granted its writes; exit status 2 when misconfigured."""
+    if not settings.database_url.startswith("postgresql"):
+        print("portfolio-sync db roles: service roles need Postgres (DATABASE_URL)", file=sys.stderr)
+        return 2
+    try:
+        roles = service_roles(settings)
+    except RoleSetupError as exc:
+        print(f"portfolio-sync db roles: {exc}", file=sys.stderr)
+        return 2
+    if not roles:
+        print(
+            "no service has a database URL of its own (API_DATABASE_URL, SCHEDULER_DATABASE_URL, "
+            "LEDGER_DATABASE_URL): every service connects as DATABASE_URL's role; nothing to grant"
+        )
+        return 0
+    engine = create_engine(settings.database_url)
+    try:
+        await assert_schema_current(engine)
+        done = await grant_service_roles(engine, roles)
+    except RoleSetupError as exc:
+        print(f"portfolio-sync db roles: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await engine.dispose()
+    for line in done:
+        print(line)
+    return 0
 
 
 async def create_kafka_topics(settings: Settings, brokers: list[str]) -> None:

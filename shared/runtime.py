@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.bus.factory import bus_from_settings
 from shared.bus.port import MessageBus
 from shared.db.engine import assert_schema_current, create_engine
+from shared.db.grants import assert_service_grants
+from shared.db.ownership import Service
 from shared.settings import Settings
 
 
@@ -46,11 +48,19 @@ async def started_bus(settings: Settings, *, client_id: str) -> AsyncIterator[Me
 
 
 @asynccontextmanager
-async def checked_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    """An engine on a database whose schema is current; refuses to start otherwise."""
-    engine = create_engine(settings.database_url)
+async def checked_engine(settings: Settings, service: Service | None = None) -> AsyncIterator[AsyncEngine]:
+    """An engine on a database whose schema is current; refuses to start otherwise. `service`
+    connects as its own role when its URL is set (shared/db/ownership.py), and refuses to start
+    unless that role holds every grant the service needs; operator tasks pass none and connect as
+    DATABASE_URL's."""
+    engine = create_engine(
+        settings.database_url if service is None else settings.service_database_url(service)
+    )
     try:
         await assert_schema_current(engine)
+        if service is not None and engine.dialect.name == "postgresql":
+            async with engine.connect() as conn:
+                await assert_service_grants(conn, service)
         yield engine
     finally:
         await engine.dispose()

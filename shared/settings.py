@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.db.ownership import Service
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
@@ -19,6 +21,21 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default="sqlite+aiosqlite:///portfolio-sync.db",
         description="SQLAlchemy async URL: postgresql+asyncpg://... or sqlite+aiosqlite:///file.db",
+    )
+    api_database_url: str = Field(
+        default="",
+        description="The API's database URL, as its own Postgres role (granted by `db roles`); "
+        "empty: DATABASE_URL.",
+    )
+    scheduler_database_url: str = Field(
+        default="",
+        description="The scheduler's database URL, as its own Postgres role (granted by `db roles`); "
+        "empty: DATABASE_URL.",
+    )
+    ledger_database_url: str = Field(
+        default="",
+        description="The ledger's database URL, as its own Postgres role (granted by `db roles`); "
+        "empty: DATABASE_URL.",
     )
     bus: Literal["kafka", "memory"] = Field(
         default="kafka", description="Message bus of the distributed services; the demo always uses memory."
@@ -209,6 +226,16 @@ class Settings(BaseSettings):
             for p in self.api_trusted_proxies.split(",")
             if p.strip()
         ]
+
+    def service_database_url(self, service: Service) -> str:
+        """The URL `service` connects with: its own when set, else DATABASE_URL (the schema owner's,
+        which operator tasks such as `db upgrade` and `users create` use)."""
+        own = {
+            "api": self.api_database_url,
+            "scheduler": self.scheduler_database_url,
+            "ledger": self.ledger_database_url,
+        }[service]
+        return own or self.database_url
 
     @property
     def bootstrap_servers(self) -> list[str]:

@@ -159,7 +159,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[ApiResources]:
     """Open the engine (refusing an out-of-date schema) and start the bus; close both on exit."""
     cipher = CredentialCipher(settings.credentials_keys.get_secret_value())
     async with AsyncExitStack() as stack:
-        engine = await stack.enter_async_context(checked_engine(settings))
+        engine = await stack.enter_async_context(checked_engine(settings, "api"))
         bus: MessageBus
         if settings.bus == "memory":
             # Nothing else shares this process's bus: "sync now" then reaches no fetcher. For tests.

@@ -44,7 +44,10 @@ async def run_ledger(ledger: Ledger, bus: MessageBus, stop: asyncio.Event) -> No
 
 async def serve(settings: Settings) -> None:
     """The `portfolio-sync ledger` process."""
-    async with checked_engine(settings) as engine, started_bus(settings, client_id=CONSUMER_GROUP) as bus:
+    async with (
+        checked_engine(settings, "ledger") as engine,
+        started_bus(settings, client_id=CONSUMER_GROUP) as bus,
+    ):
         ledger = Ledger(sessions=session_factory(engine), bus=bus, batch_size=settings.ledger_batch_size)
         with metrics_served(settings):
             await run_until_signalled(lambda stop: run_ledger(ledger, bus, stop))

@@ -69,7 +69,10 @@ async def run_scheduler(
 
 async def serve(settings: Settings) -> None:
     """The `portfolio-sync scheduler` process."""
-    async with checked_engine(settings) as engine, started_bus(settings, client_id="scheduler") as bus:
+    async with (
+        checked_engine(settings, "scheduler") as engine,
+        started_bus(settings, client_id="scheduler") as bus,
+    ):
         with metrics_served(settings):
             sessions = session_factory(engine)
             await run_until_signalled(lambda stop: run_scheduler(settings, sessions, bus, stop))

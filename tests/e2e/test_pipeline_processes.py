@@ -6,6 +6,7 @@ and ledger -> holdings.changes -> an independent subscriber (this test).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from shared import topics
 from shared.bus.kafka import KafkaBus
 from shared.credentials import CredentialCipher
 from shared.events import HoldingsChanged, decode_event
+from tests.support.databases import drop_roles, service_role_urls
 from tests.support.infra import KafkaService
 from tests.support.processes import ServiceProcesses, free_port
 from tests.support.waiting import eventually
@@ -29,9 +31,12 @@ def stack(
 ) -> Iterator[tuple[ServiceProcesses, str, str]]:
     namespace = f"e2e-{uuid.uuid4().hex[:8]}."
     port = free_port()
+    # Each service as its own role, as `make up` runs them (`db roles` below).
+    roles = service_role_urls(database_url)
     services = ServiceProcesses(
         {
             "DATABASE_URL": database_url,
+            **{f"{service.upper()}_DATABASE_URL": url for service, url in roles.items()},
             "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
             "KAFKA_NAMESPACE": namespace,
             "CREDENTIALS_KEYS": CredentialCipher.generate_key(),
@@ -43,6 +48,7 @@ def stack(
     )
     services.run("topics", "create", "--brokers", "sim")
     services.run("db", "upgrade")
+    services.run("db", "roles")
     for name, args in {
         "api": ["api"],
         "scheduler": ["scheduler"],
@@ -55,6 +61,7 @@ def stack(
     finally:
         codes = services.stop_all()
         print(services.logs())
+        asyncio.run(drop_roles(database_url, roles.values()))
         assert codes == dict.fromkeys(codes, 0), f"services did not stop cleanly: {codes}"
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterable
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
 from shared.db.engine import create_engine, upgrade_schema
+from shared.db.ownership import SERVICES, Service
 
 DROP_ATTEMPTS = 10
 
@@ -73,3 +75,33 @@ class DatabaseCloner:
                     await asyncio.sleep(0.2 * (attempt + 1))
         finally:
             await conn.close()
+
+
+def service_role_urls(database_url: str) -> dict[Service, str]:
+    """A URL per service of `database_url`'s database, each as a new role with a unique name (roles
+    are the whole cluster's) and password: what `db roles` creates from <SERVICE>_DATABASE_URL."""
+    owner = make_url(database_url)
+    unique = uuid.uuid4().hex[:8]
+    return {
+        service: owner.set(
+            username=f"{service}_{unique}", password=f"pw-{service}-{unique}"
+        ).render_as_string(hide_password=False)
+        for service in SERVICES
+    }
+
+
+async def drop_roles(database_url: str, urls: Iterable[str]) -> None:
+    """Drop the roles of `urls`, once nothing in `database_url`'s database is granted to them."""
+    names = [make_url(url).username for url in urls]
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            for name in names:
+                await conn.exec_driver_sql(f'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "{name}"')
+                await conn.exec_driver_sql(f'REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM "{name}"')
+        async with engine.connect() as conn:
+            for name in names:
+                await conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{name}"')
+                await conn.commit()
+    finally:
+        await engine.dispose()

@@ -48,6 +48,9 @@ PERMANENT = [
     asyncpg.exceptions.NumericValueOutOfRangeError("numeric field overflow"),  # 22003
     asyncpg.exceptions.InvalidTextRepresentationError("invalid input syntax for type uuid"),  # 22P02
     asyncpg.exceptions.UndefinedColumnError("column does not exist"),  # 42703: a bug, not an outage
+    # 42501: a service's role lacks a grant (`db roles` not run, or a write outside its row of the
+    # ownership table): waiting does not cure it.
+    asyncpg.exceptions.InsufficientPrivilegeError("permission denied for table users"),
 ]
 
 

@@ -165,11 +165,19 @@ def test_compose_takes_credentials_keys_from_the_environment_only() -> None:
     )
 
 
+# The one-shot tasks run as the schema's owner; a long-running service does not even see its URL.
+TASKS = {"db", "topics"}
+
+
 def test_every_portfolio_sync_service_gets_the_shared_environment() -> None:
     compose = _load_compose()
     for name, service in _portfolio_sync_services(compose).items():
-        assert service.get("environment") == compose[ENV_ANCHOR], (
+        expected = dict(compose[ENV_ANCHOR])
+        if _cli_args(name, service).command not in TASKS:
+            expected["DATABASE_URL"] = ""
+        assert service.get("environment") == expected, (
             f"docker-compose.yml service {name!r} must take its environment from *env"
+            + ("" if _cli_args(name, service).command in TASKS else ", with DATABASE_URL empty")
         )
 
 
@@ -377,3 +385,49 @@ def test_services_reach_the_cluster_when_its_profile_is_used() -> None:
             f"docker-compose.yml: `topics` must wait for {broker} healthy, and not require it "
             "(a profile leaves it out)"
         )
+
+
+# (g) each service its own database role
+
+
+def test_compose_services_connect_as_their_own_roles_granted_after_the_migration() -> None:
+    from sqlalchemy.engine import make_url
+
+    from shared.db.ownership import SERVICES
+
+    compose = _load_compose()
+    anchor = compose[ENV_ANCHOR]
+    owner = make_url(_interpolated(anchor["DATABASE_URL"]))
+    users = set()
+    for service in SERVICES:
+        own = make_url(_interpolated(anchor[f"{service.upper()}_DATABASE_URL"]))
+        assert own.username not in {None, owner.username}, (
+            f"docker-compose.yml: {service.upper()}_DATABASE_URL must connect as the {service}'s own role"
+        )
+        assert (own.host, own.port, own.database) == (owner.host, owner.port, owner.database)
+        users.add(own.username)
+    assert len(users) == len(SERVICES), "docker-compose.yml: each service needs a role of its own"
+    ours = _portfolio_sync_services(compose)
+    tasks = {" ".join(map(str, s["command"])): name for name, s in ours.items()}
+    assert "db roles" in tasks, "docker-compose.yml runs no `db roles`"
+    roles = ours[tasks["db roles"]]
+    assert roles["depends_on"][tasks["db upgrade"]]["condition"] == "service_completed_successfully"
+    for name, service in ours.items():
+        if _cli_args(name, service).command in set(SERVICES):
+            assert service["depends_on"].get(tasks["db roles"], {}).get("condition") == (
+                "service_completed_successfully"
+            ), f"docker-compose.yml {name!r} must start after `db roles` completed"
+
+
+def test_make_up_grants_each_service_its_role_after_the_migration_and_hides_the_owners_url() -> None:
+    from shared.db.ownership import SERVICES
+
+    stack = (REPO_ROOT / "infra" / "stack").read_text()
+    upgrade, roles = stack.find("\n  portfolio-sync db upgrade"), stack.find("\n  portfolio-sync db roles")
+    first_service = stack.find("\n  start_service api")
+    assert 0 < upgrade < roles < first_service, (
+        "infra/stack: `db roles` after `db upgrade`, before the services"
+    )
+    assert "for service in " + " ".join(SERVICES) + "; do" in stack
+    assert '"${service^^}_DATABASE_URL=' in stack, "infra/stack must write each service's own URL"
+    assert "env DATABASE_URL= " in stack, "infra/stack: a service must not see the schema owner's URL"
