@@ -8,6 +8,11 @@ account at a fixed rate (each account's first sync, so each yields a HoldingsCha
 each from just before its publish to the moment its HoldingsChanged arrives here.
 
 Writes bench/results/latency.json (p50_ms, p99_ms, rate_per_s). Target: p99 < 250 ms at 200/s.
+
+Where the time goes, per request (`stages`, p50/p99/max of each): requested -> fetched (the
+snapshot's `taken_at`), -> snapshot published (its record's CreateTime on holdings.snapshots), ->
+consumed by the ledger (the stored snapshot's `received_at`), -> relayed (the HoldingsChanged
+record's CreateTime: apply, commit and the outbox relay), -> received here. One machine, one clock.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 import uuid
 from pathlib import Path
 
+import asyncpg
 from bench_accounts import create_accounts, fresh_database
 
 from infra import REPO, KafkaService, PostgresService, provide_kafka, provide_postgres
@@ -30,7 +36,14 @@ from shared import topics
 from shared.bus.kafka import KafkaBus, create_topics
 from shared.bus.port import OutgoingMessage
 from shared.credentials import CredentialCipher
-from shared.events import HoldingsChanged, SyncRequested, SyncTrigger, decode_event
+from shared.events import (
+    EventDecodeError,
+    HoldingsChanged,
+    HoldingSnapshot,
+    SyncRequested,
+    SyncTrigger,
+    decode_event,
+)
 from shared.logs import configure_logging
 
 RESULTS = Path(__file__).parent / "results" / "latency.json"
@@ -61,8 +74,11 @@ async def measure(
     bus = KafkaBus(servers, namespace=namespace)
     await bus.start()
     changes = await bus.subscribe([topics.HOLDINGS_CHANGES], group="latency-observer")
+    snapshots = await bus.subscribe([topics.HOLDINGS_SNAPSHOTS], group="latency-observer")
     sent: dict[uuid.UUID, float] = {}
     received: dict[uuid.UUID, float] = {}
+    relayed: dict[uuid.UUID, float] = {}
+    published: dict[uuid.UUID, float] = {}
 
     async def send(account: uuid.UUID) -> None:
         request = SyncRequested(account_id=account, broker="sim", trigger=SyncTrigger.MANUAL)
@@ -74,15 +90,23 @@ async def measure(
         while len(received) < until:
             if time.monotonic() > deadline or any(p.poll() is not None for p in services):
                 raise RuntimeError(f"only {len(received)} of {until} changes arrived")
-            for record in await changes.fetch(max_records=1000, timeout_s=0.2):
-                received.setdefault(decode_event(HoldingsChanged, record.value).account_id, time.time())
+            for record in await changes.fetch(max_records=1000, timeout_s=0.1):
+                account = decode_event(HoldingsChanged, record.value).account_id
+                received.setdefault(account, time.time())
+                relayed.setdefault(account, record.published_at or 0.0)
+            for record in await snapshots.fetch(max_records=1000, timeout_s=0.0):
+                try:
+                    snapshot = decode_event(HoldingSnapshot, record.value)
+                except EventDecodeError:
+                    continue  # a SyncFailed: it has no snapshot to time
+                published.setdefault(snapshot.account_id, record.published_at or 0.0)
 
     try:
         # Warm-up: until both services have joined their groups and answered.
         await asyncio.gather(*(send(a) for a in accounts[:warmup]))
         await observe(warmup)
-        sent.clear()
-        received.clear()
+        for seen in (sent, received, relayed, published):
+            seen.clear()
         print(f"  sending {count} requests at {rate}/s ...", flush=True)
         observer = asyncio.create_task(observe(count))
         started = time.monotonic()
@@ -95,17 +119,64 @@ async def measure(
         await observer
     finally:
         await changes.close()
+        await snapshots.close()
         await bus.close()
         for process in services:
             process.terminate()
             process.wait(30)
+    stored = await stored_times(url, list(sent))
+    marks = {
+        a: (sent[a], stored[a][0], published.get(a), stored[a][1], relayed[a], received[a])
+        for a in sent
+        if a in stored
+    }
     latencies = sorted((received[a] - sent[a]) * 1000 for a in sent)
     return {
         "requests": count,
         "rate_per_s": round(achieved, 1),
-        "p50_ms": round(statistics.median(latencies), 1),
-        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 1),
-        "max_ms": round(latencies[-1], 1),
+        **percentiles(latencies),
+        "stages": stage_breakdown(marks),
+    }
+
+
+STAGES = (
+    "requested->fetched",
+    "fetched->published",
+    "published->consumed",
+    "consumed->relayed",
+    "relayed->received",
+)
+
+
+async def stored_times(url: str, accounts: list[uuid.UUID]) -> dict[uuid.UUID, tuple[float, float]]:
+    """Each account's snapshot `taken_at` (fetched) and `received_at` (consumed by the ledger)."""
+    connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        rows = await connection.fetch(
+            "SELECT account_id, taken_at, received_at FROM snapshots WHERE account_id = ANY($1::uuid[])",
+            accounts,
+        )
+    finally:
+        await connection.close()
+    return {r["account_id"]: (r["taken_at"].timestamp(), r["received_at"].timestamp()) for r in rows}
+
+
+def stage_breakdown(marks: dict[uuid.UUID, tuple[float | None, ...]]) -> dict[str, dict[str, float]]:
+    """p50/p99/max of each stage (ms), over the requests whose every mark was seen."""
+    complete = [m for m in marks.values() if all(t for t in m)]
+    breakdown = {}
+    for i, stage in enumerate(STAGES):
+        spans = sorted((float(m[i + 1] or 0) - float(m[i] or 0)) * 1000 for m in complete)
+        breakdown[stage] = percentiles(spans) if spans else {}
+    return breakdown
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50, p99 and max of sorted `values`."""
+    return {
+        "p50_ms": round(statistics.median(values), 1),
+        "p99_ms": round(values[max(0, int(len(values) * 0.99) - 1)], 1),
+        "max_ms": round(values[-1], 1),
     }
 
 

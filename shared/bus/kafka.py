@@ -234,6 +234,7 @@ class KafkaSubscription:
                 m.offset,
                 m.key.decode() if m.key is not None else None,
                 m.value or b"",
+                m.timestamp / 1000 if m.timestamp is not None and m.timestamp >= 0 else None,
             )
             for messages in batches.values()
             for m in messages

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
@@ -50,7 +51,7 @@ class InMemoryBus:
         for message in messages:
             partition = self.partition_for(message.key)
             log = self._log(message.topic)[partition]
-            log.append(Record(message.topic, partition, len(log), message.key, message.value))
+            log.append(Record(message.topic, partition, len(log), message.key, message.value, time.time()))
         async with self._changed:
             self._changed.notify_all()
 

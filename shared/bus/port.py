@@ -39,6 +39,8 @@ class Record:
     offset: int
     key: str | None
     value: bytes
+    published_at: float | None = None
+    """When the producer sent it (Unix seconds; Kafka's CreateTime), where the bus knows."""
 
 
 @dataclass(frozen=True, slots=True)

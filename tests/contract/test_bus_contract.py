@@ -6,6 +6,7 @@ Run against a real Kafka broker (see tests/conftest.py) and the in-memory bus al
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -246,3 +247,16 @@ async def test_an_empty_value_reads_back_empty(bus: MessageBus, topic: str) -> N
     await bus.publish([OutgoingMessage(topic, "gone", b"")])
     records = await bus.recent(topic, per_partition=5)
     assert [(r.key, r.value) for r in records] == [("gone", b"")]
+
+
+async def test_a_record_says_when_it_was_published(bus: MessageBus, topic: str) -> None:
+    before = time.time()
+    await bus.publish(_messages(topic, keys=2, per_key=2))
+    after = time.time()
+    sub = await bus.subscribe([topic], group=f"g-{uuid.uuid4().hex[:8]}")
+    try:
+        records = await _drain(sub, [], expected=4, commit=False)
+    finally:
+        await sub.close()
+    # Kafka's CreateTime has millisecond precision.
+    assert all(r.published_at is not None and before - 0.001 <= r.published_at <= after for r in records)
