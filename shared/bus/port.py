@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -58,9 +59,13 @@ class PartitionLag:
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
+    """`timestamp`: the record's time on the topic (Kafka's CreateTime); None: when it is published.
+    A publisher that sets it can find the record again by time (`MessageBus.published_since`)."""
+
     topic: str
     key: str
     value: bytes
+    timestamp: datetime | None = None
 
     @classmethod
     def of(cls, topic: str, event: Event) -> OutgoingMessage:
@@ -100,6 +105,11 @@ class MessageBus(Protocol):
 
     async def recent(self, topic: str, *, per_partition: int) -> list[Record]:
         """The last `per_partition` records of each partition of `topic`, outside any group."""
+
+    async def published_since(self, topic: str, since: datetime) -> list[Record]:
+        """Every record of `topic` whose timestamp is `since` or later (and possibly some earlier
+        ones: a partition is read from its first record at or after `since` to its end), outside
+        any group. Whatever a publish that returned had sent is among them."""
 
     async def count(self, topic: str) -> int:
         """How many records `topic` holds now (over its partitions: log end minus log start)."""
