@@ -34,7 +34,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -80,6 +80,14 @@ class OutboxRelay:
         self._batch = batch
         self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
         self._relaying: asyncio.Task[None] | None = None
+        # SQLite (the embedded mode, one process) has no row locks: there, passes take turns.
+        self._turns = contextlib.nullcontext() if self._postgres else asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def _pass(self) -> AsyncIterator[AsyncSession]:
+        """One transaction of a relay pass: what it locks, no other pass takes until it ends."""
+        async with self._turns, self._sessions.begin() as session:
+            yield session
 
     def _among(self, column: Any, values: Collection[Any]) -> ColumnElement[bool]:
         return among(column, values, postgres=self._postgres)
@@ -113,7 +121,7 @@ class OutboxRelay:
         if not rows:
             return
         by_event = {row[0]: row for row in rows}
-        async with self._sessions.begin() as session:
+        async with self._pass() as session:
             held = (
                 await session.execute(
                     select(OutboxMessage.id, OutboxMessage.event_id)
@@ -139,7 +147,7 @@ class OutboxRelay:
         total = 0
         while True:
             await self._mark_in_doubt(older_than)
-            async with self._sessions.begin() as session:
+            async with self._pass() as session:
                 taken = [
                     _Row(*row)
                     for row in await session.execute(
@@ -173,7 +181,7 @@ class OutboxRelay:
         """Commit `in_doubt` on the oldest rows waiting longer than `older_than` that no pass holds,
         before any sweep publishes them: from then on the batch's own relay leaves them alone, even
         should the sweep's publish land and its delete fail."""
-        async with self._sessions.begin() as session:
+        async with self._pass() as session:
             oldest = (
                 select(OutboxMessage.id)
                 .where(OutboxMessage.in_doubt == false(), OutboxMessage.created_at <= utc_now() - older_than)
