@@ -251,7 +251,9 @@ class OutboxRelay:
         since = min(row.created_at for row in rows)
         published: set[uuid.UUID | None] = set()
         for topic in {row.topic for row in rows}:
-            published.update(_event_id(r.value) for r in await self._bus.published_since(topic, since))
+            async with contextlib.aclosing(self._bus.published_since(topic, since)) as chunks:
+                async for chunk in chunks:
+                    published.update(_event_id(r.value) for r in chunk)
         found = {row.event_id for row in rows} & published
         if found:
             log.info(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -174,9 +174,9 @@ class KafkaBus:
             starts = await consumer.beginning_offsets(partitions)
             return {tp: max(starts[tp], ends[tp] - per_partition) for tp in partitions}
 
-        return await self._read_to_end(topic, last_ones)
+        return [record async for chunk in self._read_to_end(topic, last_ones) for record in chunk]
 
-    async def published_since(self, topic: str, since: datetime) -> list[Record]:
+    async def published_since(self, topic: str, since: datetime) -> AsyncGenerator[list[Record], None]:
         since_ms = _epoch_ms(since)
 
         async def first_at_or_after(
@@ -188,12 +188,14 @@ class KafkaBus:
             return {tp: ends[tp] if found[tp] is None else found[tp].offset for tp in partitions}
 
         try:
-            return await self._read_to_end(topic, first_at_or_after)
+            async for chunk in self._read_to_end(topic, first_at_or_after):
+                yield chunk
         except KafkaError as exc:
             raise BusUnavailable(f"Kafka did not deliver {topic} since {since}: {exc!r}") from exc
 
-    async def _read_to_end(self, topic: str, start_at: _StartAt) -> list[Record]:
-        """Read each partition of `topic` from where `start_at` says to the end it has now."""
+    async def _read_to_end(self, topic: str, start_at: _StartAt) -> AsyncGenerator[list[Record], None]:
+        """Read each partition of `topic` from where `start_at` says to the end it has now, a fetch
+        at a time (what is read need not fit in memory at once)."""
         wire_topic = self._namespace + topic
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._servers, client_id=self._client_id, enable_auto_commit=False
@@ -205,17 +207,16 @@ class KafkaBus:
                 for p in sorted(await self._started().partitions_for(wire_topic))
             ]
             if not partitions:
-                return []
+                return
             consumer.assign(partitions)
             ends = await consumer.end_offsets(partitions)
             for tp, offset in (await start_at(consumer, partitions, ends)).items():
                 consumer.seek(tp, offset)
             reading = KafkaSubscription(consumer, self._namespace)
-            records: list[Record] = []
             while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-                records.extend(await reading.fetch(max_records=_READ_BATCH, timeout_s=1.0))
-            # A partition's last fetch may bring records beyond the end it had when we started.
-            return [r for r in records if r.offset < ends[TopicPartition(wire_topic, r.partition)]]
+                records = await reading.fetch(max_records=_READ_BATCH, timeout_s=1.0)
+                # A partition's last fetch may bring records beyond the end it had when we started.
+                yield [r for r in records if r.offset < ends[TopicPartition(wire_topic, r.partition)]]
         finally:
             await consumer.stop()
 

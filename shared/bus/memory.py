@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import zlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import count
@@ -88,13 +88,11 @@ class InMemoryBus:
     async def recent(self, topic: str, *, per_partition: int) -> list[Record]:
         return [record for partition in self._log(topic) for record in partition[-per_partition:]]
 
-    async def published_since(self, topic: str, since: datetime) -> list[Record]:
-        found: list[Record] = []
+    async def published_since(self, topic: str, since: datetime) -> AsyncGenerator[list[Record], None]:
         for partition, times in zip(self._log(topic), self._times(topic), strict=True):
             # Like Kafka's offsets_for_times: from the first record at or after `since`, to the end.
             first = next((i for i, t in enumerate(times) if t >= since), len(times))
-            found.extend(partition[first:])
-        return found
+            yield partition[first:]
 
     async def count(self, topic: str) -> int:
         return sum(len(partition) for partition in self._log(topic))

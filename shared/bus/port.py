@@ -13,7 +13,7 @@ Semantics both adapters guarantee (and `tests/contract/test_bus_contract.py` pro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -106,10 +106,11 @@ class MessageBus(Protocol):
     async def recent(self, topic: str, *, per_partition: int) -> list[Record]:
         """The last `per_partition` records of each partition of `topic`, outside any group."""
 
-    async def published_since(self, topic: str, since: datetime) -> list[Record]:
+    def published_since(self, topic: str, since: datetime) -> AsyncGenerator[list[Record], None]:
         """Every record of `topic` whose timestamp is `since` or later (and possibly some earlier
-        ones: a partition is read from its first record at or after `since` to its end), outside
-        any group. Whatever a publish that returned had sent is among them."""
+        ones: a partition is read from its first record at or after `since` to the end it had when
+        asked), outside any group, a chunk at a time. Whatever a publish that returned had sent is
+        among them."""
 
     async def count(self, topic: str) -> int:
         """How many records `topic` holds now (over its partitions: log end minus log start)."""

@@ -56,10 +56,8 @@ def _snapshot(account_id: uuid.UUID, quantity: int) -> HoldingSnapshot:
 async def _announced(bus: KafkaBus) -> dict[uuid.UUID, list[uuid.UUID]]:
     """Per account, the snapshots announced on holdings.changes, in the order of the log."""
     announced: defaultdict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-    for record in sorted(
-        await bus.published_since(topics.HOLDINGS_CHANGES, T0 - timedelta(days=1)),
-        key=lambda r: (r.partition, r.offset),
-    ):
+    records = [r async for chunk in bus.published_since(topics.HOLDINGS_CHANGES, T0) for r in chunk]
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
         change = decode_event(HoldingsChanged, record.value)
         announced[change.account_id].append(change.snapshot_id)
     return dict(announced)
