@@ -80,6 +80,10 @@ class OutboxRelay:
         self._batch = batch
         self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
         self._relaying: asyncio.Task[None] | None = None
+        # Event ids of batches handed over and not yet relayed: this process's sweep leaves them to
+        # the batch (taking them would only cost a look on the topic, under load when the batch's
+        # relay waits behind the previous one).
+        self._in_hand: set[uuid.UUID] = set()
         # SQLite (the embedded mode, one process) has no row locks: there, passes take turns.
         self._turns = contextlib.nullcontext() if self._postgres else asyncio.Lock()
 
@@ -96,8 +100,10 @@ class OutboxRelay:
         """Relay a just-committed batch's messages while the ledger writes the next batch. One batch
         at a time: this first waits for the previous one, so what waits in memory stays bounded.
         Should the publish fail, the sweep publishes them."""
+        handed = {row[0] for row in rows}
+        self._in_hand |= handed
         await self.settle()
-        self._relaying = asyncio.create_task(self._publish_committed_or_leave(rows))
+        self._relaying = asyncio.create_task(self._publish_committed_or_leave(rows, handed))
 
     async def settle(self) -> None:
         """Wait until every batch handed over is relayed (or left to the sweep)."""
@@ -105,11 +111,15 @@ class OutboxRelay:
             await self._relaying
             self._relaying = None
 
-    async def _publish_committed_or_leave(self, rows: Sequence[tuple[Any, ...]]) -> None:
+    async def _publish_committed_or_leave(
+        self, rows: Sequence[tuple[Any, ...]], handed: set[uuid.UUID]
+    ) -> None:
         try:
             await self.publish_committed(rows)
         except Exception as exc:
             log.warning("relaying a batch failed; the sweep will", extra={"error": repr(exc)})
+        finally:
+            self._in_hand -= handed
 
     async def publish_committed(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Relay outbox rows a batch has just committed, from memory (`BatchPlan.OUTBOX_COLUMNS`),
@@ -182,9 +192,12 @@ class OutboxRelay:
         before any sweep publishes them: from then on the batch's own relay leaves them alone, even
         should the sweep's publish land and its delete fail."""
         async with self._pass() as session:
+            waiting = [OutboxMessage.in_doubt == false(), OutboxMessage.created_at <= utc_now() - older_than]
+            if self._in_hand:
+                waiting.append(~self._among(OutboxMessage.event_id, self._in_hand))
             oldest = (
                 select(OutboxMessage.id)
-                .where(OutboxMessage.in_doubt == false(), OutboxMessage.created_at <= utc_now() - older_than)
+                .where(*waiting)
                 .order_by(OutboxMessage.id)
                 .limit(self._batch)
                 .with_for_update(skip_locked=True)
