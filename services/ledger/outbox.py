@@ -262,12 +262,12 @@ class OutboxRelay:
         did not commit. Read back to the oldest row's time, which every record of these rows is
         stamped with or after, however many records came since."""
         since = min(row.created_at for row in rows)
-        published: set[uuid.UUID | None] = set()
+        wanted = {row.event_id for row in rows}
+        found: set[uuid.UUID] = set()
         for topic in {row.topic for row in rows}:
             async with contextlib.aclosing(self._bus.published_since(topic, since)) as chunks:
                 async for chunk in chunks:
-                    published.update(_event_id(r.value) for r in chunk)
-        found = {row.event_id for row in rows} & published
+                    found.update(i for i in map(_event_id, (r.value for r in chunk)) if i in wanted)
         if found:
             log.info(
                 "outbox: skipping messages a previous pass already published", extra={"count": len(found)}
