@@ -11,8 +11,9 @@ Writes bench/results/latency.json (p50_ms, p99_ms, rate_per_s). Target: p99 < 25
 
 Where the time goes, per request (`stages`, p50/p99/max of each): requested -> fetched (the
 snapshot's `taken_at`), -> snapshot published (its record's CreateTime on holdings.snapshots), ->
-consumed by the ledger (the stored snapshot's `received_at`), -> relayed (the HoldingsChanged
-record's CreateTime: apply, commit and the outbox relay), -> received here. One machine, one clock.
+consumed by the ledger (the stored snapshot's `received_at`), -> written to the outbox (the
+HoldingsChanged record's timestamp is its outbox row's `created_at`, in the ledger's transaction),
+-> received here (the commit, the relay and the delivery). One machine, one clock.
 """
 
 from __future__ import annotations
@@ -143,8 +144,8 @@ STAGES = (
     "requested->fetched",
     "fetched->published",
     "published->consumed",
-    "consumed->relayed",
-    "relayed->received",
+    "consumed->outboxed",
+    "outboxed->received",
 )
 
 

@@ -1,13 +1,27 @@
 """The transactional outbox: HoldingsChanged is committed with the change it announces, then relayed.
 
-Right after a batch commits, its messages are relayed from memory (`publish_committed`); a sweep
-every second relays whatever is left (`publish_pending`). A crash between the commit and the
-publish leaves the message in the outbox, and the sweep publishes it when the ledger runs again.
-A message's delete commits only once Kafka has acknowledged it. The one moment left, a crash after
-the acknowledgement but before the delete, would publish it twice, so a message that has waited in
-the outbox longer than a relay pass takes (an orphan of a crashed or failed pass) is first looked
-for in the topic's tail, and skipped if it is already there.
-Only the relay's last batch can be in that state, so the tail to read is one batch per partition.
+What `holdings.changes` guarantees (docs/events.md, "Delivery guarantee"):
+
+- **At least once.** A message leaves the outbox only in the transaction that deletes it, which
+  commits only after Kafka acknowledged it (acks=all). A crash anywhere leaves it to be published.
+- **Per account, in commit order.** One account's rows are committed in outbox-id order (the
+  ledger's fence on the account serialises its writes), and a relay publishes a row only when no
+  older row of its account is left in the outbox, its own pass's rows aside: an older row still
+  waiting, or held by another pass, holds the account's newer ones back.
+- **A repeat is rare, and comes at once.** A publish may land and its delete not commit (a crash,
+  a lost connection). Every row a sweep takes may be such a one, so the sweep first reads the topic
+  back to the oldest taken row's time (each record carries its row's `created_at` as its Kafka
+  timestamp) and skips what it finds there. What remains is a record Kafka appended without
+  acknowledging and made readable only after that check; then the change goes out twice, the
+  second time right after the first for its account (its next change waits for the row's delete).
+  Subscribers drop a change whose `event_id` they have seen.
+
+Two paths relay. Right after a batch commits, its rows are relayed from memory (`publish_committed`)
+without looking on the topic: nobody has published them yet, unless a sweep took them first, and a
+sweep commits `in_doubt` on the rows it takes before it publishes, so the batch's relay leaves those
+(and rows a sweep holds locked) alone. Every second a sweep (`publish_pending`) relays whatever is
+left: marked in doubt, taken under a row lock (SKIP LOCKED: several ledgers sweep at once), checked
+against the topic, published, deleted.
 
 The pass that deletes a message also marks the snapshot it announces `announced_at` (one statement per
 pass), in the same transaction: what `GET /v1/admin/runs/{id}/trace` shows as "announced".
@@ -20,11 +34,11 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Collection, Sequence
-from datetime import timedelta
-from typing import Any
+from collections.abc import AsyncIterator, Collection, Sequence
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Row, delete, func, select, update
+from sqlalchemy import ColumnElement, delete, false, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ledger.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
@@ -36,13 +50,25 @@ from shared.events import utc_now
 
 log = logging.getLogger(__name__)
 
-# Older than this, a pending message may be an orphan whose publish was acknowledged.
-ORPHAN_AFTER = timedelta(seconds=5)
 # The sweep leaves a batch's messages this long to the batch itself, which relays them from memory.
+# Only for speed: whatever a sweep takes, it checks on the topic first.
 SWEEP_AFTER = timedelta(seconds=2)
 
-# id, event_id, topic, key, payload, snapshot_id
-_Pending = Row[int, uuid.UUID, str, str, str, uuid.UUID | None]
+
+class _Row(NamedTuple):
+    """An outbox row as a relay pass holds it."""
+
+    id: int
+    event_id: uuid.UUID
+    topic: str
+    key: str
+    payload: str
+    created_at: datetime
+    snapshot_id: uuid.UUID | None
+
+    def message(self) -> OutgoingMessage:
+        # Its Kafka timestamp is when it was committed: a sweep finds it again by that time.
+        return OutgoingMessage(self.topic, self.key, self.payload.encode(), timestamp=self.created_at)
 
 
 class OutboxRelay:
@@ -53,20 +79,31 @@ class OutboxRelay:
         self._bus = bus
         self._batch = batch
         self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
-        # Rows created before this moment may have been published by a pass that died: a previous
-        # process's (before this relay started) or one of ours that failed (moved on each failure).
-        self._doubt_before = utc_now()
         self._relaying: asyncio.Task[None] | None = None
+        # Event ids of batches handed over and not yet relayed: this process's sweep leaves them to
+        # the batch (taking them would only cost a look on the topic, under load when the batch's
+        # relay waits behind the previous one).
+        self._in_hand: set[uuid.UUID] = set()
+        # SQLite (the embedded mode, one process) has no row locks: there, passes take turns.
+        self._turns = contextlib.nullcontext() if self._postgres else asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def _pass(self) -> AsyncIterator[AsyncSession]:
+        """One transaction of a relay pass: what it locks, no other pass takes until it ends."""
+        async with self._turns, self._sessions.begin() as session:
+            yield session
 
     def _among(self, column: Any, values: Collection[Any]) -> ColumnElement[bool]:
         return among(column, values, postgres=self._postgres)
 
     async def hand_over(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Relay a just-committed batch's messages while the ledger writes the next batch. One batch
-        at a time: this first waits for the previous one, so messages keep their order and what
-        waits in memory stays bounded. Should the publish fail, the sweep publishes them."""
+        at a time: this first waits for the previous one, so what waits in memory stays bounded.
+        Should the publish fail, the sweep publishes them."""
+        handed = {row[0] for row in rows}
+        self._in_hand |= handed
         await self.settle()
-        self._relaying = asyncio.create_task(self._publish_committed_or_leave(rows))
+        self._relaying = asyncio.create_task(self._publish_committed_or_leave(rows, handed))
 
     async def settle(self) -> None:
         """Wait until every batch handed over is relayed (or left to the sweep)."""
@@ -74,38 +111,144 @@ class OutboxRelay:
             await self._relaying
             self._relaying = None
 
-    async def _publish_committed_or_leave(self, rows: Sequence[tuple[Any, ...]]) -> None:
+    async def _publish_committed_or_leave(
+        self, rows: Sequence[tuple[Any, ...]], handed: set[uuid.UUID]
+    ) -> None:
         try:
             await self.publish_committed(rows)
         except Exception as exc:
             log.warning("relaying a batch failed; the sweep will", extra={"error": repr(exc)})
+        finally:
+            self._in_hand -= handed
 
     async def publish_committed(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Relay outbox rows a batch has just committed, from memory (`BatchPlan.OUTBOX_COLUMNS`).
+        """Relay outbox rows a batch has just committed, from memory (`BatchPlan.OUTBOX_COLUMNS`),
+        without looking on the topic: only rows no sweep has taken, so nobody published them yet.
 
-        Deleting them first locks them, so a sweep running meanwhile skips them; what a sweep took
-        first is not returned by the delete, and is left to that sweep."""
+        Left to the sweep: rows a sweep holds (skipped, not waited for: should its commit fail, a
+        publish of ours would repeat its publish), rows a sweep marked in doubt, and rows of an
+        account with an older row still waiting (a crash's leftovers go out first)."""
         if not rows:
             return
-        async with self._sessions.begin() as session:
-            taken = set(
-                await session.scalars(
-                    delete(OutboxMessage)
-                    .where(self._among(OutboxMessage.event_id, [row[0] for row in rows]))
-                    .returning(OutboxMessage.event_id)
+        by_event = {row[0]: row for row in rows}
+        async with self._pass() as session:
+            held = (
+                await session.execute(
+                    select(OutboxMessage.id, OutboxMessage.event_id)
+                    .where(
+                        self._among(OutboxMessage.event_id, list(by_event)), OutboxMessage.in_doubt == false()
+                    )
+                    .order_by(OutboxMessage.id)
+                    .with_for_update(skip_locked=True)
                 )
-            )
-            await self._publish(
-                [
-                    OutgoingMessage(topic, key, payload.encode())
-                    for event_id, topic, key, payload, _, _ in rows
-                    if event_id in taken
-                ]
-            )
-            await self._mark_announced(session, [row[5] for row in rows if row[0] in taken])
+            ).all()
+            taken = [
+                _Row(row_id, event_id, topic, key, payload, created_at, snapshot_id)
+                for row_id, event_id in held
+                for _, topic, key, payload, created_at, snapshot_id in [by_event[event_id]]
+            ]
+            relayed = await self._in_account_order(session, taken)
+            await self._publish(relayed)
+            await self._delete(session, relayed)
 
-    async def _mark_announced(self, session: AsyncSession, snapshot_ids: list[uuid.UUID | None]) -> None:
-        announced = [i for i in snapshot_ids if i is not None]
+    async def publish_pending(self, *, older_than: timedelta = timedelta(0)) -> int:
+        """Publish what has waited in the outbox longer than `older_than`, oldest first, each
+        account's rows in order; skip what the topic already has. Return how many were published."""
+        total = 0
+        while True:
+            await self._mark_in_doubt(older_than)
+            async with self._pass() as session:
+                taken = [
+                    _Row(*row)
+                    for row in await session.execute(
+                        select(
+                            OutboxMessage.id,
+                            OutboxMessage.event_id,
+                            OutboxMessage.topic,
+                            OutboxMessage.message_key,
+                            OutboxMessage.payload,
+                            OutboxMessage.created_at,
+                            OutboxMessage.snapshot_id,
+                        )
+                        .where(OutboxMessage.in_doubt == true())
+                        .order_by(OutboxMessage.id)
+                        .limit(self._batch)
+                        # Several passes (and ledgers) relay at once: each takes rows no other holds.
+                        .with_for_update(skip_locked=True)
+                    )
+                ]
+                relayed = await self._in_account_order(session, taken)
+                if not relayed:
+                    return total  # nothing, or only rows waiting on an older one another pass holds
+                already = await self._already_published(relayed)
+                fresh = [row for row in relayed if row.event_id not in already]
+                await self._publish(fresh)
+                # Those a previous pass published too: they were announced, only not deleted.
+                await self._delete(session, relayed)
+            total += len(fresh)
+
+    async def _mark_in_doubt(self, older_than: timedelta) -> None:
+        """Commit `in_doubt` on the oldest rows waiting longer than `older_than` that no pass holds,
+        before any sweep publishes them: from then on the batch's own relay leaves them alone, even
+        should the sweep's publish land and its delete fail."""
+        async with self._pass() as session:
+            waiting = [OutboxMessage.in_doubt == false(), OutboxMessage.created_at <= utc_now() - older_than]
+            if self._in_hand:
+                waiting.append(~self._among(OutboxMessage.event_id, self._in_hand))
+            oldest = (
+                select(OutboxMessage.id)
+                .where(*waiting)
+                .order_by(OutboxMessage.id)
+                .limit(self._batch)
+                .with_for_update(skip_locked=True)
+            )
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(oldest.scalar_subquery()))
+                .values(in_doubt=True)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def _in_account_order(self, session: AsyncSession, taken: Sequence[_Row]) -> list[_Row]:
+        """Of the rows this pass took, those it may publish now: per account, those before the first
+        older row of the account it did not take (still waiting, or held by another pass), in id order.
+
+        A plain read: it sees every committed row, those other passes hold locked or have deleted
+        without committing yet included, so it holds back rather than overtakes. A row committed
+        later always has a higher id than the account's earlier ones (see the module's docstring)."""
+        if not taken:
+            return []
+        mine = {row.id for row in taken}
+        waiting = await session.execute(
+            select(OutboxMessage.id, OutboxMessage.message_key)
+            .where(
+                self._among(OutboxMessage.message_key, {row.key for row in taken}),
+                OutboxMessage.id <= max(mine),
+            )
+            .order_by(OutboxMessage.id)
+        )
+        allowed: set[int] = set()
+        held_back: set[str] = set()
+        for row_id, key in waiting:
+            if row_id not in mine:
+                held_back.add(key)
+            elif key not in held_back:
+                allowed.add(row_id)
+        return [row for row in taken if row.id in allowed]
+
+    async def _publish(self, rows: Sequence[_Row]) -> None:
+        if rows:
+            await self._bus.publish([row.message() for row in rows])
+
+    async def _delete(self, session: AsyncSession, rows: Sequence[_Row]) -> None:
+        """Delete relayed rows and mark the snapshots they announce announced, in the pass's
+        transaction: it commits only after Kafka acknowledged them."""
+        if not rows:
+            return
+        await session.execute(
+            delete(OutboxMessage).where(self._among(OutboxMessage.id, [r.id for r in rows]))
+        )
+        announced = [r.snapshot_id for r in rows if r.snapshot_id is not None]
         if announced:
             await session.execute(
                 update(Snapshot)
@@ -114,72 +257,17 @@ class OutboxRelay:
                 .execution_options(synchronize_session=False)
             )
 
-    async def _publish(self, messages: list[OutgoingMessage]) -> None:
-        try:
-            await self._bus.publish(messages)
-        except BaseException:
-            self._doubt_before = utc_now()  # some of these may have reached Kafka
-            raise
-
-    async def publish_pending(self, *, older_than: timedelta = timedelta(0)) -> int:
-        """Publish what has waited in the outbox longer than `older_than`, oldest first; return how
-        many messages."""
-        total = 0
-        while True:
-            async with self._sessions.begin() as session:
-                rows = (
-                    await session.execute(
-                        select(
-                            OutboxMessage.id,
-                            OutboxMessage.event_id,
-                            OutboxMessage.topic,
-                            OutboxMessage.message_key,
-                            OutboxMessage.payload,
-                            OutboxMessage.snapshot_id,
-                        )
-                        .where(OutboxMessage.created_at <= utc_now() - older_than)
-                        .order_by(OutboxMessage.id)
-                        .limit(self._batch)
-                        # Several passes (and ledgers) relay at once: each takes rows no other holds.
-                        .with_for_update(skip_locked=True)
-                    )
-                ).all()
-                if not rows:
-                    return total
-                already = await self._already_published(session, rows)
-                fresh = [
-                    OutgoingMessage(topic, key, payload.encode())
-                    for _, event_id, topic, key, payload, _ in rows
-                    if event_id not in already
-                ]
-                await self._publish(fresh)
-                await session.execute(
-                    delete(OutboxMessage).where(self._among(OutboxMessage.id, [row[0] for row in rows]))
-                )
-                # Those a previous pass published too: they were announced, only not marked.
-                await self._mark_announced(session, [row[5] for row in rows])
-            total += len(fresh)
-
-    async def _already_published(self, session: AsyncSession, rows: Sequence[_Pending]) -> set[uuid.UUID]:
-        # Also suspect: rows of another ledger that died; they have been waiting a while.
-        doubt_before = max(self._doubt_before, utc_now() - ORPHAN_AFTER)
-        suspects = set(
-            await session.scalars(
-                select(OutboxMessage.event_id).where(
-                    self._among(OutboxMessage.id, [row[0] for row in rows]),
-                    OutboxMessage.created_at < doubt_before,
-                )
-            )
-        )
-        if not suspects:
-            return set()
-        published: set[uuid.UUID] = set()
-        for topic in {row[2] for row in rows}:
-            # A dead process may have had two passes in flight (after a batch, and the sweep).
-            for record in await self._bus.recent(topic, per_partition=2 * self._batch):
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    published.add(uuid.UUID(json.loads(record.value)["event_id"]))
-        found = suspects & published
+    async def _already_published(self, rows: Sequence[_Row]) -> set[uuid.UUID]:
+        """Which of `rows` are on their topic already: an earlier pass's publish landed and its delete
+        did not commit. Read back to the oldest row's time, which every record of these rows is
+        stamped with or after, however many records came since."""
+        since = min(row.created_at for row in rows)
+        wanted = {row.event_id for row in rows}
+        found: set[uuid.UUID] = set()
+        for topic in {row.topic for row in rows}:
+            async with contextlib.aclosing(self._bus.published_since(topic, since)) as chunks:
+                async for chunk in chunks:
+                    found.update(i for i in map(_event_id, (r.value for r in chunk)) if i in wanted)
         if found:
             log.info(
                 "outbox: skipping messages a previous pass already published", extra={"count": len(found)}
@@ -213,3 +301,11 @@ class OutboxRelay:
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait_s)
+
+
+def _event_id(value: bytes) -> uuid.UUID | None:
+    """The event id a record carries; None for one that carries none (not ours to recognise)."""
+    try:
+        return uuid.UUID(json.loads(value)["event_id"])
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -42,6 +44,19 @@ _COMPACTED_CONFIG = {
 }
 
 log = logging.getLogger(__name__)
+
+# Where `_read_to_end` starts in each partition, given the partitions and their ends.
+_StartAt = Callable[
+    [AIOKafkaConsumer, list[TopicPartition], dict[TopicPartition, int]], Awaitable[dict[TopicPartition, int]]
+]
+_READ_BATCH = 1000  # records per fetch when reading a partition to its end
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _epoch_ms(moment: datetime) -> int:
+    """Kafka's timestamp of `moment`, exactly (a float's rounding could put a record a millisecond
+    after the time it is looked up by)."""
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 class KafkaBus:
@@ -84,16 +99,32 @@ class KafkaBus:
         return self._producer
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Send every message and wait for each one's answer, even once one of them has failed: when
+        this raises, nothing it sent is still on its way to land later (a caller that then looks on
+        the topic for what got through, as the outbox relay does, sees all of it)."""
         producer = self._started()
+        pending: list[asyncio.Future[Any]] = []
+        failure: KafkaError | None = None
         try:
-            pending = [
+            for m in messages:
                 # An empty value goes as null: a tombstone, which compaction deletes the key by.
-                await producer.send(self._namespace + m.topic, m.value or None, key=m.key.encode())
-                for m in messages
-            ]
-            await asyncio.gather(*pending)
+                pending.append(
+                    await producer.send(
+                        self._namespace + m.topic,
+                        m.value or None,
+                        key=m.key.encode(),
+                        timestamp_ms=None if m.timestamp is None else _epoch_ms(m.timestamp),
+                    )
+                )
         except KafkaError as exc:
-            raise BusUnavailable(f"Kafka did not accept {len(messages)} message(s): {exc!r}") from exc
+            failure = exc
+        for outcome in await asyncio.gather(*pending, return_exceptions=True):
+            if failure is None and isinstance(outcome, BaseException):
+                if not isinstance(outcome, KafkaError):
+                    raise outcome
+                failure = outcome
+        if failure is not None:
+            raise BusUnavailable(f"Kafka did not accept {len(messages)} message(s): {failure!r}") from failure
 
     async def subscribe(self, topics: Sequence[str], *, group: str) -> KafkaSubscription:
         await self._await_group_coordinator(self._namespace + group)
@@ -138,6 +169,34 @@ class KafkaBus:
             raise BusUnavailable(f"Kafka did not deliver the tail of {topic}: {exc!r}") from exc
 
     async def _recent(self, topic: str, *, per_partition: int) -> list[Record]:
+        async def last_ones(
+            consumer: AIOKafkaConsumer, partitions: list[TopicPartition], ends: dict[TopicPartition, int]
+        ) -> dict[TopicPartition, int]:
+            starts = await consumer.beginning_offsets(partitions)
+            return {tp: max(starts[tp], ends[tp] - per_partition) for tp in partitions}
+
+        return [record async for chunk in self._read_to_end(topic, last_ones) for record in chunk]
+
+    async def published_since(self, topic: str, since: datetime) -> AsyncGenerator[list[Record], None]:
+        since_ms = _epoch_ms(since)
+
+        async def first_at_or_after(
+            consumer: AIOKafkaConsumer, partitions: list[TopicPartition], ends: dict[TopicPartition, int]
+        ) -> dict[TopicPartition, int]:
+            # The first record batch whose newest timestamp is `since` or later: no record at or
+            # after `since` comes before it, whatever order the timestamps came in.
+            found = await consumer.offsets_for_times(dict.fromkeys(partitions, since_ms))
+            return {tp: ends[tp] if found[tp] is None else found[tp].offset for tp in partitions}
+
+        try:
+            async for chunk in self._read_to_end(topic, first_at_or_after):
+                yield chunk
+        except KafkaError as exc:
+            raise BusUnavailable(f"Kafka did not deliver {topic} since {since}: {exc!r}") from exc
+
+    async def _read_to_end(self, topic: str, start_at: _StartAt) -> AsyncGenerator[list[Record], None]:
+        """Read each partition of `topic` from where `start_at` says to the end it has now, a fetch
+        at a time (what is read need not fit in memory at once)."""
         wire_topic = self._namespace + topic
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._servers, client_id=self._client_id, enable_auto_commit=False
@@ -149,17 +208,16 @@ class KafkaBus:
                 for p in sorted(await self._started().partitions_for(wire_topic))
             ]
             if not partitions:
-                return []
+                return
             consumer.assign(partitions)
             ends = await consumer.end_offsets(partitions)
-            starts = await consumer.beginning_offsets(partitions)
-            for tp in partitions:
-                consumer.seek(tp, max(starts[tp], ends[tp] - per_partition))
+            for tp, offset in (await start_at(consumer, partitions, ends)).items():
+                consumer.seek(tp, offset)
             reading = KafkaSubscription(consumer, self._namespace)
-            records: list[Record] = []
             while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-                records.extend(await reading.fetch(max_records=per_partition, timeout_s=1.0))
-            return records
+                records = await reading.fetch(max_records=_READ_BATCH, timeout_s=1.0)
+                # A partition's last fetch may bring records beyond the end it had when we started.
+                yield [r for r in records if r.offset < ends[TopicPartition(wire_topic, r.partition)]]
         finally:
             await consumer.stop()
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import zlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import count
 
 from shared.bus.port import OutgoingMessage, PartitionLag, Record
+from shared.events import utc_now
 
 TopicPartition = tuple[str, int]
 
@@ -31,6 +32,7 @@ class InMemoryBus:
     def __init__(self, *, partitions: int = 4) -> None:
         self._partitions = partitions
         self._logs: dict[str, list[list[Record]]] = {}
+        self._timestamps: dict[str, list[list[datetime]]] = {}
         self._groups: defaultdict[str, _Group] = defaultdict(_Group)
         self._changed = asyncio.Condition()
 
@@ -44,14 +46,23 @@ class InMemoryBus:
     def _log(self, topic: str) -> list[list[Record]]:
         return self._logs.setdefault(topic, [[] for _ in range(self._partitions)])
 
+    def _times(self, topic: str) -> list[list[datetime]]:
+        """Each record's timestamp, beside the log (Kafka keeps it in the record)."""
+        return self._timestamps.setdefault(topic, [[] for _ in range(self._partitions)])
+
     def partition_for(self, key: str) -> int:
         return zlib.crc32(key.encode()) % self._partitions
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        now = utc_now()
         for message in messages:
             partition = self.partition_for(message.key)
             log = self._log(message.topic)[partition]
-            log.append(Record(message.topic, partition, len(log), message.key, message.value, time.time()))
+            stamp = message.timestamp or now
+            log.append(
+                Record(message.topic, partition, len(log), message.key, message.value, stamp.timestamp())
+            )
+            self._times(message.topic)[partition].append(stamp)
         async with self._changed:
             self._changed.notify_all()
 
@@ -79,6 +90,12 @@ class InMemoryBus:
 
     async def recent(self, topic: str, *, per_partition: int) -> list[Record]:
         return [record for partition in self._log(topic) for record in partition[-per_partition:]]
+
+    async def published_since(self, topic: str, since: datetime) -> AsyncGenerator[list[Record], None]:
+        for partition, times in zip(self._log(topic), self._times(topic), strict=True):
+            # Like Kafka's offsets_for_times: from the first record at or after `since`, to the end.
+            first = next((i for i, t in enumerate(times) if t >= since), len(times))
+            yield partition[first:]
 
     async def count(self, topic: str) -> int:
         return sum(len(partition) for partition in self._log(topic))

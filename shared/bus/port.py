@@ -13,8 +13,9 @@ Semantics both adapters guarantee (and `tests/contract/test_bus_contract.py` pro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -40,7 +41,8 @@ class Record:
     key: str | None
     value: bytes
     published_at: float | None = None
-    """When the producer sent it (Unix seconds; Kafka's CreateTime), where the bus knows."""
+    """The record's time (Unix seconds; Kafka's CreateTime): when it was sent, or the time its
+    publisher gave it (`OutgoingMessage.timestamp`); None where the bus does not say."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +62,13 @@ class PartitionLag:
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
+    """`timestamp`: the record's time on the topic (Kafka's CreateTime); None: when it is published.
+    A publisher that sets it can find the record again by time (`MessageBus.published_since`)."""
+
     topic: str
     key: str
     value: bytes
+    timestamp: datetime | None = None
 
     @classmethod
     def of(cls, topic: str, event: Event) -> OutgoingMessage:
@@ -102,6 +108,12 @@ class MessageBus(Protocol):
 
     async def recent(self, topic: str, *, per_partition: int) -> list[Record]:
         """The last `per_partition` records of each partition of `topic`, outside any group."""
+
+    def published_since(self, topic: str, since: datetime) -> AsyncGenerator[list[Record], None]:
+        """Every record of `topic` whose timestamp is `since` or later (and possibly some earlier
+        ones: a partition is read from its first record at or after `since` to the end it had when
+        asked), outside any group, a chunk at a time. Whatever a publish that returned had sent is
+        among them."""
 
     async def count(self, topic: str) -> int:
         """How many records `topic` holds now (over its partitions: log end minus log start)."""

@@ -20,6 +20,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import (
+    false as sa_false,
+)
+from sqlalchemy import (
     true as sa_true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -329,7 +332,10 @@ class OutboxMessage(Base):
     """A message committed with the change it announces; the relay publishes it, then deletes it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_event_id", "event_id", unique=True),)
+    __table_args__ = (
+        Index("ix_outbox_event_id", "event_id", unique=True),
+        Index("ix_outbox_key_id", "message_key", "id"),  # an account's rows in order (the relay's rule)
+    )
     # Integer on SQLite: only an INTEGER PRIMARY KEY counts up by itself there.
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
@@ -340,6 +346,8 @@ class OutboxMessage(Base):
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     snapshot_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # what it announces: marked once relayed
+    # A sweep may have published it (see services/ledger/outbox.py): look on the topic before publishing.
+    in_doubt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
 
 
 class ProcessedEvent(Base):

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -181,6 +182,30 @@ async def test_recent_reads_the_tail_of_every_partition_outside_any_group(
     for record in tail:
         short[record.partition].append(record.value)
     assert short == {p: values[-3:] for p, values in whole.items()}
+
+
+async def test_published_since_reads_from_the_first_record_at_or_after_a_time_to_the_end(
+    bus: MessageBus, topic: str
+) -> None:
+    now = datetime.now(UTC)
+
+    def stamped(label: str, at: datetime) -> list[OutgoingMessage]:
+        return [OutgoingMessage(topic, f"key-{k}", f"{label}:{k}".encode(), timestamp=at) for k in range(8)]
+
+    before = stamped("before", now - timedelta(hours=1))
+    after = stamped("after", now - timedelta(minutes=10))
+    late = stamped("late", now - timedelta(hours=2))  # stamped earlier, published later: still found
+    for batch in (before, after, late):
+        await bus.publish(batch)
+
+    async def since(moment: datetime) -> list[Record]:
+        return [record async for chunk in bus.published_since(topic, moment) for record in chunk]
+
+    found = {r.value for r in await since(now - timedelta(minutes=30))}
+    assert found == {m.value for m in after + late}
+    assert await since(now + timedelta(minutes=1)) == []
+    everything = await since(now - timedelta(days=1))
+    assert sorted(r.value for r in everything) == sorted(m.value for m in before + after + late)
 
 
 async def test_lag_is_what_the_log_holds_beyond_what_a_member_fetched(bus: MessageBus, topic: str) -> None:

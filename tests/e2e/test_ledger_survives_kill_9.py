@@ -1,5 +1,6 @@
 """`kill -9` the ledger in the middle of its batches, restart it, and count: every snapshot sent is
-in Postgres exactly once, and every change it made is announced on holdings.changes.
+in Postgres exactly once, and every change it made is announced on holdings.changes once, each
+account's in order.
 
 Kill points are fractions of the run; override them with LEDGER_KILL_POINTS=0.1,0.45,0.9.
 """
@@ -142,10 +143,19 @@ async def test_kill_9_mid_batch_loses_and_doubles_nothing(
     lost = sent_ids - set(ids)
     duplicated = sum(n - 1 for n in ids.values() if n > 1)
     twice_announced = sum(n - 1 for n in Counter(a.snapshot_id for a in announced).values() if n > 1)
+    # One account's changes share a partition, so `announced` holds each account's in the log's order.
+    taken_at = {s.event_id: s.taken_at for s in sent}
+    by_account: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for change in announced:
+        by_account.setdefault(change.account_id, []).append(change.snapshot_id)
+    out_of_order = sum(
+        1 for ids_ in by_account.values() if [taken_at[i] for i in ids_] != sorted(taken_at[i] for i in ids_)
+    )
     print(
         f"ledger kill -9 at {KILL_POINTS} (stored then: {kills}): sent={len(sent)} stored={len(ids)} "
         f"lost={len(lost)} duplicated={duplicated} holdings_rows={rows} "
-        f"announced={len({a.snapshot_id for a in announced})} announced_twice={twice_announced}"
+        f"announced={len({a.snapshot_id for a in announced})} announced_twice={twice_announced} "
+        f"accounts_out_of_order={out_of_order}"
     )
     assert len(kills) == len(KILL_POINTS) and kills[-1] < len(sent), "every kill hit a ledger mid-stream"
     assert (len(lost), duplicated) == (0, 0)
@@ -153,4 +163,5 @@ async def test_kill_9_mid_batch_loses_and_doubles_nothing(
     assert rows == len(sent) * HOLDINGS_PER_SNAPSHOT
     assert {a.snapshot_id for a in announced} == sent_ids
     assert twice_announced == 0, "a change was announced twice"
+    assert out_of_order == 0, "an account's changes were announced out of the order they were taken"
     assert codes == {"ledger": 0}
