@@ -6,16 +6,17 @@ transactions, and the user's API tokens (an operator's invites keep existing, `c
 Two tables have no foreign key to an account:
 
 - `outbox`: a HoldingsChanged of the account the ledger committed but has not relayed yet. It is
-  deleted with the account, in the same transaction: announcing a change after AccountRemoved would
-  bring the account back to a subscriber. (The relay claims rows by deleting them, so a row deleted
-  here is one it never publishes.)
+  deleted with the account, in the same transaction, before AccountRemoved is published: announcing
+  a change after AccountRemoved would bring the account back to a subscriber. A relay publishing
+  such a row holds it locked until its delete commits, so this delete waits for it, and that change
+  is on the topic before AccountRemoved. (A row deleted here is one the relay never publishes.)
 - `processed_events`: event ids the ledger applied, with no account or user data in them. They are
   kept: they only make a redelivered event a no-op (and the ledger skips events of a vanished account
   anyway).
 
 Order: in one transaction, the rows to delete are locked (on Postgres, so that no account is added
-under them meanwhile and the ledger writes nothing for them), an `AccountRemoved` for each account is
-published on `holdings.changes` (keyed by the account: after its HoldingsChanged), and only then are
+under them meanwhile and the ledger writes nothing for them), their unrelayed outbox rows deleted, an
+`AccountRemoved` for each account is published on `holdings.changes` (keyed by the account: after its HoldingsChanged), and only then are
 the rows deleted and the transaction committed. A failed publish rolls back: nothing is deleted and
 the route answers 503. A crash between publish and commit leaves everything in place; repeating the
 DELETE republishes AccountRemoved with the same event id (derived from the account id), which
@@ -97,9 +98,11 @@ async def _remove(
             )
         ).all()
         removed = [AccountRemoved.of(account_id=a, portfolio_id=p) for a, p in rows]
+        # Before announcing: a relay publishing one of these rows holds it locked, so this waits
+        # until that change is on the topic, and AccountRemoved comes after it.
+        await _forget_unrelayed(session, [event.account_id for event in removed])
         if removed:
             await bus.publish([OutgoingMessage.of(topics.HOLDINGS_CHANGES, event) for event in removed])
-        await _forget_unrelayed(session, [event.account_id for event in removed])
         await session.execute(deletion)
         await session.commit()
     except BaseException:
