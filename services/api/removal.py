@@ -18,9 +18,10 @@ Order: in one transaction, the rows to delete are locked (on Postgres, so that n
 under them meanwhile and the ledger writes nothing for them), their unrelayed outbox rows deleted,
 an `AccountRemoved` for each account published on `holdings.changes` (keyed by the account: after
 its HoldingsChanged), and only then are the rows deleted and the transaction committed. A failed
-publish rolls back: nothing is deleted and the route answers 503. A crash between publish and commit leaves everything in place; repeating the
-DELETE republishes AccountRemoved with the same event id (derived from the account id), which
-subscribers deduplicate or apply again harmlessly: forgetting an account twice is forgetting it.
+publish rolls back: nothing is deleted and the route answers 503. A crash between publish and
+commit leaves everything in place; repeating the DELETE republishes AccountRemoved with the same
+event id (derived from the account id), which subscribers deduplicate or apply again harmlessly:
+forgetting an account twice is forgetting it.
 """
 
 from __future__ import annotations
