@@ -11,13 +11,20 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import CoordinationType
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
 
 from shared import topics as topic_names
-from shared.bus.port import BusUnavailable, OutgoingMessage, PartitionLag, PartitionsRevoked, Record
+from shared.bus.port import (
+    AssignmentListener,
+    BusUnavailable,
+    OutgoingMessage,
+    PartitionLag,
+    PartitionsRevoked,
+    Record,
+)
 
 # What one fetch may bring per partition. aiokafka's default (1 MiB) holds some 250 snapshots of
 # twenty holdings, which capped the ledger's batches at a thousand events on four partitions, half
@@ -94,10 +101,11 @@ class KafkaBus:
         except KafkaError as exc:
             raise BusUnavailable(f"Kafka did not accept {len(messages)} message(s): {exc!r}") from exc
 
-    async def subscribe(self, topics: Sequence[str], *, group: str) -> KafkaSubscription:
+    async def subscribe(
+        self, topics: Sequence[str], *, group: str, listener: AssignmentListener | None = None
+    ) -> KafkaSubscription:
         await self._await_group_coordinator(self._namespace + group)
         consumer = AIOKafkaConsumer(
-            *(self._namespace + t for t in topics),
             bootstrap_servers=self._servers,
             client_id=self._client_id,
             group_id=self._namespace + group,
@@ -105,6 +113,10 @@ class KafkaBus:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
             max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+        )
+        consumer.subscribe(
+            [self._namespace + t for t in topics],
+            listener=None if listener is None else _Rebalances(consumer, self._namespace, listener),
         )
         await consumer.start()
         return KafkaSubscription(consumer, self._namespace)
@@ -213,6 +225,28 @@ class KafkaBus:
             if tp.topic.startswith(self._namespace)
         ]
         return sorted(rows, key=lambda r: (r.group, r.topic, r.partition))
+
+
+class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """aiokafka's rebalance callbacks, in the bus port's terms (topics without the namespace)."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, namespace: str, listener: AssignmentListener) -> None:
+        self._consumer = consumer
+        self._strip = len(namespace)
+        self._listener = listener
+
+    def _plain(self, partitions: Sequence[TopicPartition]) -> frozenset[tuple[str, int]]:
+        return frozenset((tp.topic[self._strip :], tp.partition) for tp in partitions)
+
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        self._listener.revoked(self._plain(revoked))
+
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        counts = {
+            topic[self._strip :]: len(self._consumer.partitions_for_topic(topic) or ())
+            for topic in self._consumer.subscription()
+        }
+        self._listener.assigned(self._plain(assigned), counts)
 
 
 class KafkaSubscription:
