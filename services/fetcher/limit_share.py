@@ -70,9 +70,12 @@ class ApplicationShare:
     requests per window, now. `on_change` is called whenever the allotment may have changed.
     """
 
-    def __init__(self, limits: BrokerLimits, *, broker: str = "") -> None:
+    def __init__(
+        self, limits: BrokerLimits, *, broker: str = "", clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limits = limits
         self.broker = broker
+        self._clock = clock
         self._owned: dict[str, frozenset[Slot]] = {}
         self._counts: dict[str, int] = {}  # partitions per topic, as the last assignment told
         self._usable_from: dict[Slot, float] = {}  # monotonic time a newly taken slot may be used
@@ -86,8 +89,8 @@ class ApplicationShare:
     def listener(self, group: str) -> _GroupListener:
         return _GroupListener(self, group)
 
-    def allotment(self, now: float | None = None) -> int:
-        now = time.monotonic() if now is None else now
+    def allotment(self) -> int:
+        now = self._clock()
         slots = [(t, p) for t, count in sorted(self._counts.items()) for p in range(count)]
         deal = slot_allotments(requests_per_window(self.limits), slots)
         owned = [slot for held in self._owned.values() for slot in held]
@@ -114,7 +117,7 @@ class ApplicationShare:
         self._notify()
 
     def _assigned(self, group: str, partitions: frozenset[Slot], counts: Mapping[str, int]) -> None:
-        now = time.monotonic()
+        now = self._clock()
         hold = self.limits.window_s + WINDOW_GUARD_S
         # Given up in this rebalance and handed back: no other process held them in between.
         kept = self._given_up.pop(group, frozenset()) | self._owned.get(group, frozenset())
