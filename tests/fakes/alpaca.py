@@ -17,9 +17,11 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from services.fetcher.testing import Scenario
+from tests.fakes.rate_windows import FixedWindowLimit
 
 DATA = Path(__file__).parent / "data" / "alpaca"
-RATE_LIMIT = 200  # requests per minute per account
+# "200 requests per minute, per account" (https://alpaca.markets/support/usage-limit-api-calls/).
+RATE_LIMIT = 200
 RATE_WINDOW_S = 60
 
 
@@ -41,6 +43,8 @@ class AlpacaFake:
         self.requests_seen = 0
         self.last_headers: dict[str, str] = {}
         self.rate_limit_reset_at = 0
+        # Per account (key id), in its own minute windows; `rejected` counts the 429s.
+        self.rate_limit = FixedWindowLimit(RATE_LIMIT, window_s=RATE_WINDOW_S)
         self._app = Starlette(routes=[Route("/v2/positions", self._positions, methods=["GET"])])
 
     async def __call__(self, scope: object, receive: object, send: object) -> None:
@@ -55,6 +59,8 @@ class AlpacaFake:
             request.headers.get("apca-api-key-id") == self.key_id
             and request.headers.get("apca-api-secret-key") == self.secret_key
         )
+        if not self.rate_limit.admit(request.headers.get("apca-api-key-id", "")):
+            return self._answer(sample("error_rate_limited.json"), 429, remaining=0)
         if not authorised or self.scenario is Scenario.AUTH_REJECTED:
             return self._answer(sample("error_unauthorized.json"), 401)
         if self.scenario is Scenario.RATE_LIMITED:
