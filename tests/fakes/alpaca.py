@@ -37,6 +37,9 @@ class AlpacaFake:
     ) -> None:
         self.key_id = key_id
         self.secret_key = secret_key
+        self.other_keys: dict[
+            str, str
+        ] = {}  # more accounts' key pairs (key id -> secret), if a test has many
         # Any: a test may serve a body that is not a list at all.
         self.positions: Any = sample("positions.json") if positions is None else positions
         self.scenario = Scenario.HOLDINGS
@@ -55,10 +58,9 @@ class AlpacaFake:
 
     async def _positions(self, request: Request) -> JSONResponse:
         self.last_headers = dict(request.headers)
-        authorised = (
-            request.headers.get("apca-api-key-id") == self.key_id
-            and request.headers.get("apca-api-secret-key") == self.secret_key
-        )
+        keys = {self.key_id: self.secret_key, **self.other_keys}
+        given_id = request.headers.get("apca-api-key-id", "")
+        authorised = given_id in keys and request.headers.get("apca-api-secret-key") == keys[given_id]
         if not self.rate_limit.admit(request.headers.get("apca-api-key-id", "")):
             return self._answer(sample("error_rate_limited.json"), 429, remaining=0)
         if not authorised or self.scenario is Scenario.AUTH_REJECTED:
