@@ -15,7 +15,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from shared.brokers import BrokerLimits
@@ -66,18 +66,25 @@ def requests_per_window(limits: BrokerLimits) -> int:
 class ApplicationShare:
     """The slots this process owns in each consumer group of its broker, and what they allow.
 
+    `topics`: the broker's request topics (new and retry), over whose partitions the limit is dealt.
     `listener(group)` gives the `AssignmentListener` of one group; `allotment()` is this process's
     requests per window, now. `on_change` is called whenever the allotment may have changed.
     """
 
     def __init__(
-        self, limits: BrokerLimits, *, broker: str = "", clock: Callable[[], float] = time.monotonic
+        self,
+        limits: BrokerLimits,
+        topics: Sequence[str],
+        *,
+        broker: str = "",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limits = limits
+        self.topics = tuple(topics)  # every topic whose partitions the limit is dealt over
         self.broker = broker
         self._clock = clock
-        self._owned: dict[str, frozenset[Slot]] = {}
-        self._counts: dict[str, int] = {}  # partitions per topic, as the last assignment told
+        self._owned: dict[str, frozenset[Slot]] = {}  # per consumer group
+        self._counts: dict[str, int] = {}  # partitions per topic, as the assignments told
         self._usable_from: dict[Slot, float] = {}  # monotonic time a newly taken slot may be used
         self._given_up: dict[str, frozenset[Slot]] = {}  # per group, in the rebalance under way
         self._watchers: list[Callable[[], None]] = []
@@ -90,8 +97,12 @@ class ApplicationShare:
         return _GroupListener(self, group)
 
     def allotment(self) -> int:
+        if any(topic not in self._counts for topic in self.topics):
+            # Dealt over part of the slots, this process's part would be too large: nothing until
+            # every group has told how many partitions its topic has (its first assignment).
+            return 0
         now = self._clock()
-        slots = [(t, p) for t, count in sorted(self._counts.items()) for p in range(count)]
+        slots = [(t, p) for t in self.topics for p in range(self._counts[t])]
         deal = slot_allotments(requests_per_window(self.limits), slots)
         owned = [slot for held in self._owned.values() for slot in held]
         usable = [slot for slot in owned if self._usable_from.get(slot, 0.0) <= now]
@@ -124,7 +135,7 @@ class ApplicationShare:
         for slot in partitions - kept:
             self._usable_from[slot] = now + hold
         self._owned[group] = partitions
-        self._counts.update(counts)
+        self._counts.update({topic: count for topic, count in counts.items() if count > 0})
         if any(self._usable_from.get(slot, 0.0) > now for slot in partitions):
             asyncio.get_running_loop().call_later(hold, self._notify)
         self._notify()

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 
 from services.fetcher.limit_share import ApplicationShare, BucketShape, requests_per_window
@@ -144,9 +144,9 @@ class BrokerLimiter:
         self.requests = ScopedBuckets(limits)
         self.accounts = asyncio.Semaphore(limits.concurrency)
 
-    def share_by_partitions(self) -> ApplicationShare:
+    def share_by_partitions(self, topics: Sequence[str]) -> ApplicationShare:
         """From now on, take the part of an application-wide limit that the partitions this process
-        owns allow; its listeners go to the consumers of the broker's request topics."""
-        share = ApplicationShare(self.limits, broker=self.broker)
+        owns of `topics` (the broker's request topics) allow; its listeners go to their consumers."""
+        share = ApplicationShare(self.limits, topics, broker=self.broker)
         self.requests.share_by(share)
         return share

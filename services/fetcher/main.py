@@ -54,7 +54,7 @@ class FetcherRuntime:
 def build_fetcher(settings: Settings, broker: str, bus: MessageBus) -> FetcherRuntime:
     cipher = CredentialCipher(settings.credentials_keys.get_secret_value())
     adapter, limiter = create_adapter(broker, settings)
-    share = limiter.share_by_partitions()
+    share = limiter.share_by_partitions([topics.sync_requests(broker), topics.sync_request_retries(broker)])
     fetcher = Fetcher(
         adapter=adapter,
         bus=bus,

@@ -104,7 +104,7 @@ class _Clock:
 async def _share(
     limits: BrokerLimits, requests: set[int], retries: set[int], clock: _Clock
 ) -> ApplicationShare:
-    share = ApplicationShare(limits, clock=clock)
+    share = ApplicationShare(limits, [REQUESTS, RETRIES], clock=clock)
     share.listener("fetcher").assigned(frozenset((REQUESTS, p) for p in requests), {REQUESTS: 4})
     share.listener("fetcher.retry").assigned(frozenset((RETRIES, p) for p in retries), {RETRIES: 4})
     return share
@@ -139,7 +139,7 @@ async def test_a_burst_allowance_is_shared_too() -> None:
 
 async def test_a_slot_taken_from_another_process_waits_a_window_and_one_kept_does_not() -> None:
     clock = _Clock()
-    share = ApplicationShare(KITE, clock=clock)
+    share = ApplicationShare(KITE, [REQUESTS], clock=clock)
     requests = share.listener("fetcher")
     requests.assigned(frozenset({(REQUESTS, 0), (REQUESTS, 1)}), {REQUESTS: 4})
     assert share.allotment() == 0, "its previous owner's requests may still be in this window"
@@ -158,7 +158,7 @@ async def test_a_slot_taken_from_another_process_waits_a_window_and_one_kept_doe
 
 async def test_the_buckets_follow_the_share_on_every_rebalance() -> None:
     limiter = BrokerLimiter(KITE, broker="zerodha")
-    share = limiter.share_by_partitions()
+    share = limiter.share_by_partitions([REQUESTS])
     bucket = limiter.requests.bucket({"api_key": "app"})
     assert bucket.rate_per_s == 0, "no partitions, no part of the limit"
     listener = share.listener("fetcher")
@@ -174,3 +174,15 @@ async def test_the_buckets_follow_the_share_on_every_rebalance() -> None:
     assert bucket.rate_per_s == 0, "given up: nothing is sent until the rebalance ends"
     listener.assigned(frozenset({(REQUESTS, 0), (REQUESTS, 1)}), {REQUESTS: 4})
     assert bucket.rate_per_s == BucketShape.of(6, KITE).rate_per_s, "partitions 0 and 1: 3 + 3 of 10"
+
+
+async def test_nothing_is_dealt_until_every_request_topic_has_told_its_partitions() -> None:
+    clock = _Clock()
+    share = ApplicationShare(KITE, [REQUESTS, RETRIES], clock=clock)
+    share.listener("fetcher").assigned(frozenset((REQUESTS, p) for p in range(4)), {REQUESTS: 4})
+    clock.pass_a_window()
+    # Dealt over the 4 partitions it knows of, this process would take all 10 while its retry
+    # topic's 4 partitions, held by others, take theirs too.
+    assert share.allotment() == 0
+    share.listener("fetcher.retry").assigned(frozenset(), {RETRIES: 4})
+    assert share.allotment() == 5  # 2 + 1 + 1 + 1: 10 dealt over 8 slots, 2 to each partition 0
