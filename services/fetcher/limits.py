@@ -85,14 +85,13 @@ class TokenBucket:
 class ScopedBuckets:
     """The buckets of one broker's rate limit in this process, one per key the broker counts by."""
 
-    def __init__(self, limits: BrokerLimits, share: ApplicationShare | None = None) -> None:
+    def __init__(self, limits: BrokerLimits) -> None:
         self.limits = limits
-        self._share = share
+        self._share: ApplicationShare | None = None
         self._buckets: dict[str, TokenBucket] = {}
-        if share is not None:
-            share.on_change(self._resize)
 
     def share_by(self, share: ApplicationShare) -> None:
+        """Take this process's part of an application-wide limit from `share`, as it changes."""
         self._share = share
         share.on_change(self._resize)
         self._resize()
