@@ -92,8 +92,8 @@ async def test_two_fetchers_of_one_api_key_never_pass_its_limit_together(
 
             await eventually(both_working, timeout_s=60, what="both fetchers to fetch", interval_s=0.5)
 
-            # Five seconds' worth of the limit at once.
-            burst = requests(5 * RATE_LIMIT_PER_S)
+            # Three seconds' worth of the limit at once.
+            burst = requests(3 * RATE_LIMIT_PER_S)
             await bus.publish([OutgoingMessage.of(topics.sync_requests(BROKER), r) for r in burst])
             wanted = {r.event_id for r in burst}
 
