@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-latest test-deps demo demo-serve test test-unit lint format schemas bench-fetcher bench-ledger bench-latency kafka-jars kafka-tail up down status clean
+.PHONY: help install install-latest test-deps demo demo-serve test test-unit lint format schemas bench-fetcher bench-ledger bench-latency bench-scale kafka-jars kafka-tail up down status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ bench-ledger: $(INSTALLED) ## ledger ingest on real Kafka + Postgres vs the raw 
 
 bench-latency: $(INSTALLED) ## SyncRequested -> HoldingsChanged latency at 200 requests/s (p50, p99)
 	$(BIN)/python bench/latency.py
+
+bench-scale: $(INSTALLED) ## 1, 2, 3 fetchers of one broker: an app-wide limit kept (0 429s), per-account limits scale
+	$(BIN)/python bench/scale.py
 
 kafka-jars: ## resolve the Apache Kafka broker jars from Maven Central
 	mvn -q -B -f infra/kafka/pom.xml package

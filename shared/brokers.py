@@ -12,12 +12,23 @@ topics of the brokers a fetcher can sync. A plug-in package declares its broker'
 
 from __future__ import annotations
 
+from enum import StrEnum
 from importlib.metadata import entry_points
 
 from pydantic import BaseModel, ConfigDict, Field
 
 ENTRY_POINT_GROUP = "portfolio_sync.broker_types"
 CODE_PATTERN = r"^[a-z][a-z0-9_]{1,31}$"
+
+
+class LimitScope(StrEnum):
+    """What a broker counts its rate limit against."""
+
+    # One budget for every account the deployment syncs through the broker with the same application
+    # key (`key_fields`), whichever fetcher process sends: the processes split it between them.
+    APPLICATION = "application"
+    # A budget per account credential (`key_fields`): each account has the whole limit to itself.
+    ACCOUNT = "account"
 
 
 class BrokerLimits(BaseModel):
@@ -28,6 +39,21 @@ class BrokerLimits(BaseModel):
     rate_per_s: float = Field(gt=0, description="Requests per second, sustained.")
     burst: int = Field(default=1, ge=1, description="Requests that may go at once after a quiet spell.")
     concurrency: int = Field(default=10, ge=1, description="Most accounts fetched at the same time.")
+    scope: LimitScope = Field(
+        default=LimitScope.APPLICATION,
+        description="Whom the broker counts the rate against: the application key (shared by every "
+        "account and fetcher process) or each account's credential.",
+    )
+    key_fields: tuple[str, ...] = Field(
+        default=(),
+        description="Credential fields naming the key the broker counts by (Kite: api_key); none: "
+        "one budget for the whole deployment.",
+    )
+    window_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="The window the broker counts in: rate_per_s x window_s requests per window.",
+    )
 
 
 class BrokerType(BaseModel):
@@ -63,6 +89,7 @@ SIM = BrokerType(
     credential_fields=(),
     optional_credential_fields=("market",),  # `in` (NSE, INR) or `us` (US exchanges, USD); else both
     # No real broker behind it: generous enough for the benchmarks, overridable by BROKER_LIMITS.
+    # Application-wide, the cautious scope, so that the demo's fetchers behave as against a real key.
     limits=BrokerLimits(rate_per_s=5000, burst=500, concurrency=512),
     doc_url="README.md#the-demo",
 )
@@ -70,8 +97,15 @@ ZERODHA = BrokerType(
     code="zerodha",
     name="Zerodha Kite Connect",
     credential_fields=("api_key", "access_token"),
-    # "All other endpoints" (holdings among them): 10 requests per second per API key, no burst.
-    limits=BrokerLimits(rate_per_s=10, burst=1, concurrency=10),
+    # "All other endpoints" (holdings among them): 10 requests per second, no burst documented
+    # (https://kite.trade/docs/connect/v3/exceptions/#api-rate-limit). Per API key, over every user
+    # logged in through it: "Kite Connect API rate limits are enforced at the API key level, not per
+    # individual user or access token ... aggregated across users and endpoints" (Zerodha staff,
+    # https://kite.trade/forum/discussion/comment/51559; also comment/35335: "All the rate limits are
+    # per api_key"). So: application scope, keyed by the credentials' api_key.
+    limits=BrokerLimits(
+        rate_per_s=10, burst=1, concurrency=10, scope=LimitScope.APPLICATION, key_fields=("api_key",)
+    ),
     doc_url="https://kite.trade/docs/connect/v3/portfolio/",
     base_url="https://api.kite.trade",
 )
@@ -79,8 +113,12 @@ UPSTOX = BrokerType(
     code="upstox",
     name="Upstox",
     credential_fields=("access_token",),
-    # Standard APIs: 50 requests/second (and 500/minute, 2000 per 30 minutes) per user and API.
-    limits=BrokerLimits(rate_per_s=50, burst=50, concurrency=10),
+    # Standard APIs: 50 requests/second (and 500/minute, 2000 per 30 minutes) "per user, per API"
+    # (https://upstox.com/developer/api-documentation/rate-limiting): account scope, keyed by the
+    # user's access token (the only credential; one token is one user's session).
+    limits=BrokerLimits(
+        rate_per_s=50, burst=50, concurrency=10, scope=LimitScope.ACCOUNT, key_fields=("access_token",)
+    ),
     doc_url="https://upstox.com/developer/api-documentation/get-holdings",
     base_url="https://api.upstox.com/v2",
 )
@@ -88,8 +126,13 @@ DHAN = BrokerType(
     code="dhan",
     name="Dhan",
     credential_fields=("access_token",),
-    # "Non Trading APIs" 20/s; burst 1 keeps every second under 20.
-    limits=BrokerLimits(rate_per_s=20, burst=1, concurrency=10),
+    # "Non Trading APIs" 20/s (https://dhanhq.co/docs/v2/ "Rate Limit"; Dhan's support:
+    # https://dhan.freshdesk.com/support/solutions/articles/82000891163); burst 1 keeps every second
+    # under 20. Counted per user: past it Dhan answers DH-904 "too many requests from a single user"
+    # (https://dhanhq.co/docs/v2/annexure), so account scope, keyed by the user's access token.
+    limits=BrokerLimits(
+        rate_per_s=20, burst=1, concurrency=10, scope=LimitScope.ACCOUNT, key_fields=("access_token",)
+    ),
     doc_url="https://dhanhq.co/docs/v2/portfolio/",
     base_url="https://api.dhan.co/v2",
 )
@@ -98,8 +141,17 @@ ALPACA = BrokerType(
     name="Alpaca (Trading API v2)",
     credential_fields=("key_id", "secret_key"),
     optional_credential_fields=("environment",),  # live (default) or paper
-    # "200 requests every minute per API key".
-    limits=BrokerLimits(rate_per_s=200 / 60, burst=1, concurrency=10),
+    # "200 requests every minute per API key" (https://alpaca.markets/docs/api-references/trading-api/),
+    # "200 requests per minute, per account" (https://alpaca.markets/support/usage-limit-api-calls/):
+    # a key pair belongs to one account, so account scope, keyed by the key id; counted per minute.
+    limits=BrokerLimits(
+        rate_per_s=200 / 60,
+        burst=1,
+        concurrency=10,
+        scope=LimitScope.ACCOUNT,
+        key_fields=("key_id",),
+        window_s=60,
+    ),
     doc_url="https://docs.alpaca.markets/reference/positions",
     base_url="https://api.alpaca.markets",
 )

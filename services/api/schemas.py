@@ -497,6 +497,11 @@ class BrokerLimitsOut(_Response):
     rate_per_s: float = Field(description="Requests per second the broker allows, sustained.")
     burst: int = Field(description="Requests that may go at once after a quiet spell.")
     concurrency: int = Field(description="Most accounts of this broker fetched at the same time.")
+    window_s: float = Field(description="The window the broker counts in: rate_per_s x window_s per window.")
+    scope: Literal["application", "account"] = Field(
+        description="Whom the broker counts the rate against: the deployment's application key, shared "
+        "by every account and fetcher (split between fetchers by partitions), or each account."
+    )
 
 
 class BrokerTypeOut(_Response):

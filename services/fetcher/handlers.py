@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from pydantic import ValidationError
 
 from services.fetcher.adapter import AccountContext, BrokerAdapter, BrokerError, RateLimited
+from services.fetcher.limits import counting_for
 from services.fetcher.metrics import FetcherMetrics, process_metrics
 from services.fetcher.retry import RetryPolicy
 from shared import topics
@@ -160,7 +161,8 @@ class Fetcher:
             started = time.perf_counter()
             self.in_flight += 1
             try:
-                holdings = await self._adapter.fetch_holdings(account)
+                with counting_for(account.credentials):  # the bucket of the account's key
+                    holdings = await self._adapter.fetch_holdings(account)
             except RateLimited as exc:
                 return exc.kind, str(exc), exc.retry_after_s
             except BrokerError as exc:

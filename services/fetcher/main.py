@@ -54,6 +54,7 @@ class FetcherRuntime:
 def build_fetcher(settings: Settings, broker: str, bus: MessageBus) -> FetcherRuntime:
     cipher = CredentialCipher(settings.credentials_keys.get_secret_value())
     adapter, limiter = create_adapter(broker, settings)
+    share = limiter.share_by_partitions([topics.sync_requests(broker), topics.sync_request_retries(broker)])
     fetcher = Fetcher(
         adapter=adapter,
         bus=bus,
@@ -69,6 +70,7 @@ def build_fetcher(settings: Settings, broker: str, bus: MessageBus) -> FetcherRu
             event_types={topic: SyncRequested},
             handler=OneStep(fetcher.handle_requests),
             max_records=batch,
+            listener=share.listener(group),
         )
         for group, topic in (
             (consumer_group(broker), topics.sync_requests(broker)),

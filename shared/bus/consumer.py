@@ -31,7 +31,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from shared.bus.dead_letters import dead_letter_for
-from shared.bus.port import BusUnavailable, MessageBus, PartitionsRevoked, Record, Subscription
+from shared.bus.port import (
+    AssignmentListener,
+    BusUnavailable,
+    MessageBus,
+    PartitionsRevoked,
+    Record,
+    Subscription,
+)
 from shared.db.errors import is_transient_db_error
 from shared.events import Event, EventDecodeError, decode_event
 from shared.metrics import CONSUMED_RECORDS, CONSUMER_LAG, DEAD_LETTERS
@@ -99,13 +106,16 @@ class EventConsumer:
     max_records: int = 500
     poll_timeout_s: float = 0.5
     max_backoff_s: float = 30.0
+    listener: AssignmentListener | None = None  # told of every rebalance of `group`
     handled: int = field(default=0, init=False)
     _lag_reported: set[tuple[str, int]] = field(default_factory=set, init=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
-        subscription = await self.bus.subscribe(list(self.event_types), group=self.group)
+        subscription = await self.bus.subscribe(
+            list(self.event_types), group=self.group, listener=self.listener
+        )
         log.info("consuming", extra={"group": self.group, "topics": list(self.event_types)})
         writing: _Writing | None = None
         try:

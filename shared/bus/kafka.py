@@ -13,13 +13,20 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import CoordinationType
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
 
 from shared import topics as topic_names
-from shared.bus.port import BusUnavailable, OutgoingMessage, PartitionLag, PartitionsRevoked, Record
+from shared.bus.port import (
+    AssignmentListener,
+    BusUnavailable,
+    OutgoingMessage,
+    PartitionLag,
+    PartitionsRevoked,
+    Record,
+)
 from shared.bus.replication import Replication, topic_replication
 
 # What one fetch may bring per partition. aiokafka's default (1 MiB) holds some 250 snapshots of
@@ -126,10 +133,11 @@ class KafkaBus:
         if failure is not None:
             raise BusUnavailable(f"Kafka did not accept {len(messages)} message(s): {failure!r}") from failure
 
-    async def subscribe(self, topics: Sequence[str], *, group: str) -> KafkaSubscription:
+    async def subscribe(
+        self, topics: Sequence[str], *, group: str, listener: AssignmentListener | None = None
+    ) -> KafkaSubscription:
         await self._await_group_coordinator(self._namespace + group)
         consumer = AIOKafkaConsumer(
-            *(self._namespace + t for t in topics),
             bootstrap_servers=self._servers,
             client_id=self._client_id,
             group_id=self._namespace + group,
@@ -137,6 +145,10 @@ class KafkaBus:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
             max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+        )
+        consumer.subscribe(
+            [self._namespace + t for t in topics],
+            listener=None if listener is None else _Rebalances(consumer, self._namespace, listener),
         )
         await consumer.start()
         return KafkaSubscription(consumer, self._namespace)
@@ -272,6 +284,28 @@ class KafkaBus:
             if tp.topic.startswith(self._namespace)
         ]
         return sorted(rows, key=lambda r: (r.group, r.topic, r.partition))
+
+
+class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """aiokafka's rebalance callbacks, in the bus port's terms (topics without the namespace)."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, namespace: str, listener: AssignmentListener) -> None:
+        self._consumer = consumer
+        self._strip = len(namespace)
+        self._listener = listener
+
+    def _plain(self, partitions: Sequence[TopicPartition]) -> frozenset[tuple[str, int]]:
+        return frozenset((tp.topic[self._strip :], tp.partition) for tp in partitions)
+
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        self._listener.revoked(self._plain(revoked))
+
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        counts = {
+            topic[self._strip :]: len(self._consumer.partitions_for_topic(topic) or ())
+            for topic in self._consumer.subscription()
+        }
+        self._listener.assigned(self._plain(assigned), counts)
 
 
 class KafkaSubscription:

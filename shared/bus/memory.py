@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import count
 
-from shared.bus.port import OutgoingMessage, PartitionLag, Record
+from shared.bus.port import AssignmentListener, OutgoingMessage, PartitionLag, Record
 from shared.events import utc_now
 
 TopicPartition = tuple[str, int]
@@ -35,6 +35,11 @@ class InMemoryBus:
         self._timestamps: dict[str, list[list[datetime]]] = {}
         self._groups: defaultdict[str, _Group] = defaultdict(_Group)
         self._changed = asyncio.Condition()
+
+    @property
+    def partitions(self) -> int:
+        """Partitions of every topic."""
+        return self._partitions
 
     async def start(self) -> None:
         return None
@@ -66,10 +71,12 @@ class InMemoryBus:
         async with self._changed:
             self._changed.notify_all()
 
-    async def subscribe(self, topics: Sequence[str], *, group: str) -> InMemorySubscription:
+    async def subscribe(
+        self, topics: Sequence[str], *, group: str, listener: AssignmentListener | None = None
+    ) -> InMemorySubscription:
         for topic in topics:
             self._log(topic)
-        subscription = InMemorySubscription(self, tuple(topics), self._groups[group])
+        subscription = InMemorySubscription(self, tuple(topics), self._groups[group], listener)
         await self._rebalance(subscription.group, join=subscription)
         return subscription
 
@@ -134,10 +141,17 @@ _member_ids = count()
 
 
 class InMemorySubscription:
-    def __init__(self, bus: InMemoryBus, topics: tuple[str, ...], group: _Group) -> None:
+    def __init__(
+        self,
+        bus: InMemoryBus,
+        topics: tuple[str, ...],
+        group: _Group,
+        listener: AssignmentListener | None = None,
+    ) -> None:
         self.bus = bus
         self.topics = topics
         self.group = group
+        self._listener = listener
         self.member_id = next(_member_ids)
         self._generation = -1
         self._positions: dict[TopicPartition, int] = {}
@@ -147,7 +161,12 @@ class InMemorySubscription:
         # Like a Kafka rebalance: every partition restarts from the group's committed offset.
         if self._generation != self.group.generation:
             self._generation = self.group.generation
+            if self._listener is not None:
+                self._listener.revoked(frozenset(self._positions))
             self._positions = {tp: self.group.committed.get(tp, 0) for tp in self.bus.assignment(self)}
+            if self._listener is not None:
+                counts = {topic: self.bus.partitions for topic in self.topics}
+                self._listener.assigned(frozenset(self._positions), counts)
 
     async def fetch(self, *, max_records: int, timeout_s: float) -> list[Record]:
         if self._closed:
@@ -186,4 +205,6 @@ class InMemorySubscription:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._listener is not None:
+                self._listener.revoked(frozenset(self._positions))
             await self.bus._rebalance(self.group, leave=self)

@@ -13,7 +13,7 @@ Semantics both adapters guarantee (and `tests/contract/test_bus_contract.py` pro
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -76,6 +76,16 @@ class OutgoingMessage:
         return cls(topic, event.key, event.to_bytes())
 
 
+class AssignmentListener(Protocol):
+    """Told of each rebalance of a subscription's group: first what this member gives up, then what
+    it holds afterwards (Kafka's eager protocol: every member gives up all before any is assigned)."""
+
+    def revoked(self, partitions: frozenset[tuple[str, int]]) -> None: ...
+
+    def assigned(self, partitions: frozenset[tuple[str, int]], partition_counts: Mapping[str, int]) -> None:
+        """`partition_counts`: how many partitions each subscribed topic has, held or not."""
+
+
 class Subscription(Protocol):
     async def fetch(self, *, max_records: int, timeout_s: float) -> list[Record]:
         """Wait up to `timeout_s` for records; return at most `max_records` (possibly none)."""
@@ -103,8 +113,11 @@ class MessageBus(Protocol):
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """Publish and return only once every message is durably accepted; else raise BusUnavailable."""
 
-    async def subscribe(self, topics: Sequence[str], *, group: str) -> Subscription:
-        """Join consumer group `group` on `topics`, starting at the group's committed offsets."""
+    async def subscribe(
+        self, topics: Sequence[str], *, group: str, listener: AssignmentListener | None = None
+    ) -> Subscription:
+        """Join consumer group `group` on `topics`, starting at the group's committed offsets;
+        `listener` is told of every rebalance."""
 
     async def recent(self, topic: str, *, per_partition: int) -> list[Record]:
         """The last `per_partition` records of each partition of `topic`, outside any group."""

@@ -9,7 +9,7 @@ import asyncio
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -285,3 +285,49 @@ async def test_a_record_says_when_it_was_published(bus: MessageBus, topic: str) 
         await sub.close()
     # Kafka's CreateTime has millisecond precision.
     assert all(r.published_at is not None and before - 0.001 <= r.published_at <= after for r in records)
+
+
+class _Rebalances:
+    """What an AssignmentListener was told, in order."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, frozenset[tuple[str, int]]]] = []
+        self.counts: dict[str, int] = {}
+
+    def revoked(self, partitions: frozenset[tuple[str, int]]) -> None:
+        self.told.append(("revoked", partitions))
+
+    def assigned(self, partitions: frozenset[tuple[str, int]], partition_counts: Mapping[str, int]) -> None:
+        self.told.append(("assigned", partitions))
+        self.counts.update(partition_counts)
+
+    @property
+    def held(self) -> frozenset[tuple[str, int]]:
+        """What the last news says this member holds."""
+        for what, partitions in reversed(self.told):
+            return partitions if what == "assigned" else frozenset()
+        return frozenset()
+
+
+async def test_a_listener_is_told_of_every_rebalance_with_the_topics_partition_counts(
+    bus: MessageBus, topic: str
+) -> None:
+    group = f"g-{uuid.uuid4().hex}"
+    heard_first, heard_second = _Rebalances(), _Rebalances()
+    first = await bus.subscribe([topic], group=group, listener=heard_first)
+
+    async def holds_everything() -> bool:
+        await first.fetch(max_records=1, timeout_s=0.1)
+        return len(first.assignment()) == PARTITIONS
+
+    await eventually(holds_everything, timeout_s=60, what="the only member to hold every partition")
+    assert heard_first.held == first.assignment() == {(topic, p) for p in range(PARTITIONS)}
+    assert heard_first.counts == {topic: PARTITIONS}
+
+    second = await bus.subscribe([topic], group=group, listener=heard_second)
+    await _settled(first, second)
+    assert heard_first.held == first.assignment() and heard_second.held == second.assignment()
+    gave_up = [partitions for what, partitions in heard_first.told if what == "revoked"]
+    assert any(gave_up), "the first member gave its partitions up before they were dealt again"
+    await first.close()
+    await second.close()

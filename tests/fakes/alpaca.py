@@ -17,9 +17,11 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from services.fetcher.testing import Scenario
+from tests.fakes.rate_windows import FixedWindowLimit
 
 DATA = Path(__file__).parent / "data" / "alpaca"
-RATE_LIMIT = 200  # requests per minute per account
+# "200 requests per minute, per account" (https://alpaca.markets/support/usage-limit-api-calls/).
+RATE_LIMIT = 200
 RATE_WINDOW_S = 60
 
 
@@ -35,12 +37,17 @@ class AlpacaFake:
     ) -> None:
         self.key_id = key_id
         self.secret_key = secret_key
+        self.other_keys: dict[
+            str, str
+        ] = {}  # more accounts' key pairs (key id -> secret), if a test has many
         # Any: a test may serve a body that is not a list at all.
         self.positions: Any = sample("positions.json") if positions is None else positions
         self.scenario = Scenario.HOLDINGS
         self.requests_seen = 0
         self.last_headers: dict[str, str] = {}
         self.rate_limit_reset_at = 0
+        # Per account (key id), in its own minute windows; `rejected` counts the 429s.
+        self.rate_limit = FixedWindowLimit(RATE_LIMIT, window_s=RATE_WINDOW_S)
         self._app = Starlette(routes=[Route("/v2/positions", self._positions, methods=["GET"])])
 
     async def __call__(self, scope: object, receive: object, send: object) -> None:
@@ -51,10 +58,11 @@ class AlpacaFake:
 
     async def _positions(self, request: Request) -> JSONResponse:
         self.last_headers = dict(request.headers)
-        authorised = (
-            request.headers.get("apca-api-key-id") == self.key_id
-            and request.headers.get("apca-api-secret-key") == self.secret_key
-        )
+        keys = {self.key_id: self.secret_key, **self.other_keys}
+        given_id = request.headers.get("apca-api-key-id", "")
+        authorised = given_id in keys and request.headers.get("apca-api-secret-key") == keys[given_id]
+        if not self.rate_limit.admit(request.headers.get("apca-api-key-id", "")):
+            return self._answer(sample("error_rate_limited.json"), 429, remaining=0)
         if not authorised or self.scenario is Scenario.AUTH_REJECTED:
             return self._answer(sample("error_unauthorized.json"), 401)
         if self.scenario is Scenario.RATE_LIMITED:

@@ -14,8 +14,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from services.fetcher.testing import Scenario
+from tests.fakes.rate_windows import FixedWindowLimit
 
 DATA = Path(__file__).parent / "data" / "dhan"
+# https://dhanhq.co/docs/v2/ "Rate Limit": Non Trading APIs 20 per second; DH-904 past it, "from
+# single user" (annexure): counted per user, i.e. per access token here.
+RATE_LIMIT_PER_S = 20
 ACCESS_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzUxMiJ9.fake-dhan-session.c2lnbmF0dXJl"
 
 
@@ -37,6 +41,7 @@ class DhanFake:
         self.server_error_body = sample("error_internal_server.json")
         self.server_error_status = 500
         self.seen: list[Request] = []
+        self.rate_limit = FixedWindowLimit(RATE_LIMIT_PER_S)  # per user (token); `rejected` counts 429s
         self._app = Starlette(routes=[Route("/v2/holdings", self._holdings, methods=["GET"])])
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # ASGI
@@ -46,6 +51,8 @@ class DhanFake:
 
     async def _holdings(self, request: Request) -> Response:
         self.seen.append(request)
+        if not self.rate_limit.admit(request.headers.get("access-token", "")):
+            return _json(429, sample("error_rate_limit.json"))  # DH-904
         # "User has to input an access token in the header for every request" (docs/v2); a missing,
         # wrong or expired token is DH-901. Its HTTP status is not documented: 401, as clients see it.
         if (

@@ -24,9 +24,13 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from services.fetcher.testing import Scenario
+from tests.fakes.rate_windows import FixedWindowLimit
 
 DATA = Path(__file__).parent / "data" / "upstox"
 HOLDINGS_PATH = "/v2/portfolio/long-term-holdings"
+# https://upstox.com/developer/api-documentation/rate-limiting: standard APIs 50 per second "per user,
+# per API" (500/minute and 2000/30 minutes too; a test never sends that many for one user).
+RATE_LIMIT_PER_S = 50
 
 
 def sample(name: str) -> bytes:
@@ -49,6 +53,7 @@ class UpstoxFake:
         self.headers_seen: list[Headers] = []  # of every request received, in order
         self.holdings_body = sample(holdings)  # holdings_unsettled.json: bought, not yet settled (T1)
         self._access_token = access_token
+        self.rate_limit = FixedWindowLimit(RATE_LIMIT_PER_S)  # per user (token); `rejected` counts 429s
         self._app = Starlette(
             routes=[Route(HOLDINGS_PATH, self._holdings, methods=["GET"])],
             exception_handlers={404: self._not_supported},
@@ -61,6 +66,8 @@ class UpstoxFake:
     async def _holdings(self, request: Request) -> Response:
         self.requests_seen += 1
         self.headers_seen.append(request.headers)
+        if not self.rate_limit.admit(request.headers.get("authorization", "")):
+            return _json(sample("error_rate_limited.json"), 429)
         if self.scenario is Scenario.AUTH_REJECTED:
             return _json(sample("error_invalid_token.json"), 401)  # what an expired token gets
         if self.scenario is Scenario.RATE_LIMITED:

@@ -21,10 +21,14 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from services.fetcher.testing import Scenario
+from tests.fakes.rate_windows import FixedWindowLimit
 
 DATA = Path(__file__).parent / "data" / "zerodha"
 HOLDINGS_PATH = "/portfolio/holdings"
 API_KEY = "kite_api_key_7f3a"
+# https://kite.trade/docs/connect/v3/exceptions/#api-rate-limit: "all other endpoints" 10 requests per
+# second, counted per API key over all its users (Zerodha staff: kite.trade/forum/discussion/comment/51559).
+RATE_LIMIT_PER_S = 10
 ACCESS_TOKEN = "kite_access_token_9c2e51"
 
 
@@ -73,6 +77,7 @@ class ZerodhaFake:
         self.access_token = access_token
         self.holdings_body: Any = load_sample(sample)  # tests may edit it: it is served as it is
         self.token_error_body: Any = load_sample("token_exception.json")
+        self.rate_limit = FixedWindowLimit(RATE_LIMIT_PER_S)  # per API key; `rejected` counts the 429s
         self._app = Starlette(
             routes=[Route(HOLDINGS_PATH, self._holdings, methods=["GET"])],
             exception_handlers={HTTPException: self._http_error},
@@ -92,6 +97,9 @@ class ZerodhaFake:
             # The changelog only says v3 needs this header; what the API answers without it is not
             # documented (the old v2 backend). Refusing makes a missing header visible in tests.
             return _kite_json(400, _error("X-Kite-Version: 3 is required", "InputException"))
+        authorization = request.headers.get("authorization", "")
+        if not self.rate_limit.admit(authorization.removeprefix("token ").split(":")[0]):
+            return _kite_json(429, load_sample("too_many_requests.json"))
         expected = f"token {self.api_key}:{self.access_token}"
         if request.headers.get("authorization") != expected or self.scenario is Scenario.AUTH_REJECTED:
             return _kite_json(403, self.token_error_body)

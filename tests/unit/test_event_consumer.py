@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from shared.bus.consumer import EventConsumer, OneStep, Write
 from shared.bus.dead_letters import DeadLetter
 from shared.bus.memory import InMemoryBus
-from shared.bus.port import OutgoingMessage, PartitionsRevoked, Record, Subscription
+from shared.bus.port import AssignmentListener, OutgoingMessage, PartitionsRevoked, Record, Subscription
 from shared.events import Event, SyncRequested, SyncTrigger
 from shared.topics import dead_letters
 from tests.support.waiting import eventually
@@ -234,8 +234,11 @@ class _RebalancingBus(InMemoryBus):
         self.error = error
         self.subscriptions: list[_RevokedOnce] = []
 
-    async def subscribe(self, topics: Sequence[str], *, group: str) -> Subscription:  # type: ignore[override]
-        subscription = _RevokedOnce(await super().subscribe(topics, group=group), self.error)
+    async def subscribe(  # type: ignore[override]
+        self, topics: Sequence[str], *, group: str, listener: AssignmentListener | None = None
+    ) -> Subscription:
+        inner = await super().subscribe(topics, group=group, listener=listener)
+        subscription = _RevokedOnce(inner, self.error)
         self.subscriptions.append(subscription)
         return subscription
 

@@ -49,7 +49,14 @@ async def test_brokers_lists_every_adapter_and_csv_with_credentials_and_limits(
     assert listed["alpaca"]["credential_fields"] == ["key_id", "secret_key"]
     assert listed["alpaca"]["optional_credential_fields"] == ["environment"]
     assert listed["sim"]["credential_fields"] == []
-    assert listed["zerodha"]["limits"] == {"rate_per_s": 10.0, "burst": 1, "concurrency": 10}
+    assert listed["zerodha"]["limits"] == {
+        "rate_per_s": 10.0,
+        "burst": 1,
+        "concurrency": 10,
+        "window_s": 1.0,
+        "scope": "application",  # Kite counts per API key, over all its users
+    }
+    assert listed["alpaca"]["limits"]["scope"] == "account"
     assert listed["csv"]["limits"] is None
     assert (listed["csv"]["sync"], listed["sim"]["sync"]) == ("statement", "schedule")
     assert listed["zerodha"]["doc_url"].startswith("https://kite.trade/")
@@ -159,5 +166,11 @@ async def test_a_plugins_broker_type_is_listed_and_accepted(
         )
 
     assert listed["mybroker"]["credential_fields"] == ["token"]
-    assert listed["mybroker"]["limits"] == {"rate_per_s": 3.0, "burst": 2, "concurrency": 4}
+    assert listed["mybroker"]["limits"] == {
+        "rate_per_s": 3.0,
+        "burst": 2,
+        "concurrency": 4,
+        "window_s": 1.0,
+        "scope": "application",  # the cautious default
+    }
     assert refused.status_code == 422 and "token" in refused.json()["detail"][0]["msg"]

@@ -16,6 +16,7 @@ from services.fetcher.brokers.upstox import BASE_URL, UpstoxBroker, create
 from services.fetcher.limits import BrokerLimiter, BrokerLimits
 from services.fetcher.registry import AdapterContext, plugin
 from services.fetcher.testing import BrokerConformance, Scenario, serve_fake
+from shared.brokers import LimitScope
 from shared.events import AssetType, Holding
 from shared.settings import Settings
 from tests.fakes.upstox import UpstoxFake, sample
@@ -149,7 +150,9 @@ class TestUpstoxRequests:
         registered = plugin("upstox")
         assert registered.create is create
         assert registered.base_url == "https://api.upstox.com/v2" == BASE_URL
-        assert registered.limits == BrokerLimits(rate_per_s=50, burst=50, concurrency=10)
+        assert registered.limits == BrokerLimits(
+            rate_per_s=50, burst=50, concurrency=10, scope=LimitScope.ACCOUNT, key_fields=("access_token",)
+        )
 
     async def test_the_factory_calls_the_base_url_it_is_given(self) -> None:
         fake = UpstoxFake(access_token=TOKEN)

@@ -1,0 +1,78 @@
+"""What every benchmark records beside its figures: a quick probe of the machine's speed, and the
+CPU time and peak memory of the processes it measured, as the kernel counts them.
+
+The probe is a fixed piece of pure-Python work (hashing, a JSON round trip, a sort), timed three times;
+its median in milliseconds says how fast this machine was at the time of the run, so that figures
+from different machines or days can be compared through it (slower probe, slower figures).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def _probe_once() -> float:
+    started = time.perf_counter()
+    digest = b"portfolio-sync"
+    for _ in range(20_000):
+        digest = hashlib.sha256(digest).digest()
+    rows = [{"symbol": f"S{n}", "quantity": n * 7 % 1000, "price": n / 7} for n in range(20_000)]
+    json.loads(json.dumps(rows))
+    sorted(rows, key=lambda row: (row["quantity"], row["symbol"]))
+    return (time.perf_counter() - started) * 1000
+
+
+def machine_probe() -> dict[str, object]:
+    """The probe's median of three, with what the machine is."""
+    runs = [_probe_once() for _ in range(3)]
+    return {
+        "probe_ms": round(statistics.median(runs), 1),
+        "probe_runs_ms": [round(r, 1) for r in runs],
+        "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+    }
+
+
+def run_facts() -> dict[str, object]:
+    """The commit measured (with `+dirty` when the work tree differs from it) and when."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    return {
+        "commit": git("rev-parse", "--short=12", "HEAD") + ("+dirty" if dirty else ""),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S  # utime, stime
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's resident-memory high-water mark (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def own_peak_rss_mb() -> float:
+    """This process's high-water mark (ru_maxrss, kB on Linux), in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
