@@ -31,6 +31,7 @@ from pathlib import Path
 
 import asyncpg
 from bench_accounts import create_accounts, fresh_database
+from machine import machine_probe, peak_rss_mb, run_facts
 
 from infra import REPO, KafkaService, PostgresService, provide_kafka, provide_postgres
 from shared import topics
@@ -122,6 +123,7 @@ async def measure(
         await changes.close()
         await snapshots.close()
         await bus.close()
+        peaks = {name: _peak(process) for name, process in zip(("fetcher", "ledger"), services, strict=True)}
         for process in services:
             process.terminate()
             process.wait(30)
@@ -137,7 +139,13 @@ async def measure(
         "rate_per_s": round(achieved, 1),
         **percentiles(latencies),
         "stages": stage_breakdown(marks),
+        "peak_rss_mb": peaks,
     }
+
+
+def _peak(process: subprocess.Popen[bytes]) -> float | None:
+    """The service's resident-memory high-water mark, while it still runs."""
+    return round(peak_rss_mb(process.pid), 1) if process.poll() is None else None
 
 
 STAGES = (
@@ -181,15 +189,24 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-async def main(rate: float, seconds: float) -> dict[str, object]:
+async def main(rate: float, seconds: float, runs: int) -> dict[str, object]:
+    """`runs` runs, each on fresh services, database and topics; the figures are the run of median
+    p99, with every run's p50 and p99 beside them."""
     configure_logging("ERROR", json_lines=False)
+    result: dict[str, object] = {**run_facts(), "machine": machine_probe()}
     kafka, postgres = provide_kafka(), provide_postgres()
     try:
         print(f"Kafka: {kafka.how}; Postgres: {postgres.how}")
-        result: dict[str, object] = dict(await measure(kafka, postgres, rate, seconds))
+        measured = []
+        for run in range(runs):
+            print(f"run {run + 1} of {runs}", flush=True)
+            measured.append(await measure(kafka, postgres, rate, seconds))
     finally:
         kafka.stop()
         postgres.stop()
+    median = sorted(measured, key=lambda m: float(str(m["p99_ms"])))[len(measured) // 2]
+    result |= median
+    result["runs"] = [{k: m[k] for k in ("rate_per_s", "p50_ms", "p99_ms")} for m in measured]
     result["targets"] = {"p99_ms": "< 250", "rate_per_s": ">= 200"}
     return result
 
@@ -200,8 +217,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--rate", type=float, default=200.0, help="SyncRequested per second")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--runs", type=int, default=3, help="runs to take the median of")
     args = parser.parse_args()
-    outcome = asyncio.run(main(args.rate, args.seconds))
+    outcome = asyncio.run(main(args.rate, args.seconds, args.runs))
     RESULTS.write_text(json.dumps(outcome, indent=2) + "\n")
     print(json.dumps(outcome, indent=2))
     ok = float(str(outcome["p99_ms"])) < 250 and float(str(outcome["rate_per_s"])) >= 0.98 * args.rate
