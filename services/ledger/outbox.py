@@ -33,6 +33,7 @@ from shared.db.errors import is_transient_db_error
 from shared.db.sets import among
 from shared.db.tables import OutboxMessage, Snapshot
 from shared.events import utc_now
+from shared.test_hooks import LEDGER_AFTER_RELAY_ACK, crash_point
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class OutboxRelay:
         except BaseException:
             self._doubt_before = utc_now()  # some of these may have reached Kafka
             raise
+        crash_point(LEDGER_AFTER_RELAY_ACK)
 
     async def publish_pending(self, *, older_than: timedelta = timedelta(0)) -> int:
         """Publish what has waited in the outbox longer than `older_than`, oldest first; return how

@@ -1,0 +1,215 @@
+"""The faults, one at a time, each injected while the steady load runs.
+
+A fault gets the stack and what it may need (its own Kafka or Postgres to stop); it returns once
+the fault is over (a killed process stays dead: its peers must take over)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from shared.events import utc_now
+from shared.test_hooks import CRASH_AT_ENV, LEDGER_AFTER_COPY, LEDGER_AFTER_RELAY_ACK
+from tests.chaos.stack import ChaosStack, Topology
+from tests.support.waiting import eventually
+
+KAFKA_DOWN_S = 20.0
+POSTGRES_DOWN_S = 5.0
+STORM_S = 30.0
+STORM_STEP_S = 3.0
+SCHEDULER_ROUNDS = 5
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    """A Kafka or Postgres started by kafka-local / pg-local for one test module alone."""
+
+    script: str
+    workdir: str
+    port: int
+
+    async def stop(self, *extra: str) -> None:
+        await asyncio.to_thread(_run, self.script, "stop", "--dir", self.workdir, *extra)
+
+    async def start(self) -> None:
+        await asyncio.to_thread(_run, self.script, "start", "--dir", self.workdir, "--port", str(self.port))
+
+
+def _run(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True, timeout=180)
+
+
+@dataclass(frozen=True)
+class FaultContext:
+    stack: ChaosStack
+    kafka: LocalServer | None  # set when the fault has a broker of its own to stop
+    postgres: LocalServer | None
+
+
+Inject = Callable[[FaultContext], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Fault:
+    key: str  # the test's id
+    name: str
+    what: str  # for docs/reliability.md
+    inject: Inject
+    topology: Topology = field(default_factory=Topology)
+    env: dict[str, dict[str, str]] = field(default_factory=dict)  # per process, at its first start
+    own_kafka: bool = False
+    own_postgres: bool = False
+    short: bool = False  # part of the short form that `make test` runs
+
+
+async def _snapshots_stored(stack: ChaosStack) -> int:
+    async with stack.database() as db:
+        return int(await db.fetchval("SELECT count(*) FROM snapshots"))
+
+
+async def _mid_stream(stack: ChaosStack, more: int = 20) -> None:
+    """Wait until `more` further snapshots are stored: the pipeline is busy, batches in flight."""
+    target = await _snapshots_stored(stack) + more
+
+    async def reached() -> bool:
+        stack.services.assert_alive()
+        return await _snapshots_stored(stack) >= target
+
+    await eventually(reached, timeout_s=60, what=f"{more} more snapshots stored", interval_s=0.02)
+
+
+async def kill_a_fetcher(ctx: FaultContext) -> None:
+    await _mid_stream(ctx.stack)
+    ctx.stack.services.kill_hard("fetcher-a")
+
+
+async def kill_a_ledger(ctx: FaultContext) -> None:
+    await _mid_stream(ctx.stack)
+    ctx.stack.services.kill_hard("ledger-a")
+
+
+async def _crashed_at_its_point(ctx: FaultContext) -> None:
+    """ledger-a was started armed: wait for it to kill itself there, then start it again unarmed."""
+    services = ctx.stack.services
+
+    async def crashed() -> bool:
+        return services.returncode("ledger-a") is not None
+
+    await eventually(crashed, timeout_s=90, what="the ledger to reach its crash point", interval_s=0.05)
+    assert services.returncode("ledger-a") == -9, "the ledger ended, but not at its crash point"
+    ctx.stack.start("ledger-a", **{CRASH_AT_ENV: ""})
+
+
+async def stop_kafka(ctx: FaultContext) -> None:
+    assert ctx.kafka is not None
+    await _mid_stream(ctx.stack)
+    await ctx.kafka.stop("--keep-data")
+    await asyncio.sleep(KAFKA_DOWN_S)  # the fault's own duration
+    await ctx.kafka.start()
+
+
+async def restart_postgres(ctx: FaultContext) -> None:
+    assert ctx.postgres is not None
+    await _mid_stream(ctx.stack)
+    await ctx.postgres.stop()
+    await asyncio.sleep(POSTGRES_DOWN_S)  # the fault's own duration
+    await ctx.postgres.start()
+
+
+async def make_every_schedule_due(ctx: FaultContext) -> None:
+    """Two schedulers run; every account falls due at once, several times over."""
+    for _ in range(SCHEDULER_ROUNDS):
+        due = utc_now() - timedelta(seconds=1)
+        async with ctx.stack.database() as db:
+            await db.execute("UPDATE schedules SET next_run_at = $1", due)
+
+            async def all_claimed(due: datetime = due) -> bool:
+                ctx.stack.services.assert_alive()
+                return not await db.fetchval("SELECT count(*) FROM schedules WHERE next_run_at <= $1", due)
+
+            await eventually(all_claimed, timeout_s=60, what="every due schedule claimed", interval_s=0.1)
+
+
+async def rebalance_storm(ctx: FaultContext) -> None:
+    """Extra fetchers join and leave every few seconds; fetcher-a and -b stay."""
+    services = ctx.stack.services
+    loop = asyncio.get_running_loop()
+    end = loop.time() + STORM_S
+    extra = ("fetcher-c", "fetcher-d")
+    turn = 0
+    while loop.time() < end:
+        name = extra[turn % 2]
+        ctx.stack.start(name)
+        await asyncio.sleep(STORM_STEP_S)  # the storm's rhythm
+        if turn % 3 == 2:
+            services.kill_hard(name)
+        else:
+            await asyncio.to_thread(services.stop, name)
+        turn += 1
+
+
+FAULTS = [
+    Fault(
+        "kill-fetcher",
+        "kill -9 one of two fetchers",
+        "SIGKILL one of the two fetcher processes of the broker while batches are in flight; the other "
+        "takes its partitions over.",
+        kill_a_fetcher,
+        short=True,
+    ),
+    Fault(
+        "kill-ledger",
+        "kill -9 one of two ledgers",
+        "SIGKILL one of two ledger processes mid-batch; the other takes its partitions and its outbox "
+        "rows over.",
+        kill_a_ledger,
+        topology=Topology(ledgers=2),
+    ),
+    Fault(
+        "ledger-crash-after-copy",
+        "ledger killed after COPY, before commit",
+        "The ledger SIGKILLs itself (test hook) after writing a batch and before committing it; restarted.",
+        _crashed_at_its_point,
+        env={"ledger-a": {CRASH_AT_ENV: f"{LEDGER_AFTER_COPY}:8"}},
+        short=True,
+    ),
+    Fault(
+        "ledger-crash-after-relay-ack",
+        "ledger killed after relay ack, before outbox delete",
+        "The ledger SIGKILLs itself (test hook) once Kafka acknowledged relayed HoldingsChanged and "
+        "before their outbox delete commits; restarted.",
+        _crashed_at_its_point,
+        env={"ledger-a": {CRASH_AT_ENV: f"{LEDGER_AFTER_RELAY_ACK}:8"}},
+    ),
+    Fault(
+        "kafka-stop",
+        "Kafka stopped 20 s",
+        f"The (only) Kafka broker is stopped for {KAFKA_DOWN_S:.0f} s and started again on its data.",
+        stop_kafka,
+        own_kafka=True,
+    ),
+    Fault(
+        "postgres-restart",
+        "Postgres restarted",
+        f"Postgres is stopped (fast shutdown) for {POSTGRES_DOWN_S:.0f} s and started again.",
+        restart_postgres,
+        own_postgres=True,
+    ),
+    Fault(
+        "two-schedulers",
+        "two schedulers",
+        f"Two scheduler processes; every account's schedule falls due at once, {SCHEDULER_ROUNDS} times.",
+        make_every_schedule_due,
+        topology=Topology(schedulers=2),
+    ),
+    Fault(
+        "rebalance-storm",
+        "rebalance storm",
+        f"Fetchers join and leave (SIGTERM, or SIGKILL every third) every {STORM_STEP_S:.0f} s for "
+        f"{STORM_S:.0f} s.",
+        rebalance_storm,
+    ),
+]
