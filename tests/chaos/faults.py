@@ -6,6 +6,7 @@ the fault is over (a killed process stays dead: its peers must take over)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta
 from shared.events import utc_now
 from shared.test_hooks import CRASH_AT_ENV, LEDGER_AFTER_COPY, LEDGER_AFTER_RELAY_ACK
 from tests.chaos.stack import ChaosStack, Topology
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import eventually
 
 KAFKA_DOWN_S = 20.0
@@ -21,6 +23,9 @@ POSTGRES_DOWN_S = 5.0
 STORM_S = 30.0
 STORM_STEP_S = 3.0
 SCHEDULER_ROUNDS = 5
+PROXY_DELAY_S = 0.3  # per chunk, each way
+PROXY_SLOW_S = 10.0
+PROXY_CUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -30,12 +35,17 @@ class LocalServer:
     script: str
     workdir: str
     port: int
+    start_args: tuple[str, ...] = ()
+    proxied_port: int | None = None  # Kafka: clients bootstrapping here stay on this port (a proxy's)
+    proxied_target: int | None = None  # ... which forwards to this listener of the broker
 
     async def stop(self, *extra: str) -> None:
         await asyncio.to_thread(_run, self.script, "stop", "--dir", self.workdir, *extra)
 
     async def start(self) -> None:
-        await asyncio.to_thread(_run, self.script, "start", "--dir", self.workdir, "--port", str(self.port))
+        await asyncio.to_thread(
+            _run, self.script, "start", "--dir", self.workdir, "--port", str(self.port), *self.start_args
+        )
 
 
 def _run(*args: str) -> None:
@@ -47,6 +57,7 @@ class FaultContext:
     stack: ChaosStack
     kafka: LocalServer | None  # set when the fault has a broker of its own to stop
     postgres: LocalServer | None
+    resources: contextlib.AsyncExitStack  # what must outlive the fault (a proxy), closed after the run
 
 
 Inject = Callable[[FaultContext], Awaitable[None]]
@@ -119,6 +130,23 @@ async def restart_postgres(ctx: FaultContext) -> None:
     await ctx.postgres.start()
 
 
+async def slow_then_cut_the_ledgers_kafka(ctx: FaultContext) -> None:
+    """The ledger talks to Kafka through a proxy: slowed, then cut, then restored."""
+    assert ctx.kafka is not None and ctx.kafka.proxied_port and ctx.kafka.proxied_target
+    proxy = TcpProxy(ctx.kafka.proxied_port, ctx.kafka.proxied_target)
+    await proxy.start()
+    ctx.resources.push_async_callback(proxy.close)
+    await asyncio.to_thread(ctx.stack.services.stop, "ledger-a")
+    ctx.stack.start("ledger-a", KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{proxy.port}")
+    await _mid_stream(ctx.stack)
+    proxy.delay_s = PROXY_DELAY_S
+    await asyncio.sleep(PROXY_SLOW_S)  # the fault's own duration
+    proxy.delay_s = 0
+    proxy.cut()
+    await asyncio.sleep(PROXY_CUT_S)  # the fault's own duration
+    proxy.restore()
+
+
 async def make_every_schedule_due(ctx: FaultContext) -> None:
     """Two schedulers run; every account falls due at once, several times over."""
     for _ in range(SCHEDULER_ROUNDS):
@@ -147,7 +175,8 @@ async def rebalance_storm(ctx: FaultContext) -> None:
         if turn % 3 == 2:
             services.kill_hard(name)
         else:
-            await asyncio.to_thread(services.stop, name)
+            code = await asyncio.to_thread(services.stop, name)
+            assert code == 0, f"{name} exited {code} on SIGTERM"  # a clean leave, or a failed run
         turn += 1
 
 
@@ -211,5 +240,13 @@ FAULTS = [
         f"Fetchers join and leave (SIGTERM, or SIGKILL every third) every {STORM_STEP_S:.0f} s for "
         f"{STORM_S:.0f} s.",
         rebalance_storm,
+    ),
+    Fault(
+        "ledger-kafka-proxy",
+        "ledger's Kafka link slowed, then cut",
+        f"The ledger reaches Kafka through a TCP proxy that delays every chunk {PROXY_DELAY_S} s for "
+        f"{PROXY_SLOW_S:.0f} s, then drops every connection and refuses new ones for {PROXY_CUT_S:.0f} s.",
+        slow_then_cut_the_ledgers_kafka,
+        own_kafka=True,
     ),
 ]

@@ -7,6 +7,7 @@ default, part of `make test`) runs the faults marked short. Each run's row goes 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,9 @@ async def test_nothing_is_lost_or_doubled_under(
             log_dir=tmp_path,
             env=fault.env,
         ) as stack:
-            result = await run_fault(stack, fault, FaultContext(stack, own_kafka, own_postgres))
+            async with contextlib.AsyncExitStack() as resources:
+                context = FaultContext(stack, own_kafka, own_postgres, resources)
+                result = await run_fault(stack, fault, context)
             if result.failures():
                 print(stack.services.logs(tail_lines=60))
     finally:
