@@ -139,12 +139,16 @@ async def slow_then_cut_the_ledgers_kafka(ctx: FaultContext) -> None:
     await asyncio.to_thread(ctx.stack.services.stop, "ledger-a")
     ctx.stack.start("ledger-a", KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{proxy.port}")
     await _mid_stream(ctx.stack)
+    assert proxy.connections, "the ledger does not reach Kafka through the proxy"
     proxy.delay_s = PROXY_DELAY_S
     await asyncio.sleep(PROXY_SLOW_S)  # the fault's own duration
     proxy.delay_s = 0
     proxy.cut()
     await asyncio.sleep(PROXY_CUT_S)  # the fault's own duration
+    before = proxy.connections
     proxy.restore()
+    await _mid_stream(ctx.stack)  # the ledger works again, through the proxy
+    assert proxy.connections > before, "the ledger did not come back through the proxy"
 
 
 async def make_every_schedule_due(ctx: FaultContext) -> None:

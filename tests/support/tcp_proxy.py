@@ -14,6 +14,7 @@ class TcpProxy:
     def __init__(self, port: int, target_port: int, *, target_host: str = "127.0.0.1") -> None:
         self.port = port
         self.delay_s = 0.0
+        self.connections = 0  # forwarded so far
         self._target = (target_host, target_port)
         self._cut = False
         self._server: asyncio.Server | None = None
@@ -49,6 +50,7 @@ class TcpProxy:
         except OSError:
             client_writer.transport.abort()
             return
+        self.connections += 1
         self._writers |= {client_writer, upstream_writer}
         for reader, writer in ((client_reader, upstream_writer), (upstream_reader, client_writer)):
             task = asyncio.create_task(self._pipe(reader, writer))
