@@ -218,6 +218,15 @@ FAULTS = [
         env={"ledger-a": {CRASH_AT_ENV: f"{LEDGER_AFTER_RELAY_ACK}:8"}},
     ),
     Fault(
+        "ledger-crash-after-relay-ack-of-two",
+        "ledger killed after relay ack, beside a second ledger",
+        "As above, while a second ledger runs: its outbox sweep finds the dead one's rows (published, "
+        "their delete never committed).",
+        _crashed_at_its_point,
+        topology=Topology(ledgers=2),
+        env={"ledger-a": {CRASH_AT_ENV: f"{LEDGER_AFTER_RELAY_ACK}:8"}},
+    ),
+    Fault(
         "kafka-stop",
         "Kafka stopped 20 s",
         f"The (only) Kafka broker is stopped for {KAFKA_DOWN_S:.0f} s and started again on its data.",
