@@ -163,6 +163,8 @@ async def make_every_schedule_due(ctx: FaultContext) -> None:
                 return not await db.fetchval("SELECT count(*) FROM schedules WHERE next_run_at <= $1", due)
 
             await eventually(all_claimed, timeout_s=60, what="every due schedule claimed", interval_s=0.1)
+    for name in ("scheduler-a", "scheduler-b"):  # both took part: the test is of two, not of one
+        assert "sync requests emitted" in ctx.stack.services.log_of(name), f"{name} emitted nothing"
 
 
 async def rebalance_storm(ctx: FaultContext) -> None:
@@ -246,6 +248,8 @@ FAULTS = [
         f"Two scheduler processes; every account's schedule falls due at once, {SCHEDULER_ROUNDS} times.",
         make_every_schedule_due,
         topology=Topology(schedulers=2),
+        # Small claims, so that both schedulers are at the due rows at once.
+        env={name: {"SCHEDULER_BATCH_SIZE": "20"} for name in ("scheduler-a", "scheduler-b")},
     ),
     Fault(
         "rebalance-storm",

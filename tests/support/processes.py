@@ -108,6 +108,10 @@ class ServiceProcesses:
             log.close()
         return codes
 
+    def log_of(self, name: str) -> str:
+        """Everything `name` printed so far (over its restarts)."""
+        return (self._log_dir / f"{name}.log").read_text(errors="replace")
+
     def logs(self, tail_lines: int = 40) -> str:
         parts = []
         for path in sorted(self._log_dir.glob("*.log")):
