@@ -37,6 +37,7 @@ class ChaosReport:
     transactions_doubled: int  # extra derived trades of one snapshot and instrument
     trades_off_positions: int  # instruments whose derived trades do not add up to the position
     positions_off_broker: int  # accounts whose current positions differ from the broker's last answer
+    runs_off_snapshots: int  # sync runs with a stored snapshot that do not say succeeded
     exited: int  # processes that ended without being stopped or killed on purpose
     seconds: float
 
@@ -50,6 +51,7 @@ class ChaosReport:
         "transactions_doubled",
         "trades_off_positions",
         "positions_off_broker",
+        "runs_off_snapshots",
         "exited",
     )
 
@@ -104,6 +106,7 @@ async def count(
         doubled = await db.fetchval(_DOUBLED_TRADES)
         trades_off = await db.fetchval(_TRADES_OFF_POSITIONS)
         current = await _current_positions(db)
+        runs_off = await db.fetchval(_RUNS_OFF_SNAPSHOTS)
     by_snapshot = Counter(c.snapshot_id for c in changes)
     off_broker = sum(
         current.get(account_id, {}) != stack.broker.last_reported.get(key_id, {})
@@ -123,6 +126,7 @@ async def count(
         transactions_doubled=doubled,
         trades_off_positions=trades_off,
         positions_off_broker=off_broker,
+        runs_off_snapshots=runs_off,
         exited=len(stack.services.exited()),
         seconds=round(seconds, 1),
     )
@@ -141,6 +145,10 @@ async def _current_positions(db: asyncpg.Connection) -> dict[uuid.UUID, dict[str
 
 _SNAPSHOTS_PER_REQUEST = "SELECT request_id, count(*) AS n FROM snapshots GROUP BY request_id"
 _ANNOUNCED_SNAPSHOTS = "SELECT id FROM snapshots WHERE announcement_id IS NOT NULL"
+_RUNS_OFF_SNAPSHOTS = """
+SELECT count(*) FROM sync_runs r
+WHERE r.status <> 'succeeded' AND EXISTS (SELECT 1 FROM snapshots s WHERE s.request_id = r.id)
+"""
 _DOUBLED_TRADES = """
 SELECT count(*) - count(DISTINCT (snapshot_id, symbol, exchange)) FROM transactions WHERE origin = 'derived'
 """

@@ -26,6 +26,7 @@ COLUMNS = {
     "transactions_doubled": "trades doubled",
     "trades_off_positions": "trades ≠ positions",
     "positions_off_broker": "positions ≠ broker",
+    "runs_off_snapshots": "runs ≠ snapshots",
     "exited": "exited",
     "seconds": "s",
 }
