@@ -23,6 +23,7 @@ POSTGRES_DOWN_S = 5.0
 STORM_S = 30.0
 STORM_STEP_S = 3.0
 SCHEDULER_ROUNDS = 5
+CONSUMING = '"consuming"'  # what a consume loop logs once it has subscribed
 PROXY_DELAY_S = 0.3  # per chunk, each way
 PROXY_SLOW_S = 10.0
 PROXY_CUT_S = 15.0
@@ -176,7 +177,14 @@ async def rebalance_storm(ctx: FaultContext) -> None:
     turn = 0
     while loop.time() < end:
         name = extra[turn % 2]
+        started = services.log_of(name).count(CONSUMING) if turn >= 2 else 0
         ctx.stack.start(name)
+
+        async def joined(name: str = name, started: int = started) -> bool:
+            services.assert_alive()
+            return services.log_of(name).count(CONSUMING) >= started + 2  # both its consume loops
+
+        await eventually(joined, timeout_s=60, what=f"{name} to join its groups", interval_s=0.1)
         await asyncio.sleep(STORM_STEP_S)  # the storm's rhythm
         if turn % 3 == 2:
             services.kill_hard(name)
