@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.chaos.faults import LocalServer
+from tests.chaos.local_servers import LocalServer
 from tests.support import infra
 from tests.support.processes import free_port
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from shared.events import utc_now
 from shared.test_hooks import CRASH_AT_ENV, LEDGER_AFTER_COPY, LEDGER_AFTER_RELAY_ACK
+from tests.chaos.local_servers import LocalServer
 from tests.chaos.stack import ChaosStack, Topology
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import eventually
@@ -27,30 +27,6 @@ CONSUMING = '"consuming"'  # what a consume loop logs once it has subscribed
 PROXY_DELAY_S = 0.3  # per chunk, each way
 PROXY_SLOW_S = 10.0
 PROXY_CUT_S = 15.0
-
-
-@dataclass(frozen=True)
-class LocalServer:
-    """A Kafka or Postgres started by kafka-local / pg-local for one test module alone."""
-
-    script: str
-    workdir: str
-    port: int
-    start_args: tuple[str, ...] = ()
-    proxied_port: int | None = None  # Kafka: clients bootstrapping here stay on this port (a proxy's)
-    proxied_target: int | None = None  # ... which forwards to this listener of the broker
-
-    async def stop(self, *extra: str) -> None:
-        await asyncio.to_thread(_run, self.script, "stop", "--dir", self.workdir, *extra)
-
-    async def start(self) -> None:
-        await asyncio.to_thread(
-            _run, self.script, "start", "--dir", self.workdir, "--port", str(self.port), *self.start_args
-        )
-
-
-def _run(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True, timeout=180)
 
 
 @dataclass(frozen=True)

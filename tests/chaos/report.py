@@ -9,6 +9,7 @@ import os
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def out_of_order(changes: list[HoldingsChanged]) -> int:
     """Changes that do not follow the account's previous one: each must start from the quantities the
     last left (from nothing, for the first) and be taken later."""
     held: dict[uuid.UUID, dict[tuple[str, str], Decimal]] = {}
-    last_taken: dict[uuid.UUID, object] = {}
+    last_taken: dict[uuid.UUID, datetime] = {}
     seen: set[uuid.UUID] = set()
     wrong = 0
     for change in changes:
@@ -78,7 +79,7 @@ def out_of_order(changes: list[HoldingsChanged]) -> int:
         seen.add(change.snapshot_id)
         positions = held.setdefault(change.account_id, {})
         before = last_taken.get(change.account_id)
-        broken = before is not None and not change.taken_at > before  # type: ignore[operator]
+        broken = before is not None and change.taken_at <= before
         for moved in change.changes:
             key = (moved.symbol, moved.exchange)
             broken |= positions.get(key, Decimal(0)) != moved.previous_quantity

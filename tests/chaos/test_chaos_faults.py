@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.faults import FAULTS, Fault, FaultContext, LocalServer
+from tests.chaos.faults import FAULTS, Fault, FaultContext
+from tests.chaos.local_servers import LocalServer
 from tests.chaos.run import LEVELS, level_name, run_fault
 from tests.chaos.stack import running_stack
 from tests.support.databases import DatabaseCloner
