@@ -34,6 +34,7 @@ from shared.bus.consumer import Outcomes, Write
 from shared.bus.port import MessageBus
 from shared.events import Event, HoldingSnapshot, SyncFailed
 from shared.log_context import bound_run
+from shared.test_hooks import LEDGER_AFTER_COPY, crash_point
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,7 @@ class Ledger:
         started = time.perf_counter()
         async with self._sessions.begin() as session:
             await LedgerStore(session, consumer=CONSUMER).write(plan, encoded)
+            crash_point(LEDGER_AFTER_COPY)
         count_written(plan, seconds=time.perf_counter() - started)
         await self.relay.hand_over(plan.outbox)
         return plan.outcomes

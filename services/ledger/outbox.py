@@ -47,6 +47,7 @@ from shared.db.errors import is_transient_db_error
 from shared.db.sets import among
 from shared.db.tables import OutboxMessage, Snapshot
 from shared.events import utc_now
+from shared.test_hooks import LEDGER_AFTER_RELAY_ACK, crash_point
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +240,7 @@ class OutboxRelay:
     async def _publish(self, rows: Sequence[_Row]) -> None:
         if rows:
             await self._bus.publish([row.message() for row in rows])
+            crash_point(LEDGER_AFTER_RELAY_ACK)  # acknowledged, not yet deleted: only tests arm it
 
     async def _delete(self, session: AsyncSession, rows: Sequence[_Row]) -> None:
         """Delete relayed rows and mark the snapshots they announce announced, in the pass's

@@ -509,11 +509,17 @@ def _record_attempt(
     next_attempt_at: datetime | None = None,
 ) -> None:
     """Record how attempt `attempt` of a run ended, unless news of a later attempt came first:
-    failures and snapshots travel on different topics, so their relative order is not guaranteed."""
+    failures and snapshots travel on different topics, so their relative order is not guaranteed.
+    A snapshot still ends a run that is `failed` at the same attempt: the API closes a run whose
+    request Kafka did not acknowledge in time, and the request may have reached Kafka all the same."""
     run = runs.get(run_id)
     if run is None:  # requested by something that did not record the run (an operator's tool)
         run = runs[run_id] = RunState(id=run_id, account_id=account_id, exists=False, requested_at=at)
-    elif run.attempts > attempt or (run.attempts == attempt and run.status in FINISHED_RUN):
+    elif run.attempts > attempt or (
+        run.attempts == attempt
+        and run.status in FINISHED_RUN
+        and not (status == "succeeded" and run.status == "failed")
+    ):
         return
     run.touched = True
     run.status = status

@@ -129,13 +129,13 @@ def _docker_unavailable() -> str | None:
     return None
 
 
-def _run_local(script: Path, port: int, workdir: str) -> subprocess.CompletedProcess[str]:
+def _run_local(script: Path, port: int, workdir: str, *extra: str) -> subprocess.CompletedProcess[str]:
     if not os.access(script, os.X_OK):
         raise RuntimeError(f"{script} is missing or not executable")
     # The script backgrounds the server with its output sent to files, so these pipes close
     # as soon as the script itself exits.
     return subprocess.run(
-        [str(script), "start", "--port", str(port), "--dir", workdir],
+        [str(script), "start", "--port", str(port), "--dir", workdir, *extra],
         capture_output=True,
         text=True,
         timeout=LOCAL_START_TIMEOUT_S,

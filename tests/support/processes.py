@@ -73,12 +73,23 @@ class ServiceProcesses:
         process.kill()
         process.wait()
 
-    def assert_alive(self) -> None:
-        dead = {
+    def returncode(self, name: str) -> int | None:
+        """The exit status of `name` once it has ended, counted as intended (a crash a test armed)."""
+        code = self._running[name].poll()
+        if code is not None:
+            self._ended.add(name)
+        return code
+
+    def exited(self) -> dict[str, int]:
+        """The services that ended without being stopped or killed on purpose, with their status."""
+        return {
             name: p.returncode
             for name, p in self._running.items()
             if name not in self._ended and p.poll() is not None
         }
+
+    def assert_alive(self) -> None:
+        dead = self.exited()
         if dead:
             raise AssertionError(f"service(s) exited early: {dead}\n{self.logs()}")
 
@@ -96,6 +107,10 @@ class ServiceProcesses:
         for log in self._log_files:
             log.close()
         return codes
+
+    def log_of(self, name: str) -> str:
+        """Everything `name` printed so far (over its restarts)."""
+        return (self._log_dir / f"{name}.log").read_text(errors="replace")
 
     def logs(self, tail_lines: int = 40) -> str:
         parts = []
