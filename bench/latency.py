@@ -31,7 +31,7 @@ from pathlib import Path
 
 import asyncpg
 from bench_accounts import create_accounts, fresh_database
-from machine import machine_probe, peak_rss_mb, run_facts
+from machine import busy_percent, cpu_seconds, cpu_times, machine_probe, peak_rss_mb, run_facts
 
 from infra import REPO, KafkaService, PostgresService, provide_kafka, provide_postgres
 from shared import topics
@@ -112,12 +112,19 @@ async def measure(
         print(f"  sending {count} requests at {rate}/s ...", flush=True)
         observer = asyncio.create_task(observe(count))
         started = time.monotonic()
+        cpu_before, machine_before = [cpu_seconds(p.pid) for p in services], cpu_times()
         pending = []
         for i, account in enumerate(accounts[warmup:]):
             await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))  # pacing the load
             pending.append(asyncio.create_task(send(account)))
         await asyncio.gather(*pending)
-        achieved = count / (time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        achieved = count / elapsed
+        cpu = {
+            name: round(100 * (cpu_seconds(p.pid) - before) / elapsed, 1)
+            for name, p, before in zip(("fetcher", "ledger"), services, cpu_before, strict=True)
+        }
+        cpu["machine_busy_percent_all_cores"] = busy_percent(machine_before, cpu_times())
         await observer
     finally:
         await changes.close()
@@ -140,6 +147,7 @@ async def measure(
         **percentiles(latencies),
         "stages": stage_breakdown(marks),
         "peak_rss_mb": peaks,
+        "cpu_percent_of_one_core": cpu,
     }
 
 

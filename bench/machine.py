@@ -76,3 +76,16 @@ def peak_rss_mb(pid: int) -> float:
 def own_peak_rss_mb() -> float:
     """This process's high-water mark (ru_maxrss, kB on Linux), in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) CPU time of the whole machine so far, all cores (/proc/stat), in ticks."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return float(sum(fields) - idle), float(sum(fields))
+
+
+def busy_percent(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """How busy every core together was between two `cpu_times()` readings, in %."""
+    total = after[1] - before[1]
+    return round(100 * (after[0] - before[0]) / total, 1) if total else 0.0
