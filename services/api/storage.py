@@ -384,10 +384,13 @@ async def record_unpublished_request(
     now: datetime,
     reason: str = "the sync request could not be published to the message bus",
 ) -> None:
-    """The request never reached the bus: close its run as a transient failure instead of leaving it open."""
+    """The request never reached the bus: close its run as a transient failure instead of leaving it
+    open. Only while it is still `requested`: a publish given up on may have got through all the same,
+    and an outcome the ledger recorded meanwhile is the truth (the optimistic check that fences the
+    API's columns of `sync_runs` from the ledger's)."""
     await session.execute(
         update(SyncRun)
-        .where(SyncRun.id == request_id)
+        .where(SyncRun.id == request_id, SyncRun.status == "requested")
         .values(
             status="failed",
             finished_at=now,

@@ -72,3 +72,25 @@ async def test_a_failure_of_an_attempt_that_already_succeeded_does_not_reopen_it
     async with sessions() as session:
         run = await session.get(SyncRun, request.event_id)
     assert run is not None and (run.status, run.snapshot_id) == ("succeeded", snapshot.event_id)
+
+
+async def test_the_api_closes_a_run_as_unpublished_only_while_nothing_else_has_ended_it(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    """The other order: the request got through, and the ledger recorded its outcome before the API,
+    its publish given up on, came to close the run. The ledger's outcome stands."""
+    account = await create_account(sessions)
+    request = SyncRequested(account_id=account.id, broker="sim", trigger=SyncTrigger.MANUAL)
+    async with sessions.begin() as session:
+        session.add(requested_run(request))
+    snapshot = HoldingSnapshot(
+        account_id=account.id, request_id=request.event_id, broker="sim", taken_at=utc_now(), holdings=()
+    )
+    await Ledger(sessions=sessions, bus=bus).apply_batch([snapshot])
+    async with sessions.begin() as session:
+        await record_unpublished_request(session, request.event_id, now=utc_now())
+
+    async with sessions() as session:
+        run = await session.get(SyncRun, request.event_id)
+    assert run is not None
+    assert (run.status, run.snapshot_id, run.failure_reason) == ("succeeded", snapshot.event_id, None)
