@@ -24,6 +24,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from machine import machine_probe, own_peak_rss_mb, run_facts
+
 from infra import KafkaService, provide_kafka
 from services.fetcher.adapter import AccountContext
 from services.fetcher.brokers.simulated import SimulatedBroker
@@ -185,21 +187,40 @@ async def rate_limited(kafka: KafkaService, rate_per_s: float, accounts: int) ->
         await bus.close()
 
 
-async def main(accounts: int, sequential: int, rate_limit: float) -> dict[str, object]:
-    configure_logging(
-        "ERROR", json_lines=False
-    )  # aiokafka's retries right after topic creation are noise here
+async def main(accounts: int, sequential: int, rate_limit: float, runs: int) -> dict[str, object]:
+    """`runs` runs (baseline, throughput and the rate-limited run each time); the figures are the
+    run of median ratio to the baseline, with every run's beside them, and this process's peak RSS
+    (the fetcher runs in it)."""
+    # aiokafka's retries right after topic creation are noise here
+    configure_logging("ERROR", json_lines=False)
+    result: dict[str, object] = {**run_facts(), "machine": machine_probe()}
     kafka = provide_kafka()
     try:
         print(f"Kafka: {kafka.how}")
-        print(f"sequential baseline: {sequential} accounts, one after another ...", flush=True)
-        seed = await seed_loop(kafka, sequential)
-        print(f"throughput: {accounts} accounts through one fetcher ...", flush=True)
-        fast = await throughput(kafka, accounts)
-        print(f"rate limit {rate_limit}/s ...", flush=True)
-        limited = await rate_limited(kafka, rate_limit, int(rate_limit * 8))
+        measured = []
+        for run in range(runs):
+            print(f"run {run + 1} of {runs}", flush=True)
+            measured.append(await one_run(kafka, accounts, sequential, rate_limit))
     finally:
         kafka.stop()
+    median = sorted(measured, key=lambda m: float(str(m["ratio"])))[len(measured) // 2]
+    keys = ("accounts_per_s", "sequential_accounts_per_s", "ratio")
+    return (
+        result
+        | median
+        | {"runs": [{k: m[k] for k in keys} for m in measured], "peak_rss_mb": round(own_peak_rss_mb(), 1)}
+    )
+
+
+async def one_run(
+    kafka: KafkaService, accounts: int, sequential: int, rate_limit: float
+) -> dict[str, object]:
+    print(f"sequential baseline: {sequential} accounts, one after another ...", flush=True)
+    seed = await seed_loop(kafka, sequential)
+    print(f"throughput: {accounts} accounts through one fetcher ...", flush=True)
+    fast = await throughput(kafka, accounts)
+    print(f"rate limit {rate_limit}/s ...", flush=True)
+    limited = await rate_limited(kafka, rate_limit, int(rate_limit * 8))
     result: dict[str, object] = {
         "broker_latency_ms": LATENCY_MS,
         "accounts": accounts,
@@ -220,8 +241,9 @@ if __name__ == "__main__":
     parser.add_argument("--accounts", type=int, default=6000, help="requests in the throughput run")
     parser.add_argument("--sequential", type=int, default=25, help="accounts in the sequential baseline")
     parser.add_argument("--rate-limit", type=float, default=50.0, help="requests/s in the rate-limit run")
+    parser.add_argument("--runs", type=int, default=3, help="runs to take the median of")
     args = parser.parse_args()
-    outcome = asyncio.run(main(args.accounts, args.sequential, args.rate_limit))
+    outcome = asyncio.run(main(args.accounts, args.sequential, args.rate_limit, args.runs))
     RESULTS.write_text(json.dumps(outcome, indent=2) + "\n")
     print(json.dumps(outcome, indent=2))
     limited = outcome["rate_limited"]
