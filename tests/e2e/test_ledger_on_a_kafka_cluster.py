@@ -12,12 +12,8 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,12 +22,12 @@ from shared import topics
 from shared.bus.kafka import KafkaBus, create_topics
 from shared.bus.port import OutgoingMessage
 from shared.credentials import CredentialCipher
-from shared.db.engine import create_engine, session_factory
 from shared.db.tables import Snapshot
-from shared.events import AssetType, Holding, HoldingsChanged, HoldingSnapshot, decode_event, utc_now
+from shared.events import HoldingsChanged, HoldingSnapshot, decode_event
 from tests.support.accounts import create_account
 from tests.support.kafka_cluster import KafkaCluster
 from tests.support.processes import ServiceProcesses
+from tests.support.snapshots import successive_snapshots
 from tests.support.waiting import eventually
 
 ACCOUNTS = 20
@@ -39,38 +35,6 @@ SNAPSHOTS_PER_ACCOUNT = 40
 HOLDINGS_PER_SNAPSHOT = 10
 CHUNK = 40  # snapshots per publish, as a fetcher fleet's steady output
 CHUNK_INTERVAL_S = 0.1
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(database_url)
-    yield session_factory(engine)
-    await engine.dispose()
-
-
-def _snapshots(account_id: uuid.UUID) -> list[HoldingSnapshot]:
-    """Successive snapshots of one account; every one changes one position, so each is announced."""
-    start = utc_now() - timedelta(days=1)
-    return [
-        HoldingSnapshot(
-            account_id=account_id,
-            request_id=uuid.uuid4(),
-            broker="sim",
-            taken_at=start + timedelta(minutes=n),
-            holdings=tuple(
-                Holding(
-                    symbol=f"SYM{i:02d}",
-                    exchange="NSE",
-                    currency="INR",
-                    asset_type=AssetType.EQUITY,
-                    quantity=Decimal(100 + (n if i == n % HOLDINGS_PER_SNAPSHOT else 0)),
-                    average_price=Decimal("1234.5678"),
-                )
-                for i in range(HOLDINGS_PER_SNAPSHOT)
-            ),
-        )
-        for n in range(SNAPSHOTS_PER_ACCOUNT)
-    ]
 
 
 async def _leader(servers: list[str], wire_topic: str, partition: int) -> int:
@@ -92,7 +56,10 @@ async def test_a_broker_killed_under_the_ledger_loses_and_doubles_nothing(
     bus = KafkaBus(servers, namespace=namespace)
     await bus.start()
     accounts = [await create_account(sessions) for _ in range(ACCOUNTS)]
-    sent = sorted((s for a in accounts for s in _snapshots(a.id)), key=lambda s: s.taken_at)
+    sent = sorted(
+        (s for a in accounts for s in _snapshots(a.id)),
+        key=lambda s: s.taken_at,
+    )
 
     async def stream() -> None:
         for first in range(0, len(sent), CHUNK):
@@ -176,3 +143,7 @@ async def test_a_broker_killed_under_the_ledger_loses_and_doubles_nothing(
     assert {a.snapshot_id for a in announced} == sent_ids
     assert twice_announced == 0, "a change was announced twice"
     assert codes == {"ledger": 0}
+
+
+def _snapshots(account_id: uuid.UUID) -> list[HoldingSnapshot]:
+    return successive_snapshots(account_id, count=SNAPSHOTS_PER_ACCOUNT, holdings=HOLDINGS_PER_SNAPSHOT)

@@ -10,12 +10,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,50 +19,18 @@ from shared import topics
 from shared.bus.kafka import KafkaBus, create_topics
 from shared.bus.port import OutgoingMessage
 from shared.credentials import CredentialCipher
-from shared.db.engine import create_engine, session_factory
 from shared.db.tables import Snapshot, SnapshotHolding
-from shared.events import AssetType, Holding, HoldingsChanged, HoldingSnapshot, decode_event, utc_now
+from shared.events import HoldingsChanged, HoldingSnapshot, decode_event
 from tests.support.accounts import create_account
 from tests.support.infra import KafkaService
 from tests.support.processes import ServiceProcesses
+from tests.support.snapshots import successive_snapshots
 from tests.support.waiting import eventually
 
 ACCOUNTS = 40
 SNAPSHOTS_PER_ACCOUNT = 50
 HOLDINGS_PER_SNAPSHOT = 20
 KILL_POINTS = [float(p) for p in os.environ.get("LEDGER_KILL_POINTS", "0.15,0.5,0.85").split(",")]
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(database_url)
-    yield session_factory(engine)
-    await engine.dispose()
-
-
-def _snapshots(account_id: uuid.UUID) -> list[HoldingSnapshot]:
-    """Successive snapshots of one account; every one changes one position, so each is announced."""
-    start = utc_now() - timedelta(days=1)
-    return [
-        HoldingSnapshot(
-            account_id=account_id,
-            request_id=uuid.uuid4(),
-            broker="sim",
-            taken_at=start + timedelta(minutes=n),
-            holdings=tuple(
-                Holding(
-                    symbol=f"SYM{i:02d}",
-                    exchange="NSE",
-                    currency="INR",
-                    asset_type=AssetType.EQUITY,
-                    quantity=Decimal(100 + (n if i == n % HOLDINGS_PER_SNAPSHOT else 0)),
-                    average_price=Decimal("1234.5678"),
-                )
-                for i in range(HOLDINGS_PER_SNAPSHOT)
-            ),
-        )
-        for n in range(SNAPSHOTS_PER_ACCOUNT)
-    ]
 
 
 async def test_kill_9_mid_batch_loses_and_doubles_nothing(
@@ -165,3 +129,7 @@ async def test_kill_9_mid_batch_loses_and_doubles_nothing(
     assert twice_announced == 0, "a change was announced twice"
     assert out_of_order == 0, "an account's changes were announced out of the order they were taken"
     assert codes == {"ledger": 0}
+
+
+def _snapshots(account_id: uuid.UUID) -> list[HoldingSnapshot]:
+    return successive_snapshots(account_id, count=SNAPSHOTS_PER_ACCOUNT, holdings=HOLDINGS_PER_SNAPSHOT)

@@ -4,33 +4,19 @@ keyed by the account, and nothing of the deleted portfolio is left."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.api import ApiResources, create_app
 from shared import topics
-from shared.bus.kafka import KafkaBus, create_topics
+from shared.bus.kafka import KafkaBus
 from shared.credentials import CredentialCipher
 from shared.db.tables import BrokerAccount, Portfolio, Schedule
 from shared.events import AccountRemoved, decode_event
 from shared.settings import Settings
-from tests.support.infra import KafkaService
-
-
-@pytest.fixture
-async def kafka_bus(kafka: KafkaService) -> AsyncIterator[KafkaBus]:
-    namespace = f"it-{uuid.uuid4().hex[:8]}."
-    servers = kafka.bootstrap_servers.split(",")
-    await create_topics(servers, topics.all_topics(["sim"]), partitions=4, namespace=namespace)
-    bus = KafkaBus(servers, namespace=namespace)
-    await bus.start()
-    yield bus
-    await bus.close()
 
 
 async def test_deleting_a_portfolio_announces_each_account_on_kafka_and_leaves_nothing(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 
 import pytest
@@ -19,24 +19,12 @@ from services.ledger.store import Encoded
 from shared import topics
 from shared.bus.consumer import Write
 from shared.bus.dead_letters import DeadLetter
-from shared.bus.kafka import KafkaBus, create_topics
+from shared.bus.kafka import KafkaBus
 from shared.bus.port import OutgoingMessage, Record
 from shared.db.tables import BrokerAccount, Snapshot, SnapshotHolding
 from shared.events import Event, Holding, HoldingSnapshot, utc_now
 from tests.support.accounts import create_account
-from tests.support.infra import KafkaService
 from tests.support.waiting import eventually
-
-
-@pytest.fixture
-async def kafka_bus(kafka: KafkaService) -> AsyncIterator[KafkaBus]:
-    namespace = f"it-{uuid.uuid4().hex[:8]}."
-    servers = kafka.bootstrap_servers.split(",")
-    await create_topics(servers, topics.all_topics([]), partitions=4, namespace=namespace)
-    bus = KafkaBus(servers, namespace=namespace)
-    await bus.start()
-    yield bus
-    await bus.close()
 
 
 def _snapshot(account_id: uuid.UUID, quantity: int) -> HoldingSnapshot:

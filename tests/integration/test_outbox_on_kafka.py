@@ -7,37 +7,23 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ledger.handlers import Ledger
 from services.ledger.outbox import OutboxRelay
 from shared import topics
-from shared.bus.kafka import KafkaBus, create_topics
+from shared.bus.kafka import KafkaBus
 from shared.db.tables import OutboxMessage
 from shared.events import Holding, HoldingsChanged, HoldingSnapshot, decode_event, utc_now
 from tests.support.accounts import create_account
-from tests.support.infra import KafkaService
 from tests.support.outbox_faults import AfterPublishing, FailingCommits
 from tests.support.waiting import eventually
 
 T0 = utc_now() - timedelta(hours=1)
-
-
-@pytest.fixture
-async def kafka_bus(kafka: KafkaService) -> AsyncIterator[KafkaBus]:
-    namespace = f"it-{uuid.uuid4().hex[:8]}."
-    servers = kafka.bootstrap_servers.split(",")
-    await create_topics(servers, topics.all_topics([]), partitions=4, namespace=namespace)
-    bus = KafkaBus(servers, namespace=namespace)
-    await bus.start()
-    yield bus
-    await bus.close()
 
 
 def _snapshot(account_id: uuid.UUID, quantity: int) -> HoldingSnapshot:
