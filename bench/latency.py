@@ -113,6 +113,7 @@ async def measure(
         observer = asyncio.create_task(observe(count))
         started = time.monotonic()
         cpu_before, machine_before = [cpu_seconds(p.pid) for p in services], cpu_times()
+        own_before = time.process_time()
         pending = []
         for i, account in enumerate(accounts[warmup:]):
             await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))  # pacing the load
@@ -124,6 +125,7 @@ async def measure(
             name: round(100 * (cpu_seconds(p.pid) - before) / elapsed, 1)
             for name, p, before in zip(("fetcher", "ledger"), services, cpu_before, strict=True)
         }
+        cpu["this_script"] = round(100 * (time.process_time() - own_before) / elapsed, 1)
         cpu["machine_busy_percent_all_cores"] = busy_percent(machine_before, cpu_times())
         await observer
     finally:

@@ -107,25 +107,33 @@ async def restart_postgres(ctx: FaultContext) -> None:
     await ctx.postgres.start()
 
 
-async def slow_then_cut_the_ledgers_kafka(ctx: FaultContext) -> None:
-    """The ledger talks to Kafka through a proxy: slowed, then cut, then restored."""
-    assert ctx.kafka is not None and ctx.kafka.proxied_port and ctx.kafka.proxied_target
-    proxy = TcpProxy(ctx.kafka.proxied_port, ctx.kafka.proxied_target)
-    await proxy.start()
-    ctx.resources.push_async_callback(proxy.close)
-    await asyncio.to_thread(ctx.stack.services.stop, "ledger-a")
-    ctx.stack.start("ledger-a", KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{proxy.port}")
-    await _mid_stream(ctx.stack)
-    assert proxy.connections, "the ledger does not reach Kafka through the proxy"
-    proxy.delay_s = PROXY_DELAY_S
-    await asyncio.sleep(PROXY_SLOW_S)  # the fault's own duration
-    proxy.delay_s = 0
-    proxy.cut()
-    await asyncio.sleep(PROXY_CUT_S)  # the fault's own duration
-    before = proxy.connections
-    proxy.restore()
-    await _mid_stream(ctx.stack)  # the ledger works again, through the proxy
-    assert proxy.connections > before, "the ledger did not come back through the proxy"
+def slow_then_cut_kafka_of(service: str) -> Callable[[FaultContext], Awaitable[None]]:
+    """The fault: `service` talks to Kafka through a proxy, which slows its link, then cuts it,
+    then restores it."""
+
+    async def fault(ctx: FaultContext) -> None:
+        assert ctx.kafka is not None and ctx.kafka.proxied_port and ctx.kafka.proxied_target
+        proxy = TcpProxy(ctx.kafka.proxied_port, ctx.kafka.proxied_target)
+        await proxy.start()
+        ctx.resources.push_async_callback(proxy.close)
+        await asyncio.to_thread(ctx.stack.services.stop, service)
+        ctx.stack.start(service, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{proxy.port}")
+        await _mid_stream(ctx.stack)
+        assert proxy.connections, f"{service} does not reach Kafka through the proxy"
+        proxy.delay_s = PROXY_DELAY_S
+        await asyncio.sleep(PROXY_SLOW_S)  # the fault's own duration
+        proxy.delay_s = 0
+        proxy.cut()
+        await asyncio.sleep(PROXY_CUT_S)  # the fault's own duration
+        before = proxy.connections
+        proxy.restore()
+        await _mid_stream(ctx.stack)  # the stack works again, the service through the proxy
+        await eventually(
+            lambda: asyncio.sleep(0, proxy.connections > before),
+            what=f"{service} to come back through the proxy",
+        )
+
+    return fault
 
 
 async def make_every_schedule_due(ctx: FaultContext) -> None:
@@ -247,7 +255,16 @@ FAULTS = [
         "ledger's Kafka link slowed, then cut",
         f"The ledger reaches Kafka through a TCP proxy that delays every chunk {PROXY_DELAY_S} s for "
         f"{PROXY_SLOW_S:.0f} s, then drops every connection and refuses new ones for {PROXY_CUT_S:.0f} s.",
-        slow_then_cut_the_ledgers_kafka,
+        slow_then_cut_kafka_of("ledger-a"),
+        own_kafka=True,
+    ),
+    Fault(
+        "fetcher-kafka-proxy",
+        "a fetcher's Kafka link slowed, then cut",
+        f"One of the two fetchers reaches Kafka through a TCP proxy that delays every chunk "
+        f"{PROXY_DELAY_S} s for {PROXY_SLOW_S:.0f} s, then drops every connection and refuses new ones "
+        f"for {PROXY_CUT_S:.0f} s; the other takes its partitions while it is cut off.",
+        slow_then_cut_kafka_of("fetcher-a"),
         own_kafka=True,
     ),
 ]
