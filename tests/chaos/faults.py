@@ -119,7 +119,11 @@ def slow_then_cut_kafka_of(service: str) -> Callable[[FaultContext], Awaitable[N
         await asyncio.to_thread(ctx.stack.services.stop, service)
         ctx.stack.start(service, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{proxy.port}")
         await _mid_stream(ctx.stack)
-        assert proxy.connections, f"{service} does not reach Kafka through the proxy"
+        # A fetcher's partner may carry the stream while it starts.
+        await eventually(
+            lambda: asyncio.sleep(0, proxy.connections > 0),
+            what=f"{service} to reach Kafka through the proxy",
+        )
         proxy.delay_s = PROXY_DELAY_S
         await asyncio.sleep(PROXY_SLOW_S)  # the fault's own duration
         proxy.delay_s = 0
