@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from infra import REPO, KafkaService, PostgresService, provide_kafka, provide_postgres
+from services.ledger.plan import BatchPlan
 from shared import topics
 from shared.bus.kafka import KafkaBus, create_topics
 from shared.bus.port import OutgoingMessage
@@ -162,17 +163,6 @@ async def ledger_run(
 
 
 SNAPSHOT_COLUMNS = ["id", "account_id", "request_id", "taken_at", "received_at", "holdings_count", "status"]
-HOLDING_COLUMNS = [
-    "snapshot_id",
-    "symbol",
-    "exchange",
-    "isin",
-    "currency",
-    "asset_type",
-    "quantity",
-    "average_price",
-    "last_price",
-]
 
 
 async def raw_limit(postgres: PostgresService, accounts: int, per_account: int) -> float:
@@ -201,7 +191,7 @@ async def raw_limit(postgres: PostgresService, accounts: int, per_account: int) 
         async with conn.transaction():
             for table, source, columns in (
                 ("snapshots", snapshot_file.name, SNAPSHOT_COLUMNS),
-                ("snapshot_holdings", holding_file.name, HOLDING_COLUMNS),
+                ("snapshot_holdings", holding_file.name, list(BatchPlan.HOLDING_COLUMNS)),
             ):
                 # Named columns: the tables have more (announcements, ...) that the ledger fills later.
                 listed = ", ".join(columns)

@@ -32,7 +32,6 @@ class InMemoryBus:
     def __init__(self, *, partitions: int = 4) -> None:
         self._partitions = partitions
         self._logs: dict[str, list[list[Record]]] = {}
-        self._timestamps: dict[str, list[list[datetime]]] = {}
         self._groups: defaultdict[str, _Group] = defaultdict(_Group)
         self._changed = asyncio.Condition()
 
@@ -51,10 +50,6 @@ class InMemoryBus:
     def _log(self, topic: str) -> list[list[Record]]:
         return self._logs.setdefault(topic, [[] for _ in range(self._partitions)])
 
-    def _times(self, topic: str) -> list[list[datetime]]:
-        """Each record's timestamp, beside the log (Kafka keeps it in the record)."""
-        return self._timestamps.setdefault(topic, [[] for _ in range(self._partitions)])
-
     def partition_for(self, key: str) -> int:
         return zlib.crc32(key.encode()) % self._partitions
 
@@ -67,7 +62,6 @@ class InMemoryBus:
             log.append(
                 Record(message.topic, partition, len(log), message.key, message.value, stamp.timestamp())
             )
-            self._times(message.topic)[partition].append(stamp)
         async with self._changed:
             self._changed.notify_all()
 
@@ -99,9 +93,12 @@ class InMemoryBus:
         return [record for partition in self._log(topic) for record in partition[-per_partition:]]
 
     async def published_since(self, topic: str, since: datetime) -> AsyncGenerator[list[Record], None]:
-        for partition, times in zip(self._log(topic), self._times(topic), strict=True):
+        after = since.timestamp()
+        for partition in self._log(topic):
             # Like Kafka's offsets_for_times: from the first record at or after `since`, to the end.
-            first = next((i for i, t in enumerate(times) if t >= since), len(times))
+            first = next(
+                (i for i, r in enumerate(partition) if (r.published_at or 0) >= after), len(partition)
+            )
             yield partition[first:]
 
     async def count(self, topic: str) -> int:

@@ -23,8 +23,9 @@ from shared.bus.kafka import KafkaBus, create_topics
 from shared.bus.port import OutgoingMessage
 from shared.credentials import CredentialCipher
 from shared.db.tables import Snapshot
-from shared.events import HoldingsChanged, HoldingSnapshot, decode_event
+from shared.events import HoldingSnapshot
 from tests.support.accounts import create_account
+from tests.support.announcements import announced_changes
 from tests.support.kafka_cluster import KafkaCluster
 from tests.support.processes import ServiceProcesses
 from tests.support.snapshots import successive_snapshots
@@ -106,19 +107,7 @@ async def test_a_broker_killed_under_the_ledger_loses_and_doubles_nothing(
         await eventually(all_stored, timeout_s=120, what=f"all {len(sent)} snapshots stored")
         await streaming
 
-        changes = await bus.subscribe([topics.HOLDINGS_CHANGES], group="cluster-observer")
-        announced: list[HoldingsChanged] = []
-
-        async def all_announced() -> bool:
-            records = await changes.fetch(max_records=1000, timeout_s=0.5)
-            announced.extend(decode_event(HoldingsChanged, r.value) for r in records)
-            return len({a.snapshot_id for a in announced}) >= len(sent)
-
-        await eventually(all_announced, timeout_s=120, what="a HoldingsChanged for every snapshot")
-        announced.extend(
-            decode_event(HoldingsChanged, r.value) for r in await changes.fetch(max_records=1000, timeout_s=1)
-        )
-        await changes.close()
+        announced = await announced_changes(bus, group="cluster-observer", snapshots=len(sent))
         elapsed_s = time.monotonic() - started
     finally:
         streaming.cancel()
