@@ -13,6 +13,7 @@ from starlette.routing import compile_path
 
 from services.api.body_cap import RequestBodyCap
 from services.api.context import ApiContext, ApiResources
+from services.api.dashboard import mount_dashboard
 from services.api.errors import install_error_handlers
 from services.api.guard import GuardedRoute
 from services.api.metrics import RequestMetrics
@@ -120,6 +121,7 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
     ):
         v1.include_router(module.router)
     app.include_router(v1)
+    mount_dashboard(app)
     # Walking the included routers is the dearest step of building an app (FastAPI resolves each
     # route's context): do it once, for the guard check here and the metrics' templates below.
     contexts = list(iter_route_contexts(app.routes))

@@ -84,6 +84,7 @@ def normal_email(value: str) -> str:
 class UserOut(_Response):
     id: uuid.UUID
     email: str
+    role: Literal["user", "operator"] = Field(description="`operator`: may also use the `/v1/admin` routes.")
     created_at: AwareDatetime
 
 
