@@ -31,6 +31,7 @@ from services.ledger.handlers import Ledger
 from services.ledger.main import run_ledger
 from services.scheduler.handlers import emit_due_syncs
 from services.scheduler.main import run_scheduler
+from services.user_admin import create_user
 from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
 from shared.db.engine import create_engine, session_factory, upgrade_schema
@@ -46,6 +47,9 @@ DEMO_PORTFOLIOS = {
     "US stocks": [("Alpaca (simulated)", "us")],
 }
 CYCLE_TIMEOUT_S = 30.0
+
+
+DEMO_OPERATOR = "operator@portfolio-sync.example"
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,9 @@ async def run_demo(
                     print(f"cycle {cycle}/{cycles}: {synced} accounts synced in {took:.2f}s")
                 await system.call_api(lambda client: _print_holdings(client, user))
                 return 0
-            await system.serve_until_interrupted(host, port, user, data)
+            # An operator too, made as the first one is anywhere: the dashboard's Operations page.
+            operator = await create_user(system.settings, DEMO_OPERATOR, operator=True)
+            await system.serve_until_interrupted(host, port, user, data, operator)
     return 0
 
 
@@ -127,8 +133,10 @@ class EmbeddedSystem:
             pending = await session.scalar(select(func.count()).where(SyncRun.status == "requested"))
         return pending or 0
 
-    async def serve_until_interrupted(self, host: str, port: int, user: DemoUser, data: str) -> None:
-        print(_banner(host, port, user, data))
+    async def serve_until_interrupted(
+        self, host: str, port: int, user: DemoUser, data: str, operator: str
+    ) -> None:
+        print(_banner(host, port, user, data, operator))
         # One process, one registry: all four services' metrics on METRICS_PORT, when set.
         with metrics_served(self.settings) as metrics_port:
             if metrics_port is not None:
@@ -246,7 +254,7 @@ def _cell(value: Any, *, money: bool) -> str:
     return f"{Decimal(value):,.2f}" if money else str(value)
 
 
-def _banner(host: str, port: int, user: DemoUser, data: str) -> str:
+def _banner(host: str, port: int, user: DemoUser, data: str, operator: str) -> str:
     base = f"http://{host}:{port}"
     first = next(iter(user.portfolios.values()))
     # The dashboard first: the address a person opens.
@@ -257,6 +265,7 @@ portfolio-sync demo is running: scheduler, fetcher (simulated broker), ledger an
 
   API docs:        {base}/docs
   Your API token:  {user.token}
+  Operator token:  {operator}  ({DEMO_OPERATOR}: the Operations page, /v1/admin)
   Try:             curl -H 'Authorization: Bearer {user.token}' {base}/v1/portfolios/{first}/holdings
 
 Schedules fire every 60 s; POST /v1/accounts/{{id}}/sync syncs one now. Press Ctrl-C to stop.

@@ -48,6 +48,6 @@ async def test_the_demos_us_portfolio_shows_only_us_holdings(
 def test_demo_serve_prints_the_dashboards_address_first() -> None:
     user = DemoUser(token="t", portfolios={"US stocks": "p"})
 
-    banner = _banner("127.0.0.1", 8000, user, "Demo data: 1 user")
+    banner = _banner("127.0.0.1", 8000, user, "Demo data: 1 user", "operator-token")
 
     assert banner.splitlines()[0].startswith("Dashboard: http://127.0.0.1:8000/ui/")
