@@ -32,8 +32,10 @@ start(async () => {
   byId("operator-panels").hidden = false;
   byId("refresh-now").addEventListener("click", refresh);
   setInterval(() => {
-    // Not while someone works in a panel (typing a reason, on a button): redrawing would lose it.
-    if (byId("auto-refresh").checked && !document.activeElement?.closest(".panel")) refresh();
+    // Not in a hidden tab, nor while someone works in a panel (typing a reason, on a button):
+    // redrawing would lose what they were doing.
+    const working = document.activeElement?.closest(".panel");
+    if (byId("auto-refresh").checked && !document.hidden && !working) refresh();
   }, REFRESH_MS);
   await refresh();
 });
