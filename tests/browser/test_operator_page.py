@@ -45,6 +45,8 @@ def test_an_operator_sees_two_fetchers_and_every_panel_and_acts(
     assert "records not yet processed" in _text(page, "lag")
     assert "No stuck run" in _text(page, "stuck-runs")  # the scheduler requests them again at once
     assert page.find_element(By.ID, "outcomes-chart").is_displayed()
+    controls = page.find_elements(By.CSS_SELECTOR, "#main :is(input, button, canvas, a)")
+    assert [c.get_attribute("outerHTML") for c in controls if not c.accessible_name.strip()] == []
     screenshot(page, "operator")
     screenshot(page, "operator-phone", phone=True)
 
