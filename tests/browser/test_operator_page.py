@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from shared import topics
 from shared.bus.port import OutgoingMessage
@@ -50,9 +51,8 @@ def test_an_operator_sees_two_fetchers_and_every_panel_and_acts(
     screenshot(page, "operator")
     screenshot(page, "operator-phone", phone=True)
 
-    reason = page.find_element(By.ID, "pause-reason-zerodha")
-    reason.send_keys("Kite <b>outage</b> since 09:20")
-    page.find_element(By.CSS_SELECTOR, "button[aria-label='Pause Zerodha Kite Connect']").click()
+    # By keyboard: the reason, then Enter.
+    page.find_element(By.ID, "pause-reason-zerodha").send_keys("Kite <b>outage</b> since 09:20", Keys.ENTER)
     paused = until(page, lambda b: _broker_state(b, "zerodha").startswith("Paused"), what="zerodha paused")
     assert paused and _broker_state(page, "zerodha").endswith("Kite <b>outage</b> since 09:20")  # as text
     page.find_element(By.CSS_SELECTOR, "button[aria-label='Resume Zerodha Kite Connect']").click()
