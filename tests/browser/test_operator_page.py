@@ -12,6 +12,7 @@ import httpx
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.select import Select
 
 from shared import topics
 from shared.bus.port import OutgoingMessage
@@ -49,9 +50,17 @@ def test_an_operator_sees_two_fetchers_and_every_panel_and_acts(
     assert "No stuck run" in _text(page, "stuck-runs")  # the scheduler requests them again at once
     assert page.find_element(By.ID, "outcomes-chart").is_displayed()
     controls = page.find_elements(By.CSS_SELECTOR, "#main :is(input, button, canvas, a)")
-    assert [c.get_attribute("outerHTML") for c in controls if not c.accessible_name.strip()] == []
+    unnamed = [c for c in controls if c.is_displayed() and not c.accessible_name.strip()]
+    assert [c.get_attribute("outerHTML") for c in unnamed] == []
     screenshot(page, "operator")
     screenshot(page, "operator-phone", phone=True)
+    page.execute_script("document.getElementById('outcomes-title').scrollIntoView()")
+    screenshot(page, "operator-outcomes")
+
+    Select(page.find_element(By.ID, "outcomes-broker")).select_by_value("sim")
+    page.find_element(By.CSS_SELECTOR, "#outcomes summary").click()
+    hourly = until(page, lambda b: _rows(b, "outcomes", at_least=24), what="the chart's numbers")
+    assert sum(int(row[1]) for row in hourly) >= 1 and sum(int(row[2]) for row in hourly) >= 1
 
     # By keyboard: the reason, then Enter.
     page.find_element(By.ID, "pause-reason-zerodha").send_keys("Kite <b>outage</b> since 09:20", Keys.ENTER)
