@@ -48,21 +48,24 @@ async function refresh() {
     panel("brokers", async () =>
       drawBrokers(await api("/admin/brokers"), await api("/brokers"), await stats, await fetchers),
     ),
-    panel("outcomes", async () => drawOutcomes(await api("/admin/brokers/history"), await stats)),
-    panel("fetchers", async () => drawFetchers(await fetchers)),
+    panel("outcomes", async () => drawOutcomes(await api("/admin/brokers/history"), await stats), "failed"),
+    panel("fetchers", async () => drawFetchers(await fetchers), "fetchers"),
     panel("failures", async () => drawFailures(await api(`/admin/sync-runs?status=failed&limit=${FAILED_RUNS_READ}`))),
-    panel("stuck-runs", async () => drawStuckRuns(await api(`/admin/stuck-runs?limit=${STUCK_RUNS_SHOWN}`))),
-    panel("dead-letters", async () => drawDeadLetters(await api("/admin/dead-letters"))),
-    panel("lag", async () => drawLag(await api("/admin/lag"))),
+    panel("stuck-runs", async () => drawStuckRuns(await api(`/admin/stuck-runs?limit=${STUCK_RUNS_SHOWN}`)), "stuck"),
+    panel("dead-letters", async () => drawDeadLetters(await api("/admin/dead-letters")), "dead-letters"),
+    panel("lag", async () => drawLag(await api("/admin/lag")), "lag"),
   ]);
   byId("updated").textContent = `Updated ${new Date().toLocaleTimeString()}`;
 }
 
-async function panel(id, draw) {
+// Draw one panel; if its data cannot be had, say why there and show its tile (if any) as unknown
+// rather than keep an old number.
+async function panel(id, draw, tileId) {
   try {
     fill(byId(id), await draw());
   } catch (error) {
     fill(byId(id), h("p", { class: "status status-error" }, error instanceof Error ? error.message : String(error)));
+    if (tileId) tile(tileId, "?", { bad: true });
   }
 }
 
