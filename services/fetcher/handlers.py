@@ -162,7 +162,8 @@ class Fetcher:
             self.in_flight += 1
             try:
                 with counting_for(account.credentials):  # the bucket of the account's key
-                    holdings = await self._adapter.fetch_holdings(account)
+                    answer = await self._adapter.fetch_answer(account)
+                holdings = self._adapter.parse_holdings(answer)
             except RateLimited as exc:
                 return exc.kind, str(exc), exc.retry_after_s
             except BrokerError as exc:

@@ -32,6 +32,7 @@ from services.fetcher.adapter import (
     InvalidResponse,
     RateLimited,
     TransientBrokerError,
+    fetch_holdings,
 )
 from services.fetcher.limits import BrokerLimiter, BrokerLimits
 from services.fetcher.testing.fake_server import FakeBroker, Scenario, serve_fake
@@ -62,7 +63,7 @@ class Connected:
 
     async def fetch(self, scenario: Scenario) -> Sequence[Holding]:
         self.fake.scenario = scenario
-        return await self.adapter.fetch_holdings(self.account)
+        return await fetch_holdings(self.adapter, self.account)
 
 
 def _sorted(holdings: Sequence[Holding]) -> list[Holding]:
@@ -125,7 +126,7 @@ class BrokerConformance:
         adapter = self.adapter(f"http://127.0.0.1:{_closed_port()}", CountingLimiter())
         try:
             with pytest.raises(TransientBrokerError):
-                await adapter.fetch_holdings(AccountContext(uuid.uuid4(), dict(self.credentials)))
+                await fetch_holdings(adapter, AccountContext(uuid.uuid4(), dict(self.credentials)))
         finally:
             await adapter.aclose()
 
