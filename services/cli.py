@@ -68,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     db_commands.add_parser(
         "roles",
         help="create each service's Postgres role (API_DATABASE_URL, SCHEDULER_DATABASE_URL, "
-        "LEDGER_DATABASE_URL) and grant it exactly its writes; run after `db upgrade`, again safely",
+        "LEDGER_DATABASE_URL, FETCHER_DATABASE_URL) and grant it exactly its writes; run after `db "
+        "upgrade`, again safely",
     )
 
     topics = commands.add_parser("topics", help="Kafka topic tasks")

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-Service = Literal["api", "scheduler", "ledger"]
-# The services that connect to the database (the fetcher does not).
-SERVICES: tuple[Service, ...] = ("api", "scheduler", "ledger")
+Service = Literal["api", "scheduler", "ledger", "fetcher"]
+# The services that connect to the database (the fetcher for its archive of raw answers only).
+SERVICES: tuple[Service, ...] = ("api", "scheduler", "ledger", "fetcher")
 
 # Every service reads it: a service refuses to start on an out-of-date schema.
 SCHEMA_VERSION_TABLE = "alembic_version"
@@ -122,6 +122,7 @@ OWNERS: Mapping[str, Service] = {
     "schedules": "api",
     **dict.fromkeys(_LEDGER_TABLES, "ledger"),
     "sync_runs": "ledger",
+    "raw_answers": "fetcher",
 }
 
 ACCESS: Mapping[Service, Access] = {
@@ -159,6 +160,11 @@ ACCESS: Mapping[Service, Access] = {
             "broker_accounts": Writes(update=LEDGER_ACCOUNT_COLUMNS),
             "sync_runs": Writes(insert=True, update=LEDGER_RUN_COLUMNS),
         },
+    ),
+    # Raw answers are kept as received, never rewritten: appended, and deleted after the retention.
+    "fetcher": Access(
+        reads=frozenset({"raw_answers"}),
+        writes={"raw_answers": Writes(insert=True, delete=True)},
     ),
 }
 

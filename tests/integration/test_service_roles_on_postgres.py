@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -17,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.api.removal import remove_account
 from services.api.storage import store_credentials
+from services.fetcher.archive import ArchivedAnswer
+from services.fetcher.archive_database import DatabaseArchive
 from services.ledger.handlers import Ledger
 from services.operations import grant_database_roles
 from services.scheduler.handlers import emit_due_syncs
@@ -38,7 +41,7 @@ PERMISSION_DENIED = "42501"
 
 @pytest.fixture
 async def role_settings(database_url: str, capsys: pytest.CaptureFixture[str]) -> AsyncIterator[Settings]:
-    """Settings naming three new roles (unique names: roles are the whole cluster's), after `db
+    """Settings naming four new roles (unique names: roles are the whole cluster's), after `db
     roles` ran for them as the schema's owner."""
     own = service_role_urls(database_url)
     urls = {f"{service}_database_url": url for service, url in own.items()}
@@ -201,3 +204,32 @@ async def test_a_service_whose_role_lacks_a_grant_refuses_to_start(role_settings
             pass
     async with checked_engine(role_settings.model_copy(update={"ledger_database_url": ""}), "ledger"):
         pass  # the schema's owner may do everything
+
+
+async def test_the_fetchers_role_keeps_and_prunes_its_archive_and_writes_nothing_else(
+    roles: dict[Service, AsyncEngine],
+) -> None:
+    fetcher = roles["fetcher"]
+    archive = DatabaseArchive(fetcher)
+    account_id, now = uuid.uuid4(), utc_now()
+    old = ArchivedAnswer(
+        run_id=uuid.uuid4(),
+        attempt=1,
+        account_id=account_id,
+        broker="sim",
+        received_at=now - timedelta(days=40),
+        status_code=200,
+        body=b"[]",
+        snapshot_id=None,
+    )
+    new = replace(old, run_id=uuid.uuid4(), received_at=now, body=b'[{"symbol": "TCS"}]')
+    await archive.keep([old, new])
+    await archive.keep([new])  # a redelivery: no error, nothing added
+    assert [a.body for a in await archive.answers_of(account_id, since=None)] == [
+        b"[]",
+        b'[{"symbol": "TCS"}]',
+    ]
+    assert await archive.prune(received_before=now - timedelta(days=30)) == 1
+    await _denied(fetcher, "DELETE FROM snapshots")
+    await _denied(fetcher, "SELECT count(*) FROM broker_accounts")
+    await _denied(roles["ledger"], "DELETE FROM raw_answers")
