@@ -76,8 +76,9 @@ def _plan_and_encode(
     events: Sequence[Event],
     accounts: dict[uuid.UUID, AccountState],
     runs: dict[uuid.UUID, RunState],
+    replaceable: frozenset[uuid.UUID],
 ) -> tuple[BatchPlan, Encoded]:
-    plan = plan_batch(events, accounts, runs, consumer=CONSUMER)
+    plan = plan_batch(events, accounts, runs, consumer=CONSUMER, replaceable=replaceable)
     encoded = store.encode(plan)
     if encoded:
         plan.holdings = []  # in the COPY text now: the decoded snapshots need not outlive preparing
@@ -120,14 +121,19 @@ class Ledger:
             run_ids = {e.request_id for e in fresh if isinstance(e, HoldingSnapshot | SyncFailed)}
             runs = {i: before.runs[i] for i in run_ids & before.runs.keys()}
             runs |= await store.runs(run_ids - runs.keys())
+            replaceable = await store.replaceable(
+                {e.replaces: e.account_id for e in fresh if isinstance(e, HoldingSnapshot) and e.replaces}
+            )
         # In a worker thread, like decoding (see `shared.bus.consumer`): the event loop keeps the
         # previous batch's write going meanwhile.
-        plan, encoded = await asyncio.to_thread(_plan_and_encode, store, fresh, accounts, runs)
+        plan, encoded = await asyncio.to_thread(_plan_and_encode, store, fresh, accounts, runs, replaceable)
         plan.outcomes.update(already_applied=already_applied, account_gone=new - len(fresh))
         self._planned = _Planned.written(fresh, accounts, runs)
         for account in accounts.values():
             if account.current_snapshot_id is not None:
-                self._positions.remember(account.id, account.current_snapshot_id, account.positions)
+                self._positions.remember(
+                    account.id, account.current_snapshot_id, account.ledger_version, account.positions
+                )
         return functools.partial(self.write, plan, encoded)
 
     def _skip_vanished(self, events: list[Event], accounts: dict[uuid.UUID, AccountState]) -> list[Event]:

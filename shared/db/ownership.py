@@ -150,11 +150,13 @@ ACCESS: Mapping[Service, Access] = {
     "ledger": Access(
         reads=frozenset({*_LEDGER_TABLES, "broker_accounts", "sync_runs"}),
         writes={
-            # History is appended, never rewritten: a snapshot changes only its status and announcement.
-            "snapshots": Writes(insert=True, update=("status", "announcement_id", "announced_at")),
-            **dict.fromkeys(
-                ("snapshot_holdings", "transactions", "processed_events", "sync_attempts"), APPENDS
+            # History is appended, and rewritten only by a replay (`portfolio-sync replay`): a
+            # snapshot changes its status and announcement, and a replay replaces its holdings.
+            "snapshots": Writes(
+                insert=True, update=("status", "announcement_id", "announced_at", "holdings_count")
             ),
+            "snapshot_holdings": Writes(insert=True, delete=True),
+            **dict.fromkeys(("transactions", "processed_events", "sync_attempts"), APPENDS),
             # The relay locks its rows (FOR UPDATE needs an UPDATE grant) and deletes them once relayed.
             "outbox": OWNS,
             "broker_accounts": Writes(update=LEDGER_ACCOUNT_COLUMNS),
