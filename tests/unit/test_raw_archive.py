@@ -10,12 +10,13 @@ import asyncio
 import json
 import uuid
 import zlib
-from collections.abc import AsyncIterator
-from datetime import timedelta
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -25,6 +26,7 @@ from services.fetcher.archive_files import FileArchive
 from services.fetcher.brokers.zerodha import ZerodhaKite
 from services.fetcher.handlers import Fetcher
 from services.fetcher.limits import BrokerLimiter, BrokerLimits
+from services.fetcher.metrics import FetcherMetrics
 from services.fetcher.retry import RetryPolicy
 from services.fetcher.testing import serve_fake
 from shared import topics
@@ -107,7 +109,9 @@ def _request(account_id: uuid.UUID) -> SyncRequested:
     )
 
 
-def _fetcher(adapter: ZerodhaKite, bus: InMemoryBus, archive: AnswerArchive) -> Fetcher:
+def _fetcher(
+    adapter: ZerodhaKite, bus: InMemoryBus, archive: AnswerArchive, metrics: FetcherMetrics | None = None
+) -> Fetcher:
     return Fetcher(
         adapter=adapter,
         bus=bus,
@@ -116,6 +120,7 @@ def _fetcher(adapter: ZerodhaKite, bus: InMemoryBus, archive: AnswerArchive) -> 
         retry=RetryPolicy(max_attempts=1, base_s=1, max_s=1),
         archive=archive,
         secret_fields=ZERODHA.credential_fields,
+        metrics=metrics,
     )
 
 
@@ -201,3 +206,31 @@ def _answer(
         body=body,
         snapshot_id=None,
     )
+
+
+class BrokenArchive:
+    """An archive whose store is gone (the database down, the disk full)."""
+
+    async def keep(self, answers: Sequence[ArchivedAnswer]) -> None:
+        raise OSError("no space left on device")
+
+    async def answers_of(self, account_id: uuid.UUID, *, since: datetime | None) -> list[ArchivedAnswer]:
+        return []
+
+    async def prune(self, *, received_before: datetime) -> int:
+        return 0
+
+
+async def test_a_failing_archive_is_counted_and_the_syncs_go_on(
+    kite: tuple[EchoingKite, ZerodhaKite], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, adapter = kite
+    bus, registry = InMemoryBus(), CollectorRegistry()
+    fetcher = _fetcher(adapter, bus, BrokenArchive(), FetcherMetrics(registry))
+    outcomes = await fetcher.handle_requests([_request(uuid.uuid4()), _request(uuid.uuid4())])
+
+    assert outcomes == {"snapshot": 2}
+    assert len(bus.records(topics.HOLDINGS_SNAPSHOTS)) == 2
+    failed = {"broker": ZERODHA.code, "outcome": "failed"}
+    assert registry.get_sample_value("portfolio_sync_fetcher_raw_answers_total", failed) == 2
+    assert "raw answers not archived" in caplog.text
