@@ -3,12 +3,14 @@ role. SQLAlchemy only, so the embedded mode keeps it in its SQLite file as Postg
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.fetcher.archive import ArchivedAnswer, compressed, decompressed
@@ -39,8 +41,16 @@ class DatabaseArchive:
             for a in answers
         ]
         statement = self._insert(RawAnswer).on_conflict_do_nothing(index_elements=["run_id", "attempt"])
-        async with self._engine.begin() as conn:
-            await conn.execute(statement, rows)
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(statement, rows)
+        except IntegrityError:
+            # An account deleted while its sync was in flight: its answer has nothing left to
+            # correct. The others are kept one by one; the vanished account's are dropped.
+            for row in rows:
+                with contextlib.suppress(IntegrityError):
+                    async with self._engine.begin() as conn:
+                        await conn.execute(statement, [row])
 
     async def answers_of(self, account_id: uuid.UUID, *, since: datetime | None) -> list[ArchivedAnswer]:
         query = select(RawAnswer).where(RawAnswer.account_id == account_id)

@@ -247,8 +247,8 @@ class SnapshotHolding(Base):
 class RawAnswer(Base):
     """A broker's answer to one sync attempt, as received (no headers; credential values blanked
     out), zlib-compressed: what `portfolio-sync replay` parses again. Written by the fetcher only;
-    no foreign key to the account, so an answer never stops a sync: a removed account's answers go
-    with the retention (RAW_ARCHIVE_RETENTION_DAYS)."""
+    deleted with its account (ON DELETE CASCADE, which runs as the table's owner), or after
+    RAW_ARCHIVE_RETENTION_DAYS."""
 
     __tablename__ = "raw_answers"
     __table_args__ = (
@@ -257,7 +257,7 @@ class RawAnswer(Base):
     )
     run_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
-    account_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("broker_accounts.id", ondelete="CASCADE"))
     broker: Mapped[str] = mapped_column(String(32))
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     status_code: Mapped[int] = mapped_column(Integer)

@@ -207,11 +207,11 @@ async def test_a_service_whose_role_lacks_a_grant_refuses_to_start(role_settings
 
 
 async def test_the_fetchers_role_keeps_and_prunes_its_archive_and_writes_nothing_else(
-    roles: dict[Service, AsyncEngine],
+    roles: dict[Service, AsyncEngine], sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     fetcher = roles["fetcher"]
     archive = DatabaseArchive(fetcher)
-    account_id, now = uuid.uuid4(), utc_now()
+    account_id, now = (await create_account(sessions)).id, utc_now()
     old = ArchivedAnswer(
         run_id=uuid.uuid4(),
         attempt=1,

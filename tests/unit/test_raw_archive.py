@@ -10,7 +10,7 @@ import asyncio
 import json
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.fetcher.archive import AnswerArchive, ArchivedAnswer, redacted, retention_cutoff
 from services.fetcher.archive_database import DatabaseArchive
@@ -35,6 +35,7 @@ from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
 from shared.db.tables import RawAnswer
 from shared.events import HoldingSnapshot, SyncRequested, SyncTrigger, decode_event, utc_now
+from tests.support.accounts import create_account
 
 API_KEY = "kitekey-7d1e9a"
 ACCESS_TOKEN = "tok/en+Secret-42"  # a slash: JSON may carry it escaped as \/
@@ -86,6 +87,19 @@ async def archive(request: pytest.FixtureRequest, engine: AsyncEngine, tmp_path:
     return FileArchive(tmp_path / "raw")
 
 
+NewAccount = Callable[[], Awaitable[uuid.UUID]]
+
+
+@pytest.fixture
+def new_account(sessions: async_sessionmaker[AsyncSession]) -> NewAccount:
+    """Makes a broker account and returns its id: the database keeps answers of real accounts only."""
+
+    async def create() -> uuid.UUID:
+        return (await create_account(sessions, broker=ZERODHA.code)).id
+
+    return create
+
+
 @pytest.fixture
 async def kite() -> AsyncIterator[tuple[EchoingKite, ZerodhaKite]]:
     fake = EchoingKite()
@@ -125,11 +139,11 @@ def _fetcher(
 
 
 async def test_an_answer_echoing_the_credentials_is_kept_redacted_and_without_headers(
-    kite: tuple[EchoingKite, ZerodhaKite], archive: AnswerArchive
+    kite: tuple[EchoingKite, ZerodhaKite], archive: AnswerArchive, new_account: NewAccount
 ) -> None:
     fake, adapter = kite
     bus = InMemoryBus()
-    request = _request(uuid.uuid4())
+    request = _request(await new_account())
     await _fetcher(adapter, bus, archive).handle_requests([request])
 
     [record] = bus.records(topics.HOLDINGS_SNAPSHOTS)
@@ -147,10 +161,10 @@ async def test_an_answer_echoing_the_credentials_is_kept_redacted_and_without_he
     assert tuple(adapter.parse_holdings(kept.answer())) == snapshot.holdings
 
 
-async def test_the_database_keeps_bodies_compressed(engine: AsyncEngine) -> None:
+async def test_the_database_keeps_bodies_compressed(engine: AsyncEngine, new_account: NewAccount) -> None:
     archive = DatabaseArchive(engine)
     body = _holdings_body({}) * 20
-    await archive.keep([_answer(uuid.uuid4(), body)])
+    await archive.keep([_answer(await new_account(), body)])
     async with engine.connect() as conn:
         row = (await conn.execute(select(RawAnswer.body, RawAnswer.body_bytes))).one()
     assert row.body_bytes == len(body)
@@ -158,21 +172,25 @@ async def test_the_database_keeps_bodies_compressed(engine: AsyncEngine) -> None
     assert zlib.decompress(row.body) == body
 
 
-async def test_an_attempt_kept_twice_keeps_its_first_answer(archive: AnswerArchive) -> None:
-    account_id = uuid.uuid4()
+async def test_an_attempt_kept_twice_keeps_its_first_answer(
+    archive: AnswerArchive, new_account: NewAccount
+) -> None:
+    account_id = await new_account()
     first = _answer(account_id, b"first")
     await archive.keep([first])
     await archive.keep([_answer(account_id, b"again", run_id=first.run_id)])  # a redelivered request
     assert [a.body for a in await archive.answers_of(account_id, since=None)] == [b"first"]
 
 
-async def test_answers_are_read_oldest_first_since_a_time_and_pruned_by_age(archive: AnswerArchive) -> None:
-    account_id, now = uuid.uuid4(), utc_now()
+async def test_answers_are_read_oldest_first_since_a_time_and_pruned_by_age(
+    archive: AnswerArchive, new_account: NewAccount
+) -> None:
+    account_id, now = await new_account(), utc_now()
     ages = {"old": timedelta(days=40), "middle": timedelta(days=10), "new": timedelta(0)}
     await archive.keep(
         [_answer(account_id, name.encode(), received_at=now - age) for name, age in ages.items()]
     )
-    await archive.keep([_answer(uuid.uuid4(), b"someone else's")])
+    await archive.keep([_answer(await new_account(), b"someone else's")])
 
     def bodies(answers: list[ArchivedAnswer]) -> list[bytes]:
         return [a.body for a in answers]
@@ -234,3 +252,11 @@ async def test_a_failing_archive_is_counted_and_the_syncs_go_on(
     failed = {"broker": ZERODHA.code, "outcome": "failed"}
     assert registry.get_sample_value("portfolio_sync_fetcher_raw_answers_total", failed) == 2
     assert "raw answers not archived" in caplog.text
+
+
+async def test_the_answer_of_an_account_deleted_meanwhile_is_dropped_and_the_others_kept(
+    engine: AsyncEngine, new_account: NewAccount
+) -> None:
+    archive, account_id = DatabaseArchive(engine), await new_account()
+    await archive.keep([_answer(uuid.uuid4(), b"of a deleted account"), _answer(account_id, b"kept")])
+    assert [a.body for a in await archive.answers_of(account_id, since=None)] == [b"kept"]

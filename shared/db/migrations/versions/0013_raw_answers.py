@@ -1,7 +1,8 @@
 """raw_answers: each sync's broker answer, kept by the fetcher for replay
 
 The fetcher's first table (and its first database access): the answer's body as received, headers
-left out and credential values blanked, zlib-compressed; pruned after RAW_ARCHIVE_RETENTION_DAYS.
+left out and credential values blanked, zlib-compressed; pruned after RAW_ARCHIVE_RETENTION_DAYS,
+and deleted with its account.
 
 Revision ID: 0013
 Revises: 0012
@@ -33,6 +34,12 @@ def upgrade() -> None:
         sa.Column("body", sa.LargeBinary(), nullable=False),
         sa.Column("body_bytes", sa.Integer(), nullable=False),
         sa.Column("snapshot_id", sa.Uuid(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["broker_accounts.id"],
+            name="fk_raw_answers_account_id_broker_accounts",
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("run_id", "attempt", name="pk_raw_answers"),
     )
     op.create_index("ix_raw_answers_account_received", "raw_answers", ["account_id", "received_at"])
