@@ -1,8 +1,9 @@
 """The archive of raw broker answers: a small port, what goes in it, and how it is made safe to keep.
 
 Each answer a broker gives a sync attempt is kept as received, minus what must never be stored:
-headers are not kept at all (`BrokerAnswer` has none), and every credential value the request
-carried is blanked out of the body, as written and as JSON would escape it. Bodies are compressed
+headers are not kept at all (`BrokerAnswer` has none), and the account's secret credential values
+(its broker type's required fields, and any the adapter names in `BrokerAnswer.secrets`) are
+blanked out of the body, as written and as JSON would escape them. Bodies are compressed
 (zlib) by the adapters that store them. `portfolio-sync replay` reads the answers back and parses
 them again with today's adapter.
 """
