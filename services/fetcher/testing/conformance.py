@@ -29,6 +29,7 @@ from services.fetcher.adapter import (
     AccountContext,
     AuthRejected,
     BrokerAdapter,
+    BrokerAnswer,
     InvalidResponse,
     RateLimited,
     TransientBrokerError,
@@ -100,6 +101,18 @@ class BrokerConformance:
     async def test_the_documented_sample_becomes_normalised_holdings(self, connected: Connected) -> None:
         holdings = await connected.fetch(Scenario.HOLDINGS)
         assert _sorted(holdings) == _sorted(self.expected)
+
+    async def test_its_answer_parses_again_later_without_the_broker_or_the_credentials(
+        self, connected: Connected
+    ) -> None:
+        """What replay relies on: an answer as archived (status and body, no secrets) parses to the
+        same holdings with no request to the broker."""
+        connected.fake.scenario = Scenario.HOLDINGS
+        answer = await connected.adapter.fetch_answer(connected.account)
+        asked = connected.fake.requests_seen
+        archived = BrokerAnswer(status_code=answer.status_code, body=answer.body)
+        assert _sorted(connected.adapter.parse_holdings(archived)) == _sorted(self.expected)
+        assert connected.fake.requests_seen == asked
 
     async def test_every_request_to_the_broker_takes_a_rate_token(self, connected: Connected) -> None:
         await connected.fetch(Scenario.HOLDINGS)
