@@ -175,6 +175,15 @@ async def test_each_service_does_its_work_as_its_own_role(roles: dict[Service, A
     assert stored is not None and stored.current_snapshot_id == snapshot.event_id
     assert announced is not None
     assert len(bus.records(topics.HOLDINGS_CHANGES)) == 1
+    # A replay's correction of that snapshot: its holdings deleted and written anew, its count updated.
+    corrected = (replace(holding, isin="INE467B01029"), replace(holding, symbol="INFY"))
+    correction = snapshot.model_copy(
+        update={"event_id": uuid.uuid4(), "holdings": corrected, "replaces": snapshot.event_id}
+    )
+    await ledger.apply_batch([correction])
+    async with api() as session:
+        count = await session.scalar(select(Snapshot.holdings_count).where(Snapshot.id == snapshot.event_id))
+    assert count == 2
     # The API deletes the account: the ledger's rows go by ON DELETE CASCADE, run as their owner.
     async with api() as session:
         await remove_account(session, bus, account.id)
