@@ -177,3 +177,28 @@ async def test_a_correction_of_a_snapshot_of_another_account_changes_nothing(
     write = await ledger.prepare([forged])
     assert (await write())["replacing_unknown"] == 1
     assert set(await _isins(sessions, theirs.id)) == {stored.event_id}
+
+
+async def test_a_correction_prepared_while_its_snapshot_is_being_written_applies(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    ledger = Ledger(sessions=sessions, bus=InMemoryBus())
+    account = await create_account(sessions)
+    holding = Holding(
+        symbol="TCS", exchange="NSE", currency="INR", quantity=Decimal(1), average_price=Decimal(1)
+    )
+    stored = HoldingSnapshot(
+        account_id=account.id, request_id=uuid.uuid4(), broker="sim", taken_at=utc_now(), holdings=(holding,)
+    )
+    correction = stored.model_copy(
+        update={
+            "event_id": uuid.uuid4(),
+            "holdings": (replace(holding, isin="INE467B01029"),),
+            "replaces": stored.event_id,
+        }
+    )
+    write_stored = await ledger.prepare([stored])  # the consumer's pipeline: N+1 planned before N is written
+    write_correction = await ledger.prepare([correction])
+    await write_stored()
+    assert (await write_correction())["replaced"] == 1
+    assert await _isins(sessions, account.id) == {stored.event_id: {"INE467B01029"}}
