@@ -27,7 +27,7 @@ from pathlib import Path
 from machine import machine_probe, own_peak_rss_mb, run_facts
 
 from infra import KafkaService, provide_kafka
-from services.fetcher.adapter import AccountContext
+from services.fetcher.adapter import AccountContext, fetch_holdings
 from services.fetcher.brokers.simulated import SimulatedBroker
 from services.fetcher.limits import TokenBucket
 from services.fetcher.main import FetcherRuntime, build_fetcher
@@ -143,7 +143,7 @@ async def seed_loop(kafka: KafkaService, accounts: int) -> Timed:
         started = time.monotonic()
         for _ in range(accounts):
             account = AccountContext(uuid.uuid4(), {})
-            holdings = await broker.fetch_holdings(account)
+            holdings = await fetch_holdings(broker, account)
             snapshot = HoldingSnapshot(
                 account_id=account.account_id,
                 request_id=uuid.uuid4(),

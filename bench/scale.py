@@ -143,6 +143,7 @@ async def measure(
                         {"alpaca": {"concurrency": ACCOUNT_RUN_CONCURRENCY}} if broker == "alpaca" else {}
                     ),
                     "LOG_LEVEL": "WARNING",
+                    "RAW_ARCHIVE": "none",  # no database here: the archive is tested elsewhere
                 },
                 log_dir,
             )

@@ -68,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     db_commands.add_parser(
         "roles",
         help="create each service's Postgres role (API_DATABASE_URL, SCHEDULER_DATABASE_URL, "
-        "LEDGER_DATABASE_URL) and grant it exactly its writes; run after `db upgrade`, again safely",
+        "LEDGER_DATABASE_URL, FETCHER_DATABASE_URL) and grant it exactly its writes; run after `db "
+        "upgrade`, again safely",
     )
 
     topics = commands.add_parser("topics", help="Kafka topic tasks")
@@ -93,6 +94,23 @@ def _parser() -> argparse.ArgumentParser:
         "trace", help="show one sync run's path: requested, each attempt, stored, announced"
     )
     trace.add_argument("run_id", type=uuid.UUID, metavar="RUN_ID", help="the run's id (its request_id)")
+
+    replay_answers = commands.add_parser(
+        "replay",
+        help="parse an account's archived broker answers (RAW_ARCHIVE) again with today's adapters and "
+        "send the corrected holdings to the ledger, which replaces the stored snapshots' (the broker "
+        "is not asked); running it again changes nothing",
+    )
+    replay_answers.add_argument(
+        "--account", required=True, type=uuid.UUID, metavar="ID", help="the broker account's id"
+    )
+    replay_answers.add_argument(
+        "--since",
+        type=_aware_time,
+        default=None,
+        metavar="T",
+        help="only answers received at or after T (ISO 8601 with a zone); default: all archived",
+    )
 
     keys = commands.add_parser("keys", help="credential encryption keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -198,6 +216,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from services.trace_command import print_run_trace
 
         return asyncio.run(print_run_trace(settings, args.run_id))
+    elif args.command == "replay":
+        from services.fetcher.replay import run_replay
+
+        return asyncio.run(run_replay(settings, args.account, since=args.since))
     elif args.command == "users":
         from services.user_admin import UserCreationFailed, create_user
 

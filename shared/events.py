@@ -194,6 +194,12 @@ class HoldingSnapshot(Event):
     trades: tuple[ReportedTrade, ...] = Field(
         default=(), description="Trades the broker reported since the previous sync, if it reports any."
     )
+    replaces: uuid.UUID | None = Field(
+        default=None,
+        description="Set by `portfolio-sync replay`: the id of the stored snapshot whose holdings these "
+        "correct (its archived answer parsed again by a fixed adapter). The ledger replaces that "
+        "snapshot's holdings, and the current positions if it is the account's current snapshot.",
+    )
 
     @model_validator(mode="after")
     def _numbers_fit(self, info: ValidationInfo) -> Self:

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
         description="The ledger's database URL, as its own Postgres role (granted by `db roles`); "
         "empty: DATABASE_URL.",
     )
+    fetcher_database_url: str = Field(
+        default="",
+        description="The fetcher's database URL (its archive of raw answers), as its own Postgres role "
+        "(granted by `db roles`); empty: DATABASE_URL.",
+    )
     bus: Literal["kafka", "memory"] = Field(
         default="kafka", description="Message bus of the distributed services; the demo always uses memory."
     )
@@ -157,6 +162,20 @@ class Settings(BaseSettings):
     ledger_batch_size: int = Field(
         default=2000, ge=1, description="Most events the ledger applies in one database transaction."
     )
+    raw_archive: Literal["database", "files", "none"] = Field(
+        default="database",
+        description="Where fetchers keep each sync's raw broker answer (headers dropped, credential "
+        "values blanked, compressed) for `replay`: the database (table raw_answers), files under "
+        "RAW_ARCHIVE_DIR, or none.",
+    )
+    raw_archive_dir: str = Field(
+        default="raw-answers", description="Directory of the archive when RAW_ARCHIVE is files."
+    )
+    raw_archive_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Raw answers older than this are deleted by the fetchers (hourly); 0: kept forever.",
+    )
     simulated_latency_ms: float = Field(default=50.0, ge=0, description="Latency of the simulated broker.")
     simulated_failure_rate: float = Field(
         default=0.0, ge=0, le=1, description="Share of simulated syncs that fail."
@@ -234,6 +253,7 @@ class Settings(BaseSettings):
             "api": self.api_database_url,
             "scheduler": self.scheduler_database_url,
             "ledger": self.ledger_database_url,
+            "fetcher": self.fetcher_database_url,
         }[service]
         return own or self.database_url
 

@@ -1,4 +1,10 @@
-"""What a broker adapter is, and the typed errors that decide what happens after a failed fetch."""
+"""What a broker adapter is, and the typed errors that decide what happens after a failed fetch.
+
+An adapter works in two steps: `fetch_answer` asks the broker (HTTP, limits, the failures that
+mean there is no holdings answer), `parse_holdings` reads the answer into holdings without any I/O.
+The fetcher archives the answer between the two, so an archived answer can be parsed again later
+by a fixed adapter (`portfolio-sync replay`) without asking the broker.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +24,25 @@ class AccountContext:
     credentials: Mapping[str, str] = field(repr=False)
 
 
+@dataclass(frozen=True)
+class BrokerAnswer:
+    """The broker's answer to a holdings request as received: its HTTP status and body (no headers).
+
+    `secrets` are the credential values the request carried, kept only to blank them out of error
+    messages; they are never archived (an archived answer is read back with none)."""
+
+    status_code: int
+    body: bytes
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+
 class BrokerAdapter(Protocol):
-    async def fetch_holdings(self, account: AccountContext) -> Sequence[Holding]:
-        """Everything the account holds now, or raise a BrokerError."""
+    async def fetch_answer(self, account: AccountContext) -> BrokerAnswer:
+        """The broker's answer to the account's holdings request, or raise a BrokerError when the
+        answer cannot hold any (credentials refused, rate limited, broker down)."""
+
+    def parse_holdings(self, answer: BrokerAnswer) -> Sequence[Holding]:
+        """Everything the answer says the account holds, or raise a BrokerError. No I/O."""
 
     async def aclose(self) -> None:
         """Release clients (HTTP pools) the adapter opened."""
@@ -50,3 +72,8 @@ class RateLimited(BrokerError):
 
 class InvalidResponse(BrokerError):
     kind = FailureKind.INVALID_RESPONSE
+
+
+async def fetch_holdings(adapter: BrokerAdapter, account: AccountContext) -> Sequence[Holding]:
+    """Both steps at once: everything the account holds now, or a BrokerError."""
+    return adapter.parse_holdings(await adapter.fetch_answer(account))

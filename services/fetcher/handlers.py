@@ -1,5 +1,8 @@
 """Turn sync requests into snapshots, retries or failures; knows nothing of Kafka, it gets a bus.
 
+Each answer a broker gives is handed to the raw archive (redacted: see `archive`) before the
+batch's outcomes are published, so `portfolio-sync replay` finds every snapshot's answer.
+
 A failure that trying again can cure (rate limited, transient) goes back on the broker's retry topic
 with a `not_before`, so the account waits there instead of holding up the others; every attempt
 is announced as a SyncFailed (final or not), so each retry shows in the account's sync runs.
@@ -14,12 +17,13 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
-from services.fetcher.adapter import AccountContext, BrokerAdapter, BrokerError, RateLimited
+from services.fetcher.adapter import AccountContext, BrokerAdapter, BrokerAnswer, BrokerError, RateLimited
+from services.fetcher.archive import AnswerArchive, ArchivedAnswer
 from services.fetcher.limits import counting_for
 from services.fetcher.metrics import FetcherMetrics, process_metrics
 from services.fetcher.retry import RetryPolicy
@@ -52,8 +56,14 @@ class Fetcher:
         slots: asyncio.Semaphore,
         retry: RetryPolicy,
         metrics: FetcherMetrics | None = None,
+        archive: AnswerArchive | None = None,
+        secret_fields: Iterable[str] = (),
     ) -> None:
         self._adapter = adapter
+        self._archive = archive
+        # Credential fields whose values are blanked out of archived answers, beyond those the
+        # adapter names itself (`BrokerAnswer.secrets`): the broker type's required fields.
+        self._secret_fields = tuple(secret_fields)
         self._metrics = metrics or process_metrics()
         self._bus = bus
         self._cipher = cipher
@@ -65,23 +75,27 @@ class Fetcher:
     async def handle_requests(self, requests: Sequence[Event]) -> Counter[str]:
         """Sync every request of the batch concurrently; publish all outcomes before returning; return
         how many ended how (`snapshot`, `retrying`, `failed`, `waiting`), for the batch log line."""
-        outcomes = await asyncio.gather(*(self._handle(r) for r in requests if isinstance(r, SyncRequested)))
+        answers: list[ArchivedAnswer] = []
+        outcomes = await asyncio.gather(
+            *(self._handle(r, answers) for r in requests if isinstance(r, SyncRequested))
+        )
+        await self._keep(answers)
         await self._bus.publish([message for messages in outcomes for message in messages])
         return Counter(_outcome(messages) for messages in outcomes)
 
-    async def _handle(self, request: SyncRequested) -> list[OutgoingMessage]:
+    async def _handle(self, request: SyncRequested, answers: list[ArchivedAnswer]) -> list[OutgoingMessage]:
         # Each request is a task of its own (gather), so the bound run is this request's alone.
         with bound_run(request.sync_run_id, account_id=request.account_id, broker=request.broker):
-            return await self._attempt(request)
+            return await self._attempt(request, answers)
 
-    async def _attempt(self, request: SyncRequested) -> list[OutgoingMessage]:
+    async def _attempt(self, request: SyncRequested, answers: list[ArchivedAnswer]) -> list[OutgoingMessage]:
         if request.not_before is not None and not await self._wait_until(request.not_before):
             # Due later than the batch may wait: back on the retry topic, unchanged, to be looked at
             # again. Holding the batch instead would outlive Kafka's max poll interval: the fetcher
             # would leave its group and the batch would be delivered again.
             return [OutgoingMessage.of(topics.sync_request_retries(request.broker), request)]
         started_at, clock = utc_now(), time.perf_counter()
-        outcome = await self.sync_account(request)
+        outcome = await self.sync_account(request, answers)
         duration_ms = round((time.perf_counter() - clock) * 1000)
         if isinstance(outcome, HoldingSnapshot):
             self._metrics.syncs.labels(broker=request.broker, outcome="succeeded").inc()
@@ -141,9 +155,10 @@ class Fetcher:
         return wait_s <= self._retry.max_inline_wait_s
 
     async def sync_account(
-        self, request: SyncRequested
+        self, request: SyncRequested, answers: list[ArchivedAnswer]
     ) -> HoldingSnapshot | tuple[FailureKind, str, float | None]:
-        """Fetch once: the snapshot, or why not (kind, reason, seconds the broker asked to wait)."""
+        """Fetch once: the snapshot, or why not (kind, reason, seconds the broker asked to wait).
+        The broker's answer, if it gave one, is added to `answers`, for the archive."""
         try:
             account = AccountContext(request.account_id, self._credentials(request))
         except CredentialsUnreadable as exc:
@@ -162,7 +177,14 @@ class Fetcher:
             self.in_flight += 1
             try:
                 with counting_for(account.credentials):  # the bucket of the account's key
-                    holdings = await self._adapter.fetch_holdings(account)
+                    answer = await self._adapter.fetch_answer(account)
+                snapshot_id = attempt_event_id(request.sync_run_id, request.attempt, "snapshot")
+                try:
+                    holdings = self._adapter.parse_holdings(answer)
+                except (BrokerError, ValidationError):
+                    self._archived(answers, request, account, answer, snapshot_id=None)
+                    raise
+                self._archived(answers, request, account, answer, snapshot_id=snapshot_id)
             except RateLimited as exc:
                 return exc.kind, str(exc), exc.retry_after_s
             except BrokerError as exc:
@@ -176,7 +198,7 @@ class Fetcher:
                 )
                 self.in_flight -= 1
         return HoldingSnapshot(
-            event_id=attempt_event_id(request.sync_run_id, request.attempt, "snapshot"),
+            event_id=snapshot_id,
             account_id=request.account_id,
             request_id=request.sync_run_id,
             broker=request.broker,
@@ -185,6 +207,46 @@ class Fetcher:
             attempt=request.attempt,
             fetcher_id=self.fetcher_id,
         )
+
+    def _archived(
+        self,
+        answers: list[ArchivedAnswer],
+        request: SyncRequested,
+        account: AccountContext,
+        answer: BrokerAnswer,
+        *,
+        snapshot_id: uuid.UUID | None,
+    ) -> None:
+        if self._archive is None:
+            return
+        secrets = (account.credentials.get(name, "") for name in self._secret_fields)
+        answers.append(
+            ArchivedAnswer.of(
+                answer,
+                run_id=request.sync_run_id,
+                attempt=request.attempt,
+                account_id=request.account_id,
+                broker=request.broker,
+                secrets=secrets,
+                snapshot_id=snapshot_id,
+            )
+        )
+
+    async def _keep(self, answers: list[ArchivedAnswer]) -> None:
+        """Hand the batch's answers to the archive. An archive that fails them is logged and counted,
+        and the syncs go on: losing their replay is better than stopping every account's syncs."""
+        if self._archive is None or not answers:
+            return
+        brokers = Counter(a.broker for a in answers)
+        try:
+            await self._archive.keep(answers)
+        except Exception:
+            log.exception("raw answers not archived", extra={"answers": len(answers)})
+            outcome = "failed"
+        else:
+            outcome = "kept"
+        for broker, count in brokers.items():
+            self._metrics.raw_answers.labels(broker=broker, outcome=outcome).inc(count)
 
     def _credentials(self, request: SyncRequested) -> dict[str, str]:
         if request.credentials_ciphertext is None:

@@ -2,26 +2,34 @@
 
 Two consume loops share the broker's adapter and limits: new requests (group `fetcher.<broker>`)
 and retries (group `fetcher.<broker>.retry`), so accounts waiting to retry never delay new syncs.
+Beside them, the raw archive (RAW_ARCHIVE) is pruned of answers older than its retention.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from services.fetcher.adapter import BrokerAdapter
+from services.fetcher.archive import AnswerArchive, prune_periodically
+from services.fetcher.archive_database import DatabaseArchive
+from services.fetcher.archive_files import FileArchive
 from services.fetcher.handlers import Fetcher
 from services.fetcher.heartbeats import Heartbeats
 from services.fetcher.limits import BrokerLimiter
 from services.fetcher.registry import create_adapter
 from services.fetcher.retry import RetryPolicy
 from shared import topics
+from shared.brokers import broker_type
 from shared.bus.consumer import EventConsumer, OneStep
 from shared.bus.port import MessageBus
 from shared.credentials import CredentialCipher
 from shared.events import SyncRequested
 from shared.metrics import metrics_served
-from shared.runtime import run_until_signalled, started_bus
+from shared.runtime import checked_engine, run_until_signalled, started_bus
 from shared.settings import Settings
 
 
@@ -37,6 +45,7 @@ class FetcherRuntime:
     limiter: BrokerLimiter
     loops: list[EventConsumer]
     heartbeats: Heartbeats | None = None
+    pruning: list[tuple[AnswerArchive, float]] = field(default_factory=list)  # archive, retention days
 
     @property
     def handled(self) -> int:
@@ -45,13 +54,29 @@ class FetcherRuntime:
 
     async def run(self, stop: asyncio.Event) -> None:
         beating = [self.heartbeats.run(stop)] if self.heartbeats is not None else []
+        pruning = [prune_periodically(a, retention_days=days, stop=stop) for a, days in self.pruning]
         try:
-            await asyncio.gather(*(loop.run(stop) for loop in self.loops), *beating)
+            await asyncio.gather(*(loop.run(stop) for loop in self.loops), *beating, *pruning)
         finally:
             await self.adapter.aclose()
 
 
-def build_fetcher(settings: Settings, broker: str, bus: MessageBus) -> FetcherRuntime:
+@contextlib.asynccontextmanager
+async def opened_archive(settings: Settings) -> AsyncIterator[AnswerArchive | None]:
+    """The raw archive RAW_ARCHIVE names, open until the block ends; None for `none`. In the
+    database, as the fetcher's own role, on a current schema with its grants (or it refuses)."""
+    if settings.raw_archive == "none":
+        yield None
+    elif settings.raw_archive == "files":
+        yield FileArchive(Path(settings.raw_archive_dir))
+    else:
+        async with checked_engine(settings, "fetcher") as engine:
+            yield DatabaseArchive(engine)
+
+
+def build_fetcher(
+    settings: Settings, broker: str, bus: MessageBus, archive: AnswerArchive | None = None
+) -> FetcherRuntime:
     cipher = CredentialCipher(settings.credentials_keys.get_secret_value())
     adapter, limiter = create_adapter(broker, settings)
     share = limiter.share_by_partitions([topics.sync_requests(broker), topics.sync_request_retries(broker)])
@@ -61,6 +86,8 @@ def build_fetcher(settings: Settings, broker: str, bus: MessageBus) -> FetcherRu
         cipher=cipher,
         slots=limiter.accounts,
         retry=RetryPolicy.from_settings(settings),
+        archive=archive,
+        secret_fields=broker_type(broker).credential_fields,
     )
     batch = limiter.limits.concurrency * 2  # enough records per batch to keep every slot busy
     loops = [
@@ -78,6 +105,8 @@ def build_fetcher(settings: Settings, broker: str, bus: MessageBus) -> FetcherRu
         )
     ]
     runtime = FetcherRuntime(adapter=adapter, limiter=limiter, loops=loops)
+    if archive is not None:
+        runtime.pruning.append((archive, settings.raw_archive_retention_days))
     runtime.heartbeats = Heartbeats(
         bus=bus,
         fetcher_id=f"{fetcher.fetcher_id}/{broker}",
@@ -91,7 +120,8 @@ def build_fetcher(settings: Settings, broker: str, bus: MessageBus) -> FetcherRu
 
 async def run_fetcher(settings: Settings, broker: str, bus: MessageBus, stop: asyncio.Event) -> None:
     """Serve `broker` on an already started bus until `stop` is set."""
-    await build_fetcher(settings, broker, bus).run(stop)
+    async with opened_archive(settings) as archive:
+        await build_fetcher(settings, broker, bus, archive).run(stop)
 
 
 async def serve(settings: Settings, broker: str) -> None:

@@ -36,6 +36,13 @@ class FetcherMetrics:
             buckets=_HTTP_BUCKETS,
             registry=registry,
         )
+        self.raw_answers = Counter(
+            "portfolio_sync_fetcher_raw_answers_total",
+            "Broker answers handed to the raw archive, by outcome: kept, or failed (the archive did "
+            "not take them; the syncs went on).",
+            ["broker", "outcome"],
+            registry=registry,
+        )
         self.retries = Counter(
             "portfolio_sync_fetcher_retries_scheduled_total",
             "Failed attempts sent back to sync.requests.<broker>.retry to be tried again later.",

@@ -50,6 +50,7 @@ class _Planned:
     event_ids: set[uuid.UUID] = field(default_factory=set)
     accounts: dict[uuid.UUID, AccountState] = field(default_factory=dict)
     runs: dict[uuid.UUID, RunState] = field(default_factory=dict)
+    snapshots: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)  # new snapshot -> its account
 
     @classmethod
     def written(
@@ -64,7 +65,10 @@ class _Planned:
             account.touched = False
         for run in runs.values():
             run.exists, run.touched = True, False
-        return cls({e.event_id for e in events}, accounts, runs)
+        snapshots = {
+            e.event_id: e.account_id for e in events if isinstance(e, HoldingSnapshot) and e.replaces is None
+        }
+        return cls({e.event_id for e in events}, accounts, runs, snapshots)
 
 
 async def _nothing(already_applied: int, vanished: int) -> Outcomes:
@@ -76,8 +80,9 @@ def _plan_and_encode(
     events: Sequence[Event],
     accounts: dict[uuid.UUID, AccountState],
     runs: dict[uuid.UUID, RunState],
+    replaceable: frozenset[uuid.UUID],
 ) -> tuple[BatchPlan, Encoded]:
-    plan = plan_batch(events, accounts, runs, consumer=CONSUMER)
+    plan = plan_batch(events, accounts, runs, consumer=CONSUMER, replaceable=replaceable)
     encoded = store.encode(plan)
     if encoded:
         plan.holdings = []  # in the COPY text now: the decoded snapshots need not outlive preparing
@@ -120,14 +125,22 @@ class Ledger:
             run_ids = {e.request_id for e in fresh if isinstance(e, HoldingSnapshot | SyncFailed)}
             runs = {i: before.runs[i] for i in run_ids & before.runs.keys()}
             runs |= await store.runs(run_ids - runs.keys())
+            targets = {
+                e.replaces: e.account_id for e in fresh if isinstance(e, HoldingSnapshot) and e.replaces
+            }
+            # A snapshot of the batch being written is not in the database yet, but will be.
+            replaceable = frozenset(t for t, a in targets.items() if before.snapshots.get(t) == a)
+            replaceable |= await store.replaceable({t: a for t, a in targets.items() if t not in replaceable})
         # In a worker thread, like decoding (see `shared.bus.consumer`): the event loop keeps the
         # previous batch's write going meanwhile.
-        plan, encoded = await asyncio.to_thread(_plan_and_encode, store, fresh, accounts, runs)
+        plan, encoded = await asyncio.to_thread(_plan_and_encode, store, fresh, accounts, runs, replaceable)
         plan.outcomes.update(already_applied=already_applied, account_gone=new - len(fresh))
         self._planned = _Planned.written(fresh, accounts, runs)
         for account in accounts.values():
             if account.current_snapshot_id is not None:
-                self._positions.remember(account.id, account.current_snapshot_id, account.positions)
+                self._positions.remember(
+                    account.id, account.current_snapshot_id, account.ledger_version, account.positions
+                )
         return functools.partial(self.write, plan, encoded)
 
     def _skip_vanished(self, events: list[Event], accounts: dict[uuid.UUID, AccountState]) -> list[Event]:

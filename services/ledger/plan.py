@@ -227,6 +227,8 @@ class BatchPlan:
     new_runs: list[tuple[Any, ...]] = field(default_factory=list)
     changed_runs: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[tuple[Any, ...]] = field(default_factory=list)  # every snapshot's and failure's
+    # Stored snapshots whose holdings a replay replaces (`HoldingSnapshot.replaces`), with the new ones.
+    replaced: dict[uuid.UUID, tuple[Holding, ...]] = field(default_factory=dict)
     # Snapshots announced by this batch, to their HoldingsChanged: new ones take it in their row (and
     # leave this), earlier ones (accepted after being held) are updated.
     announcements: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
@@ -243,8 +245,10 @@ def plan_batch(
     runs: dict[uuid.UUID, RunState],
     *,
     consumer: str,
+    replaceable: frozenset[uuid.UUID] = frozenset(),
 ) -> BatchPlan:
-    """The rows that apply `events` (new ones only, in order) to `accounts` and `runs`."""
+    """The rows that apply `events` (new ones only, in order) to `accounts` and `runs`.
+    `replaceable`: the stored snapshots the batch's replays name that exist, each of its account."""
     plan = BatchPlan(events=len(events))
     now = utc_now()
     for event in events:
@@ -252,7 +256,10 @@ def plan_batch(
         if account is None:
             raise UnknownAccount(f"no broker account {event.account_id}")
         account.touched = True
-        if isinstance(event, HoldingSnapshot):
+        if isinstance(event, HoldingSnapshot) and event.replaces is not None:
+            plan.processed.append((event.event_id, consumer, now))
+            _replacement(plan, account, event, replaceable)
+        elif isinstance(event, HoldingSnapshot):
             _snapshot(plan, account, runs, event, now)
         else:
             plan.processed.append((event.event_id, consumer, now))
@@ -341,6 +348,26 @@ def _snapshot(
             len(snapshot.holdings),
         )
     )
+
+
+def _replacement(
+    plan: BatchPlan, account: AccountState, replay: HoldingSnapshot, replaceable: frozenset[uuid.UUID]
+) -> None:
+    """A replay's corrected holdings for a stored snapshot: they replace the snapshot's, whatever its
+    status, and become the current (or held) positions if the snapshot is the current (or held) one.
+    Nothing else moves: the snapshot keeps its time and status, its run and attempts stay as they
+    were, derived transactions are not derived again, and no HoldingsChanged is announced."""
+    target = replay.replaces
+    if target is None or target not in replaceable:
+        plan.outcomes["replacing_unknown"] += 1  # never stored, pruned, or another account's
+        return
+    plan.replaced[target] = replay.holdings
+    incoming = positions_of(replay.holdings)
+    if account.current_snapshot_id == target:
+        account.positions = incoming
+    if account.held_snapshot_id == target:
+        account.held_positions = incoming
+    plan.outcomes["replaced"] += 1
 
 
 def _place(plan: BatchPlan, account: AccountState, snapshot: HoldingSnapshot, now: datetime) -> str:

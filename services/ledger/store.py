@@ -14,7 +14,7 @@ from itertools import chain, repeat
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import ColumnElement, insert, literal, select
+from sqlalchemy import ColumnElement, delete, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -77,28 +77,42 @@ def _holding_columns(
     return [snapshot_ids, *(list(map(attrgetter(name), holdings)) for name in BatchPlan.HOLDING_COLUMNS[1:])]
 
 
+def _new_snapshot(event: Event) -> bool:
+    return isinstance(event, HoldingSnapshot) and event.replaces is None
+
+
 class PositionsCache:
     """Each account's positions as of a snapshot, for the most recently used `size` accounts.
 
-    Valid only while the account still points at that snapshot (the caller checks), so a cache that
-    another ledger made stale is simply not used. Bounded by accounts, not by snapshots seen.
+    Valid only while the account still points at that snapshot at the ledger version the cache saw
+    (the caller checks): a replay rewrites a snapshot's holdings without moving the pointer, so a
+    cache that another ledger made stale is told by the version, and simply not used. Bounded by
+    accounts, not by snapshots seen.
     """
 
     def __init__(self, size: int = 5_000) -> None:
-        self._entries: OrderedDict[uuid.UUID, tuple[uuid.UUID, dict[InstrumentKey, HeldLike]]] = OrderedDict()
+        self._entries: OrderedDict[uuid.UUID, tuple[uuid.UUID, int, dict[InstrumentKey, HeldLike]]] = (
+            OrderedDict()
+        )
         self._size = size
 
-    def get(self, account_id: uuid.UUID, snapshot_id: uuid.UUID) -> dict[InstrumentKey, HeldLike] | None:
+    def get(
+        self, account_id: uuid.UUID, snapshot_id: uuid.UUID, version: int
+    ) -> dict[InstrumentKey, HeldLike] | None:
         entry = self._entries.get(account_id)
-        if entry is None or entry[0] != snapshot_id:
+        if entry is None or entry[:2] != (snapshot_id, version):
             return None
         self._entries.move_to_end(account_id)
-        return entry[1]
+        return entry[2]
 
     def remember(
-        self, account_id: uuid.UUID, snapshot_id: uuid.UUID, positions: dict[InstrumentKey, HeldLike]
+        self,
+        account_id: uuid.UUID,
+        snapshot_id: uuid.UUID,
+        version: int,
+        positions: dict[InstrumentKey, HeldLike],
     ) -> None:
-        self._entries[account_id] = (snapshot_id, positions)
+        self._entries[account_id] = (snapshot_id, version, positions)
         self._entries.move_to_end(account_id)
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)
@@ -112,8 +126,10 @@ class LedgerStore:
 
     async def new_events(self, events: Sequence[Event]) -> list[Event]:
         """The events not applied before (redelivery), each once, in their order."""
-        snapshot_ids = [e.event_id for e in events if isinstance(e, HoldingSnapshot)]
-        other_ids = [e.event_id for e in events if not isinstance(e, HoldingSnapshot)]
+        # A snapshot is known by its row; anything else (a replay's correction included) by its
+        # processed event.
+        snapshot_ids = [e.event_id for e in events if _new_snapshot(e)]
+        other_ids = [e.event_id for e in events if not _new_snapshot(e)]
         seen: set[uuid.UUID] = set()
         if snapshot_ids:
             seen.update(
@@ -180,7 +196,7 @@ class LedgerStore:
         missing = []
         for state in states.values():
             if state.current_snapshot_id is not None:
-                cached = cache.get(state.id, state.current_snapshot_id)
+                cached = cache.get(state.id, state.current_snapshot_id, state.ledger_version)
                 if cached is None:
                     missing.append(state.current_snapshot_id)
                 else:
@@ -219,6 +235,18 @@ class LedgerStore:
         for snapshot_id, symbol, exchange, quantity, average, last, currency in rows:
             positions[snapshot_id][(symbol, exchange)] = Held(quantity, average, last, currency)
         return positions
+
+    async def replaceable(self, targets: dict[uuid.UUID, uuid.UUID]) -> frozenset[uuid.UUID]:
+        """Of the snapshots replays name (snapshot id -> the replay's account), those stored for
+        that very account."""
+        if not targets:
+            return frozenset()
+        rows = await self._session.execute(
+            select(Snapshot.id, Snapshot.account_id).where(self._among(Snapshot.id, list(targets)))
+        )
+        return frozenset(
+            snapshot_id for snapshot_id, account_id in rows if targets[snapshot_id] == account_id
+        )
 
     async def runs(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, RunState]:
         if not ids:
@@ -283,6 +311,28 @@ class LedgerStore:
             [{"id": i, "announcement_id": a} for i, a in plan.announcements.items()],
         )
         await update_by_id(self._session, SyncRun, plan.changed_runs)
+        if plan.replaced:
+            await self._replace_holdings(plan.replaced)
+
+    async def _replace_holdings(self, replaced: dict[uuid.UUID, tuple[Holding, ...]]) -> None:
+        """A replay's correction: the snapshots' holdings rows deleted and written anew (rare and
+        small: ordinary statements, no COPY)."""
+        await self._session.execute(
+            delete(SnapshotHolding).where(self._among(SnapshotHolding.snapshot_id, list(replaced)))
+        )
+        names = BatchPlan.HOLDING_COLUMNS
+        rows = [
+            dict(zip(names, (snapshot_id, *(getattr(h, n) for n in names[1:])), strict=True))
+            for snapshot_id, holdings in replaced.items()
+            for h in holdings
+        ]
+        if rows:
+            await self._session.execute(insert(SnapshotHolding), rows)
+        await update_by_id(
+            self._session,
+            Snapshot,
+            [{"id": i, "holdings_count": len(holdings)} for i, holdings in replaced.items()],
+        )
 
     def _among(self, column: Any, values: Collection[Any]) -> ColumnElement[bool]:
         return among(column, values, postgres=self._postgres)

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-Service = Literal["api", "scheduler", "ledger"]
-# The services that connect to the database (the fetcher does not).
-SERVICES: tuple[Service, ...] = ("api", "scheduler", "ledger")
+Service = Literal["api", "scheduler", "ledger", "fetcher"]
+# The services that connect to the database (the fetcher for its archive of raw answers only).
+SERVICES: tuple[Service, ...] = ("api", "scheduler", "ledger", "fetcher")
 
 # Every service reads it: a service refuses to start on an out-of-date schema.
 SCHEMA_VERSION_TABLE = "alembic_version"
@@ -122,6 +122,7 @@ OWNERS: Mapping[str, Service] = {
     "schedules": "api",
     **dict.fromkeys(_LEDGER_TABLES, "ledger"),
     "sync_runs": "ledger",
+    "raw_answers": "fetcher",
 }
 
 ACCESS: Mapping[Service, Access] = {
@@ -149,16 +150,23 @@ ACCESS: Mapping[Service, Access] = {
     "ledger": Access(
         reads=frozenset({*_LEDGER_TABLES, "broker_accounts", "sync_runs"}),
         writes={
-            # History is appended, never rewritten: a snapshot changes only its status and announcement.
-            "snapshots": Writes(insert=True, update=("status", "announcement_id", "announced_at")),
-            **dict.fromkeys(
-                ("snapshot_holdings", "transactions", "processed_events", "sync_attempts"), APPENDS
+            # History is appended, and rewritten only by a replay (`portfolio-sync replay`): a
+            # snapshot changes its status and announcement, and a replay replaces its holdings.
+            "snapshots": Writes(
+                insert=True, update=("status", "announcement_id", "announced_at", "holdings_count")
             ),
+            "snapshot_holdings": Writes(insert=True, delete=True),
+            **dict.fromkeys(("transactions", "processed_events", "sync_attempts"), APPENDS),
             # The relay locks its rows (FOR UPDATE needs an UPDATE grant) and deletes them once relayed.
             "outbox": OWNS,
             "broker_accounts": Writes(update=LEDGER_ACCOUNT_COLUMNS),
             "sync_runs": Writes(insert=True, update=LEDGER_RUN_COLUMNS),
         },
+    ),
+    # Raw answers are kept as received, never rewritten: appended, and deleted after the retention.
+    "fetcher": Access(
+        reads=frozenset({"raw_answers"}),
+        writes={"raw_answers": Writes(insert=True, delete=True)},
     ),
 }
 

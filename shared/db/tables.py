@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -241,6 +242,29 @@ class SnapshotHolding(Base):
     quantity: Mapped[Decimal] = mapped_column(ExactDecimal)
     average_price: Mapped[Decimal] = mapped_column(ExactDecimal)
     last_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+
+
+class RawAnswer(Base):
+    """A broker's answer to one sync attempt, as received (no headers; credential values blanked
+    out), zlib-compressed: what `portfolio-sync replay` parses again. Written by the fetcher only;
+    deleted with its account (ON DELETE CASCADE, which runs as the table's owner), or after
+    RAW_ARCHIVE_RETENTION_DAYS."""
+
+    __tablename__ = "raw_answers"
+    __table_args__ = (
+        Index("ix_raw_answers_account_received", "account_id", "received_at"),
+        Index("ix_raw_answers_received", "received_at"),
+    )
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("broker_accounts.id", ondelete="CASCADE"))
+    broker: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    status_code: Mapped[int] = mapped_column(Integer)
+    body: Mapped[bytes] = mapped_column(LargeBinary)  # zlib
+    body_bytes: Mapped[int] = mapped_column(Integer)  # before compression
+    # The snapshot the answer became; none when it could not be parsed.
+    snapshot_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
 
 class SyncRun(Base):

@@ -63,6 +63,7 @@ async def test_two_fetchers_of_one_api_key_never_pass_its_limit_together(
                 "KAFKA_NAMESPACE": namespace,
                 "CREDENTIALS_KEYS": key,
                 "BROKER_BASE_URLS": json.dumps({BROKER: base_url}),
+                "RAW_ARCHIVE": "none",  # no database here: the archive is tested elsewhere
             },
             tmp_path,
         )

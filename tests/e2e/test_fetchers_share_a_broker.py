@@ -58,6 +58,7 @@ async def test_two_fetchers_for_one_broker_handle_each_request_exactly_once(
             "KAFKA_NAMESPACE": namespace,
             "CREDENTIALS_KEYS": CredentialCipher.generate_key(),
             "SIMULATED_LATENCY_MS": "20",
+            "RAW_ARCHIVE": "none",  # no database here: the archive is tested elsewhere
         },
         tmp_path,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -17,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.api.removal import remove_account
 from services.api.storage import store_credentials
+from services.fetcher.archive import ArchivedAnswer
+from services.fetcher.archive_database import DatabaseArchive
 from services.ledger.handlers import Ledger
 from services.operations import grant_database_roles
 from services.scheduler.handlers import emit_due_syncs
@@ -38,7 +41,7 @@ PERMISSION_DENIED = "42501"
 
 @pytest.fixture
 async def role_settings(database_url: str, capsys: pytest.CaptureFixture[str]) -> AsyncIterator[Settings]:
-    """Settings naming three new roles (unique names: roles are the whole cluster's), after `db
+    """Settings naming four new roles (unique names: roles are the whole cluster's), after `db
     roles` ran for them as the schema's owner."""
     own = service_role_urls(database_url)
     urls = {f"{service}_database_url": url for service, url in own.items()}
@@ -172,6 +175,15 @@ async def test_each_service_does_its_work_as_its_own_role(roles: dict[Service, A
     assert stored is not None and stored.current_snapshot_id == snapshot.event_id
     assert announced is not None
     assert len(bus.records(topics.HOLDINGS_CHANGES)) == 1
+    # A replay's correction of that snapshot: its holdings deleted and written anew, its count updated.
+    corrected = (replace(holding, isin="INE467B01029"), replace(holding, symbol="INFY"))
+    correction = snapshot.model_copy(
+        update={"event_id": uuid.uuid4(), "holdings": corrected, "replaces": snapshot.event_id}
+    )
+    await ledger.apply_batch([correction])
+    async with api() as session:
+        count = await session.scalar(select(Snapshot.holdings_count).where(Snapshot.id == snapshot.event_id))
+    assert count == 2
     # The API deletes the account: the ledger's rows go by ON DELETE CASCADE, run as their owner.
     async with api() as session:
         await remove_account(session, bus, account.id)
@@ -201,3 +213,32 @@ async def test_a_service_whose_role_lacks_a_grant_refuses_to_start(role_settings
             pass
     async with checked_engine(role_settings.model_copy(update={"ledger_database_url": ""}), "ledger"):
         pass  # the schema's owner may do everything
+
+
+async def test_the_fetchers_role_keeps_and_prunes_its_archive_and_writes_nothing_else(
+    roles: dict[Service, AsyncEngine], sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    fetcher = roles["fetcher"]
+    archive = DatabaseArchive(fetcher)
+    account_id, now = (await create_account(sessions)).id, utc_now()
+    old = ArchivedAnswer(
+        run_id=uuid.uuid4(),
+        attempt=1,
+        account_id=account_id,
+        broker="sim",
+        received_at=now - timedelta(days=40),
+        status_code=200,
+        body=b"[]",
+        snapshot_id=None,
+    )
+    new = replace(old, run_id=uuid.uuid4(), received_at=now, body=b'[{"symbol": "TCS"}]')
+    await archive.keep([old, new])
+    await archive.keep([new])  # a redelivery: no error, nothing added
+    assert [a.body for a in await archive.answers_of(account_id, since=None)] == [
+        b"[]",
+        b'[{"symbol": "TCS"}]',
+    ]
+    assert await archive.prune(received_before=now - timedelta(days=30)) == 1
+    await _denied(fetcher, "DELETE FROM snapshots")
+    await _denied(fetcher, "SELECT count(*) FROM broker_accounts")
+    await _denied(roles["ledger"], "DELETE FROM raw_answers")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +45,10 @@ async def test_the_demos_us_portfolio_shows_only_us_holdings(
     assert set(sections) == {"India long-term", "US stocks"}, out
     currencies = {name: {line.split()[-1] for line in rows.splitlines()} for name, rows in sections.items()}
     assert currencies == {"India long-term": {"INR"}, "US stocks": {"USD"}}
+    # The archive is on in the embedded mode too: every sync's answer is in the demo's SQLite file.
+    with contextlib.closing(sqlite3.connect(tmp_path / "demo.db")) as db:
+        answers, parsed = db.execute("SELECT count(*), count(snapshot_id) FROM raw_answers").fetchone()
+    assert answers >= 3 and parsed == answers
 
 
 def test_demo_serve_prints_the_dashboards_address_first() -> None:

@@ -9,8 +9,14 @@ from decimal import Decimal
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.fetcher.adapter import AccountContext, AuthRejected, InvalidResponse
-from services.fetcher.brokers.simulated import SimulatedBroker
+from services.fetcher.adapter import (
+    AccountContext,
+    AuthRejected,
+    BrokerAnswer,
+    InvalidResponse,
+    fetch_holdings,
+)
+from services.fetcher.brokers.simulated import SimulatedBroker, holdings_answer, holdings_in
 from services.fetcher.handlers import Fetcher
 from services.fetcher.metrics import FetcherMetrics
 from services.fetcher.retry import RetryPolicy
@@ -38,11 +44,14 @@ class RecordingBroker:
         self.outcome = outcome
         self.seen: list[AccountContext] = []
 
-    async def fetch_holdings(self, account: AccountContext) -> Sequence[Holding]:
+    async def fetch_answer(self, account: AccountContext) -> BrokerAnswer:
         self.seen.append(account)
         if isinstance(self.outcome, Exception):
             raise self.outcome
-        return self.outcome
+        return holdings_answer(self.outcome)
+
+    def parse_holdings(self, answer: BrokerAnswer) -> Sequence[Holding]:
+        return holdings_in(answer)
 
     async def aclose(self) -> None:
         return None
@@ -135,9 +144,9 @@ async def test_credentials_no_key_opens_are_an_operator_error_not_an_auth_failur
 async def test_simulated_broker_is_deterministic_per_account() -> None:
     broker = SimulatedBroker(latency_s=0, failure_rate=0)
     one, other = AccountContext(uuid.uuid4(), {}), AccountContext(uuid.uuid4(), {})
-    first, again = await broker.fetch_holdings(one), await broker.fetch_holdings(one)
+    first, again = await fetch_holdings(broker, one), await fetch_holdings(broker, one)
     assert [(h.symbol, h.quantity) for h in first] == [(h.symbol, h.quantity) for h in again]
     assert [(h.symbol, h.quantity) for h in first] != [
-        (h.symbol, h.quantity) for h in await broker.fetch_holdings(other)
+        (h.symbol, h.quantity) for h in await fetch_holdings(broker, other)
     ]
     assert all(isinstance(h.quantity, Decimal) and h.quantity > 0 for h in first)

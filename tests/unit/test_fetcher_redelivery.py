@@ -9,7 +9,8 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.fetcher.adapter import AccountContext
+from services.fetcher.adapter import AccountContext, BrokerAnswer
+from services.fetcher.brokers.simulated import holdings_answer, holdings_in
 from services.fetcher.handlers import Fetcher
 from services.fetcher.retry import RetryPolicy
 from services.ledger.handlers import Ledger
@@ -24,8 +25,11 @@ HOLDING = Holding(symbol="TCS", exchange="NSE", currency="INR", quantity=Decimal
 
 
 class HoldsOne:
-    async def fetch_holdings(self, account: AccountContext) -> Sequence[Holding]:
-        return [HOLDING]
+    async def fetch_answer(self, account: AccountContext) -> BrokerAnswer:
+        return holdings_answer([HOLDING])
+
+    def parse_holdings(self, answer: BrokerAnswer) -> Sequence[Holding]:
+        return holdings_in(answer)
 
     async def aclose(self) -> None:
         return None

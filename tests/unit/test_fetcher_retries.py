@@ -9,7 +9,14 @@ from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
 
-from services.fetcher.adapter import AccountContext, AuthRejected, RateLimited, TransientBrokerError
+from services.fetcher.adapter import (
+    AccountContext,
+    AuthRejected,
+    BrokerAnswer,
+    RateLimited,
+    TransientBrokerError,
+)
+from services.fetcher.brokers.simulated import holdings_answer, holdings_in
 from services.fetcher.handlers import Fetcher
 from services.fetcher.retry import RetryPolicy
 from shared import topics
@@ -36,11 +43,14 @@ class ScriptedBroker:
         self.failures = list(failures)
         self.calls: list[float] = []
 
-    async def fetch_holdings(self, account: AccountContext) -> Sequence[Holding]:
+    async def fetch_answer(self, account: AccountContext) -> BrokerAnswer:
         self.calls.append(asyncio.get_running_loop().time())
         if self.failures:
             raise self.failures.pop(0)
-        return [HOLDING]
+        return holdings_answer([HOLDING])
+
+    def parse_holdings(self, answer: BrokerAnswer) -> Sequence[Holding]:
+        return holdings_in(answer)
 
     async def aclose(self) -> None:
         return None

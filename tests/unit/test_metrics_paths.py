@@ -13,7 +13,8 @@ import httpx
 from prometheus_client import REGISTRY, CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.fetcher.adapter import AccountContext, AuthRejected, TransientBrokerError
+from services.fetcher.adapter import AccountContext, AuthRejected, BrokerAnswer, TransientBrokerError
+from services.fetcher.brokers.simulated import holdings_answer, holdings_in
 from services.fetcher.handlers import Fetcher
 from services.fetcher.http import broker_client, send
 from services.fetcher.limits import BrokerLimiter, BrokerLimits
@@ -103,11 +104,14 @@ class _Answers:
     def __init__(self, *outcomes: Exception | None) -> None:
         self.outcomes = list(outcomes)
 
-    async def fetch_holdings(self, account: AccountContext) -> Sequence[Holding]:
+    async def fetch_answer(self, account: AccountContext) -> BrokerAnswer:
         outcome = self.outcomes.pop(0)
         if outcome is not None:
             raise outcome
-        return [_holding("TCS")]
+        return holdings_answer([_holding("TCS")])
+
+    def parse_holdings(self, answer: BrokerAnswer) -> Sequence[Holding]:
+        return holdings_in(answer)
 
     async def aclose(self) -> None:
         return None

@@ -48,6 +48,7 @@ async def test_a_fetchers_metrics_server_shows_the_sync_it_just_did() -> None:
         credentials_keys=SecretStr(CredentialCipher.generate_key()),
         simulated_latency_ms=0,
         metrics_port=_free_port(),
+        raw_archive="none",
     )
     bus = InMemoryBus()
     account_id = uuid.uuid4()

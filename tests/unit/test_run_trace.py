@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.cli import main
-from services.fetcher.adapter import AccountContext, TransientBrokerError
+from services.fetcher.adapter import AccountContext, BrokerAnswer, TransientBrokerError
+from services.fetcher.brokers.simulated import holdings_answer, holdings_in
 from services.fetcher.handlers import Fetcher
 from services.fetcher.retry import RetryPolicy
 from services.ledger.handlers import CONSUMER, Ledger
@@ -58,11 +59,14 @@ class FailsOnceThenHolds:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def fetch_holdings(self, account: AccountContext) -> Sequence[Holding]:
+    async def fetch_answer(self, account: AccountContext) -> BrokerAnswer:
         self.calls += 1
         if self.calls == 1:
             raise TransientBrokerError("broker timed out")
-        return [HOLDING]
+        return holdings_answer([HOLDING])
+
+    def parse_holdings(self, answer: BrokerAnswer) -> Sequence[Holding]:
+        return holdings_in(answer)
 
     async def aclose(self) -> None:
         return None

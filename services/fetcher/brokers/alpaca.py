@@ -67,7 +67,13 @@ from typing import Annotated, Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, PlainValidator, TypeAdapter, ValidationError
 
-from services.fetcher.adapter import AccountContext, AuthRejected, InvalidResponse, RateLimited
+from services.fetcher.adapter import (
+    AccountContext,
+    AuthRejected,
+    BrokerAnswer,
+    InvalidResponse,
+    RateLimited,
+)
 from services.fetcher.http import broker_client, retry_after_seconds, send
 from services.fetcher.limits import BrokerLimiter
 from services.fetcher.registry import AdapterContext, register_broker
@@ -138,7 +144,7 @@ class AlpacaBroker:
         self._limiter = limiter
         self._clients: dict[str, httpx.AsyncClient] = {}
 
-    async def fetch_holdings(self, account: AccountContext) -> Sequence[Holding]:
+    async def fetch_answer(self, account: AccountContext) -> BrokerAnswer:
         key_id, secret_key = (_credential(account.credentials, key) for key in ALPACA.credential_fields)
         base_url = self._base_url(account.credentials)
         client = self._client(base_url)
@@ -158,7 +164,10 @@ class AlpacaBroker:
                 f"alpaca: unexpected HTTP {response.status_code} from GET {POSITIONS_PATH}"
                 f"{_broker_message(response, (key_id, secret_key))}"
             )
-        return holdings_from(response.content)
+        return BrokerAnswer(status_code=200, body=response.content, secrets=(key_id, secret_key))
+
+    def parse_holdings(self, answer: BrokerAnswer) -> Sequence[Holding]:
+        return holdings_from(answer.body)
 
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), {}

@@ -69,6 +69,7 @@ from pydantic.alias_generators import to_camel
 from services.fetcher.adapter import (
     AccountContext,
     AuthRejected,
+    BrokerAnswer,
     BrokerError,
     InvalidResponse,
     RateLimited,
@@ -183,11 +184,12 @@ class _DhanErrorAnswer(Exception):
     """Dhan answered with its error body; raised by the inspect step of `send`, turned into a BrokerError by
     the adapter, which knows the account's credentials to keep out of the message."""
 
-    def __init__(self, error: _DhanError, status_code: int, retry_after_s: float | None) -> None:
+    def __init__(self, error: _DhanError, status_code: int, retry_after_s: float | None, body: bytes) -> None:
         super().__init__(error.error_code)
         self.error = error
         self.status_code = status_code
         self.retry_after_s = retry_after_s
+        self.body = body
 
 
 async def _raise_on_dhan_error_body(response: httpx.Response) -> None:
@@ -200,7 +202,9 @@ async def _raise_on_dhan_error_body(response: httpx.Response) -> None:
     except ValueError:
         return  # not JSON: no Dhan error body, the status decides
     if error is not None:
-        raise _DhanErrorAnswer(error, response.status_code, retry_after_seconds(response.headers))
+        raise _DhanErrorAnswer(
+            error, response.status_code, retry_after_seconds(response.headers), response.content
+        )
 
 
 class DhanBroker:
@@ -209,31 +213,44 @@ class DhanBroker:
     def __init__(self, *, base_url: str, limiter: BrokerLimiter) -> None:
         self._client = broker_client(base_url, limiter, headers={"Content-Type": "application/json"})
 
-    async def fetch_holdings(self, account: AccountContext) -> Sequence[Holding]:
+    async def fetch_answer(self, account: AccountContext) -> BrokerAnswer:
         token = account.credentials.get(CREDENTIAL_KEY)
         if not token:
             raise AuthRejected(f"{CODE}: the account's credentials have no {CREDENTIAL_KEY!r}")
-        secrets = [value for value in account.credentials.values() if value]
+        secrets = tuple(value for value in account.credentials.values() if value)
         request = self._client.build_request("GET", HOLDINGS_PATH, headers={"access-token": token})
         try:
             response = await send(self._client, request, broker=CODE, inspect=_raise_on_dhan_error_body)
         except _DhanErrorAnswer as answer:
             if answer.error.error_code == _NO_HOLDINGS_CODE:
-                return []
+                # An answer all the same, whatever its status: `parse_holdings` reads it as empty.
+                return BrokerAnswer(status_code=answer.status_code, body=answer.body, secrets=secrets)
             _raise_for(answer, secrets)
         if response.status_code in (401, 403):
             raise AuthRejected(f"{CODE}: access token refused (HTTP {response.status_code}, no error body)")
         if response.status_code != 200:
             raise InvalidResponse(f"{CODE}: unexpected HTTP {response.status_code} to the holdings request")
+        if response.content.lstrip().startswith(b"{"):  # not the holdings array: an error body under a 200?
+            try:
+                error = _error_body(decimal_json(response.content))
+            except ValueError:
+                error = None  # `parse_holdings` says what is wrong with it
+            if error is not None and error.error_code != _NO_HOLDINGS_CODE:
+                retry_after_s = retry_after_seconds(response.headers)
+                _raise_for(_DhanErrorAnswer(error, 200, retry_after_s, response.content), secrets)
+        return BrokerAnswer(status_code=200, body=response.content, secrets=secrets)
+
+    def parse_holdings(self, answer: BrokerAnswer) -> Sequence[Holding]:
         try:
-            body = decimal_json(response.content)
+            body = decimal_json(answer.body)
         except ValueError:
-            raise InvalidResponse(f"{CODE}: holdings response is not JSON (HTTP 200)") from None
+            status = answer.status_code
+            raise InvalidResponse(f"{CODE}: holdings response is not JSON (HTTP {status})") from None
         error = _error_body(body)
-        if error is not None:  # an error body under a 200
+        if error is not None:  # an error body under a 200, or the empty demat's under any status
             if error.error_code == _NO_HOLDINGS_CODE:
                 return []
-            _raise_for(_DhanErrorAnswer(error, 200, retry_after_seconds(response.headers)), secrets)
+            _raise_for(_DhanErrorAnswer(error, answer.status_code, None, answer.body), answer.secrets)
         try:
             rows = _HOLDINGS.validate_python(body)
         except ValidationError as exc:

@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from services.fetcher.adapter import AccountContext, AuthRejected, TransientBrokerError
+from pydantic import TypeAdapter, ValidationError
+
+from services.fetcher.adapter import (
+    AccountContext,
+    AuthRejected,
+    BrokerAnswer,
+    InvalidResponse,
+    TransientBrokerError,
+)
 from services.fetcher.limits import BrokerLimiter
 from services.fetcher.registry import AdapterContext, register_broker
 from shared.brokers import SIM
@@ -45,20 +53,39 @@ class SimulatedBroker:
         self._failure_rate = failure_rate
         self._limiter = limiter
 
-    async def fetch_holdings(self, account: AccountContext) -> Sequence[Holding]:
+    async def fetch_answer(self, account: AccountContext) -> BrokerAnswer:
         if self._limiter is not None:
             await self._limiter.requests.acquire()  # one simulated API call per sync
         if self._latency_s:
             await asyncio.sleep(self._latency_s)  # stands in for the broker's network round trip
         if self._failure_rate and random.random() < self._failure_rate:
             raise TransientBrokerError("simulated broker: injected failure")
-        return simulated_holdings(account, minute=datetime.now(UTC).replace(second=0, microsecond=0))
+        minute = datetime.now(UTC).replace(second=0, microsecond=0)
+        return holdings_answer(simulated_holdings(account, minute=minute))
+
+    def parse_holdings(self, answer: BrokerAnswer) -> Sequence[Holding]:
+        return holdings_in(answer)
 
     async def aclose(self) -> None:
         return None
 
 
 MARKET_CURRENCIES = {"in": "INR", "us": "USD"}
+_HOLDINGS = TypeAdapter(list[Holding])
+
+
+def holdings_answer(holdings: Sequence[Holding]) -> BrokerAnswer:
+    """The simulated broker's answer: its holdings as a JSON array of Holding objects."""
+    return BrokerAnswer(status_code=200, body=_HOLDINGS.dump_json(list(holdings)))
+
+
+def holdings_in(answer: BrokerAnswer) -> list[Holding]:
+    """The holdings of a `holdings_answer`, or InvalidResponse."""
+    try:
+        return _HOLDINGS.validate_json(answer.body)
+    except ValidationError as exc:
+        problems = exc.error_count()
+        raise InvalidResponse(f"{CODE}: answer is not a list of holdings ({problems} errors)") from None
 
 
 def simulated_holdings(account: AccountContext, *, minute: datetime) -> list[Holding]:

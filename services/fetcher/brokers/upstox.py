@@ -41,10 +41,15 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.fetcher.adapter import AccountContext, AuthRejected, InvalidResponse, RateLimited
+from services.fetcher.adapter import (
+    AccountContext,
+    AuthRejected,
+    BrokerAnswer,
+    InvalidResponse,
+    RateLimited,
+)
 from services.fetcher.http import broker_client, send
 from services.fetcher.limits import BrokerLimiter
 from services.fetcher.registry import AdapterContext, register_broker
@@ -148,7 +153,7 @@ class UpstoxBroker:
     def __init__(self, *, base_url: str, limiter: BrokerLimiter) -> None:
         self._client = broker_client(base_url, limiter, headers={"Accept": "application/json"})
 
-    async def fetch_holdings(self, account: AccountContext) -> Sequence[Holding]:
+    async def fetch_answer(self, account: AccountContext) -> BrokerAnswer:
         token = account.credentials.get(CREDENTIAL_KEY)
         if not token:
             raise AuthRejected(f"{CODE}: the account's credentials have no {CREDENTIAL_KEY!r}")
@@ -156,12 +161,16 @@ class UpstoxBroker:
             "GET", HOLDINGS_PATH, headers={"Authorization": f"Bearer {token}"}
         )
         response = await send(self._client, request, broker=CODE)
-        secrets = [value for value in account.credentials.values() if value]
+        secrets = tuple(value for value in account.credentials.values() if value)
+        answer = BrokerAnswer(status_code=response.status_code, body=response.content, secrets=secrets)
         if response.status_code != 200:
-            raise _error_for(response, secrets)
-        body = _decimal_json(response)
+            raise _error_for(answer)
+        return answer
+
+    def parse_holdings(self, answer: BrokerAnswer) -> Sequence[Holding]:
+        body = _decimal_json(answer)
         if isinstance(body, dict) and body.get("status") == "error":
-            raise _error_for(response, secrets)  # an error envelope under a 200
+            raise _error_for(answer)  # an error envelope under a 200
         try:
             parsed = _HoldingsResponse.model_validate(body)
         except ValidationError as exc:
@@ -209,24 +218,24 @@ def _quantity(entry: _UpstoxHolding) -> Decimal:
     return entry.quantity
 
 
-def _decimal_json(response: httpx.Response) -> Any:
+def _decimal_json(answer: BrokerAnswer) -> Any:
     """The body with every JSON number as Decimal, so no price ever passes through a float.
 
     Not `http.decimal_json`: this model wants whole numbers as Decimal too, and a NaN is left for it
     to refuse, so that the error names the field."""
     try:
-        return json.loads(response.content, parse_float=Decimal, parse_int=Decimal)
+        return json.loads(answer.body, parse_float=Decimal, parse_int=Decimal)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidResponse(f"{CODE}: response is not JSON (HTTP {response.status_code})") from None
+        raise InvalidResponse(f"{CODE}: response is not JSON (HTTP {answer.status_code})") from None
 
 
-def _error_for(response: httpx.Response, secrets: Iterable[str]) -> Exception:
+def _error_for(answer: BrokerAnswer) -> Exception:
     """The typed error for a non-200 answer or an error envelope (429 and 5xx were raised by `send`)."""
-    errors = _broker_errors(response)
+    errors = _broker_errors(answer.body)
     codes = {error.code for error in errors}
-    detail = _redact("; ".join(f"{error.code}: {error.message}" for error in errors), secrets)
-    where = f"HTTP {response.status_code}" + (f" {detail}" if detail else "")
-    if response.status_code == 401 or codes & _AUTH_ERROR_CODES:
+    detail = _redact("; ".join(f"{error.code}: {error.message}" for error in errors), answer.secrets)
+    where = f"HTTP {answer.status_code}" + (f" {detail}" if detail else "")
+    if answer.status_code == 401 or codes & _AUTH_ERROR_CODES:
         return AuthRejected(f"{CODE}: access token rejected ({where})")
     if _RATE_LIMIT_ERROR_CODE in codes:
         return RateLimited(f"{CODE}: rate limited ({where})")
@@ -234,9 +243,9 @@ def _error_for(response: httpx.Response, secrets: Iterable[str]) -> Exception:
     return InvalidResponse(f"{CODE}: unexpected answer to the holdings request ({where})")
 
 
-def _broker_errors(response: httpx.Response) -> list[_Error]:
+def _broker_errors(body: bytes) -> list[_Error]:
     try:
-        return _ErrorResponse.model_validate_json(response.content).errors
+        return _ErrorResponse.model_validate_json(body).errors
     except ValidationError:
         return []  # not the documented envelope: the status code alone decides
 

@@ -33,12 +33,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt, StrictStr, ValidationError
 
 from services.fetcher.adapter import (
     AccountContext,
     AuthRejected,
+    BrokerAnswer,
     BrokerError,
     InvalidResponse,
     TransientBrokerError,
@@ -134,16 +134,21 @@ class ZerodhaKite:
     def __init__(self, *, base_url: str, limiter: BrokerLimiter) -> None:
         self._client = broker_client(base_url, limiter, headers={"X-Kite-Version": KITE_VERSION})
 
-    async def fetch_holdings(self, account: AccountContext) -> Sequence[Holding]:
+    async def fetch_answer(self, account: AccountContext) -> BrokerAnswer:
         api_key, access_token = _credentials(account.credentials)
         request = self._client.build_request(
             "GET", HOLDINGS_PATH, headers={"Authorization": f"token {api_key}:{access_token}"}
         )
         response = await send(self._client, request, broker=CODE)
         secrets = (api_key, access_token)
-        body = _decode(response)
-        if response.status_code != 200 or _is_error_body(body):
-            raise _error_from(response.status_code, body, secrets)
+        if response.status_code != 200:
+            raise _error_from(response.status_code, _decode(response.content), secrets)
+        return BrokerAnswer(status_code=200, body=response.content, secrets=secrets)
+
+    def parse_holdings(self, answer: BrokerAnswer) -> Sequence[Holding]:
+        body = _decode(answer.body)
+        if _is_error_body(body):
+            raise _error_from(answer.status_code, body, answer.secrets)
         if isinstance(body, _Undecodable):
             raise InvalidResponse(f"{CODE}: holdings response is not JSON ({body.reason})")
         try:
@@ -176,10 +181,10 @@ class _Undecodable:
         self.reason = reason
 
 
-def _decode(response: httpx.Response) -> Any:
+def _decode(content: bytes) -> Any:
     """The JSON body with every fraction as an exact Decimal; never through float."""
     try:
-        return decimal_json(response.content)
+        return decimal_json(content)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return _Undecodable(type(exc).__name__)
 

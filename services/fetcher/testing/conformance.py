@@ -29,9 +29,11 @@ from services.fetcher.adapter import (
     AccountContext,
     AuthRejected,
     BrokerAdapter,
+    BrokerAnswer,
     InvalidResponse,
     RateLimited,
     TransientBrokerError,
+    fetch_holdings,
 )
 from services.fetcher.limits import BrokerLimiter, BrokerLimits
 from services.fetcher.testing.fake_server import FakeBroker, Scenario, serve_fake
@@ -62,7 +64,7 @@ class Connected:
 
     async def fetch(self, scenario: Scenario) -> Sequence[Holding]:
         self.fake.scenario = scenario
-        return await self.adapter.fetch_holdings(self.account)
+        return await fetch_holdings(self.adapter, self.account)
 
 
 def _sorted(holdings: Sequence[Holding]) -> list[Holding]:
@@ -100,6 +102,18 @@ class BrokerConformance:
         holdings = await connected.fetch(Scenario.HOLDINGS)
         assert _sorted(holdings) == _sorted(self.expected)
 
+    async def test_its_answer_parses_again_later_without_the_broker_or_the_credentials(
+        self, connected: Connected
+    ) -> None:
+        """What replay relies on: an answer as archived (status and body, no secrets) parses to the
+        same holdings with no request to the broker."""
+        connected.fake.scenario = Scenario.HOLDINGS
+        answer = await connected.adapter.fetch_answer(connected.account)
+        asked = connected.fake.requests_seen
+        archived = BrokerAnswer(status_code=answer.status_code, body=answer.body)
+        assert _sorted(connected.adapter.parse_holdings(archived)) == _sorted(self.expected)
+        assert connected.fake.requests_seen == asked
+
     async def test_every_request_to_the_broker_takes_a_rate_token(self, connected: Connected) -> None:
         await connected.fetch(Scenario.HOLDINGS)
         assert connected.fake.requests_seen > 0
@@ -125,7 +139,7 @@ class BrokerConformance:
         adapter = self.adapter(f"http://127.0.0.1:{_closed_port()}", CountingLimiter())
         try:
             with pytest.raises(TransientBrokerError):
-                await adapter.fetch_holdings(AccountContext(uuid.uuid4(), dict(self.credentials)))
+                await fetch_holdings(adapter, AccountContext(uuid.uuid4(), dict(self.credentials)))
         finally:
             await adapter.aclose()
 

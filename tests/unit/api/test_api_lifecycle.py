@@ -27,6 +27,7 @@ from shared.db.tables import (
     Portfolio,
     ProcessedEvent,
     RateLimitWindow,
+    RawAnswer,
     Schedule,
     Snapshot,
     SnapshotHolding,
@@ -238,6 +239,7 @@ async def rows_left(sessions: async_sessionmaker[AsyncSession], owned: Owned) ->
         Snapshot: Snapshot.account_id.in_(owned.accounts),
         SnapshotHolding: SnapshotHolding.snapshot_id.in_(owned.snapshots),
         Transaction: Transaction.account_id.in_(owned.accounts),
+        RawAnswer: RawAnswer.account_id.in_(owned.accounts),
         OutboxMessage: OutboxMessage.message_key.in_(keys),
         Invite: Invite.created_by == owned.user_id,
         # An operator's broker pause outlives them (the outage goes on); only their id goes.
@@ -271,8 +273,8 @@ async def _fill(
     sessions: async_sessionmaker[AsyncSession],
     accounts: list[str],
 ) -> Owned:
-    """Give each account credentials, a sync run, two snapshots (so transactions), a failure, and an
-    unrelayed HoldingsChanged in the outbox; return what the user owns."""
+    """Give each account credentials, a sync run, two snapshots (so transactions), a failure, an
+    archived broker answer and an unrelayed HoldingsChanged in the outbox; return what the user owns."""
     snapshots: dict[uuid.UUID, set[uuid.UUID]] = {}
     for account in accounts:
         await client.put(
@@ -292,6 +294,18 @@ async def _fill(
         snapshots[uuid.UUID(account)] = {first.event_id, second.event_id}
     async with sessions.begin() as session:
         for account in accounts:
+            session.add(
+                RawAnswer(
+                    run_id=uuid.uuid4(),
+                    attempt=1,
+                    account_id=uuid.UUID(account),
+                    broker="sim",
+                    received_at=at(2),
+                    status_code=200,
+                    body=b"",
+                    body_bytes=0,
+                )
+            )
             session.add(
                 OutboxMessage(
                     event_id=uuid.uuid4(),
@@ -316,6 +330,7 @@ async def _fill(
         "snapshots",
         "snapshot_holdings",
         "transactions",
+        "raw_answers",
         "outbox",
     }, counts
     return owned

@@ -14,7 +14,13 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from services.fetcher.adapter import AccountContext, AuthRejected, InvalidResponse, RateLimited
+from services.fetcher.adapter import (
+    AccountContext,
+    AuthRejected,
+    InvalidResponse,
+    RateLimited,
+    fetch_holdings,
+)
 from services.fetcher.brokers.alpaca import LIVE_URL, PAPER_URL, AlpacaBroker, create
 from services.fetcher.limits import BrokerLimiter, BrokerLimits
 from services.fetcher.registry import AdapterContext, create_adapter, plugin
@@ -101,13 +107,13 @@ def _aapl(**changes: Any) -> dict[str, Any]:
 async def _holdings_of(positions: list[dict[str, Any]]) -> list[Holding]:
     fake = AlpacaFake(key_id=KEY_ID, secret_key=SECRET_KEY, positions=positions)
     async with _alpaca(fake) as adapter:
-        return list(await adapter.fetch_holdings(_account(**PAPER_ACCOUNT)))
+        return list(await fetch_holdings(adapter, _account(**PAPER_ACCOUNT)))
 
 
 async def test_the_request_carries_exactly_the_documented_key_headers() -> None:
     fake = AlpacaFake(key_id=KEY_ID, secret_key=SECRET_KEY)
     async with _alpaca(fake) as adapter:
-        await adapter.fetch_holdings(_account(**PAPER_ACCOUNT))
+        await fetch_holdings(adapter, _account(**PAPER_ACCOUNT))
     credential_headers = {
         name: value for name, value in fake.last_headers.items() if "apca" in name or "auth" in name
     }
@@ -118,7 +124,7 @@ async def test_a_wrong_secret_is_rejected_as_alpaca_does_and_is_an_auth_failure(
     fake = AlpacaFake(key_id=KEY_ID, secret_key=SECRET_KEY)
     async with _alpaca(fake) as adapter:
         with pytest.raises(AuthRejected, match=r"HTTP 401: request is not authorized") as caught:
-            await adapter.fetch_holdings(_account(key_id=KEY_ID, secret_key="not-the-secret"))
+            await fetch_holdings(adapter, _account(key_id=KEY_ID, secret_key="not-the-secret"))
     assert "not-the-secret" not in str(caught.value)
     assert fake.requests_seen == 1
 
@@ -135,7 +141,7 @@ class _EchoingAlpaca(AlpacaFake):
 async def test_a_broker_message_repeating_the_key_is_blanked_out() -> None:
     async with _alpaca(_EchoingAlpaca(key_id=KEY_ID, secret_key=SECRET_KEY)) as adapter:
         with pytest.raises(AuthRejected, match=r"HTTP 401: key \*\*\* is not authorized") as caught:
-            await adapter.fetch_holdings(_account(**PAPER_ACCOUNT))
+            await fetch_holdings(adapter, _account(**PAPER_ACCOUNT))
     assert KEY_ID not in str(caught.value)
 
 
@@ -145,7 +151,7 @@ async def test_a_missing_credential_is_an_auth_failure_naming_it_and_sends_nothi
     fake = AlpacaFake(key_id=KEY_ID, secret_key=SECRET_KEY)
     async with _alpaca(fake) as adapter:
         with pytest.raises(AuthRejected, match=repr(missing)):
-            await adapter.fetch_holdings(_account(**credentials))
+            await fetch_holdings(adapter, _account(**credentials))
     assert fake.requests_seen == 0
 
 
@@ -153,8 +159,8 @@ async def test_an_unknown_environment_is_an_auth_failure() -> None:
     fake = AlpacaFake(key_id=KEY_ID, secret_key=SECRET_KEY)
     async with _alpaca(fake) as adapter:
         with pytest.raises(AuthRejected, match="'live' or 'paper'"):
-            await adapter.fetch_holdings(
-                _account(key_id=KEY_ID, secret_key=SECRET_KEY, environment="sandbox")
+            await fetch_holdings(
+                adapter, _account(key_id=KEY_ID, secret_key=SECRET_KEY, environment="sandbox")
             )
     assert fake.requests_seen == 0
 
@@ -165,21 +171,21 @@ async def test_paper_accounts_call_the_paper_host_and_live_accounts_the_live_hos
     async with serve_fake(live) as live_url, serve_fake(paper) as paper_url:
         adapter = AlpacaBroker(live_url=live_url, paper_url=paper_url, limiter=_limiter())
         try:
-            await adapter.fetch_holdings(_account(**PAPER_ACCOUNT))
+            await fetch_holdings(adapter, _account(**PAPER_ACCOUNT))
             assert (paper.requests_seen, live.requests_seen) == (1, 0)
 
-            await adapter.fetch_holdings(
-                _account(key_id=LIVE_KEY_ID, secret_key=LIVE_SECRET_KEY, environment="live")
+            await fetch_holdings(
+                adapter, _account(key_id=LIVE_KEY_ID, secret_key=LIVE_SECRET_KEY, environment="live")
             )
             assert (paper.requests_seen, live.requests_seen) == (1, 1)
 
             # No environment: live, the registered default.
-            await adapter.fetch_holdings(_account(key_id=LIVE_KEY_ID, secret_key=LIVE_SECRET_KEY))
+            await fetch_holdings(adapter, _account(key_id=LIVE_KEY_ID, secret_key=LIVE_SECRET_KEY))
             assert (paper.requests_seen, live.requests_seen) == (1, 2)
 
             # Paper keys without `environment` go to the live host, which does not know them.
             with pytest.raises(AuthRejected, match="environment"):
-                await adapter.fetch_holdings(_account(key_id=KEY_ID, secret_key=SECRET_KEY))
+                await fetch_holdings(adapter, _account(key_id=KEY_ID, secret_key=SECRET_KEY))
             assert (paper.requests_seen, live.requests_seen) == (1, 3)
         finally:
             await adapter.aclose()
@@ -213,7 +219,7 @@ async def test_an_overridden_base_url_from_settings_serves_a_paper_account() -> 
     async with serve_fake(fake) as url:
         adapter, _ = create_adapter("alpaca", Settings(broker_base_urls={"alpaca": url}))
         try:
-            holdings = await adapter.fetch_holdings(_account(**PAPER_ACCOUNT))
+            holdings = await fetch_holdings(adapter, _account(**PAPER_ACCOUNT))
         finally:
             await adapter.aclose()
     assert fake.requests_seen == 1
@@ -303,7 +309,7 @@ async def test_an_object_where_the_array_belongs_is_invalid() -> None:
     fake.positions = {"positions": sample("positions.json")}
     async with _alpaca(fake) as adapter:
         with pytest.raises(InvalidResponse, match="<root>: Input should be a valid array"):
-            await adapter.fetch_holdings(_account(**PAPER_ACCOUNT))
+            await fetch_holdings(adapter, _account(**PAPER_ACCOUNT))
 
 
 async def test_a_local_currency_position_is_refused_rather_than_labelled_usd() -> None:
@@ -321,7 +327,7 @@ async def test_a_rate_limit_says_to_wait_until_alpacas_reset_time() -> None:
     fake.scenario = Scenario.RATE_LIMITED
     async with _alpaca(fake) as adapter:
         with pytest.raises(RateLimited) as caught:
-            await adapter.fetch_holdings(_account(**PAPER_ACCOUNT))
+            await fetch_holdings(adapter, _account(**PAPER_ACCOUNT))
     expected = fake.rate_limit_reset_at - time.time()
     assert caught.value.retry_after_s is not None
     assert caught.value.retry_after_s == pytest.approx(expected, abs=2)
@@ -334,7 +340,7 @@ async def test_an_undocumented_status_is_an_invalid_response() -> None:
         adapter = AlpacaBroker(live_url=f"{url}/elsewhere", paper_url=f"{url}/elsewhere", limiter=_limiter())
         try:
             with pytest.raises(InvalidResponse, match="unexpected HTTP 404"):
-                await adapter.fetch_holdings(_account(**PAPER_ACCOUNT))
+                await fetch_holdings(adapter, _account(**PAPER_ACCOUNT))
         finally:
             await adapter.aclose()
 
@@ -344,8 +350,8 @@ async def test_closing_releases_every_client() -> None:
     paper = AlpacaFake(key_id=KEY_ID, secret_key=SECRET_KEY)
     async with serve_fake(live) as live_url, serve_fake(paper) as paper_url:
         adapter = AlpacaBroker(live_url=live_url, paper_url=paper_url, limiter=_limiter())
-        await adapter.fetch_holdings(_account(**PAPER_ACCOUNT))
-        await adapter.fetch_holdings(_account(key_id=LIVE_KEY_ID, secret_key=LIVE_SECRET_KEY))
+        await fetch_holdings(adapter, _account(**PAPER_ACCOUNT))
+        await fetch_holdings(adapter, _account(key_id=LIVE_KEY_ID, secret_key=LIVE_SECRET_KEY))
         clients = list(adapter._clients.values())
         await adapter.aclose()
     assert len(clients) == 2

@@ -17,6 +17,7 @@ from services.fetcher.adapter import (
     InvalidResponse,
     RateLimited,
     TransientBrokerError,
+    fetch_holdings,
 )
 from services.fetcher.brokers.dhan import BASE_URL, CODE, LIMITS, DhanBroker
 from services.fetcher.limits import BrokerLimiter, BrokerLimits
@@ -57,7 +58,7 @@ class Dhan:
     adapter: DhanBroker
 
     async def fetch(self, credentials: Mapping[str, str] = CREDENTIALS) -> list[Holding]:
-        return list(await self.adapter.fetch_holdings(AccountContext(uuid.uuid4(), dict(credentials))))
+        return list(await fetch_holdings(self.adapter, AccountContext(uuid.uuid4(), dict(credentials))))
 
     def answer(self, status: int, body: object) -> None:
         self.fake.answer = (status, json.dumps(body).encode())

@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from services.fetcher.adapter import AccountContext, AuthRejected, InvalidResponse, RateLimited
+from services.fetcher.adapter import (
+    AccountContext,
+    AuthRejected,
+    InvalidResponse,
+    RateLimited,
+    fetch_holdings,
+)
 from services.fetcher.brokers.upstox import BASE_URL, UpstoxBroker, create
 from services.fetcher.limits import BrokerLimiter, BrokerLimits
 from services.fetcher.registry import AdapterContext, plugin
@@ -71,7 +77,7 @@ class Served:
 
     async def fetch(self, credentials: dict[str, str] | None = None) -> list[Holding]:
         account = AccountContext(uuid.uuid4(), credentials if credentials is not None else dict(CREDENTIALS))
-        return list(await self.adapter.fetch_holdings(account))
+        return list(await fetch_holdings(self.adapter, account))
 
     def serve(self, edit: Callable[[dict[str, Any]], None]) -> None:
         """Answer the next holdings request with the documented sample as `edit` changes it."""
@@ -162,7 +168,7 @@ class TestUpstoxRequests:
             )
             adapter = create(context)
             try:
-                holdings = await adapter.fetch_holdings(AccountContext(uuid.uuid4(), CREDENTIALS))
+                holdings = await fetch_holdings(adapter, AccountContext(uuid.uuid4(), CREDENTIALS))
             finally:
                 await adapter.aclose()
         assert [h.symbol for h in holdings] == ["YESBANK", "RELINFRA"]
@@ -206,7 +212,7 @@ class TestUpstoxPayloads:
         async with serve_fake(fake) as base_url:
             adapter = UpstoxBroker(base_url=f"{base_url}/v2", limiter=_generous_limiter())
             try:
-                [holding] = await adapter.fetch_holdings(AccountContext(uuid.uuid4(), dict(CREDENTIALS)))
+                [holding] = await fetch_holdings(adapter, AccountContext(uuid.uuid4(), dict(CREDENTIALS)))
             finally:
                 await adapter.aclose()
         assert (holding.symbol, holding.quantity) == ("YESBANK", Decimal("36"))

@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from services.fetcher.adapter import AccountContext, AuthRejected, BrokerAdapter, InvalidResponse
+from services.fetcher.adapter import (
+    AccountContext,
+    AuthRejected,
+    BrokerAdapter,
+    InvalidResponse,
+    fetch_holdings,
+)
 from services.fetcher.brokers.zerodha import ZerodhaKite
 from services.fetcher.limits import BrokerLimiter, BrokerLimits
 from services.fetcher.registry import create_adapter, plugin
@@ -88,7 +94,7 @@ async def _running(fake: ZerodhaFake) -> AsyncIterator[ZerodhaKite]:
 
 async def _fetch(fake: ZerodhaFake, credentials: dict[str, str] = CREDENTIALS) -> dict[str, Holding]:
     async with _running(fake) as adapter:
-        holdings = await adapter.fetch_holdings(AccountContext(uuid.uuid4(), credentials))
+        holdings = await fetch_holdings(adapter, AccountContext(uuid.uuid4(), credentials))
     by_symbol = {h.symbol: h for h in holdings}
     assert len(by_symbol) == len(holdings)
     return by_symbol
@@ -288,7 +294,7 @@ async def test_the_registered_factory_calls_the_configured_base_url() -> None:
     async with serve_fake(fake) as base_url:
         adapter, limiter = create_adapter("zerodha", Settings(broker_base_urls={"zerodha": base_url}))
         try:
-            holdings = await adapter.fetch_holdings(AccountContext(uuid.uuid4(), CREDENTIALS))
+            holdings = await fetch_holdings(adapter, AccountContext(uuid.uuid4(), CREDENTIALS))
         finally:
             await adapter.aclose()
     assert len(holdings) == len(EXPECTED)
