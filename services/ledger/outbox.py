@@ -38,8 +38,9 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, delete, false, func, select, true, update
+from sqlalchemy import ColumnElement, Row, Select, delete, false, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from services.ledger.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 from shared.bus.port import BusUnavailable, MessageBus, OutgoingMessage
@@ -133,22 +134,17 @@ class OutboxRelay:
             return
         by_event = {row[0]: row for row in rows}
         async with self._pass() as session:
-            held = (
-                await session.execute(
-                    select(OutboxMessage.id, OutboxMessage.event_id)
-                    .where(
-                        self._among(OutboxMessage.event_id, list(by_event)), OutboxMessage.in_doubt == false()
-                    )
-                    .order_by(OutboxMessage.id)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            taken = [
+            held = await self._take_in_account_order(
+                session,
+                select(OutboxMessage.id, OutboxMessage.event_id, OutboxMessage.message_key).where(
+                    self._among(OutboxMessage.event_id, list(by_event)), OutboxMessage.in_doubt == false()
+                ),
+            )
+            relayed = [
                 _Row(row_id, event_id, topic, key, payload, created_at, snapshot_id)
-                for row_id, event_id in held
+                for row_id, event_id, *_ in held
                 for _, topic, key, payload, created_at, snapshot_id in [by_event[event_id]]
             ]
-            relayed = await self._in_account_order(session, taken)
             await self._publish(relayed)
             await self._delete(session, relayed)
 
@@ -159,9 +155,10 @@ class OutboxRelay:
         while True:
             await self._mark_in_doubt(older_than)
             async with self._pass() as session:
-                taken = [
+                relayed = [
                     _Row(*row)
-                    for row in await session.execute(
+                    for row in await self._take_in_account_order(
+                        session,
                         select(
                             OutboxMessage.id,
                             OutboxMessage.event_id,
@@ -170,15 +167,10 @@ class OutboxRelay:
                             OutboxMessage.payload,
                             OutboxMessage.created_at,
                             OutboxMessage.snapshot_id,
-                        )
-                        .where(OutboxMessage.in_doubt == true())
-                        .order_by(OutboxMessage.id)
-                        .limit(self._batch)
-                        # Several passes (and ledgers) relay at once: each takes rows no other holds.
-                        .with_for_update(skip_locked=True)
+                        ).where(OutboxMessage.in_doubt == true()),
+                        limit=self._batch,
                     )
                 ]
-                relayed = await self._in_account_order(session, taken)
                 if not relayed:
                     return total  # nothing, or only rows waiting on an older one another pass holds
                 already = await self._already_published(relayed)
@@ -210,32 +202,31 @@ class OutboxRelay:
                 .execution_options(synchronize_session=False)
             )
 
-    async def _in_account_order(self, session: AsyncSession, taken: Sequence[_Row]) -> list[_Row]:
-        """Of the rows this pass took, those it may publish now: per account, those before the first
-        older row of the account it did not take (still waiting, or held by another pass), in id order.
+    async def _take_in_account_order(
+        self, session: AsyncSession, rows: Select[*tuple[Any, ...]], *, limit: int | None = None
+    ) -> list[Row[*tuple[Any, ...]]]:
+        """Lock the oldest `limit` of `rows` (which select `id` and `message_key` among their
+        columns) that no other pass holds (SKIP LOCKED: several passes, and ledgers, relay at once),
+        and return those this pass may publish now, in id order: per account, those before the first
+        older row of the account it did not take (still waiting, or held by another pass).
 
-        A plain read: it sees every committed row, those other passes hold locked or have deleted
-        without committing yet included, so it holds back rather than overtakes. A row committed
-        later always has a higher id than the account's earlier ones (see the module's docstring)."""
-        if not taken:
-            return []
-        mine = {row.id for row in taken}
-        waiting = await session.execute(
-            select(OutboxMessage.id, OutboxMessage.message_key)
+        One statement, one round trip. Its look at the older rows is a plain read: it sees every
+        row committed when the statement began, those other passes hold locked or have deleted
+        without committing yet included, so it holds back rather than overtakes. Every older row of
+        an account whose row it took is among them: one account's rows commit in id order (see the
+        module's docstring)."""
+        taken = rows.order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True).cte("taken")
+        older = aliased(OutboxMessage)
+        waiting_before = (
+            select(older.id)
             .where(
-                self._among(OutboxMessage.message_key, {row.key for row in taken}),
-                OutboxMessage.id <= max(mine),
+                older.message_key == taken.c.message_key,
+                older.id < taken.c.id,
+                older.id.not_in(select(taken.c.id).correlate(None)),
             )
-            .order_by(OutboxMessage.id)
+            .exists()
         )
-        allowed: set[int] = set()
-        held_back: set[str] = set()
-        for row_id, key in waiting:
-            if row_id not in mine:
-                held_back.add(key)
-            elif key not in held_back:
-                allowed.add(row_id)
-        return [row for row in taken if row.id in allowed]
+        return list(await session.execute(select(taken).where(~waiting_before).order_by(taken.c.id)))
 
     async def _publish(self, rows: Sequence[_Row]) -> None:
         if rows:
@@ -247,17 +238,22 @@ class OutboxRelay:
         transaction: it commits only after Kafka acknowledged them."""
         if not rows:
             return
-        await session.execute(
-            delete(OutboxMessage).where(self._among(OutboxMessage.id, [r.id for r in rows]))
-        )
+        relayed = delete(OutboxMessage).where(self._among(OutboxMessage.id, [r.id for r in rows]))
         announced = [r.snapshot_id for r in rows if r.snapshot_id is not None]
-        if announced:
-            await session.execute(
-                update(Snapshot)
-                .where(self._among(Snapshot.id, announced))
-                .values(announced_at=utc_now())
-                .execution_options(synchronize_session=False)
-            )
+        if not announced:
+            await session.execute(relayed)
+            return
+        mark = (
+            update(Snapshot)
+            .where(self._among(Snapshot.id, announced))
+            .values(announced_at=utc_now())
+            .execution_options(synchronize_session=False)
+        )
+        if self._postgres:  # one round trip: the delete rides in the update as a CTE
+            await session.execute(mark.add_cte(relayed.cte("relayed")))
+        else:
+            await session.execute(relayed)
+            await session.execute(mark)
 
     async def _already_published(self, rows: Sequence[_Row]) -> set[uuid.UUID]:
         """Which of `rows` are on their topic already: an earlier pass's publish landed and its delete

@@ -1,7 +1,8 @@
 """The ledger's reads and writes: a handful of set-based statements per batch, whatever its size.
 
-On Postgres, new rows go in with COPY in the text format (see `shared.db.copy_text`), encoded while
-the previous batch is being written; on SQLite (the embedded mode) with ordinary multi-row inserts.
+On Postgres, a large batch's new rows go in with COPY in the text format (see `shared.db.copy_text`),
+encoded while the previous batch is being written; a small one's with one statement for every table
+(`shared.db.sets.insert_columns`); on SQLite (the embedded mode) with ordinary multi-row inserts.
 Either way the batch is one transaction.
 """
 
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.ledger.plan import AccountState, BatchPlan, RunState
 from services.ledger.positions import Held, HeldLike, InstrumentKey
 from shared.db.copy_text import copy_text
-from shared.db.sets import among, update_by_id, update_by_id_if_unchanged
+from shared.db.sets import among, insert_columns, update_by_id, update_by_id_if_unchanged
 from shared.db.tables import (
     REPORTED_TRADE,
     Base,
@@ -44,6 +45,11 @@ class ConcurrentWrite(RuntimeError):
 
 
 Encoded = list[tuple[type[Base], Sequence[str], memoryview]]  # each table's new rows as COPY text
+
+# A batch that adds at most this many rows goes in as one statement: one round trip, where a COPY per
+# table takes two each (COPY, then its data). Small batches are what a ledger that keeps up writes,
+# and each of its round trips is latency; past this size COPY's cheaper encoding and parsing pay more.
+INSERT_AT_MOST = 1000
 
 
 def _new_rows(
@@ -262,18 +268,20 @@ class LedgerStore:
         }
 
     def encode(self, plan: BatchPlan) -> Encoded:
-        """The plan's new rows as COPY text on Postgres (nothing to encode on SQLite). The ledger
-        encodes a batch while the previous one is being written, so writing costs Python nothing."""
+        """The plan's new rows as COPY text on Postgres, unless they are few (nothing to encode then,
+        nor on SQLite). The ledger encodes a batch while the previous one is being written, so writing
+        costs Python nothing."""
         if not self._postgres:
             return []
-        return [
-            (model, names, memoryview(copy_text(columns)))
-            for model, names, columns in _new_rows(plan, for_copy=True)
-            if columns
+        tables = [
+            (model, names, columns) for model, names, columns in _new_rows(plan, for_copy=True) if columns
         ]
+        if sum(len(columns[0]) for _, _, columns in tables) <= INSERT_AT_MOST:
+            return []  # a small batch: `write` inserts it in one statement
+        return [(model, names, memoryview(copy_text(columns))) for model, names, columns in tables]
 
     async def write(self, plan: BatchPlan, encoded: Encoded) -> None:
-        """Write the plan; on Postgres its new rows are taken from `encoded` (see `encode`). The
+        """Write the plan; its new rows are taken from `encoded` when `encode` made any. The
         accounts go first: that statement also opens the transaction the COPYs join, and it is
         fenced: should any account have moved since the plan read it, nothing is written and
         `ConcurrentWrite` is raised. Every event of a batch touches its account, so the fence covers
@@ -290,9 +298,11 @@ class LedgerStore:
                 f"{len(plan.accounts) - updated} of the batch's {len(plan.accounts)} accounts changed "
                 "(another ledger, new credentials) or vanished since it was planned"
             )
-        if self._postgres:
+        if encoded:
             for model, names, text in encoded:
                 await self._copy(model, names, text)
+        elif self._postgres:
+            await insert_columns(self._session, _new_rows(plan))
         else:
             for model, names, columns in _new_rows(plan):
                 if columns:

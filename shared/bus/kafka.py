@@ -37,6 +37,9 @@ MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
 # (aiokafka's default, spelled out): nothing may hold a batch that long. The fetcher's inline wait for a
 # retry's not_before is bounded far below it (Settings.fetcher_max_inline_wait_seconds, at most 60 s).
 MAX_POLL_INTERVAL_MS = 300_000
+# How long `KafkaSubscription.fetch` waits for the answer to the fetch that taking held records sent:
+# a round trip to a broker with records to give, the whole wait for one without.
+_TOP_UP_WAIT_MS = 10
 # How long `subscribe` waits, quietly, for a group coordinator that a starting broker is still loading.
 COORDINATOR_WAIT_S = 60.0
 _COORDINATOR_POLL_S = 0.2
@@ -83,7 +86,10 @@ class KafkaBus:
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,
-            linger_ms=5,
+            # Nothing waits to be batched with later sends: `publish` hands over all its messages
+            # before the sender runs, so they go together anyway, and every hop of a sync (request,
+            # snapshot, change) would otherwise wait out the linger.
+            linger_ms=0,
             # A publish of a thousand events goes out as a few record batches rather than dozens:
             # the broker's cost is per batch (a quarter of its CPU for the ledger's relay).
             max_batch_size=256 * 1024,
@@ -315,8 +321,27 @@ class KafkaSubscription:
         self._strip = len(namespace)
 
     async def fetch(self, *, max_records: int, timeout_s: float) -> list[Record]:
+        """What aiokafka holds, topped up with what reached Kafka since; if it holds nothing, the
+        first records to arrive within `timeout_s`.
+
+        aiokafka fetches a partition again only once the records it holds of it are taken, so what
+        it holds came in on the fetch that followed the last `fetch`: for a consumer that fetches
+        once per batch, records that waited out a whole batch. Taking them sends that next fetch;
+        waiting a moment for its answer brings in what reached Kafka since, which would otherwise
+        wait out another batch."""
         try:
-            batches = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+            batches = await self._consumer.getmany(timeout_ms=0, max_records=max_records)
+            held = sum(map(len, batches.values()))
+            if not held:
+                batches = await self._consumer.getmany(
+                    timeout_ms=int(timeout_s * 1000), max_records=max_records
+                )
+            elif held < max_records:
+                since = await self._consumer.getmany(
+                    timeout_ms=_TOP_UP_WAIT_MS, max_records=max_records - held
+                )
+                for tp, messages in since.items():
+                    batches[tp] = batches.get(tp, []) + messages
         except KafkaError as exc:
             raise BusUnavailable(f"Kafka did not deliver records: {exc!r}") from exc
         return [

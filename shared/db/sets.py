@@ -5,7 +5,9 @@ count, so asyncpg prepares and Postgres plans it afresh each time, and SQLAlchem
 of placeholders. `among` sends Postgres one array instead. An ORM bulk UPDATE is an executemany:
 Postgres runs one statement per row. `update_by_id` joins all the rows as arrays (`unnest`) in one
 UPDATE; `update_by_id_if_unchanged` is the same UPDATE fenced by an optimistic check, for a table two
-writers share. SQLite (the embedded mode) has no arrays; it gets the plain forms.
+writers share. `insert_columns` adds rows to several tables in one statement (an `INSERT .. SELECT
+FROM unnest(...)` per table, chained as CTEs): one round trip. SQLite (the embedded mode) has no
+arrays; it gets the plain forms (`insert_columns` is for Postgres only).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, any_, bindparam, text, update
+from sqlalchemy import ColumnElement, Numeric, Table, any_, bindparam, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,7 +38,7 @@ async def update_by_id(session: AsyncSession, model: type[Base], rows: Sequence[
         await session.execute(update(model), list(rows))
         return
     names = list(rows[0])
-    arrays, rows_as_arrays = _unnested(model.__table__, names, rows, bind.dialect)
+    arrays, rows_as_arrays = _unnested(model.__table__, names, _by_column(names, rows), bind.dialect)
     assignments = ", ".join(f"{n} = v.{n}" for n in names if n != "id")
     statement = text(
         f"UPDATE {model.__tablename__} AS t SET {assignments} "  # names from the table; values bound
@@ -80,7 +82,7 @@ async def update_by_id_if_unchanged(
         ]
         result = await session.execute(fenced, parameters)
         return int(result.rowcount)  # type: ignore[attr-defined]
-    arrays, rows_as_arrays = _unnested(table, names, rows, bind.dialect)
+    arrays, rows_as_arrays = _unnested(table, names, _by_column(names, rows), bind.dialect)
     assignments = ", ".join([*(f"{n} = v.{n}" for n in assigned), f"{version} = t.{version} + 1"])
     fence = " AND ".join(f"t.{n} IS NOT DISTINCT FROM v.{n}" for n in unchanged)
     statement = text(
@@ -91,15 +93,47 @@ async def update_by_id_if_unchanged(
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def insert_columns(
+    session: AsyncSession, tables: Sequence[tuple[type[Base], Sequence[str], Sequence[Sequence[Any]]]]
+) -> None:
+    """Add rows to each of `tables` (a model, its columns, and the rows' values column by column),
+    all in one statement on Postgres. Foreign keys among them hold: Postgres checks them once the
+    whole statement has run."""
+    inserts = []
+    arrays: dict[str, list[Any]] = {}
+    dialect = session.get_bind().dialect
+    for n, (model, names, columns) in enumerate(t for t in tables if t[2]):
+        bound, rows_as_arrays = _unnested(model.__table__, names, columns, dialect, prefix=f"t{n}_")
+        arrays |= bound
+        inserts.append(
+            f"t{n} AS (INSERT INTO {model.__tablename__} ({', '.join(names)}) SELECT * FROM {rows_as_arrays})"
+        )
+    if inserts:
+        # Every data-modifying CTE runs to completion, whether or not the query reads from it.
+        await session.execute(text(f"WITH {', '.join(inserts)} SELECT 1"), arrays)
+
+
+def _by_column(names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    return [[row[name] for row in rows] for name in names]
+
+
 def _unnested(
-    table: Any, names: Sequence[str], rows: Sequence[Mapping[str, Any]], dialect: Any
+    table: Any, names: Sequence[str], columns: Sequence[Sequence[Any]], dialect: Any, *, prefix: str = ""
 ) -> tuple[dict[str, list[Any]], str]:
-    """The rows as one bound array per column, and the FROM item `unnest(...) AS v(names)` that
-    turns them back into rows on Postgres."""
+    """The columns as one bound array each (named `prefix` + the column's name), and the FROM item
+    `unnest(...) AS v(names)` that turns them back into rows on Postgres."""
     arrays = {}
-    for name in names:
-        values = [row[name] for row in rows]
-        process = table.c[name].type.bind_processor(dialect)  # e.g. UtcDateTime refuses naive datetimes
-        arrays[name] = list(map(process, values)) if process else values
-    casts = ", ".join(f"CAST(:{n} AS {table.c[n].type.compile(dialect=dialect)}[])" for n in names)
-    return arrays, f"unnest({casts}) AS v({', '.join(names)})"
+    casts = []
+    for name, values in zip(names, columns, strict=True):
+        column_type, key = table.c[name].type, prefix + name
+        array_type = f"{column_type.compile(dialect=dialect)}[]"
+        if isinstance(getattr(column_type, "impl_instance", column_type), Numeric):
+            # As text, which Postgres reads exactly: asyncpg's binary NUMERIC encoding stored
+            # 0.123456789012345678 as 0.123456789012345677.
+            arrays[key] = [None if value is None else str(value) for value in values]
+            casts.append(f"CAST(CAST(:{key} AS TEXT[]) AS {array_type})")
+            continue
+        process = column_type.bind_processor(dialect)  # e.g. UtcDateTime refuses naive datetimes
+        arrays[key] = list(map(process, values)) if process else list(values)
+        casts.append(f"CAST(:{key} AS {array_type})")
+    return arrays, f"unnest({', '.join(casts)}) AS v({', '.join(names)})"
