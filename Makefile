@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-latest test-deps demo demo-serve test screenshots test-unit chaos lint format schemas bench-fetcher bench-ledger bench-latency bench-scale kafka-jars kafka-tail up down status clean
+.PHONY: help install install-latest test-deps demo demo-serve test screenshots test-unit chaos lint format schemas release-schemas bench-fetcher bench-ledger bench-latency bench-scale kafka-jars kafka-tail up down status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -62,8 +62,12 @@ format: $(INSTALLED) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-schemas: $(INSTALLED) ## regenerate shared/schemas/*.json from the event models
+schemas: $(INSTALLED) ## regenerate shared/schemas/*.json (event schemas, AsyncAPI document) from the code
 	$(BIN)/python -m shared.schema_files
+
+release-schemas: $(INSTALLED) ## keep today's event schemas as VERSION's (shared/schemas/released/VERSION)
+	@test -n "$(VERSION)" || { echo "usage: make release-schemas VERSION=0.2.0"; exit 2; }
+	$(BIN)/python -m shared.schema_files --release $(VERSION)
 
 bench-fetcher: $(INSTALLED) ## fetcher throughput over real Kafka vs the seed's sequential loop, and a rate-limit run
 	$(BIN)/python bench/fetcher.py

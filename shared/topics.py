@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from shared import consumer_groups
+
 HOLDINGS_SNAPSHOTS = "holdings.snapshots"
 SYNC_FAILURES = "sync.failures"
 HOLDINGS_CHANGES = "holdings.changes"  # HoldingsChanged, and AccountRemoved when an account goes
@@ -49,3 +53,69 @@ def all_topics(brokers: list[str]) -> list[str]:
     """The topics a deployment serving `brokers` needs: each consumed one with its dead-letter topic,
     and the fetchers' heartbeats."""
     return [*_consumed(brokers), *dead_letter_topics(brokers), FETCHER_HEARTBEATS]
+
+
+BROKER = "{broker}"
+"""Stands for a broker's name in the per-broker topics and groups the AsyncAPI document describes."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopicUse:
+    """What a topic carries and who uses it: the AsyncAPI document (`shared.asyncapi`) says it to
+    subscribers. Every topic of `all_topics` but the dead-letter ones (described from their source)
+    needs one here."""
+
+    summary: str
+    messages: tuple[str, ...]  # payload model names: an event of shared.events, or as named in USES below
+    producers: tuple[str, ...]  # services that publish
+    groups: tuple[str, ...] = ()  # consumer groups of this project that consume (shared.consumer_groups)
+    readers: tuple[str, ...] = ()  # services that read without a group
+    key: str = "account_id"
+
+
+USES: dict[str, TopicUse] = {
+    sync_requests(BROKER): TopicUse(
+        summary="Requests to sync one account of a broker; that broker's fetchers consume them.",
+        messages=("SyncRequested",),
+        producers=("scheduler", "api"),
+        groups=(consumer_groups.fetcher(BROKER),),
+    ),
+    sync_request_retries(BROKER): TopicUse(
+        summary="Requests a fetcher puts off to try again at `not_before`, so one failing account "
+        "blocks no other.",
+        messages=("SyncRequested",),
+        producers=("fetcher",),
+        groups=(consumer_groups.fetcher_retries(BROKER),),
+    ),
+    HOLDINGS_SNAPSHOTS: TopicUse(
+        summary="Everything an account held, as its broker (or an uploaded statement) reported it.",
+        messages=("HoldingSnapshot",),
+        producers=("fetcher", "api"),
+        groups=(consumer_groups.LEDGER,),
+    ),
+    SYNC_FAILURES: TopicUse(
+        summary="Syncs that produced no snapshot, and why.",
+        messages=("SyncFailed",),
+        producers=("fetcher",),
+        groups=(consumer_groups.LEDGER,),
+    ),
+    HOLDINGS_CHANGES: TopicUse(
+        summary="The ledger's committed changes of an account's positions, and the account's removal: "
+        "what other services subscribe to.",
+        messages=("HoldingsChanged", "AccountRemoved"),
+        producers=("ledger", "api"),
+    ),
+    SNAPSHOT_REVIEWS: TopicUse(
+        summary="An owner's decisions on held (suspicious) snapshots, for the ledger to apply.",
+        messages=("SnapshotAccepted",),
+        producers=("api",),
+        groups=(consumer_groups.LEDGER,),
+    ),
+    FETCHER_HEARTBEATS: TopicUse(
+        summary="Each fetcher process's latest heartbeat; a clean stop leaves a tombstone (empty value).",
+        messages=("FetcherHeartbeat",),
+        producers=("fetcher",),
+        readers=("api",),
+        key="fetcher_id",
+    ),
+}

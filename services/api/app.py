@@ -22,6 +22,7 @@ from services.api.openapi_links import add_links, name_broker_codes
 from services.api.routes import (
     accounts,
     admin,
+    asyncapi,
     broker_pauses,
     brokers,
     error_responses,
@@ -77,6 +78,7 @@ _TAGS = [
     {"name": "transactions", "description": "Trades: derived from snapshot changes, or reported by brokers."},
     {"name": "sync", "description": "Sync history and on-demand syncs."},
     {"name": "health", "description": "Liveness and readiness probes."},
+    {"name": "events", "description": "The AsyncAPI document of the Kafka topics, for subscribers."},
     {
         "name": "admin",
         "description": "Operators only: invites, tokens for users who lost theirs; users, accounts and "
@@ -124,6 +126,7 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
     ):
         v1.include_router(module.router)
     app.include_router(v1)
+    app.include_router(asyncapi.router, prefix=V1)  # a file of the package: no database, no 503
     mount_dashboard(app)
     serve_docs(app)
     # Walking the included routers is the dearest step of building an app (FastAPI resolves each

@@ -444,6 +444,11 @@ def _topic_config(topic: str, replication: Replication) -> dict[str, str]:
     config = {"min.insync.replicas": str(replication.min_insync)}
     # A replica that was out of sync never becomes leader: with acks=all, what was acknowledged stays.
     config["unclean.leader.election.enable"] = "false"
-    if topic in topic_names.COMPACTED:
-        config.update(_COMPACTED_CONFIG)
+    config.update(retention_config(topic))
     return config
+
+
+def retention_config(topic: str) -> dict[str, str]:
+    """How long Kafka keeps a topic's messages: each key's latest on a compacted topic, else the
+    cluster's `log.retention.*` (nothing set here). The AsyncAPI document shows it to subscribers."""
+    return dict(_COMPACTED_CONFIG) if topic in topic_names.COMPACTED else {}

@@ -19,15 +19,16 @@ from shared.events import (
     SyncTrigger,
     decode_event,
 )
-from shared.schema_files import SCHEMA_DIR, rendered_schemas
+from shared.schema_files import SCHEMA_DIR, rendered_files
 
 
 def test_checked_in_schemas_match_the_models() -> None:
-    for name, text in rendered_schemas().items():
+    """The event schemas and the AsyncAPI document (shared/asyncapi.py) alike."""
+    for name, text in rendered_files().items():
         path = SCHEMA_DIR / name
         assert path.exists(), f"{name} missing: run `make schemas`"
-        assert path.read_text() == text, f"{name} drifted from shared/events.py: run `make schemas`"
-    assert {p.name for p in SCHEMA_DIR.glob("*.json")} == set(rendered_schemas())
+        assert path.read_text() == text, f"{name} drifted from the code: run `make schemas`"
+    assert {p.name for p in SCHEMA_DIR.glob("*.json")} == set(rendered_files())
 
 
 def test_money_and_quantities_travel_as_exact_decimal_strings() -> None:

@@ -90,7 +90,7 @@ def test_every_route_is_guarded_and_documents_what_the_guard_answers() -> None:
             assert {"401", "429"} <= documented, route.name
             assert "403" in documented or route.methods <= {"GET", "HEAD"}, route.name
     public = {r.name for r in routes if isinstance(r, GuardedRoute) and not r.authenticates}
-    assert public == {"healthz", "readyz", "create_user"}
+    assert public == {"healthz", "readyz", "create_user", "asyncapi_document"}
 
 
 def test_a_plain_route_cannot_be_added() -> None:
