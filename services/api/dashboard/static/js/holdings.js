@@ -168,7 +168,7 @@ function signed(amount, currency) {
 
 function percent(value) {
   if (value === null || !Number.isFinite(value)) return "—";
-  return `${value > 0 ? "+" : ""}${value.toFixed(2)} %`;
+  return `${value > 0 ? "+" : ""}${value.toFixed(2)}\u00a0%`;
 }
 
 function tone(amount) {
@@ -293,29 +293,32 @@ function drawAllocation(id, type, entries, format, currency) {
       },
     },
   });
+  const figures = figure.querySelector(".figures");
+  if (!entries.length) {
+    fill(figures, h("p", { class: "hint" }, currency ? `Nothing priced in ${currency}.` : "Nothing held."));
+    return;
+  }
+  const share = (value) => (total ? `${((value / total) * 100).toFixed(1)}\u00a0%` : "—");
+  const head = h(
+    "tr",
+    {},
+    h("th", { scope: "col" }, "Name"),
+    h("th", { scope: "col", class: "numeric" }, currency ? "Value" : "Count"),
+    h("th", { scope: "col", class: "numeric" }, "Share"),
+  );
+  const lines = entries.map(([label, value]) =>
+    h(
+      "tr",
+      {},
+      h("th", { scope: "row" }, label),
+      h("td", { class: "numeric", "data-value": value }, format(value)),
+      h("td", { class: "numeric" }, share(value)),
+    ),
+  );
+  const caption = h("caption", { class: "visually-hidden" }, figure.querySelector("figcaption").textContent);
   fill(
-    figure.querySelector(".figures"),
-    entries.length
-      ? h(
-          "table",
-          { class: "data compact" },
-          h("caption", { class: "visually-hidden" }, figure.querySelector("figcaption").textContent),
-          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col", class: "numeric" }, currency ? "Value" : "Count"), h("th", { scope: "col", class: "numeric" }, "Share"))),
-          h(
-            "tbody",
-            {},
-            entries.map(([label, value]) =>
-              h(
-                "tr",
-                {},
-                h("th", { scope: "row" }, label),
-                h("td", { class: "numeric", "data-value": value }, format(value)),
-                h("td", { class: "numeric" }, total ? `${((value / total) * 100).toFixed(1)} %` : "—"),
-              ),
-            ),
-          ),
-        )
-      : h("p", { class: "hint" }, currency ? `Nothing priced in ${currency}.` : "Nothing held."),
+    figures,
+    h("div", { class: "table-scroll" }, h("table", { class: "data compact" }, caption, h("thead", {}, head), h("tbody", {}, lines))),
   );
 }
 
@@ -347,6 +350,15 @@ function combined(series, currency) {
   return points;
 }
 
+// Dates on the time axis; times of day too when the points span less than two days.
+function tickLabel(points) {
+  const span = points.length ? points[points.length - 1].x - points[0].x : 0;
+  return (moment) =>
+    span < 2 * DAY_MS
+      ? new Date(moment).toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" })
+      : new Date(moment).toLocaleDateString();
+}
+
 function drawHistory(points, currency) {
   chart(byId("history-chart"), {
     type: "line",
@@ -363,7 +375,7 @@ function drawHistory(points, currency) {
     },
     options: {
       scales: {
-        x: { type: "linear", ticks: { maxTicksLimit: 6, callback: (moment) => new Date(moment).toLocaleDateString() } },
+        x: { type: "linear", ticks: { maxTicksLimit: 6, callback: tickLabel(points) } },
         y: { ticks: { callback: (value) => money(value, currency) } },
       },
       plugins: {
