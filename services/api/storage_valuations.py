@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Float, Integer, and_, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -86,6 +87,27 @@ async def portfolio_valuations(
     range in which any account synced (so at most `points` + 1 per currency). Holdings without a
     last price count for nothing."""
     width = (until - since).total_seconds() / points
+    # Each account's history is read from its last snapshot before the range on (one index probe per
+    # account), not from its first: a short range of a long history reads only what it shows.
+    before = aliased(Snapshot)
+    last_before = (
+        select(before.taken_at)
+        .where(
+            before.account_id == BrokerAccount.id,
+            before.status.in_(SnapshotStatus.VALID),
+            before.taken_at < since,
+        )
+        .order_by(before.taken_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    starts = (
+        select(BrokerAccount.id.label("account_id"), func.coalesce(last_before, since).label("start"))
+        .where(BrokerAccount.portfolio_id == portfolio_id)
+        .cte("starts")
+        # Else Postgres inlines it and probes the index once per snapshot instead of once per account.
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
     slice_index = case(
         (Snapshot.taken_at < since, _BEFORE),
         else_=_SliceOf(Snapshot.taken_at, _bound(since.timestamp()), _bound(width)),
@@ -108,11 +130,11 @@ async def portfolio_valuations(
             )
             .label("rank"),
         )
-        .join(BrokerAccount, BrokerAccount.id == Snapshot.account_id)
+        .join(starts, starts.c.account_id == Snapshot.account_id)
         .where(
-            BrokerAccount.portfolio_id == portfolio_id,
-            Snapshot.status.in_(SnapshotStatus.VALID),
+            Snapshot.taken_at >= starts.c.start,
             Snapshot.taken_at <= until,
+            Snapshot.status.in_(SnapshotStatus.VALID),
         )
         .subquery()
     )
