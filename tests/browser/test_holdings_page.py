@@ -113,6 +113,8 @@ def test_the_table_sorts_and_filters_by_keyboard(
     with _api(live_system, token) as api:
         portfolio = _ok(api.post("/portfolios", json={"name": "Main"}))["id"]
         _synced_account(live_system, api, portfolio, "Trading", market="")
+        side = _ok(api.post("/portfolios", json={"name": "Side"}))["id"]
+        _imported_account(live_system, api, side, "Statements", symbol="ONLYHERE")
     sign_in(page, live_system, token, "holdings.html")
     until(page, _loaded, what="the holdings")
 
@@ -134,6 +136,13 @@ def test_the_table_sorts_and_filters_by_keyboard(
     assert list(_footer(page)) == [f"Total in {first[3]}"]  # totals of what the filter shows
     assert _footer(page)[f"Total in {first[3]}"][0] == first[VALUE_COLUMN]
 
+    _tab_to(page, page.find_element(By.ID, "portfolio"))
+    page.switch_to.active_element.send_keys("Side")  # the other portfolio, picked by keyboard
+    until(
+        page, lambda b: [row[0] for row in _table_rows(b)] == ["ONLYHERE"], what="the other portfolio alone"
+    )
+    assert page.current_url.endswith(f"holdings.html?portfolio={side}")
+
 
 def test_markup_in_a_symbol_a_label_or_a_portfolio_name_shows_as_text_and_runs_nothing(
     live_system: LiveSystem, page: webdriver.Chrome, email: str
@@ -144,16 +153,7 @@ def test_markup_in_a_symbol_a_label_or_a_portfolio_name_shows_as_text_and_runs_n
     token = live_system.sign_up(email)
     with _api(live_system, token) as api:
         portfolio = _ok(api.post("/portfolios", json={"name": name}))["id"]
-        account = _ok(api.post(f"/portfolios/{portfolio}/accounts", json={"broker": "csv", "label": label}))[
-            "id"
-        ]
-        statement = f"symbol,exchange,quantity,average_price,last_price,currency\n{symbol},NSE,5,10,12,INR\n"
-        _ok(
-            api.post(
-                f"/accounts/{account}/statements", content=statement, headers={"Content-Type": "text/csv"}
-            )
-        )
-        _until_synced(live_system, api, account, after=None)
+        _imported_account(live_system, api, portfolio, label, symbol=symbol)
 
     sign_in(page, live_system, token, "holdings.html")
     until(page, _loaded, what="the holdings")
@@ -208,6 +208,16 @@ def _synced_account(system: LiveSystem, api: httpx.Client, portfolio: str, label
     _ok(api.put(f"/accounts/{account}/credentials", json={"credentials": {"market": market}}))
     _sync(system, api, account)
     return str(account)
+
+
+def _imported_account(
+    system: LiveSystem, api: httpx.Client, portfolio: str, label: str, *, symbol: str
+) -> None:
+    """A `csv` account holding 5 `symbol` on NSE, imported from a statement."""
+    account = _ok(api.post(f"/portfolios/{portfolio}/accounts", json={"broker": "csv", "label": label}))["id"]
+    statement = f"symbol,exchange,quantity,average_price,last_price,currency\n{symbol},NSE,5,10,12,INR\n"
+    _ok(api.post(f"/accounts/{account}/statements", content=statement, headers={"Content-Type": "text/csv"}))
+    _until_synced(system, api, account, after=None)
 
 
 def _sync(system: LiveSystem, api: httpx.Client, account: str) -> None:

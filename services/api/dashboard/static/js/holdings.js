@@ -12,6 +12,8 @@ const TOP = 10;
 const DAY_MS = 24 * 3600 * 1000;
 
 const state = { portfolios: [], rows: [], currency: null };
+// Each load and history request counts; an answer that a newer one overtook is dropped.
+const latest = { load: 0, history: 0 };
 
 start(async () => {
   await signedIn();
@@ -57,10 +59,12 @@ function portfolioPath(portfolio, rest) {
 async function load() {
   say("Loading holdings…");
   const chosen = chosenPortfolios();
+  const mine = ++latest.load;
   const [lines, accountLists] = await Promise.all([
     Promise.all(chosen.map((portfolio) => api(portfolioPath(portfolio, "holdings")))),
     Promise.all(chosen.map((portfolio) => allPages(portfolioPath(portfolio, "accounts")))),
   ]);
+  if (mine !== latest.load) return;
   const accounts = accountLists.flat();
   const where = chosen.length === 1 ? `The portfolio “${chosen[0].name}”` : "None of your portfolios";
   if (!accounts.length) {
@@ -83,6 +87,7 @@ async function load() {
   drawCurrencyPicker();
   drawCharts();
   await loadHistory();
+  if (mine !== latest.load) return;
   say(`${state.rows.length} holding${state.rows.length === 1 ? "" : "s"} in ${accounts.length} account${accounts.length === 1 ? "" : "s"}.`, "success");
 }
 
@@ -328,7 +333,9 @@ async function loadHistory() {
   const range = byId("range").value;
   const query = range === ALL ? "" : `?since=${encodeURIComponent(new Date(Date.now() - Number(range) * DAY_MS).toISOString())}`;
   const chosen = chosenPortfolios();
+  const mine = ++latest.history;
   const answers = await Promise.all(chosen.map((portfolio) => api(portfolioPath(portfolio, `valuations${query}`))));
+  if (mine !== latest.history) return;
   drawHistory(combined(answers.map((answer) => answer.points), state.currency), state.currency);
 }
 
