@@ -175,6 +175,28 @@ def test_markup_in_a_symbol_a_label_or_a_portfolio_name_shows_as_text_and_runs_n
     assert alert is None
 
 
+def test_all_portfolios_together_merge_an_instrument_held_in_two_of_them(
+    live_system: LiveSystem, page: webdriver.Chrome, email: str
+) -> None:
+    token = live_system.sign_up(email)
+    with _api(live_system, token) as api:
+        first = _ok(api.post("/portfolios", json={"name": "First"}))["id"]
+        _imported_account(live_system, api, first, "Old statement", symbol="SAME", line="5,10,12")
+        second = _ok(api.post("/portfolios", json={"name": "Second"}))["id"]
+        _imported_account(live_system, api, second, "New statement", symbol="SAME", line="15,20,14")
+
+    sign_in(page, live_system, token, "holdings.html")
+    until(page, _loaded, what="the holdings")
+
+    [row] = _table_rows(page)
+    # 20 held; average (5 x 10 + 15 x 20) / 20; the newer statement's price; 20 x 14; 280 - 20 x 17.5
+    assert row[:5] == ["SAME", "NSE", "Old statement, New statement", "INR", "20"]
+    assert row[5:9] == [_money(page, Decimal(v), "INR") for v in ("17.5", "14", "280")] + [
+        "-" + _money(page, Decimal(70), "INR")
+    ]
+    assert row[9] == "-20.00 %"  # (WebDriver reads the no-break space as a space)
+
+
 def test_a_user_with_nothing_yet_is_told_what_to_do_next(
     live_system: LiveSystem, page: webdriver.Chrome, email: str
 ) -> None:
@@ -211,11 +233,12 @@ def _synced_account(system: LiveSystem, api: httpx.Client, portfolio: str, label
 
 
 def _imported_account(
-    system: LiveSystem, api: httpx.Client, portfolio: str, label: str, *, symbol: str
+    system: LiveSystem, api: httpx.Client, portfolio: str, label: str, *, symbol: str, line: str = "5,10,12"
 ) -> None:
-    """A `csv` account holding 5 `symbol` on NSE, imported from a statement."""
+    """A `csv` account holding `symbol` on NSE in INR (`line`: quantity, average and last price),
+    imported from a statement."""
     account = _ok(api.post(f"/portfolios/{portfolio}/accounts", json={"broker": "csv", "label": label}))["id"]
-    statement = f"symbol,exchange,quantity,average_price,last_price,currency\n{symbol},NSE,5,10,12,INR\n"
+    statement = f"symbol,exchange,quantity,average_price,last_price,currency\n{symbol},NSE,{line},INR\n"
     _ok(api.post(f"/accounts/{account}/statements", content=statement, headers={"Content-Type": "text/csv"}))
     _until_synced(system, api, account, after=None)
 
