@@ -37,6 +37,7 @@ from services.api.routes import (
     tokens,
     transactions,
     users,
+    valuations,
 )
 from shared.brokers import broker_types
 from shared.bus.memory import InMemoryBus
@@ -69,7 +70,8 @@ _TAGS = [
     },
     {
         "name": "holdings",
-        "description": "Positions now or at a past time (`as_of`), per account or per portfolio.",
+        "description": "Positions now or at a past time (`as_of`), per account or per portfolio, and a "
+        "portfolio's value over time.",
     },
     {
         "name": "snapshots",
@@ -116,6 +118,7 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
         accounts,
         removal,
         holdings,
+        valuations,
         snapshots,
         transactions,
         sync,

@@ -73,9 +73,11 @@ export function when(iso) {
 
 // A table whose columns sort (click or Enter on a header) and whose rows a text box filters.
 // columns: [{key, label, numeric?, format?(row) -> text or Node, value?(row) -> sort key}]
-export function sortableTable({ caption, columns, rows, filter, empty = "Nothing to show." }) {
+// footer?(shown rows) -> <tr> nodes for a tfoot (totals of what the filter lets through).
+export function sortableTable({ caption, columns, rows, filter, footer, empty = "Nothing to show." }) {
   let order = { key: null, ascending: true };
   const body = h("tbody");
+  const foot = footer ? h("tfoot") : null;
   const headers = columns.map((column) =>
     h(
       "th",
@@ -89,6 +91,7 @@ export function sortableTable({ caption, columns, rows, filter, empty = "Nothing
     caption ? h("caption", {}, caption) : null,
     h("thead", {}, h("tr", {}, headers)),
     body,
+    foot,
   );
 
   function valueOf(column, row) {
@@ -130,6 +133,7 @@ export function sortableTable({ caption, columns, rows, filter, empty = "Nothing
           )
         : h("tr", {}, h("td", { colspan: columns.length }, empty)),
     );
+    if (foot) fill(foot, footer(shown));
   }
 
   if (filter) filter.addEventListener("input", render);
