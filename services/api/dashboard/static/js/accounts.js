@@ -39,7 +39,7 @@ async function drawAccounts() {
     box,
     accounts.length
       ? accounts.map((account) => accountCard(account, brokers, drawAccounts))
-      : h("p", { class: "hint" }, "This portfolio has no accounts yet: add one above."),
+      : h("p", { class: "hint" }, "This portfolio has no accounts yet: add one below."),
   );
 }
 

@@ -137,7 +137,7 @@ async function draw() {
       "div",
       { class: "actions" },
       buttons,
-      isStatement ? h("a", { href: `statements.html?account=${encodeURIComponent(account.id)}` }, "Upload the complete statement") : null,
+      isStatement ? h("a", { href: `statements.html?account=${encodeURIComponent(account.id)}` }, "Dismiss: upload the complete statement instead") : null,
     ),
   );
 }

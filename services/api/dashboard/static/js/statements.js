@@ -73,6 +73,7 @@ function fileWithProblems(text, problems) {
 function showOutcome(...children) {
   byId("outcome").hidden = false;
   fill(byId("outcome-body"), ...children);
+  byId("outcome").scrollIntoView({ block: "start" });
 }
 
 async function upload(event) {
