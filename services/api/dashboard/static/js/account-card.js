@@ -35,9 +35,11 @@ export function accountCard(account, brokers, refresh) {
         : null,
       isStatement
         ? h("p", {}, h("a", { href: `statements.html?account=${encodeURIComponent(current.id)}` }, "Upload a statement"))
-        : syncNow(current, live, redraw),
+        : current.needs_reauth
+          ? null // the API refuses a sync until new credentials are set (the form above)
+          : syncNow(current, live, redraw),
       live,
-      isStatement ? null : scheduleBox(current, redraw),
+      isStatement ? null : scheduleBox(current),
       removal(current, refresh),
     ];
   }
@@ -121,16 +123,13 @@ function syncNow(account, live, redraw) {
       if (!run || !ENDED.has(run.status)) {
         live.textContent = "The sync is taking longer than usual: it goes on, and this page shows it when you reload.";
       }
-      await redraw();
-      // The redraw made a new live region: keep the run's last word on the page.
-      const shown = document.getElementById(live.id);
-      if (shown && run) {
-        shown.className = live.className;
-        shown.textContent = live.textContent;
-      }
+      await redraw(); // the same live region is drawn again, with the run's last word
     } catch (error) {
       live.className = "status status-error";
       live.textContent = error.message;
+      // A refusal (409) comes from a state this card may not show yet, say a scheduled sync that
+      // found the credentials rejected meanwhile: show the account as it is now.
+      redraw().catch(sayError);
     } finally {
       button.disabled = false;
     }
@@ -138,9 +137,9 @@ function syncNow(account, live, redraw) {
   return h("div", { class: "actions" }, button);
 }
 
-function scheduleBox(account, redraw) {
+function scheduleBox(account) {
   const box = h("div", { class: "schedule" }, h("p", { class: "hint" }, "Loading the schedule…"));
-  drawSchedule(box, account, redraw).catch((error) => fill(box, h("p", { class: "bad" }, error.message)));
+  drawSchedule(box, account).catch((error) => fill(box, h("p", { class: "bad" }, error.message)));
   return box;
 }
 

@@ -34,8 +34,8 @@ export function ruleInWords(schedule) {
   return `Syncs once, at ${when(schedule.run_at)}.`;
 }
 
-// Draw the schedule of `account` into `box`; `onSaved` runs after each change.
-export async function drawSchedule(box, account, onSaved) {
+// Draw the schedule of `account` into `box`, drawn anew after each change.
+export async function drawSchedule(box, account) {
   const path = `/accounts/${encodeURIComponent(account.id)}/schedule`;
   let schedule = null;
   try {
@@ -49,9 +49,8 @@ export async function drawSchedule(box, account, onSaved) {
   async function save(request, done) {
     try {
       await api(path, request);
-      await drawSchedule(box, account, onSaved);
+      await drawSchedule(box, account);
       box.querySelector("p.status").textContent = done;
-      onSaved?.();
     } catch (error) {
       message.className = "status status-error";
       message.textContent = error.message;
