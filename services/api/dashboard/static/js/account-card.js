@@ -30,9 +30,7 @@ export function accountCard(account, brokers, refresh) {
       h("h3", { id: `${id}-title` }, current.label, " ", h("span", { class: "hint" }, `(${brokers[current.broker]?.name || current.broker})`)),
       syncState(current, isStatement),
       current.held_snapshot ? heldNotice(current) : null,
-      current.needs_reauth || current.last_error?.startsWith("unreadable_credentials")
-        ? reauthForm(current, brokers[current.broker], id, redraw)
-        : null,
+      isStatement ? null : credentialsForm(current, brokers[current.broker], id, redraw),
       isStatement
         ? h("p", {}, h("a", { href: `statements.html?account=${encodeURIComponent(current.id)}` }, "Upload a statement"))
         : current.needs_reauth
@@ -81,31 +79,38 @@ function heldNotice(account) {
   );
 }
 
-function reauthForm(account, broker, id, redraw) {
+// New credentials: open, with the reason, when the broker rejected the stored ones (or they cannot
+// be decrypted); otherwise folded away, for replacing a key before it expires.
+function credentialsForm(account, broker, id, redraw) {
+  const rejected = account.needs_reauth || account.last_error?.startsWith("unreadable_credentials");
   const fields = h("div", { id: `${id}-credentials` });
   if (broker) drawCredentialFields(fields, broker);
-  return h(
+  const form = h(
     "form",
     {
-      class: "reauth",
+      class: "credentials-form",
       onsubmit: async (event) => {
         event.preventDefault();
         const credentials = credentialValues(fields);
+        clearCredentialFields(fields); // write-only: gone from the page whatever the answer
         try {
           await api(accountPath(account, "/credentials"), { method: "PUT", json: { credentials } });
-          clearCredentialFields(fields);
-          say(`New credentials saved for ${account.label}: syncs resume.`, "success");
+          say(`New credentials saved for ${account.label}${rejected ? ": syncs resume" : ""}.`, "success");
           await redraw();
         } catch (error) {
-          clearCredentialFields(fields);
           sayError(error);
         }
       },
     },
-    h("p", { class: "bad" }, "The broker rejected this account's credentials. Enter new ones (they are never shown back)."),
+    rejected
+      ? h("p", { class: "bad" }, "The broker rejected this account's credentials. Enter new ones (they are never shown back).")
+      : null,
     fields,
     h("button", { type: "submit" }, "Save new credentials"),
   );
+  if (rejected) return form;
+  if (!broker || broker.credential_fields.length + broker.optional_credential_fields.length === 0) return null;
+  return h("details", {}, h("summary", {}, "Replace the credentials"), form);
 }
 
 function syncNow(account, live, redraw) {
