@@ -31,6 +31,7 @@ from services.ledger.handlers import Ledger
 from services.ledger.main import run_ledger
 from services.scheduler.handlers import emit_due_syncs
 from services.scheduler.main import run_scheduler
+from services.user_admin import create_user
 from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
 from shared.db.engine import create_engine, session_factory, upgrade_schema
@@ -48,6 +49,9 @@ DEMO_PORTFOLIOS = {
 CYCLE_TIMEOUT_S = 30.0
 
 
+DEMO_OPERATOR = "operator@portfolio-sync.example"
+
+
 @dataclass(frozen=True)
 class DemoUser:
     token: str
@@ -59,23 +63,14 @@ async def run_demo(
 ) -> int:
     with tempfile.TemporaryDirectory(prefix="portfolio-sync-demo-") as scratch:
         path = database or Path(scratch) / "demo.db"
-        settings = settings.model_copy(
-            update={
-                "database_url": f"sqlite+aiosqlite:///{path}",
-                "bus": "memory",
-                "credentials_keys": settings.credentials_keys
-                if settings.credentials_keys.get_secret_value()
-                else SecretStr(CredentialCipher.generate_key()),
-                "scheduler_tick_seconds": min(settings.scheduler_tick_seconds, 1.0),
-            }
-        )
-        async with _embedded_system(settings) as system:
+        async with embedded_system(embedded_settings(settings, path)) as system:
             user = await system.call_api(_sign_up_demo_user)
-            print(
+            data = (
                 f"Demo data: 1 user, {len(DEMO_PORTFOLIOS)} portfolios, "
                 f"{sum(map(len, DEMO_PORTFOLIOS.values()))} simulated broker accounts (SQLite at {path})"
             )
             if cycles is not None:
+                print(data)
                 for cycle in range(1, cycles + 1):
                     started = time.monotonic()
                     synced = await system.run_sync_cycle()
@@ -83,11 +78,30 @@ async def run_demo(
                     print(f"cycle {cycle}/{cycles}: {synced} accounts synced in {took:.2f}s")
                 await system.call_api(lambda client: _print_holdings(client, user))
                 return 0
-            await system.serve_until_interrupted(host, port, user)
+            # An operator too, made as the first one is anywhere: the dashboard's Operations page.
+            operator = await create_user(system.settings, DEMO_OPERATOR, operator=True)
+            await system.serve_until_interrupted(host, port, user, data, operator)
     return 0
 
 
-class _EmbeddedSystem:
+def embedded_settings(settings: Settings, database: Path) -> Settings:
+    """`settings` for one process: SQLite at `database`, the in-memory bus, a key if none is set, and
+    a scheduler that looks every second."""
+    return settings.model_copy(
+        update={
+            "database_url": f"sqlite+aiosqlite:///{database}",
+            "bus": "memory",
+            "credentials_keys": settings.credentials_keys
+            if settings.credentials_keys.get_secret_value()
+            else SecretStr(CredentialCipher.generate_key()),
+            "scheduler_tick_seconds": min(settings.scheduler_tick_seconds, 1.0),
+        }
+    )
+
+
+class EmbeddedSystem:
+    """The four services of `embedded_system`, and ways to drive them."""
+
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], app: Any) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -119,22 +133,31 @@ class _EmbeddedSystem:
             pending = await session.scalar(select(func.count()).where(SyncRun.status == "requested"))
         return pending or 0
 
-    async def serve_until_interrupted(self, host: str, port: int, user: DemoUser) -> None:
+    async def serve_until_interrupted(
+        self, host: str, port: int, user: DemoUser, data: str, operator: str
+    ) -> None:
+        print(_banner(host, port, user, data, operator))
+        # One process, one registry: all four services' metrics on METRICS_PORT, when set.
+        with metrics_served(self.settings) as metrics_port:
+            if metrics_port is not None:
+                print(f"Metrics: http://{self.settings.metrics_host}:{metrics_port}/metrics")
+            await run_until_signalled(lambda stop: self.serve(host, port, stop))
+
+    async def serve(self, host: str, port: int, stop: asyncio.Event) -> None:
+        """Serve the API (and the dashboard) on host:port, with the scheduler running, until `stop`."""
         scheduler = asyncio.create_task(run_scheduler(self.settings, self.sessions, self.bus, self.stop))
-        print(_banner(host, port, user))
         try:
-            # One process, one registry: all four services' metrics on METRICS_PORT, when set.
-            with metrics_served(self.settings) as metrics_port:
-                if metrics_port is not None:
-                    print(f"Metrics: http://{self.settings.metrics_host}:{metrics_port}/metrics")
-                await run_until_signalled(lambda stop: serve_app(self.app, host=host, port=port, stop=stop))
+            await serve_app(self.app, host=host, port=port, stop=stop)
         finally:
             self.stop.set()
             await scheduler
 
 
 @contextlib.asynccontextmanager
-async def _embedded_system(settings: Settings) -> AsyncIterator[_EmbeddedSystem]:
+async def embedded_system(settings: Settings) -> AsyncIterator[EmbeddedSystem]:
+    """The four services in this process over `settings`' database and an in-memory bus: the ledger
+    and a fetcher of the simulated broker run until the block ends; `serve` adds the API and the
+    scheduler."""
     engine = create_engine(settings.database_url)
     await upgrade_schema(engine)
     bus = InMemoryBus()
@@ -142,7 +165,7 @@ async def _embedded_system(settings: Settings) -> AsyncIterator[_EmbeddedSystem]
     cipher = CredentialCipher(settings.credentials_keys.get_secret_value())
     app = create_app(settings, resources=ApiResources(engine=engine, bus=bus, cipher=cipher))
     app.state.demo_bus = bus
-    system = _EmbeddedSystem(settings, sessions, app)
+    system = EmbeddedSystem(settings, sessions, app)
     workers = [
         asyncio.create_task(run_ledger(Ledger(sessions=sessions, bus=bus), bus, system.stop)),
         asyncio.create_task(run_fetcher(settings, SIMULATED, bus, system.stop)),
@@ -231,14 +254,18 @@ def _cell(value: Any, *, money: bool) -> str:
     return f"{Decimal(value):,.2f}" if money else str(value)
 
 
-def _banner(host: str, port: int, user: DemoUser) -> str:
+def _banner(host: str, port: int, user: DemoUser, data: str, operator: str) -> str:
     base = f"http://{host}:{port}"
     first = next(iter(user.portfolios.values()))
-    return f"""
+    # The dashboard first: the address a person opens.
+    return f"""Dashboard: {base}/ui/  (sign in with the API token below)
+
 portfolio-sync demo is running: scheduler, fetcher (simulated broker), ledger and API in one process.
+{data}
 
   API docs:        {base}/docs
   Your API token:  {user.token}
+  Operator token:  {operator}  ({DEMO_OPERATOR}: the Operations page, /v1/admin)
   Try:             curl -H 'Authorization: Bearer {user.token}' {base}/v1/portfolios/{first}/holdings
 
 Schedules fire every 60 s; POST /v1/accounts/{{id}}/sync syncs one now. Press Ctrl-C to stop.

@@ -14,6 +14,7 @@ from starlette.routing import compile_path
 from services.api.body_cap import RequestBodyCap
 from services.api.context import ApiContext, ApiResources
 from services.api.dashboard import mount_dashboard
+from services.api.docs_page import serve_docs
 from services.api.errors import install_error_handlers
 from services.api.guard import GuardedRoute
 from services.api.metrics import RequestMetrics
@@ -95,6 +96,8 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
         # Operation ids are the route functions' names (`list_portfolios`): stable and readable, so
         # generated clients and OpenAPI links can name them.
         generate_unique_id_function=_operation_id,
+        docs_url=None,  # served by serve_docs, from the package's own files
+        redoc_url=None,
     )
     if resources is not None:
         # Usable at once, even by a server or test transport that does not run the lifespan.
@@ -122,6 +125,7 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
         v1.include_router(module.router)
     app.include_router(v1)
     mount_dashboard(app)
+    serve_docs(app)
     # Walking the included routers is the dearest step of building an app (FastAPI resolves each
     # route's context): do it once, for the guard check here and the metrics' templates below.
     contexts = list(iter_route_contexts(app.routes))

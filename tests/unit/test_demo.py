@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.demo import run_demo
+from services.demo import DemoUser, _banner, run_demo
 from services.fetcher.adapter import AccountContext, AuthRejected
 from services.fetcher.brokers.simulated import simulated_holdings
 from shared.settings import Settings
@@ -43,3 +43,11 @@ async def test_the_demos_us_portfolio_shows_only_us_holdings(
     assert set(sections) == {"India long-term", "US stocks"}, out
     currencies = {name: {line.split()[-1] for line in rows.splitlines()} for name, rows in sections.items()}
     assert currencies == {"India long-term": {"INR"}, "US stocks": {"USD"}}
+
+
+def test_demo_serve_prints_the_dashboards_address_first() -> None:
+    user = DemoUser(token="t", portfolios={"US stocks": "p"})
+
+    banner = _banner("127.0.0.1", 8000, user, "Demo data: 1 user", "operator-token")
+
+    assert banner.splitlines()[0].startswith("Dashboard: http://127.0.0.1:8000/ui/")

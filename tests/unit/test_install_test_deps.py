@@ -1,4 +1,4 @@
-"""`make test` installs Java 17 and Maven when missing, as the README says (infra/install-test-deps)."""
+"""`make test` installs Java 17, Maven and Chromium when missing (infra/install-test-deps)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,14 @@ def test_make_test_runs_the_install_step_first() -> None:
     assert re.search(r"^test-deps:.*\n\tinfra/install-test-deps$", makefile, re.MULTILINE)
 
 
-def test_missing_java_and_maven_are_installed_with_apt_get(tmp_path: Path) -> None:
+def _run_on_a_bare_path(
+    tmp_path: Path, **env_vars: str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run the script with a PATH holding the shell's basics but no java, mvn, chromium, docker or
+    sudo, and an apt-get that only records its calls; return the run and the `install` calls."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "apt-calls"
-    # A PATH with the shell's basics but no java, mvn, docker or sudo; apt-get only records its calls.
     for tool in ("bash", "ls", "id", "dirname"):
         found = shutil.which(tool)
         assert found is not None
@@ -32,14 +35,33 @@ def test_missing_java_and_maven_are_installed_with_apt_get(tmp_path: Path) -> No
     fake_apt.write_text(f'#!{shutil.which("bash")}\necho "$*" >> {calls}\n')
     fake_apt.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"}}
-    env["PATH"] = str(bin_dir)
+    env.update(env_vars, PATH=str(bin_dir))
 
     result = subprocess.run([str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60, check=False)
 
     recorded = calls.read_text().splitlines() if calls.exists() else []
-    install = [line for line in recorded if line.startswith("install")]
+    return result, [line for line in recorded if line.startswith("install")]
+
+
+def test_missing_java_and_maven_are_installed_with_apt_get(tmp_path: Path) -> None:
+    result, install = _run_on_a_bare_path(tmp_path)
+
     if os.geteuid() != 0:  # without root or sudo it says what to install, and fails
         assert result.returncode != 0 and "openjdk-17-jre-headless" in result.stderr
         return
     assert install, (result.stdout, result.stderr)
-    assert {"openjdk-17-jre-headless", "maven"} <= set(install[0].split())
+    assert {"openjdk-17-jre-headless", "maven", "chromium", "chromium-driver"} <= set(install[0].split())
+
+
+def test_the_browser_is_installed_even_where_kafka_and_postgres_are_named(tmp_path: Path) -> None:
+    result, install = _run_on_a_bare_path(
+        tmp_path, KAFKA_BOOTSTRAP_SERVERS="kafka:9092", DATABASE_URL="postgresql+asyncpg://db/x"
+    )
+
+    if os.geteuid() != 0:
+        assert result.returncode != 0 and "chromium-driver" in result.stderr
+        return
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert [set(line.split()) - {"install", "-y", "-qq"} for line in install] == [
+        {"chromium", "chromium-driver"}
+    ]

@@ -63,3 +63,15 @@ def test_modules_never_write_html(module: Path) -> None:
     assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write", source), module.name
     # Only the API's own origin: fetch relative paths.
     assert not re.search(r"fetch\(\s*[\"'`]https?:", source), module.name
+
+
+async def test_the_api_docs_page_loads_swagger_ui_from_the_package_not_a_cdn(
+    client: httpx.AsyncClient,
+) -> None:
+    page = (await client.get("/docs")).text
+    scripts_and_styles = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert "/ui/vendor/swagger-ui-bundle.js" in scripts_and_styles
+    assert all(reference.startswith("/") for reference in scripts_and_styles), scripts_and_styles
+    for reference in scripts_and_styles:
+        assert (await client.get(reference)).status_code == 200
+    assert (await client.get("/redoc")).status_code == 404

@@ -1,0 +1,51 @@
+"""The browser layer: headless Chromium (Debian's) against the whole embedded system on a real port.
+
+One browser and one live system per session; each test signs up its own users (unique emails), so
+tests share no state. If Chromium cannot start, every test here fails saying what to install."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from selenium import webdriver
+
+from tests.support.chromium import ChromiumUnavailable, start_chromium
+from tests.support.live_system import LiveSystem
+
+
+@pytest.fixture(scope="session")
+def live_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSystem]:
+    system = LiveSystem(tmp_path_factory.mktemp("live") / "live.db")
+    system.start()
+    try:
+        yield system
+    finally:
+        system.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[webdriver.Chrome]:
+    try:
+        chromium = start_chromium()
+    except ChromiumUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield chromium
+    finally:
+        chromium.quit()
+
+
+@pytest.fixture
+def page(browser: webdriver.Chrome) -> Iterator[webdriver.Chrome]:
+    """The session's browser, left as a new visitor finds it: a test's sign-in does not leak."""
+    yield browser
+    if browser.current_url.startswith("http"):
+        browser.execute_script("window.sessionStorage.clear(); window.localStorage.clear();")
+    browser.delete_all_cookies()
+
+
+@pytest.fixture
+def email() -> str:
+    return f"browser-{uuid.uuid4().hex[:12]}@portfolio-sync.example"
