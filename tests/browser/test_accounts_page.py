@@ -27,6 +27,11 @@ def _card(browser: webdriver.Chrome, label: str) -> WebElement | None:
     return None
 
 
+def _run_ended(live: WebElement) -> str | None:
+    text: str = live.text
+    return text if text.startswith(("Sync succeeded: its", "Sync failed")) else None
+
+
 def _sign_up(browser: webdriver.Chrome, system: LiveSystem, email: str, page: str) -> None:
     browser.get(f"{system.base_url}/ui/{page}")
     until(browser, lambda b: b.find_element(By.ID, "email"), what="the sign-up form").send_keys(email)
@@ -56,7 +61,9 @@ def test_a_new_user_adds_a_sim_account_and_watches_sync_now_reach_its_end(
     until(page, lambda b: "Create a portfolio first" in b.find_element(By.ID, "status").text, what="the hint")
     page.find_element(By.ID, "portfolio-name").send_keys("Long term <script>alert(1)</script>")
     page.find_element(By.CSS_SELECTOR, "#new-portfolio button[type=submit]").click()
-    until(page, lambda b: "Created the portfolio" in b.find_element(By.ID, "status").text, what="the portfolio")
+    until(
+        page, lambda b: "Created the portfolio" in b.find_element(By.ID, "status").text, what="the portfolio"
+    )
     chosen = page.find_element(By.CSS_SELECTOR, "#portfolio option:checked")
     assert chosen.text == "Long term <script>alert(1)</script>"  # as text, not markup
 
@@ -67,11 +74,7 @@ def test_a_new_user_adds_a_sim_account_and_watches_sync_now_reach_its_end(
     page.execute_script(_RECORD_LIVE_REGION, live)
     card.find_element(By.CSS_SELECTOR, "button.sync-now").click()
 
-    ended = until(
-        page,
-        lambda b: (text := live.text) if text.startswith(("Sync succeeded: its", "Sync failed")) else None,
-        what="the run's end",
-    )
+    ended = until(page, lambda b: _run_ended(live), what="the run's end")
     assert ended == "Sync succeeded: its holdings are now the account's positions."
     heard = page.execute_script("return window.heardTexts")
     assert heard[0] == "Requesting a sync…" and heard[-1] == ended
@@ -80,6 +83,7 @@ def test_a_new_user_adds_a_sim_account_and_watches_sync_now_reach_its_end(
     assert "Last success\nnever" not in facts and "Credentials\nstored (never shown)" in facts
     assert "Syncs every" in card.find_element(By.CSS_SELECTOR, ".schedule").text
     assert len(card.find_elements(By.CSS_SELECTOR, ".schedule ol.next-runs li")) == 5
+    page.execute_script("window.scrollTo(0, 0)")
     screenshot(page, "accounts")
 
 
@@ -97,10 +101,16 @@ def test_rejected_credentials_show_the_form_that_replaces_them(
     card.find_element(By.CSS_SELECTOR, "button.sync-now").click()
     card = until(
         page,
-        lambda b: (c := _card(b, "Wrong market")) and c.find_elements(By.CSS_SELECTOR, "form.credentials-form p.bad") and c,
+        lambda b: (
+            (c := _card(b, "Wrong market"))
+            and c.find_elements(By.CSS_SELECTOR, "form.credentials-form p.bad")
+            and c
+        ),
         what="the rejection and its form",
     )
-    assert "The broker rejected the account's credentials" in card.find_element(By.CSS_SELECTOR, "dl.facts").text
+    assert (
+        "The broker rejected the account's credentials" in card.find_element(By.CSS_SELECTOR, "dl.facts").text
+    )
     assert not card.find_elements(By.CSS_SELECTOR, "button.sync-now")  # the API would refuse it
     form = card.find_element(By.CSS_SELECTOR, "form.credentials-form")
     field = form.find_element(By.CSS_SELECTOR, "input[data-credential=market]")

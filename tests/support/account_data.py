@@ -21,8 +21,11 @@ class UserApi:
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = httpx.request(
-            method, f"{self._system.base_url}/v1{path}", headers=self._headers | kwargs.pop("headers", {}),
-            timeout=10, **kwargs,
+            method,
+            f"{self._system.base_url}/v1{path}",
+            headers=self._headers | kwargs.pop("headers", {}),
+            timeout=10,
+            **kwargs,
         )
         response.raise_for_status()
         return None if response.status_code == 204 else response.json()

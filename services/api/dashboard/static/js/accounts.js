@@ -33,7 +33,6 @@ async function drawAccounts() {
     fill(box, h("p", { class: "hint" }, "No portfolio yet."));
     return;
   }
-  history.replaceState(null, "", `?portfolio=${encodeURIComponent(portfolio)}`);
   const accounts = await allPages(`/portfolios/${encodeURIComponent(portfolio)}/accounts`);
   fill(
     box,
@@ -104,6 +103,9 @@ start(async () => {
   drawBrokerChoice();
   byId("new-portfolio").addEventListener("submit", createPortfolio);
   byId("add-account").addEventListener("submit", addAccount);
-  byId("portfolio").addEventListener("change", () => drawAccounts().catch(sayError));
+  byId("portfolio").addEventListener("change", () => {
+    history.replaceState(null, "", `?portfolio=${encodeURIComponent(chosenPortfolio())}`); // kept on reload
+    drawAccounts().catch(sayError);
+  });
   await drawPortfolios();
 });

@@ -7,6 +7,7 @@ import { byId, fill, h, money, quantity, sayError, sortableTable, when } from ".
 import { signedIn, start } from "./layout.js";
 
 const FIELDS = ["portfolio_id", "account_id", "symbol", "from", "to", "origin", "limit"];
+const DEFAULT_LIMIT = "50"; // the page's choice (transactions.html), not the API's
 let accounts = {};
 let cursors = [null]; // cursors[i]: the cursor that opens page i (null: the first)
 let page = 0;
@@ -60,6 +61,7 @@ async function show() {
   byId("previous-page").hidden = page === 0;
   byId("page-number").textContent = `Page ${page + 1}: ${answer.items.length} transaction(s)${answer.next_cursor ? ", more on the next page" : ""}.`;
   params.delete("cursor");
+  if (params.get("limit") === DEFAULT_LIMIT) params.delete("limit"); // an address without filters stays bare
   history.replaceState(null, "", params.toString() ? `?${params}` : location.pathname);
 }
 
