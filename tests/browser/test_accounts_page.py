@@ -6,6 +6,7 @@ from __future__ import annotations
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.select import Select
 
 from tests.support.dashboard import sign_in, until
 from tests.support.live_system import LiveSystem
@@ -120,3 +121,55 @@ def test_rejected_credentials_show_the_form_that_replaces_them(
     until(page, lambda b: "syncs resume" in b.find_element(By.ID, "status").text, what="the new credentials")
     card = until(page, lambda b: _card(b, "Wrong market"), what="the card drawn again")
     assert card.find_elements(By.CSS_SELECTOR, "button.sync-now")
+
+
+def test_a_schedule_is_changed_paused_and_the_account_removed_after_confirming(
+    live_system: LiveSystem, page: webdriver.Chrome, email: str
+) -> None:
+    sign_in(page, live_system, live_system.sign_up(email), "accounts.html")
+    page.find_element(By.ID, "portfolio-name").send_keys("Trading")
+    page.find_element(By.CSS_SELECTOR, "#new-portfolio button[type=submit]").click()
+    card = _add_sim_account(page, "Scheduled", "in")
+    schedule = until(page, lambda b: _schedule(b, "Syncs every"), what="the schedule")
+
+    schedule.find_element(By.TAG_NAME, "summary").click()
+    Select(schedule.find_element(By.CSS_SELECTOR, "select[id$=-kind]")).select_by_value("cron")
+    cron = schedule.find_element(By.CSS_SELECTOR, "input[id$=-cron]")
+    cron.clear()
+    cron.send_keys("61 9 * * 1-5")
+    schedule.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    refused = until(
+        page, lambda b: _schedule(b, "").find_element(By.CSS_SELECTOR, "p.status-error"), what="a 422"
+    )
+    assert "not a cron expression" in refused.text
+    cron.clear()
+    cron.send_keys("30 9 * * 1-5")
+    zone = schedule.find_element(By.CSS_SELECTOR, "input[id$=-zone]")
+    zone.clear()
+    zone.send_keys("Asia/Kolkata")
+    schedule.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    schedule = until(page, lambda b: _schedule(b, "Schedule saved."), what="the saved schedule")
+    assert 'Syncs at cron "30 9 * * 1-5" in Asia/Kolkata. Active.' in schedule.text
+    assert len(schedule.find_elements(By.CSS_SELECTOR, "ol.next-runs li")) == 5
+
+    schedule.find_element(By.XPATH, ".//button[.='Pause schedule']").click()
+    schedule = until(page, lambda b: _schedule(b, "Schedule paused."), what="the paused schedule")
+    assert "Paused (by you)" in schedule.text and "No run is coming." in schedule.text
+
+    card = until(page, lambda b: _card(b, "Scheduled"), what="the card")
+    card.find_element(By.XPATH, ".//button[.='Remove account…']").click()
+    confirm = card.find_element(By.CSS_SELECTOR, ".confirm")
+    assert confirm.is_displayed() and "cannot be undone" in confirm.text
+    confirm.find_element(By.XPATH, ".//button[.='Keep it']").click()
+    assert not confirm.is_displayed() and _card(page, "Scheduled")
+    card.find_element(By.XPATH, ".//button[.='Remove account…']").click()
+    confirm.find_element(By.XPATH, ".//button[.='Yes, remove Scheduled']").click()
+    until(page, lambda b: b.find_element(By.ID, "status").text == "Removed Scheduled.", what="the removal")
+    assert _card(page, "Scheduled") is None
+    assert "has no accounts yet" in page.find_element(By.ID, "accounts").text
+
+
+def _schedule(browser: webdriver.Chrome, saying: str) -> WebElement | None:
+    card = _card(browser, "Scheduled")
+    schedule = card.find_element(By.CSS_SELECTOR, ".schedule") if card else None
+    return schedule if schedule is not None and saying in schedule.text else None
