@@ -86,6 +86,7 @@ def test_a_new_user_adds_a_sim_account_and_watches_sync_now_reach_its_end(
     assert len(card.find_elements(By.CSS_SELECTOR, ".schedule ol.next-runs li")) == 5
     page.execute_script("window.scrollTo(0, 0)")
     screenshot(page, "accounts")
+    screenshot(page, "accounts-phone", phone=True)  # fails if the page is wider than a phone
 
 
 def test_rejected_credentials_show_the_form_that_replaces_them(

@@ -43,6 +43,7 @@ def test_a_statement_with_a_bad_line_shows_the_problem_beside_that_line(
     assert [line.text for line in lines][3] == "<script>x</script>,3,100,USD"  # a line is text, not markup
     assert "was not imported" in page.find_element(By.ID, "status").text
     screenshot(page, "statement-errors")
+    screenshot(page, "statement-errors-phone", phone=True)  # fails if the page is wider than a phone
 
 
 def test_a_held_statement_is_reviewed_side_by_side_and_accepted(
@@ -70,6 +71,7 @@ def test_a_held_statement_is_reviewed_side_by_side_and_accepted(
     assert rows["BND"] == (["4", "—", "-4", "not reported"], "gone")
     assert len(rows) == 5 and "1 of the 5 instruments" in page.find_element(By.ID, "review").text
     screenshot(page, "review")
+    screenshot(page, "review-phone", phone=True)
 
     page.find_element(By.XPATH, "//button[starts-with(., 'Accept')]").click()
     until(
