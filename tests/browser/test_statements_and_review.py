@@ -3,11 +3,15 @@ and a statement the ledger held is reviewed against the current positions and ac
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
+from shared import topics
+from shared.bus.port import OutgoingMessage
+from shared.events import HoldingSnapshot, utc_now
 from tests.support.account_data import UserApi
 from tests.support.dashboard import sign_in, until
 from tests.support.live_system import LiveSystem
@@ -82,3 +86,38 @@ def test_a_held_statement_is_reviewed_side_by_side_and_accepted(
     holdings = user.call("GET", f"/accounts/{account}/holdings")
     assert [(h["symbol"], h["quantity"]) for h in holdings] == [("AAPL", "15")]
     assert "holds no snapshot for review" in page.find_element(By.ID, "review").text
+
+
+def test_a_broker_snapshot_held_as_empty_is_dismissed_by_syncing_again(
+    live_system: LiveSystem, page: webdriver.Chrome, email: str
+) -> None:
+    token = live_system.sign_up(email)
+    user = UserApi(live_system, token)
+    body = {"broker": "sim", "label": "Broker account"}
+    account = user.call("POST", f"/portfolios/{user.portfolio('Trading')}/accounts", json=body)["id"]
+    user.synced(account)
+    held = user.call("GET", f"/accounts/{account}/holdings")
+    # The broker "reports" nothing where the account holds some: the ledger holds it for review.
+    empty = HoldingSnapshot(
+        account_id=uuid.UUID(account), request_id=uuid.uuid4(), broker="sim", taken_at=utc_now(), holdings=()
+    )
+    message = OutgoingMessage(topics.HOLDINGS_SNAPSHOTS, empty.key, empty.to_bytes())
+    live_system.run(live_system.system.bus.publish([message]))
+    user.until_account(account, lambda a: a["held_snapshot"] is not None, what="the empty snapshot held")
+
+    sign_in(page, live_system, token, "accounts.html")
+    until(page, lambda b: b.find_element(By.LINK_TEXT, "review it"), what="the review link").click()
+    until(page, lambda b: b.find_elements(By.CSS_SELECTOR, "#review table.data tbody tr"), what="the review")
+    changes = [row.get_attribute("class") for row in page.find_elements(By.CSS_SELECTOR, "#review tbody tr")]
+    assert changes == ["gone"] * len(held)
+    page.find_element(By.XPATH, "//button[starts-with(., 'Dismiss')]").click()
+
+    until(
+        page,
+        lambda b: "holds no snapshot for review" in b.find_element(By.ID, "review").text,
+        what="dismissed",
+    )
+    statuses = {s["id"]: s["status"] for s in user.call("GET", f"/accounts/{account}/snapshots")["items"]}
+    assert statuses[str(empty.event_id)] == "dismissed"
+    kept = user.call("GET", f"/accounts/{account}/holdings")
+    assert [(h["symbol"], h["quantity"]) for h in kept] == [(h["symbol"], h["quantity"]) for h in held]

@@ -4,6 +4,7 @@ portfolios, statement accounts, imported statements."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -42,10 +43,22 @@ class UserApi:
         accepted = self.call(
             "POST", f"/accounts/{account}/statements", content=statement, headers={"Content-Type": "text/csv"}
         )
+        return self._recorded(account, accepted["request_id"])
 
+    def synced(self, account: str) -> dict[str, Any]:
+        """Sync now and wait until the ledger has recorded the snapshot; the sync run."""
+        return self._recorded(account, self.call("POST", f"/accounts/{account}/sync")["request_id"])
+
+    def until_account(self, account: str, condition: Callable[[dict[str, Any]], bool], *, what: str) -> None:
+        async def holds() -> bool:
+            return condition(self.call("GET", f"/accounts/{account}"))
+
+        asyncio.run(eventually(holds, what=what))
+
+    def _recorded(self, account: str, run_id: str) -> dict[str, Any]:
         async def recorded() -> dict[str, Any] | None:
             runs = self.call("GET", f"/accounts/{account}/sync-runs")["items"]
-            run = next((r for r in runs if r["id"] == accepted["request_id"]), None)
+            run = next((r for r in runs if r["id"] == run_id), None)
             return run if run and run["snapshot_status"] else None
 
-        return asyncio.run(eventually(recorded, what=f"the import {accepted['request_id']} recorded"))
+        return asyncio.run(eventually(recorded, what=f"the run {run_id} recorded"))
