@@ -57,8 +57,7 @@ class UserApi:
 
     def _recorded(self, account: str, run_id: str) -> dict[str, Any]:
         async def recorded() -> dict[str, Any] | None:
-            runs = self.call("GET", f"/accounts/{account}/sync-runs")["items"]
-            run = next((r for r in runs if r["id"] == run_id), None)
-            return run if run and run["snapshot_status"] else None
+            run: dict[str, Any] = self.call("GET", f"/accounts/{account}/sync-runs/{run_id}")
+            return run if run["snapshot_status"] else None
 
         return asyncio.run(eventually(recorded, what=f"the run {run_id} recorded"))

@@ -54,23 +54,20 @@ export function runInWords(run) {
   }
 }
 
-// Poll the run until it has ended and the ledger has said what became of its snapshot; `onChange`
-// gets the run each time it changes. Resolves with the last run seen (which has not ended if
-// `timeoutMs` passed first).
+// Poll the run (GET /v1/accounts/{id}/sync-runs/{run}) until it has ended and the ledger has said
+// what became of its snapshot; `onChange` gets the run each time it changes. Resolves with the last
+// run seen (which has not ended if `timeoutMs` passed first).
 export async function followRun(accountId, runId, onChange, { intervalMs = 1000, timeoutMs = 120000 } = {}) {
+  const path = `/accounts/${encodeURIComponent(accountId)}/sync-runs/${encodeURIComponent(runId)}`;
   const deadline = Date.now() + timeoutMs;
   let seen = "";
   let run = null;
   while (Date.now() < deadline) {
-    const page = await api(`/accounts/${encodeURIComponent(accountId)}/sync-runs?limit=20`);
-    run = page.items.find((item) => item.id === runId) || run;
-    if (run) {
-      const shown = JSON.stringify(run);
-      if (shown !== seen) onChange(run);
-      seen = shown;
-      const settled = run.status === "failed" || (run.status === "succeeded" && run.snapshot_status);
-      if (settled) return run;
-    }
+    run = await api(path);
+    const shown = JSON.stringify(run);
+    if (shown !== seen) onChange(run);
+    seen = shown;
+    if (run.status === "failed" || (run.status === "succeeded" && run.snapshot_status)) return run;
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
   return run;
