@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-latest test-deps demo demo-serve test test-unit chaos lint format schemas bench-fetcher bench-ledger bench-latency bench-scale kafka-jars kafka-tail up down status clean
+.PHONY: help install install-latest test-deps demo demo-serve test screenshots test-unit chaos lint format schemas bench-fetcher bench-ledger bench-latency bench-scale kafka-jars kafka-tail up down status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ chaos: test-deps ## every fault under steady load (several minutes); writes the 
 	@mkdir -p .run && rm -f $(CHAOS_ROWS)
 	CHAOS_LEVEL=long CHAOS_REPORT=$(CHAOS_ROWS) $(BIN)/python -m pytest tests/chaos -s $(PYTEST_ARGS); \
 	status=$$?; $(BIN)/python -m tests.chaos.table $(CHAOS_ROWS) docs/reliability.md; exit $$status
+
+screenshots: $(INSTALLED) ## run the browser tests and save their screenshots over docs/screenshots (the README's)
+	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser $(PYTEST_ARGS)
 
 test-unit: $(INSTALLED) ## only the fast layer: no Kafka, no Postgres
 	$(BIN)/python -m pytest tests/unit -k 'not kafka' $(PYTEST_ARGS)

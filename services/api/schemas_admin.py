@@ -82,6 +82,20 @@ class BrokerStatsOut(BaseModel):
     brokers: list[BrokerStats] = Field(description="Brokers with a run that ended in the last day.")
 
 
+class BrokerHistory(BaseModel):
+    broker: str
+    succeeded: list[int] = Field(description="Runs that ended succeeded in each hour, oldest first.")
+    failed: list[int] = Field(description="Runs that ended failed (after their last attempt), each hour.")
+
+
+class BrokerHistoryOut(BaseModel):
+    hours: list[AwareDatetime] = Field(
+        description="Where each hour begins, oldest first; the last ends at `at`."
+    )
+    at: AwareDatetime
+    brokers: list[BrokerHistory] = Field(description="Brokers with a run that ended in those hours.")
+
+
 class RunRequested(BaseModel):
     run_id: uuid.UUID = Field(
         description="The run requested: the same id for a re-request, a new one for a retry."

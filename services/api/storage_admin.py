@@ -139,3 +139,37 @@ async def broker_outcomes(session: AsyncSession, *, now: datetime) -> dict[str, 
             for name in WINDOWS
         }
     return result
+
+
+HISTORY_HOURS = 24
+
+
+async def broker_outcomes_by_hour(session: AsyncSession, *, now: datetime) -> dict[str, dict[str, list[int]]]:
+    """broker -> {"succeeded": [n, ...], "failed": [n, ...]}: runs that ended in each of the
+    HISTORY_HOURS hours before `now`, oldest hour first. One scan, one conditional sum per hour and
+    outcome (portable: no date truncation, which SQLite and Postgres spell differently)."""
+    start = now - timedelta(hours=HISTORY_HOURS)
+    columns: list[Any] = [BrokerAccount.broker]
+    for hour in range(HISTORY_HOURS):
+        begins = start + timedelta(hours=hour)
+        for outcome in ("succeeded", "failed"):
+            hit = and_(
+                SyncRun.status == outcome,
+                SyncRun.finished_at >= begins,
+                SyncRun.finished_at < begins + timedelta(hours=1),
+            )
+            columns.append(func.sum(case((hit, 1), else_=0)).label(f"{hour}:{outcome}"))
+    rows = await session.execute(
+        select(*columns)
+        .join(BrokerAccount, BrokerAccount.id == SyncRun.account_id)
+        .where(SyncRun.finished_at >= start, SyncRun.finished_at < now)
+        .group_by(BrokerAccount.broker)
+        .order_by(BrokerAccount.broker)
+    )
+    return {
+        row[0]: {
+            outcome: [int(row._mapping[f"{hour}:{outcome}"] or 0) for hour in range(HISTORY_HOURS)]
+            for outcome in ("succeeded", "failed")
+        }
+        for row in rows
+    }

@@ -13,6 +13,7 @@ from selenium import webdriver
 
 from tests.support.chromium import ChromiumUnavailable, start_chromium
 from tests.support.live_system import LiveSystem
+from tests.support.page_problems import page_problems
 
 
 @pytest.fixture(scope="session")
@@ -38,12 +39,16 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 
 @pytest.fixture
-def page(browser: webdriver.Chrome) -> Iterator[webdriver.Chrome]:
-    """The session's browser, left as a new visitor finds it: a test's sign-in does not leak."""
+def page(browser: webdriver.Chrome, live_system: LiveSystem) -> Iterator[webdriver.Chrome]:
+    """The session's browser, left as a new visitor finds it: a test's sign-in does not leak. The
+    test fails if a page it opened requested anything outside the API's origin or logged an error."""
+    page_problems(browser, live_system.base_url)  # what earlier tests left in the logs
     yield browser
+    problems = page_problems(browser, live_system.base_url)
     if browser.current_url.startswith("http"):
         browser.execute_script("window.sessionStorage.clear(); window.localStorage.clear();")
     browser.delete_all_cookies()
+    assert not problems, "the pages did what no dashboard page may:\n" + "\n".join(problems)
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.select import Select
 
 from shared import topics
 from shared.bus.port import OutgoingMessage
@@ -30,29 +32,40 @@ def test_an_operator_sees_two_fetchers_and_every_panel_and_acts(
     operator = live_system.operator(email)
     _another_fetcher_beats(live_system)
     _one_sync_succeeds_and_one_fails(live_system, operator)
-    _a_malformed_snapshot_is_dead_lettered(live_system, operator)
+    _a_malformed_snapshot_is_dead_lettered(live_system)
 
     sign_in(page, live_system, operator, "operator.html")
 
-    fetcher_rows = until(page, lambda b: _rows(b, "fetchers", at_least=2), what="two fetchers")
+    until(page, lambda b: _text(b, "updated").startswith("Updated"), what="every panel drawn")
+    fetcher_rows = _rows(page, "fetchers", at_least=2)
+    assert fetcher_rows is not None, _text(page, "fetchers")
     assert [row[4] for row in fetcher_rows] == ["Alive", "Alive"]
     assert sorted(row[2] for row in fetcher_rows) == sorted(["browser-test-host", socket.gethostname()])
-    brokers = {row[0].split()[-1]: row for row in _rows(page, "brokers")}
+    brokers = {row[0].split()[-1]: row for row in _rows(page, "brokers") or []}
     assert brokers["sim"][1] == "Running" and brokers["sim"][2] == "2"
-    failures = {row[0].split()[0]: row for row in _rows(page, "failures")}
+    failures = {row[0].split()[0]: row for row in _rows(page, "failures") or []}
     assert "auth" in failures and "market" in failures["auth"][4]
     assert SNAPSHOT_DLQ in _text(page, "dead-letters")
     assert "records not yet processed" in _text(page, "lag")
     assert "No stuck run" in _text(page, "stuck-runs")  # the scheduler requests them again at once
     assert page.find_element(By.ID, "outcomes-chart").is_displayed()
+    controls = page.find_elements(By.CSS_SELECTOR, "#main :is(input, button, canvas, a)")
+    unnamed = [c for c in controls if c.is_displayed() and not c.accessible_name.strip()]
+    assert [c.get_attribute("outerHTML") for c in unnamed] == []
     screenshot(page, "operator")
     screenshot(page, "operator-phone", phone=True)
+    page.execute_script("document.getElementById('outcomes-title').scrollIntoView()")
+    screenshot(page, "operator-outcomes")
 
-    reason = page.find_element(By.ID, "pause-reason-zerodha")
-    reason.send_keys("Kite <b>outage</b> since 09:20")
-    page.find_element(By.CSS_SELECTOR, "button[aria-label='Pause Zerodha Kite Connect']").click()
-    paused = until(page, lambda b: _broker_state(b, "zerodha").startswith("Paused"), what="zerodha paused")
-    assert paused and _broker_state(page, "zerodha").endswith("Kite <b>outage</b> since 09:20")  # as text
+    Select(page.find_element(By.ID, "outcomes-broker")).select_by_value("sim")
+    page.find_element(By.CSS_SELECTOR, "#outcomes summary").click()
+    hourly = until(page, lambda b: _rows(b, "outcomes", at_least=24), what="the chart's numbers")
+    assert sum(int(row[1]) for row in hourly) >= 1 and sum(int(row[2]) for row in hourly) >= 1
+
+    # By keyboard: the reason, then Enter.
+    page.find_element(By.ID, "pause-reason-zerodha").send_keys("Kite <b>outage</b> since 09:20", Keys.ENTER)
+    until(page, lambda b: _broker_state(b, "zerodha").startswith("Paused"), what="zerodha paused")
+    assert _broker_state(page, "zerodha").endswith("Kite <b>outage</b> since 09:20")  # as text
     page.find_element(By.CSS_SELECTOR, "button[aria-label='Resume Zerodha Kite Connect']").click()
     until(page, lambda b: _broker_state(b, "zerodha") == "Running", what="zerodha resumed")
 
@@ -113,7 +126,7 @@ def _until_runs_end(system: LiveSystem, operator: str, run_ids: list[str]) -> No
     system.run(eventually(ended, what=f"runs {run_ids} to end"))
 
 
-def _a_malformed_snapshot_is_dead_lettered(system: LiveSystem, operator: str) -> None:
+def _a_malformed_snapshot_is_dead_lettered(system: LiveSystem) -> None:
     garbage = OutgoingMessage(topics.HOLDINGS_SNAPSHOTS, str(uuid.uuid4()), b"not a snapshot")
     system.run(system.system.bus.publish([garbage]))
 

@@ -39,6 +39,8 @@ def start_chromium(chromium: Path = CHROMIUM, chromedriver: Path = CHROMEDRIVER)
         "--lang=en-GB",
     ):
         options.add_argument(argument)
+    # Every request the pages make, and the console, for tests/support/page_problems.py.
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     try:
         browser = webdriver.Chrome(service=Service(str(chromedriver)), options=options)
     except WebDriverException as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query, status
@@ -22,6 +23,8 @@ from services.api.schemas_admin import (
     AdminSyncRunPage,
     AdminUserOut,
     AdminUserPage,
+    BrokerHistory,
+    BrokerHistoryOut,
     BrokerStats,
     BrokerStatsOut,
     OutcomeCounts,
@@ -182,6 +185,20 @@ async def broker_stats(session: Session) -> BrokerStatsOut:
             BrokerStats(broker=broker, **{name: OutcomeCounts(**c) for name, c in windows.items()})
             for broker, windows in counts.items()
         ],
+    )
+
+
+@router.get("/brokers/history", summary="Successes and failures per broker, hour by hour")
+async def broker_history(session: Session) -> BrokerHistoryOut:
+    """Runs that ended, per broker, in each of the last 24 hours (oldest first): outcomes over time,
+    for the operator page's chart."""
+    now = utc_now()
+    counts = await storage_admin.broker_outcomes_by_hour(session, now=now)
+    first = now - timedelta(hours=storage_admin.HISTORY_HOURS)
+    return BrokerHistoryOut(
+        hours=[first + timedelta(hours=hour) for hour in range(storage_admin.HISTORY_HOURS)],
+        at=now,
+        brokers=[BrokerHistory(broker=broker, **outcomes) for broker, outcomes in counts.items()],
     )
 
 

@@ -28,6 +28,7 @@ ADMIN_GETS = [
     "/v1/admin/sync-runs",
     "/v1/admin/stuck-runs",
     "/v1/admin/brokers/stats",
+    "/v1/admin/brokers/history",
     "/v1/admin/fetchers",
     "/v1/admin/lag",
     "/v1/admin/dead-letters",
@@ -135,6 +136,32 @@ async def test_sync_runs_by_status_and_counts_per_broker(
     assert sim["last_5_minutes"] == {"succeeded": 1, "failed": 0}
     assert sim["last_hour"] == {"succeeded": 1, "failed": 1}
     assert sim["last_day"] == {"succeeded": 1, "failed": 2}
+
+
+async def test_outcomes_per_broker_hour_by_hour(
+    client: httpx.AsyncClient,
+    operator: Headers,
+    alice: Headers,
+    account_id: str,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    runs = [await _sync(client, alice, account_id) for _ in range(4)]
+    now = utc_now()
+    for run, status, ago in zip(
+        runs,
+        ["succeeded", "failed", "failed", "succeeded"],
+        [timedelta(minutes=1), timedelta(minutes=30), timedelta(hours=5, minutes=30), timedelta(hours=25)],
+        strict=True,
+    ):
+        await _age_run(sessions, run, status=status, finished_at=now - ago)
+
+    history = (await client.get("/v1/admin/brokers/history", headers=operator)).json()
+
+    assert len(history["hours"]) == 24 and history["hours"] == sorted(history["hours"])
+    (sim,) = [b for b in history["brokers"] if b["broker"] == "sim"]
+    last, five_hours_ago = 23, 18  # hour 23 ends now; the run 25 hours ago is outside every hour
+    assert {i: n for i, n in enumerate(sim["succeeded"]) if n} == {last: 1}
+    assert {i: n for i, n in enumerate(sim["failed"]) if n} == {last: 1, five_hours_ago: 1}
 
 
 async def test_a_stuck_run_is_listed_and_requested_again_with_its_own_id(

@@ -48,21 +48,24 @@ async function refresh() {
     panel("brokers", async () =>
       drawBrokers(await api("/admin/brokers"), await api("/brokers"), await stats, await fetchers),
     ),
-    panel("outcomes", async () => drawOutcomes(await stats)),
-    panel("fetchers", async () => drawFetchers(await fetchers)),
+    panel("outcomes", async () => drawOutcomes(await api("/admin/brokers/history"), await stats), "failed"),
+    panel("fetchers", async () => drawFetchers(await fetchers), "fetchers"),
     panel("failures", async () => drawFailures(await api(`/admin/sync-runs?status=failed&limit=${FAILED_RUNS_READ}`))),
-    panel("stuck-runs", async () => drawStuckRuns(await api(`/admin/stuck-runs?limit=${STUCK_RUNS_SHOWN}`))),
-    panel("dead-letters", async () => drawDeadLetters(await api("/admin/dead-letters"))),
-    panel("lag", async () => drawLag(await api("/admin/lag"))),
+    panel("stuck-runs", async () => drawStuckRuns(await api(`/admin/stuck-runs?limit=${STUCK_RUNS_SHOWN}`)), "stuck"),
+    panel("dead-letters", async () => drawDeadLetters(await api("/admin/dead-letters")), "dead-letters"),
+    panel("lag", async () => drawLag(await api("/admin/lag")), "lag"),
   ]);
   byId("updated").textContent = `Updated ${new Date().toLocaleTimeString()}`;
 }
 
-async function panel(id, draw) {
+// Draw one panel; if its data cannot be had, say why there and show its tile (if any) as unknown
+// rather than keep an old number.
+async function panel(id, draw, tileId) {
   try {
     fill(byId(id), await draw());
   } catch (error) {
     fill(byId(id), h("p", { class: "status status-error" }, error instanceof Error ? error.message : String(error)));
+    if (tileId) tile(tileId, "?", { bad: true });
   }
 }
 
@@ -170,34 +173,65 @@ function pauseControl(broker) {
   return form;
 }
 
-function failureShare(window) {
-  const ended = window ? window.succeeded + window.failed : 0;
-  return ended ? (100 * window.failed) / ended : null;
-}
+let history = null; // the latest /admin/brokers/history, redrawn when the broker choice changes
 
-// Draws the chart; returns what to say beside it.
-function drawOutcomes(stats) {
-  const canvas = byId("outcomes-chart");
-  canvas.closest(".chart").hidden = stats.brokers.length === 0;
+// Draws the chart of the chosen broker's (or every broker's) runs per hour; returns the same numbers
+// as a table, for those who cannot see the chart.
+function drawOutcomes(latest, stats) {
   const failed = stats.brokers.reduce((n, broker) => n + broker.last_hour.failed, 0);
   tile("failed", failed, { bad: failed > 0 });
-  if (!stats.brokers.length) return h("p", { class: "hint" }, "No run ended in the last day.");
-  chart(canvas, {
+  history = latest;
+  const choice = byId("outcomes-broker");
+  const chosen = choice.value;
+  fill(
+    choice,
+    h("option", { value: "" }, "All brokers"),
+    history.brokers.map((b) => h("option", { value: b.broker, selected: b.broker === chosen }, b.broker)),
+  );
+  if (!choice.dataset.bound) {
+    choice.dataset.bound = "yes";
+    choice.addEventListener("change", () => fill(byId("outcomes"), hourlyChart()));
+  }
+  return hourlyChart();
+}
+
+function hourlyChart() {
+  const chosen = byId("outcomes-broker").value;
+  const shown = history.brokers.filter((b) => !chosen || b.broker === chosen);
+  const sum = (outcome) => history.hours.map((_, i) => shown.reduce((n, b) => n + b[outcome][i], 0));
+  const [succeeded, failed] = [sum("succeeded"), sum("failed")];
+  const labels = history.hours.map((hour) => new Date(hour).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+  chart(byId("outcomes-chart"), {
     type: "bar",
     data: {
-      labels: WINDOWS.map(([, label]) => label),
-      datasets: stats.brokers.map((broker, i) => ({
-        label: broker.broker,
-        data: WINDOWS.map(([key]) => failureShare(broker[key])),
-        backgroundColor: PALETTE[i % PALETTE.length],
-      })),
+      labels,
+      datasets: [
+        { label: "Succeeded", data: succeeded, backgroundColor: PALETTE[2], stack: "runs" },
+        { label: "Failed", data: failed, backgroundColor: PALETTE[1], stack: "runs" },
+      ],
     },
     options: {
-      scales: { y: { min: 0, max: 100, title: { display: true, text: "% of runs that ended failed" } } },
-      plugins: { tooltip: { callbacks: { label: (item) => `${item.dataset.label}: ${item.formattedValue}% failed` } } },
+      scales: {
+        x: { title: { display: true, text: "Hour beginning" } },
+        y: { beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: "Runs that ended" } },
+      },
     },
   });
-  return null;
+  const rows = labels.map((label, i) => ({ hour: label, succeeded: succeeded[i], failed: failed[i] })).reverse();
+  return h(
+    "details",
+    {},
+    h("summary", {}, "The numbers, newest hour first"),
+    sortableTable({
+      caption: chosen ? `Runs of ${chosen} per hour` : "Runs of every broker per hour",
+      rows,
+      columns: [
+        { key: "hour", label: "Hour beginning" },
+        { key: "succeeded", label: "Succeeded", numeric: true },
+        { key: "failed", label: "Failed", numeric: true },
+      ],
+    }),
+  );
 }
 
 function drawFetchers(fetchers) {
@@ -243,7 +277,7 @@ function drawFailures(page) {
     .map((g) => ({ ...g, brokers: [...g.brokers].sort().join(", "), newest_at: g.newest.finished_at ?? g.newest.requested_at }))
     .sort((a, b) => b.runs - a.runs);
   return [
-    h("p", { class: "hint" }, `Of the newest ${page.items.length} failed runs.`),
+    h("p", { class: "hint" }, `Of the newest ${page.items.length} failed run${page.items.length === 1 ? "" : "s"}.`),
     sortableTable({
       caption: "Failed runs by kind",
       rows,
