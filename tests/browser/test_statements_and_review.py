@@ -95,6 +95,8 @@ def test_a_broker_snapshot_held_as_empty_is_dismissed_by_syncing_again(
     user = UserApi(live_system, token)
     body = {"broker": "sim", "label": "Broker account"}
     account = user.call("POST", f"/portfolios/{user.portfolio('Trading')}/accounts", json=body)["id"]
+    # No scheduled sync meanwhile: it would settle the held snapshot before the page shows it.
+    user.call("PATCH", f"/accounts/{account}/schedule", json={"enabled": False})
     user.synced(account)
     held = user.call("GET", f"/accounts/{account}/holdings")
     # The broker "reports" nothing where the account holds some: the ledger holds it for review.
