@@ -28,7 +28,7 @@ function every(seconds) {
   return `every ${seconds} seconds`;
 }
 
-export function ruleInWords(schedule) {
+function ruleInWords(schedule) {
   if (schedule.kind === "interval") return `Syncs ${every(schedule.interval_seconds)}.`;
   if (schedule.kind === "cron") return `Syncs at cron "${schedule.cron}" in ${schedule.timezone}.`;
   return `Syncs once, at ${when(schedule.run_at)}.`;

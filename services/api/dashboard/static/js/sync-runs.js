@@ -14,7 +14,7 @@ const FAILURE_SENTENCES = {
     "Entering the credentials again also cures it.",
 };
 
-export function failureInWords(kind) {
+function failureInWords(kind) {
   return FAILURE_SENTENCES[kind] || "The sync failed.";
 }
 
