@@ -349,6 +349,12 @@ async def sync_runs(
     return (await session.scalars(query)).all()
 
 
+async def sync_run(session: AsyncSession, account_id: uuid.UUID, run_id: uuid.UUID) -> SyncRun | None:
+    """One of the account's sync runs (None if it has no run of that id)."""
+    run = await session.get(SyncRun, run_id)
+    return run if run is not None and run.account_id == account_id else None
+
+
 async def record_sync_request(session: AsyncSession, request: SyncRequested) -> None:
     """The run row, committed before the request is published, so its outcome has a home."""
     session.add(requested_run(request))

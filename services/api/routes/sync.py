@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, status
@@ -49,6 +50,25 @@ async def list_sync_runs(
         for item in items
     ]
     return SyncRunPage(items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/accounts/{account_id}/sync-runs/{run_id}",
+    summary="One sync run of an account",
+    responses=error_responses(401, 404),
+)
+async def read_sync_run(run_id: uuid.UUID, account: OwnedAccount, session: Session) -> SyncRunOut:
+    """The run that `POST /v1/accounts/{id}/sync` (or a statement upload) answered with as
+    `request_id`: poll it until `status` is succeeded or failed and, for a snapshot, `snapshot_status`
+    says what the ledger made of it."""
+    run = await storage.sync_run(session, account.id, run_id)
+    if run is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "this account has no sync run of that id")
+    item = SyncRunOut.model_validate(run)
+    if item.snapshot_id is None:
+        return item
+    statuses = await storage.snapshot_statuses(session, [item.snapshot_id])
+    return item.model_copy(update={"snapshot_status": statuses.get(item.snapshot_id)})
 
 
 def _position(run: SyncRun) -> paging.Position:

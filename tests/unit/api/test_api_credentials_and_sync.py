@@ -381,6 +381,43 @@ async def test_sync_runs_and_the_account_status_follow_retries_as_the_ledger_rec
 
 
 @pytest.mark.asyncio
+async def test_one_sync_run_is_read_by_its_request_id_until_the_ledger_says_what_became_of_it(
+    client: httpx.AsyncClient, alice: dict[str, str], account_id: str, ledger: Ledger
+) -> None:
+    request_id = (await client.post(f"/v1/accounts/{account_id}/sync", headers=alice)).json()["request_id"]
+    path = f"/v1/accounts/{account_id}/sync-runs/{request_id}"
+
+    requested = await client.get(path, headers=alice)
+    assert requested.status_code == 200
+    assert (requested.json()["status"], requested.json()["snapshot_status"]) == ("requested", None)
+
+    fetched = snapshot(account_id, at(1), holding("TCS", "1"), request_id=uuid.UUID(request_id))
+    await ledger.apply_batch([fetched])
+
+    succeeded = (await client.get(path, headers=alice)).json()
+    assert (succeeded["id"], succeeded["status"]) == (request_id, "succeeded")
+    assert (succeeded["snapshot_id"], succeeded["snapshot_status"]) == (str(fetched.event_id), "applied")
+
+
+@pytest.mark.asyncio
+async def test_a_sync_run_of_another_account_or_no_run_is_404_and_a_bad_id_422(
+    client: httpx.AsyncClient, alice: dict[str, str], account_id: str
+) -> None:
+    request_id = (await client.post(f"/v1/accounts/{account_id}/sync", headers=alice)).json()["request_id"]
+    portfolio = (await client.post("/v1/portfolios", json={"name": "Other"}, headers=alice)).json()["id"]
+    other = await client.post(
+        f"/v1/portfolios/{portfolio}/accounts", json={"broker": "sim", "label": "B"}, headers=alice
+    )
+
+    elsewhere = await client.get(f"/v1/accounts/{other.json()['id']}/sync-runs/{request_id}", headers=alice)
+    missing = await client.get(f"/v1/accounts/{account_id}/sync-runs/{uuid.uuid4()}", headers=alice)
+    malformed = await client.get(f"/v1/accounts/{account_id}/sync-runs/not-a-uuid", headers=alice)
+
+    assert (elsewhere.status_code, missing.status_code, malformed.status_code) == (404, 404, 422)
+    assert missing.json()["detail"] == "this account has no sync run of that id"
+
+
+@pytest.mark.asyncio
 async def test_every_route_that_publishes_answers_503_with_retry_after_while_the_bus_is_down(
     settings: Settings, engine: AsyncEngine, cipher: CredentialCipher
 ) -> None:

@@ -44,6 +44,8 @@ async def _ids(
     await client.put(f"/v1/accounts/{account}/credentials", json={"credentials": {"k": "v"}}, headers=headers)
     taken = snapshot(account, at(1), holding("TCS", "1"))
     await ledger.apply_batch([taken])
+    run = await client.get(f"/v1/accounts/{account}/sync-runs/{taken.request_id}", headers=headers)
+    assert run.status_code == 200  # the ledger records a snapshot nobody requested as a run
     me = (await client.get("/v1/me", headers=headers)).json()
     token = ApiToken(
         id=uuid.uuid4(),
@@ -58,6 +60,7 @@ async def _ids(
         "portfolio_id": portfolio,
         "account_id": account,
         "snapshot_id": str(taken.event_id),
+        "run_id": str(taken.request_id),
         "token_id": str(token.id),
         "user_id": me["id"],
     }
@@ -142,6 +145,7 @@ async def test_every_operation_that_takes_an_id_answers_404_to_another_user(
         "DELETE /v1/accounts/{account_id}",
         "DELETE /v1/accounts/{account_id}/credentials",
         "GET /v1/accounts/{account_id}/snapshots/{snapshot_id}",
+        "GET /v1/accounts/{account_id}/sync-runs/{run_id}",
         "POST /v1/accounts/{account_id}/sync",
         "GET /v1/transactions",
     } <= set(checked)

@@ -74,7 +74,8 @@ export function when(iso) {
 // A table whose columns sort (click or Enter on a header) and whose rows a text box filters.
 // columns: [{key, label, numeric?, format?(row) -> text or Node, value?(row) -> sort key}]
 // footer?(shown rows) -> <tr> nodes for a tfoot (totals of what the filter lets through).
-export function sortableTable({ caption, columns, rows, filter, footer, empty = "Nothing to show." }) {
+// rowClass?(row) -> a class for the row's <tr> (say, to highlight it).
+export function sortableTable({ caption, columns, rows, filter, footer, rowClass, empty = "Nothing to show." }) {
   let order = { key: null, ascending: true };
   const body = h("tbody");
   const foot = footer ? h("tfoot") : null;
@@ -125,7 +126,7 @@ export function sortableTable({ caption, columns, rows, filter, footer, empty = 
         ? shown.map((row) =>
             h(
               "tr",
-              {},
+              { class: rowClass ? rowClass(row) : undefined },
               columns.map((column) =>
                 h("td", { class: column.numeric ? "numeric" : undefined }, column.format ? column.format(row) : row[column.key]),
               ),
