@@ -8,7 +8,9 @@ a breaking change is a new topic version. `shared/schemas/*.json` is generated f
 from __future__ import annotations
 
 import enum
+import json
 import uuid
+from dataclasses import dataclass as dataclass_std
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
@@ -35,14 +37,17 @@ __all__ = [
     "Holding",
     "HoldingSnapshot",
     "HoldingsChanged",
+    "OneOf",
     "PositionChange",
     "ReportedTrade",
     "SnapshotAccepted",
+    "SnapshotDismissed",
     "SyncFailed",
     "SyncRequested",
     "SyncTrigger",
     "TradeSide",
     "decode_event",
+    "decode_on_topic",
     "utc_now",
 ]
 
@@ -268,8 +273,22 @@ class HoldingsChanged(Event):
 class SnapshotAccepted(Event):
     """The account's owner accepted a held snapshot: the ledger is to apply it after all."""
 
+    event_type: Literal["snapshot_accepted"] = Field(
+        default="snapshot_accepted",
+        description="Tells this event apart from SnapshotDismissed on its topic (absent: this one).",
+    )
     snapshot_id: uuid.UUID
     accepted_by: uuid.UUID
+
+
+class SnapshotDismissed(Event):
+    """The account's owner dismissed a held snapshot: it never becomes the account's positions."""
+
+    event_type: Literal["snapshot_dismissed"] = Field(
+        default="snapshot_dismissed", description="Tells this event apart from SnapshotAccepted on its topic."
+    )
+    snapshot_id: uuid.UUID
+    dismissed_by: uuid.UUID
 
 
 ACCOUNT_REMOVED_NAMESPACE = uuid.UUID("5a0c1f8e-2d7b-4c61-9f3e-8b1d6a4e7c20")
@@ -312,11 +331,35 @@ def decode_event(model: type[E], raw: bytes) -> E:
         raise EventDecodeError(f"not a valid {model.__name__}: {problems}") from None
 
 
+@dataclass_std(frozen=True)
+class OneOf:
+    """The events one topic carries, told apart by their `event_type`; a message without one is
+    the first (the topic's original event, from before the others shared it)."""
+
+    models: tuple[type[Event], ...]
+
+    def model_for(self, raw: bytes) -> type[Event]:
+        try:
+            kind = json.loads(raw).get("event_type")
+        except (ValueError, AttributeError):
+            return self.models[0]  # not a JSON object: the first model's decoding says what is wrong
+        for model in self.models:
+            if model.model_fields.get("event_type") and model.model_fields["event_type"].default == kind:
+                return model
+        return self.models[0]
+
+
+def decode_on_topic(expected: type[Event] | OneOf, raw: bytes) -> Event:
+    """Decode a message of a topic that carries `expected`."""
+    return decode_event(expected.model_for(raw) if isinstance(expected, OneOf) else expected, raw)
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     SyncRequested,
     HoldingSnapshot,
     SyncFailed,
     HoldingsChanged,
     SnapshotAccepted,
+    SnapshotDismissed,
     AccountRemoved,
 )

@@ -107,7 +107,7 @@ USES: dict[str, TopicUse] = {
     ),
     SNAPSHOT_REVIEWS: TopicUse(
         summary="An owner's decisions on held (suspicious) snapshots, for the ledger to apply.",
-        messages=("SnapshotAccepted",),
+        messages=("SnapshotAccepted", "SnapshotDismissed"),
         producers=("api",),
         groups=(consumer_groups.LEDGER,),
     ),

@@ -363,6 +363,18 @@ class HeldSnapshotAccepted(BaseModel):
     accepted_by: uuid.UUID = Field(description="The user who accepted it: you.")
 
 
+class HeldSnapshotDismiss(_Request):
+    snapshot_id: uuid.UUID = Field(
+        description="The id of the held snapshot (`held_snapshot.id` of GET /v1/accounts/{id}): "
+        "naming it makes sure you dismiss the snapshot you looked at."
+    )
+
+
+class HeldSnapshotDismissed(BaseModel):
+    snapshot_id: uuid.UUID
+    dismissed_by: uuid.UUID = Field(description="The user who dismissed it: you.")
+
+
 # --- transactions ------------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from shared.bus.consumer import EventConsumer
 from shared.bus.port import MessageBus
 from shared.db.engine import session_factory
 from shared.db.errors import is_transient_db_error
-from shared.events import HoldingSnapshot, SnapshotAccepted, SyncFailed
+from shared.events import HoldingSnapshot, OneOf, SnapshotAccepted, SnapshotDismissed, SyncFailed
 from shared.metrics import metrics_served
 from shared.runtime import checked_engine, run_until_signalled, started_bus
 from shared.settings import Settings
@@ -30,7 +30,7 @@ async def run_ledger(ledger: Ledger, bus: MessageBus, stop: asyncio.Event) -> No
         event_types={
             topics.HOLDINGS_SNAPSHOTS: HoldingSnapshot,
             topics.SYNC_FAILURES: SyncFailed,
-            topics.SNAPSHOT_REVIEWS: SnapshotAccepted,
+            topics.SNAPSHOT_REVIEWS: OneOf((SnapshotAccepted, SnapshotDismissed)),
         },
         handler=ledger,
         # A fenced write (another ledger or the API moved an account) is planned again from fresh

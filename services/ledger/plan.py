@@ -36,6 +36,7 @@ from shared.events import (
     HoldingsChanged,
     HoldingSnapshot,
     SnapshotAccepted,
+    SnapshotDismissed,
     SyncFailed,
     TradeSide,
     utc_now,
@@ -268,6 +269,8 @@ def plan_batch(
             elif isinstance(event, SnapshotAccepted):
                 _accepted(plan, account, event, now)
                 plan.outcomes["accepted"] += 1
+            elif isinstance(event, SnapshotDismissed):
+                _dismissed(plan, account, event)
     plan.outcomes.update(status for status in plan.status_changes.values())
     plan.accounts = [a.account_update() for a in sorted(accounts.values(), key=_by_id) if a.touched]
     plan.new_runs = [r.row() for r in runs.values() if r.touched and not r.exists]
@@ -480,6 +483,13 @@ def _accepted(plan: BatchPlan, account: AccountState, accepted: SnapshotAccepted
     plan.status_changes[snapshot_id] = SnapshotStatus.APPLIED
     if account.positions_as_of is None or taken_at > account.positions_as_of:
         _apply(plan, account, snapshot_id, taken_at, incoming, now)
+
+
+def _dismissed(plan: BatchPlan, account: AccountState, dismissed: SnapshotDismissed) -> None:
+    if account.held_snapshot_id != dismissed.snapshot_id:
+        return  # already confirmed, dismissed or accepted: nothing left to dismiss
+    _release_hold(account)
+    plan.status_changes[dismissed.snapshot_id] = SnapshotStatus.DISMISSED
 
 
 def _failure(

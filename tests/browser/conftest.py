@@ -48,6 +48,9 @@ def page(browser: webdriver.Chrome, live_system: LiveSystem) -> Iterator[webdriv
     if browser.current_url.startswith("http"):
         browser.execute_script("window.sessionStorage.clear(); window.localStorage.clear();")
     browser.delete_all_cookies()
+    # Leave the page: its timers (the Operations page refreshes itself) must not run on, tokenless,
+    # into the next test's logs.
+    browser.get("about:blank")
     assert not problems, "the pages did what no dashboard page may:\n" + "\n".join(problems)
 
 

@@ -88,7 +88,7 @@ def test_a_held_statement_is_reviewed_side_by_side_and_accepted(
     assert "holds no snapshot for review" in page.find_element(By.ID, "review").text
 
 
-def test_a_broker_snapshot_held_as_empty_is_dismissed_by_syncing_again(
+def test_a_broker_snapshot_held_as_empty_is_dismissed_from_the_review_page(
     live_system: LiveSystem, page: webdriver.Chrome, email: str
 ) -> None:
     token = live_system.sign_up(email)
@@ -112,6 +112,7 @@ def test_a_broker_snapshot_held_as_empty_is_dismissed_by_syncing_again(
     until(page, lambda b: b.find_elements(By.CSS_SELECTOR, "#review table.data tbody tr"), what="the review")
     changes = [row.get_attribute("class") for row in page.find_elements(By.CSS_SELECTOR, "#review tbody tr")]
     assert changes == ["gone"] * len(held)
+    runs_before = [run["id"] for run in user.call("GET", f"/accounts/{account}/sync-runs")["items"]]
     page.find_element(By.XPATH, "//button[starts-with(., 'Dismiss')]").click()
 
     until(
@@ -121,5 +122,7 @@ def test_a_broker_snapshot_held_as_empty_is_dismissed_by_syncing_again(
     )
     statuses = {s["id"]: s["status"] for s in user.call("GET", f"/accounts/{account}/snapshots")["items"]}
     assert statuses[str(empty.event_id)] == "dismissed"
+    # The owner's dismissal did it (SnapshotDismissed), not another sync.
+    assert [run["id"] for run in user.call("GET", f"/accounts/{account}/sync-runs")["items"]] == runs_before
     kept = user.call("GET", f"/accounts/{account}/holdings")
     assert [(h["symbol"], h["quantity"]) for h in kept] == [(h["symbol"], h["quantity"]) for h in held]

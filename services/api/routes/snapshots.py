@@ -2,7 +2,8 @@
 
 The ledger holds a snapshot that empties an account, or drops most of its positions, while the
 broker reported no error: it may be the broker failing quietly. The owner can look at it here and
-accept it; the ledger, not the API, then applies it (SnapshotAccepted on holdings.reviews).
+accept it, or dismiss it; the ledger, not the API, then applies or drops it (SnapshotAccepted or
+SnapshotDismissed on holdings.reviews, keyed by the account: the ledger takes them in order).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from services.api.routes import error_responses
 from services.api.schemas import (
     HeldSnapshotAccept,
     HeldSnapshotAccepted,
+    HeldSnapshotDismiss,
+    HeldSnapshotDismissed,
     SnapshotDetailOut,
     SnapshotHoldingOut,
     SnapshotOut,
@@ -28,9 +31,9 @@ from services.api.schemas import (
     SnapshotStatusOut,
 )
 from shared import topics
-from shared.bus.port import BusUnavailable, OutgoingMessage
-from shared.db.tables import Snapshot
-from shared.events import SnapshotAccepted
+from shared.bus.port import BusUnavailable, MessageBus, OutgoingMessage
+from shared.db.tables import BrokerAccount, Snapshot
+from shared.events import Event, SnapshotAccepted, SnapshotDismissed
 
 router = APIRouter(tags=["snapshots"], route_class=GuardedRoute)
 log = logging.getLogger(__name__)
@@ -97,29 +100,62 @@ async def accept_held_snapshot(
     the snapshot's status is `applied`. A sync that arrives first may settle the snapshot itself
     (confirm or dismiss it); the acceptance then changes nothing.
     """
+    _still_held(account, body.snapshot_id, "accept")
+    accepted = SnapshotAccepted(account_id=account.id, snapshot_id=body.snapshot_id, accepted_by=user.id)
+    await _send_review(bus, accepted, body.snapshot_id, "acceptance")
+    return HeldSnapshotAccepted(snapshot_id=body.snapshot_id, accepted_by=user.id)
+
+
+@router.post(
+    "/accounts/{account_id}/held-snapshot/dismiss",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Dismiss the account's held snapshot",
+    responses=error_responses(401, 404, 409, 503),
+)
+async def dismiss_held_snapshot(
+    body: HeldSnapshotDismiss, account: OwnedAccount, user: CurrentUser, bus: Bus
+) -> HeldSnapshotDismissed:
+    """Tell the ledger that the held snapshot is wrong (the broker failed quietly): it never becomes
+    the account's positions, and nothing is derived from it.
+
+    Asynchronous: once the ledger dropped it, `held_snapshot` of GET /v1/accounts/{id} is null and
+    the snapshot's status is `dismissed`. A sync that arrives first may settle the snapshot itself;
+    the dismissal then changes nothing.
+    """
+    _still_held(account, body.snapshot_id, "dismiss")
+    dismissed = SnapshotDismissed(account_id=account.id, snapshot_id=body.snapshot_id, dismissed_by=user.id)
+    await _send_review(bus, dismissed, body.snapshot_id, "dismissal")
+    return HeldSnapshotDismissed(snapshot_id=body.snapshot_id, dismissed_by=user.id)
+
+
+def _still_held(account: BrokerAccount, snapshot_id: uuid.UUID, verb: str) -> None:
+    """409 unless `snapshot_id` is the snapshot the account holds for review."""
     if account.held_snapshot_id is None:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             "this account holds no snapshot for review: a later sync may have confirmed or dismissed "
             f"it (see GET /v1/accounts/{account.id}/snapshots)",
         )
-    if account.held_snapshot_id != body.snapshot_id:
+    if account.held_snapshot_id != snapshot_id:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             f"this account holds snapshot {account.held_snapshot_id} for review, not "
-            f"{body.snapshot_id}: look at it (GET /v1/accounts/{account.id}/snapshots/"
-            f"{account.held_snapshot_id}), then accept it by that id",
+            f"{snapshot_id}: look at it (GET /v1/accounts/{account.id}/snapshots/"
+            f"{account.held_snapshot_id}), then {verb} it by that id",
         )
-    accepted = SnapshotAccepted(account_id=account.id, snapshot_id=body.snapshot_id, accepted_by=user.id)
+
+
+async def _send_review(bus: MessageBus, review: Event, snapshot_id: uuid.UUID, what: str) -> None:
+    """Publish the owner's decision on holdings.reviews (503 when the bus is down)."""
     context = {
-        "account_id": str(account.id),
-        "snapshot_id": str(body.snapshot_id),
-        "event_id": str(accepted.event_id),
+        "account_id": str(review.account_id),
+        "snapshot_id": str(snapshot_id),
+        "event_id": str(review.event_id),
+        "decision": what,
     }
     try:
-        await bus.publish([OutgoingMessage.of(topics.SNAPSHOT_REVIEWS, accepted)])
+        await bus.publish([OutgoingMessage.of(topics.SNAPSHOT_REVIEWS, review)])
     except BusUnavailable:
-        log.exception("snapshot acceptance not published", extra=context)
-        raise unavailable("the acceptance could not be sent (message bus unavailable): try again") from None
-    log.info("held snapshot accepted", extra=context)
-    return HeldSnapshotAccepted(snapshot_id=body.snapshot_id, accepted_by=user.id)
+        log.exception("held snapshot review not published", extra=context)
+        raise unavailable(f"the {what} could not be sent (message bus unavailable): try again") from None
+    log.info("held snapshot reviewed", extra=context)

@@ -1,14 +1,10 @@
 // review.html?account=<id>: the snapshot the ledger held for an account (it looked like an error),
-// beside the account's current positions, with Accept (POST .../held-snapshot/accept) and Dismiss.
-//
-// The API has no dismiss route: a held snapshot is dismissed by the next sync or upload that
-// contradicts it. So Dismiss here asks for that sync (or, for a statement account, leads to the
-// upload of the complete statement).
+// beside the account's current positions, with Accept and Dismiss (POST .../held-snapshot/accept or
+// /dismiss). The ledger carries the decision out; the page waits until the account holds it no more.
 
 import { api } from "./api.js";
 import { byId, fill, h, quantity, say, sayError, sortableTable, when } from "./dom.js";
 import { signedIn, start } from "./layout.js";
-import { followRun, runInWords } from "./sync-runs.js";
 
 const accountId = new URLSearchParams(location.search).get("account") || "";
 const accountPath = `/accounts/${encodeURIComponent(accountId)}`;
@@ -57,35 +53,28 @@ function comparison(rows) {
   });
 }
 
-async function accept(account, held, buttons) {
+const DECISIONS = {
+  accept: { sent: "Accepted: the ledger is applying the snapshot…", done: "Accepted: the snapshot is now the positions of" },
+  dismiss: { sent: "Dismissed: the ledger is dropping the snapshot…", done: "Dismissed: the positions stay as they were for" },
+};
+
+async function decide(decision, account, held, buttons) {
+  const words = DECISIONS[decision];
   buttons.forEach((b) => (b.disabled = true));
   try {
-    await api(`${accountPath}/held-snapshot/accept`, { method: "POST", json: { snapshot_id: held.id } });
-    say("Accepted: the ledger is applying the snapshot…");
+    await api(`${accountPath}/held-snapshot/${decision}`, { method: "POST", json: { snapshot_id: held.id } });
+    say(words.sent);
     const deadline = Date.now() + 60000;
     while (Date.now() < deadline) {
       const fresh = await api(accountPath);
       if (!fresh.held_snapshot) {
-        say(`Accepted: the snapshot is now the positions of ${account.label}.`, "success");
+        say(`${words.done} ${account.label}.`, "success");
         await draw();
         return;
       }
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
-    say("Accepted; the ledger has not applied it yet: reload this page in a moment.", "warning");
-  } catch (error) {
-    sayError(error);
-    buttons.forEach((b) => (b.disabled = false));
-  }
-}
-
-async function dismissBySync(account, buttons) {
-  buttons.forEach((b) => (b.disabled = true));
-  try {
-    const accepted = await api(`${accountPath}/sync`, { method: "POST" });
-    const run = await followRun(account.id, accepted.request_id, (current) => say(runInWords(current)));
-    await draw();
-    if (run) say(runInWords(run), run.status === "failed" ? "error" : "info");
+    say("Sent; the ledger has not carried it out yet: reload this page in a moment.", "warning");
   } catch (error) {
     sayError(error);
     buttons.forEach((b) => (b.disabled = false));
@@ -108,12 +97,10 @@ async function draw() {
   const changed = rows.filter((r) => r.change !== "same").length;
   const isStatement = account.broker === "csv";
   const acceptButton = h("button", { type: "button" }, "Accept: this is what the account holds");
-  const dismissButton = isStatement
-    ? null
-    : h("button", { type: "button", class: "secondary" }, "Dismiss: sync again to contradict it");
-  const buttons = [acceptButton, dismissButton].filter(Boolean);
-  acceptButton.addEventListener("click", () => accept(account, held, buttons));
-  dismissButton?.addEventListener("click", () => dismissBySync(account, buttons));
+  const dismissButton = h("button", { type: "button", class: "secondary" }, "Dismiss: keep the current positions");
+  const buttons = [acceptButton, dismissButton];
+  acceptButton.addEventListener("click", () => decide("accept", account, held, buttons));
+  dismissButton.addEventListener("click", () => decide("dismiss", account, held, buttons));
   fill(
     box,
     h("h2", {}, account.label),
@@ -129,16 +116,10 @@ async function draw() {
       "p",
       { class: "hint" },
       "Accept it if the account really holds only what it reports: the ledger applies it and derives the trades. ",
-      isStatement
-        ? "Otherwise upload the complete statement: it replaces this one."
-        : "Otherwise dismiss it: the next sync that reports the usual holdings contradicts it, and it is dropped.",
+      "Otherwise dismiss it: it is kept in the history as dismissed and the positions stay as they are",
+      isStatement ? " (then upload the complete statement)." : ".",
     ),
-    h(
-      "div",
-      { class: "actions" },
-      buttons,
-      isStatement ? h("a", { href: `statements.html?account=${encodeURIComponent(account.id)}` }, "Dismiss: upload the complete statement instead") : null,
-    ),
+    h("div", { class: "actions" }, buttons),
   );
 }
 
