@@ -126,6 +126,9 @@ class PortfolioPage(BaseModel):
 
 # --- accounts ----------------------------------------------------------------------------------
 
+CredentialKey = Annotated[str, StringConstraints(min_length=1, max_length=64), NO_CONTROL_CHARACTERS]
+CredentialValue = Annotated[SecretStr, Field(max_length=4096)]
+
 
 class AccountCreate(_Request):
     broker: str = Field(
@@ -137,6 +140,15 @@ class AccountCreate(_Request):
         json_schema_extra={"pattern": BROKER_CODE.pattern},
     )
     label: Name = Field(examples=["Main trading account"])
+    credentials: dict[CredentialKey, CredentialValue] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        description=(
+            "The broker credentials, as for `PUT /v1/accounts/{id}/credentials`, stored with the account "
+            "so that its first sync already has them. Encrypted, write-only."
+        ),
+    )
     sync_interval_seconds: int | None = Field(
         default=None,
         ge=MIN_SYNC_INTERVAL_SECONDS,
@@ -164,7 +176,17 @@ class AccountCreate(_Request):
                 f"a {STATEMENT_BROKER!r} account is fed by uploaded statements and has no schedule: "
                 "leave out sync_interval_seconds"
             )
+        if self.broker == STATEMENT_BROKER and self.credentials is not None:
+            raise ValueError(
+                f"a {STATEMENT_BROKER!r} account is fed by uploaded statements and has no credentials: "
+                "leave out credentials"
+            )
         return self
+
+    def plaintext_credentials(self) -> dict[str, str] | None:
+        if self.credentials is None:
+            return None
+        return {key: value.get_secret_value() for key, value in self.credentials.items()}
 
 
 class HeldSnapshotOut(_Response):
@@ -226,10 +248,6 @@ class AccountUpdate(_Request):
 class AccountPage(BaseModel):
     items: list[AccountOut] = Field(description="Oldest first (by created_at, then id).")
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; None on the last page.")
-
-
-CredentialKey = Annotated[str, StringConstraints(min_length=1, max_length=64), NO_CONTROL_CHARACTERS]
-CredentialValue = Annotated[SecretStr, Field(max_length=4096)]
 
 
 class CredentialsIn(_Request):

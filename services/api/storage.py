@@ -122,8 +122,10 @@ async def create_account(
     sync_interval_seconds: int | None,
     now: datetime,
     max_accounts: int,
+    credentials_ciphertext: str | None = None,
 ) -> AccountView:
-    """The account and its schedule, due at once, in one transaction; no schedule without an interval.
+    """The account, its credentials if given, and its schedule, due at once, in one transaction (so
+    the first sync never runs without the credentials); no schedule without an interval.
     Raises QuotaReached if the owner holds `max_accounts` already (counted in this transaction)."""
     await storage_limits.ensure_room_for_account(session, user_id=owner_id, most=max_accounts)
     account = BrokerAccount(
@@ -134,9 +136,12 @@ async def create_account(
         created_at=now,
         consecutive_failures=0,
         needs_reauth=False,
+        credentials_changed_at=now if credentials_ciphertext is not None else None,
     )
     session.add(account)
     await session.flush()
+    if credentials_ciphertext is not None:
+        session.add(Credential(account_id=account.id, ciphertext=credentials_ciphertext, updated_at=now))
     schedule = None
     if sync_interval_seconds is not None:
         schedule = Schedule(
@@ -144,7 +149,7 @@ async def create_account(
         )
         session.add(schedule)
     await session.commit()
-    return AccountView(account=account, schedule=schedule, has_credentials=False)
+    return AccountView(account=account, schedule=schedule, has_credentials=credentials_ciphertext is not None)
 
 
 async def account_views(

@@ -8,7 +8,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.select import Select
 
-from tests.support.dashboard import sign_in, until
+from tests.support.dashboard import add_sim_account, card_of, run_ended, sign_in, sign_up_in_browser, until
 from tests.support.live_system import LiveSystem
 from tests.support.screenshots import screenshot
 
@@ -21,45 +21,10 @@ new MutationObserver(() => window.heardTexts.push(region.textContent))
 """
 
 
-def _card(browser: webdriver.Chrome, label: str) -> WebElement | None:
-    for card in browser.find_elements(By.CSS_SELECTOR, "section.account"):
-        if card.find_element(By.TAG_NAME, "h3").text.startswith(label):
-            return card
-    return None
-
-
-def _run_ended(live: WebElement) -> str | None:
-    text: str = live.text
-    ended = text.startswith(("Sync succeeded:", "Sync failed")) and "is recording" not in text
-    return text if ended else None
-
-
-def _sign_up(browser: webdriver.Chrome, system: LiveSystem, email: str, page: str) -> None:
-    browser.get(f"{system.base_url}/ui/{page}")
-    until(browser, lambda b: b.find_element(By.ID, "email"), what="the sign-up form").send_keys(email)
-    browser.find_element(By.CSS_SELECTOR, "#sign-up button[type=submit]").click()
-    until(browser, lambda b: b.find_element(By.ID, "continue").is_displayed(), what="the new token")
-    browser.find_element(By.ID, "continue").click()
-    until(browser, lambda b: f"/ui/{page}" in b.current_url, what=f"{page} after signing up")
-
-
-def _add_sim_account(browser: webdriver.Chrome, label: str, market: str) -> WebElement:
-    until(browser, lambda b: b.find_element(By.ID, "add-section").is_displayed(), what="the add form")
-    browser.find_element(By.ID, "account-label").send_keys(label)
-    assert browser.find_element(By.ID, "account-broker").get_attribute("value") == "sim"
-    market_field = browser.find_element(By.CSS_SELECTOR, "#credential-fields input[data-credential=market]")
-    assert market_field.get_attribute("type") == "password"
-    market_field.send_keys(market)
-    browser.find_element(By.CSS_SELECTOR, "#add-account button[type=submit]").click()
-    card = until(browser, lambda b: _card(b, label), what=f"the card of {label}")
-    assert market_field.get_attribute("value") == ""  # write-only: cleared once sent
-    return card
-
-
 def test_a_new_user_adds_a_sim_account_and_watches_sync_now_reach_its_end(
     live_system: LiveSystem, page: webdriver.Chrome, email: str
 ) -> None:
-    _sign_up(page, live_system, email, "accounts.html")
+    sign_up_in_browser(page, live_system, email, "accounts.html")
     until(page, lambda b: "Create a portfolio first" in b.find_element(By.ID, "status").text, what="the hint")
     page.find_element(By.ID, "portfolio-name").send_keys("Long term <script>alert(1)</script>")
     page.find_element(By.CSS_SELECTOR, "#new-portfolio button[type=submit]").click()
@@ -70,13 +35,13 @@ def test_a_new_user_adds_a_sim_account_and_watches_sync_now_reach_its_end(
     assert chosen.text == "Long term <script>alert(1)</script>"  # as text, not markup
 
     label = "Main <b>sim</b>"
-    card = _add_sim_account(page, label, "us")
+    card = add_sim_account(page, label, "us")
     assert card.find_element(By.TAG_NAME, "h3").text.startswith(label)
     live = card.find_element(By.CSS_SELECTOR, "p.status[aria-live=polite]")
     page.execute_script(_RECORD_LIVE_REGION, live)
     card.find_element(By.CSS_SELECTOR, "button.sync-now").click()
 
-    ended = until(page, lambda b: _run_ended(live), what="the run's end")
+    ended = until(page, lambda b: run_ended(live), what="the run's end")
     # The account's first scheduled sync runs beside it: whichever snapshot the ledger records last
     # may be the older one, which goes to history only.
     assert ended in {
@@ -85,7 +50,7 @@ def test_a_new_user_adds_a_sim_account_and_watches_sync_now_reach_its_end(
     }
     heard = page.execute_script("return window.heardTexts")
     assert heard[0] == "Requesting a sync…" and heard[-1] == ended
-    card = until(page, lambda b: _card(b, label), what="the card drawn again")
+    card = until(page, lambda b: card_of(b, label), what="the card drawn again")
     facts = card.find_element(By.CSS_SELECTOR, "dl.facts").text
     assert "Last success\nnever" not in facts and "Credentials\nstored (never shown)" in facts
     assert "Syncs every" in card.find_element(By.CSS_SELECTOR, ".schedule").text
@@ -101,16 +66,16 @@ def test_rejected_credentials_show_the_form_that_replaces_them(
     sign_in(page, live_system, live_system.sign_up(email), "accounts.html")
     page.find_element(By.ID, "portfolio-name").send_keys("Trading")
     page.find_element(By.CSS_SELECTOR, "#new-portfolio button[type=submit]").click()
-    _add_sim_account(page, "Wrong market", "mars")  # the simulated broker refuses it as `auth`
+    add_sim_account(page, "Wrong market", "mars")  # the simulated broker refuses it as `auth`
 
-    card = until(page, lambda b: _card(b, "Wrong market"), what="the new card")
+    card = until(page, lambda b: card_of(b, "Wrong market"), what="the new card")
     # Its first scheduled sync may have failed already (then the API refuses this one, 409): either
     # way the card ends showing the rejection.
     card.find_element(By.CSS_SELECTOR, "button.sync-now").click()
     card = until(
         page,
         lambda b: (
-            (c := _card(b, "Wrong market"))
+            (c := card_of(b, "Wrong market"))
             and c.find_elements(By.CSS_SELECTOR, "form.credentials-form p.bad")
             and c
         ),
@@ -126,7 +91,7 @@ def test_rejected_credentials_show_the_form_that_replaces_them(
     field.send_keys("in")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     until(page, lambda b: "syncs resume" in b.find_element(By.ID, "status").text, what="the new credentials")
-    card = until(page, lambda b: _card(b, "Wrong market"), what="the card drawn again")
+    card = until(page, lambda b: card_of(b, "Wrong market"), what="the card drawn again")
     assert card.find_elements(By.CSS_SELECTOR, "button.sync-now")
 
 
@@ -136,7 +101,7 @@ def test_a_schedule_is_changed_paused_and_the_account_removed_after_confirming(
     sign_in(page, live_system, live_system.sign_up(email), "accounts.html")
     page.find_element(By.ID, "portfolio-name").send_keys("Trading")
     page.find_element(By.CSS_SELECTOR, "#new-portfolio button[type=submit]").click()
-    card = _add_sim_account(page, "Scheduled", "in")
+    card = add_sim_account(page, "Scheduled", "in")
     schedule = until(page, lambda b: _schedule(b, "Syncs every"), what="the schedule")
 
     schedule.find_element(By.TAG_NAME, "summary").click()
@@ -163,20 +128,20 @@ def test_a_schedule_is_changed_paused_and_the_account_removed_after_confirming(
     schedule = until(page, lambda b: _schedule(b, "Schedule paused."), what="the paused schedule")
     assert "Paused (by you)" in schedule.text and "No run is coming." in schedule.text
 
-    card = until(page, lambda b: _card(b, "Scheduled"), what="the card")
+    card = until(page, lambda b: card_of(b, "Scheduled"), what="the card")
     card.find_element(By.XPATH, ".//button[.='Remove account…']").click()
     confirm = card.find_element(By.CSS_SELECTOR, ".confirm")
     assert confirm.is_displayed() and "cannot be undone" in confirm.text
     confirm.find_element(By.XPATH, ".//button[.='Keep it']").click()
-    assert not confirm.is_displayed() and _card(page, "Scheduled")
+    assert not confirm.is_displayed() and card_of(page, "Scheduled")
     card.find_element(By.XPATH, ".//button[.='Remove account…']").click()
     confirm.find_element(By.XPATH, ".//button[.='Yes, remove Scheduled']").click()
     until(page, lambda b: b.find_element(By.ID, "status").text == "Removed Scheduled.", what="the removal")
-    assert _card(page, "Scheduled") is None
+    assert card_of(page, "Scheduled") is None
     assert "has no accounts yet" in page.find_element(By.ID, "accounts").text
 
 
 def _schedule(browser: webdriver.Chrome, saying: str) -> WebElement | None:
-    card = _card(browser, "Scheduled")
+    card = card_of(browser, "Scheduled")
     schedule = card.find_element(By.CSS_SELECTOR, ".schedule") if card else None
     return schedule if schedule is not None and saying in schedule.text else None

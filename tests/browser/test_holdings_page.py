@@ -16,7 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 
-from tests.support.dashboard import sign_in, until
+from tests.support.dashboard import chart_data, holdings_loaded, holdings_rows, sign_in, until
 from tests.support.live_system import LiveSystem
 from tests.support.screenshots import screenshot
 from tests.support.waiting import eventually
@@ -37,14 +37,14 @@ def test_a_synced_user_sees_the_synced_numbers_in_the_table_and_the_charts(
         _sync(live_system, api, trading)  # a second snapshot: the value over time has two points
 
         sign_in(page, live_system, token, "holdings.html")
-        until(page, _loaded, what="the holdings")
+        until(page, holdings_loaded, what="the holdings")
         consolidated = _ok(api.get(f"/portfolios/{portfolio}/holdings"))
         per_account = {
             label: _ok(api.get(f"/accounts/{account}/holdings"))
             for label, account in (("Trading", trading), ("Long term", long_term))
         }
 
-    rows = _table_rows(page)
+    rows = holdings_rows(page)
     assert sorted(row[0] for row in rows) == sorted(line["symbol"] for line in consolidated)
     shown_values = {(row[0], row[1]): row[VALUE_COLUMN] for row in rows}
     for line in consolidated:
@@ -57,13 +57,13 @@ def test_a_synced_user_sees_the_synced_numbers_in_the_table_and_the_charts(
     total = sum((Decimal(line["market_value"]) for line in in_currency), Decimal(0))
     assert _footer(page)[f"Total in {currency}"][0] == _money(page, total, currency)
 
-    top = _chart(page, "#top-holdings canvas")
+    top = chart_data(page, "#top-holdings canvas")
     by_value = sorted(in_currency, key=lambda line: Decimal(line["market_value"]), reverse=True)[:10]
     assert top["labels"] == [f"{line['symbol']} ({line['exchange']})" for line in by_value]
     assert top["datasets"][0]["data"] == [float(line["market_value"]) for line in by_value]
 
     # Each account's part of the table: its quantities at the table's (freshest) prices.
-    by_account = _chart(page, "#by-account canvas")
+    by_account = chart_data(page, "#by-account canvas")
     labels = {trading: "Trading", long_term: "Long term"}
     expected_by_account: dict[str, Decimal] = {}
     for line in in_currency:
@@ -73,9 +73,9 @@ def test_a_synced_user_sees_the_synced_numbers_in_the_table_and_the_charts(
             expected_by_account[label] = expected_by_account.get(label, Decimal(0)) + worth
     shown_by_account = dict(zip(by_account["labels"], by_account["datasets"][0]["data"], strict=True))
     assert shown_by_account == pytest.approx({label: float(v) for label, v in expected_by_account.items()})
-    by_type = _chart(page, "#by-asset-type canvas")
+    by_type = chart_data(page, "#by-asset-type canvas")
     assert sum(by_type["datasets"][0]["data"]) == pytest.approx(float(total))
-    by_currency = _chart(page, "#by-currency canvas")
+    by_currency = chart_data(page, "#by-currency canvas")
     assert dict(zip(by_currency["labels"], by_currency["datasets"][0]["data"], strict=True)) == {
         code: sum(1 for line in consolidated if line["currency"] == code)
         for code in {line["currency"] for line in consolidated}
@@ -116,22 +116,22 @@ def test_the_table_sorts_and_filters_by_keyboard(
         side = _ok(api.post("/portfolios", json={"name": "Side"}))["id"]
         _imported_account(live_system, api, side, "Statements", symbol="ONLYHERE")
     sign_in(page, live_system, token, "holdings.html")
-    until(page, _loaded, what="the holdings")
+    until(page, holdings_loaded, what="the holdings")
 
     value_header = page.find_elements(By.CSS_SELECTOR, "#holdings-table thead button.sort")[VALUE_COLUMN]
     _tab_to(page, value_header)
     value_header.send_keys(Keys.ENTER)
-    ascending = [_number(row[VALUE_COLUMN]) for row in _table_rows(page)]
+    ascending = [_number(row[VALUE_COLUMN]) for row in holdings_rows(page)]
     assert ascending == sorted(ascending) and len(set(ascending)) > 1
     assert _sort_state(page, VALUE_COLUMN) == "ascending"
     page.switch_to.active_element.send_keys(Keys.ENTER)
-    assert [_number(row[VALUE_COLUMN]) for row in _table_rows(page)] == sorted(ascending, reverse=True)
+    assert [_number(row[VALUE_COLUMN]) for row in holdings_rows(page)] == sorted(ascending, reverse=True)
     assert _sort_state(page, VALUE_COLUMN) == "descending"
 
-    first = _table_rows(page)[0]
+    first = holdings_rows(page)[0]
     _tab_to(page, page.find_element(By.ID, "filter"))
     page.switch_to.active_element.send_keys(first[0])
-    rows = _table_rows(page)
+    rows = holdings_rows(page)
     assert [row[0] for row in rows] == [first[0]]
     assert list(_footer(page)) == [f"Total in {first[3]}"]  # totals of what the filter shows
     assert _footer(page)[f"Total in {first[3]}"][0] == first[VALUE_COLUMN]
@@ -139,7 +139,7 @@ def test_the_table_sorts_and_filters_by_keyboard(
     _tab_to(page, page.find_element(By.ID, "portfolio"))
     page.switch_to.active_element.send_keys("Side")  # the other portfolio, picked by keyboard
     until(
-        page, lambda b: [row[0] for row in _table_rows(b)] == ["ONLYHERE"], what="the other portfolio alone"
+        page, lambda b: [row[0] for row in holdings_rows(b)] == ["ONLYHERE"], what="the other portfolio alone"
     )
     assert page.current_url.endswith(f"holdings.html?portfolio={side}")
 
@@ -156,9 +156,9 @@ def test_markup_in_a_symbol_a_label_or_a_portfolio_name_shows_as_text_and_runs_n
         _imported_account(live_system, api, portfolio, label, symbol=symbol)
 
     sign_in(page, live_system, token, "holdings.html")
-    until(page, _loaded, what="the holdings")
+    until(page, holdings_loaded, what="the holdings")
 
-    [row] = _table_rows(page)
+    [row] = holdings_rows(page)
     assert row[0] == symbol.upper()  # statements upper-case symbols: still the characters, not a tag
     assert row[2] == label
     figures = page.find_element(By.CSS_SELECTOR, "#by-account .figures").text
@@ -186,9 +186,9 @@ def test_all_portfolios_together_merge_an_instrument_held_in_two_of_them(
         _imported_account(live_system, api, second, "New statement", symbol="SAME", line="15,20,14")
 
     sign_in(page, live_system, token, "holdings.html")
-    until(page, _loaded, what="the holdings")
+    until(page, holdings_loaded, what="the holdings")
 
-    [row] = _table_rows(page)
+    [row] = holdings_rows(page)
     # 20 held; average (5 x 10 + 15 x 20) / 20; the newer statement's price; 20 x 14; 280 - 20 x 17.5
     assert row[:5] == ["SAME", "NSE", "Old statement, New statement", "INR", "20"]
     assert row[5:9] == [_money(page, Decimal(v), "INR") for v in ("17.5", "14", "280")] + [
@@ -266,32 +266,12 @@ def _worth(line: dict[str, Any]) -> Decimal:
 # --- reading the page ----------------------------------------------------------------------------
 
 
-def _loaded(browser: webdriver.Chrome) -> bool:
-    return "status-success" in (browser.find_element(By.ID, "status").get_attribute("class") or "")
-
-
-def _table_rows(browser: webdriver.Chrome) -> list[list[str]]:
-    return [
-        [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
-        for row in browser.find_elements(By.CSS_SELECTOR, "#holdings-table tbody tr")
-    ]
-
-
 def _footer(browser: webdriver.Chrome) -> dict[str, list[str]]:
     """Each totals line of the table: its heading, and its value, gain and gain % cells."""
     return {
         row.find_element(By.TAG_NAME, "th").text: [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
         for row in browser.find_elements(By.CSS_SELECTOR, "#holdings-table tfoot tr")
     }
-
-
-def _chart(browser: webdriver.Chrome, selector: str) -> dict[str, Any]:
-    data: dict[str, Any] = browser.execute_script(
-        "const c = Chart.getChart(document.querySelector(arguments[0]));"
-        "return {labels: c.data.labels, datasets: c.data.datasets.map(d => ({data: d.data}))};",
-        selector,
-    )
-    return data
 
 
 def _history(browser: webdriver.Chrome) -> list[dict[str, float]]:

@@ -9,14 +9,14 @@ from typing import Any
 
 import httpx
 
-from tests.support.live_system import LiveSystem
+from tests.support.dashboard import Site
 from tests.support.waiting import eventually
 
 
 class UserApi:
     """The JSON API of a live system, as the user holding `token`."""
 
-    def __init__(self, system: LiveSystem, token: str) -> None:
+    def __init__(self, system: Site, token: str) -> None:
         self._system = system
         self._headers = {"Authorization": f"Bearer {token}"}
 

@@ -20,6 +20,8 @@ from services.api.schemas import (
     CredentialsIn,
     HeldSnapshotOut,
 )
+from shared.brokers import BrokerType
+from shared.credentials import CredentialCipher
 from shared.db.schedule_rules import rule_of
 from shared.events import utc_now
 from shared.statements import STATEMENT_BROKER
@@ -76,10 +78,12 @@ async def create_account(
     session: Session,
     settings: ApiSettings,
     known: BrokerTypes,
+    cipher: Cipher,
 ) -> AccountOut:
     """Add a broker account to the portfolio, with a schedule whose first sync is due now.
 
-    Syncs need credentials for most brokers: set them with `PUT /v1/accounts/{id}/credentials`.
+    Syncs need credentials for most brokers: send them here as `credentials` (then the first sync
+    has them), or set them later with `PUT /v1/accounts/{id}/credentials`.
     An account of broker `csv` has no schedule: it holds what its uploaded statements say
     (`POST /v1/accounts/{id}/statements`). `GET /v1/brokers` lists the codes `broker` may be.
     A user holds at most MAX_ACCOUNTS_PER_USER accounts: one more is a 409.
@@ -90,6 +94,8 @@ async def create_account(
             "unknown_broker",
             f"unknown broker {body.broker!r}; this deployment knows: {', '.join(known)}",
         )
+    plaintext = body.plaintext_credentials()
+    ciphertext = _encrypted(known[body.broker], plaintext, cipher) if plaintext is not None else None
     interval = body.sync_interval_seconds
     if interval is None and body.broker != STATEMENT_BROKER:
         interval = settings.default_sync_interval_seconds
@@ -102,6 +108,7 @@ async def create_account(
         sync_interval_seconds=interval,
         now=utc_now(),
         max_accounts=settings.max_accounts_per_user,
+        credentials_ciphertext=ciphertext,
     )
     log.info("account created", extra={"account_id": str(view.account.id), "broker": body.broker})
     return _account_out(view)
@@ -164,8 +171,16 @@ async def put_credentials(
     Every field `GET /v1/brokers` lists as required for the account's broker must be set (422
     otherwise, naming the missing fields). New credentials clear `needs_reauth`, so syncs resume.
     """
-    broker_type = known.get(account.broker)  # None: a code no longer installed, nothing to check
-    missing = broker_type.missing_credentials(body.plaintext()) if broker_type is not None else []
+    # None: a code no longer installed, nothing to check
+    ciphertext = _encrypted(known.get(account.broker), body.plaintext(), cipher)
+    await storage.store_credentials(session, account_id=account.id, ciphertext=ciphertext, now=utc_now())
+    log.info("credentials replaced", extra={"account_id": str(account.id)})
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _encrypted(broker_type: BrokerType | None, plaintext: dict[str, str], cipher: CredentialCipher) -> str:
+    """The credentials encrypted, once they hold every field the broker requires (else a 422)."""
+    missing = broker_type.missing_credentials(plaintext) if broker_type is not None else []
     if broker_type is not None and missing:
         # Field names only: a value, even a wrong one, may be a secret.
         raise _invalid(
@@ -174,7 +189,4 @@ async def put_credentials(
             f"{broker_type.code} credentials lack {', '.join(missing)} "
             f"(it needs {', '.join(broker_type.credential_fields)})",
         )
-    ciphertext = cipher.encrypt(body.plaintext())
-    await storage.store_credentials(session, account_id=account.id, ciphertext=ciphertext, now=utc_now())
-    log.info("credentials replaced", extra={"account_id": str(account.id)})
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return cipher.encrypt(plaintext)

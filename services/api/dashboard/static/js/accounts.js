@@ -69,13 +69,11 @@ async function addAccount(event) {
   const credentials = credentialValues(fields);
   clearCredentialFields(fields); // write-only: gone from the page whatever happens next
   try {
+    // The credentials go with the account, so that its first sync (due at once) has them.
     const account = await api(`/portfolios/${encodeURIComponent(chosenPortfolio())}/accounts`, {
       method: "POST",
-      json: { broker, label },
+      json: { broker, label, ...(Object.keys(credentials).length ? { credentials } : {}) },
     });
-    if (Object.keys(credentials).length) {
-      await api(`/accounts/${encodeURIComponent(account.id)}/credentials`, { method: "PUT", json: { credentials } });
-    }
     byId("account-label").value = "";
     say(`Added ${account.label}.`, "success");
     await drawAccounts();
