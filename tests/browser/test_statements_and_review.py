@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 from selenium import webdriver
 from selenium.webdriver.common.by import By
@@ -61,9 +62,8 @@ def test_a_held_statement_is_reviewed_side_by_side_and_accepted(
     # One of the five instruments: the ledger holds it as a likely incomplete file.
     assert user.imported(account, HEADER + "AAPL,15,145.30,USD\n")["snapshot_status"] == "held"
 
-    sign_in(page, live_system, token, "accounts.html")
-    review = until(page, lambda b: b.find_element(By.LINK_TEXT, "review it"), what="the review link")
-    review.click()
+    # Signed out, the review's address leads through sign-in and back to the same review.
+    sign_in(page, live_system, token, f"review.html?account={account}")
     until(page, lambda b: b.find_elements(By.CSS_SELECTOR, "#review table.data tbody tr"), what="the review")
     assert page.find_element(By.CSS_SELECTOR, "#review h2").text == "Demat <script>alert(1)</script>"
     rows = {
@@ -126,3 +126,17 @@ def test_a_broker_snapshot_held_as_empty_is_dismissed_from_the_review_page(
     assert [run["id"] for run in user.call("GET", f"/accounts/{account}/sync-runs")["items"]] == runs_before
     kept = user.call("GET", f"/accounts/{account}/holdings")
     assert [(h["symbol"], h["quantity"]) for h in kept] == [(h["symbol"], h["quantity"]) for h in held]
+
+
+def test_sign_in_never_leads_to_another_site(
+    live_system: LiveSystem, page: webdriver.Chrome, email: str
+) -> None:
+    token = live_system.sign_up(email)
+    for elsewhere in ("https://evil.example/", "//evil.example/holdings.html", "javascript:alert(1)"):
+        page.get(f"{live_system.base_url}/ui/index.html?next={quote(elsewhere)}")
+        until(page, lambda b: b.find_element(By.ID, "token"), what="the sign-in form").send_keys(token)
+        page.find_element(By.CSS_SELECTOR, "#sign-in button[type=submit]").click()
+        until(
+            page, lambda b: b.current_url == f"{live_system.base_url}/ui/holdings.html", what="the holdings"
+        )
+        page.execute_script("sessionStorage.clear()")

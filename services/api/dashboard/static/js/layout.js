@@ -30,7 +30,8 @@ export async function signedIn() {
 }
 
 function toSignIn() {
-  const page = location.pathname.split("/").pop();
+  // Back to this page after signing in, with its query (say, the account a review is of).
+  const page = location.pathname.split("/").pop() + location.search;
   location.replace(`index.html?next=${encodeURIComponent(page)}`);
   return new Promise(() => {}); // the page is going away: nothing after this runs
 }

@@ -3,10 +3,12 @@
 import { api, forgetToken, rememberToken } from "./api.js";
 import { byId, say, sayError } from "./dom.js";
 
-// Only a page of this dashboard may follow sign-in (never another site).
+// Only a page of this dashboard may follow sign-in (never another site): a page name, and a query
+// of plain ids.
 function next() {
   const page = new URLSearchParams(location.search).get("next") || "";
-  return /^[a-z-]+\.html$/.test(page) && page !== "index.html" ? page : "holdings.html";
+  const safe = /^[a-z-]+\.html(\?[A-Za-z0-9=&_.%-]*)?$/.test(page) && !page.startsWith("index.html");
+  return safe ? page : "holdings.html";
 }
 
 byId("sign-in").addEventListener("submit", async (event) => {
