@@ -446,14 +446,16 @@ def _current(plan: BatchPlan, account: AccountState, snapshot_id: uuid.UUID, now
     changed them."""
     if account.positions_as_of is None:
         return  # no snapshot applied: nothing current to say
-    event = current_holdings.current_holdings(
-        account_id=account.id,
-        portfolio_id=account.portfolio_id,
-        snapshot_id=snapshot_id,
-        as_of=account.positions_as_of,
-        positions=account.positions,
+    plan.outbox.append(
+        current_holdings.outbox_row(
+            account_id=account.id,
+            portfolio_id=account.portfolio_id,
+            snapshot_id=snapshot_id,
+            as_of=account.positions_as_of,
+            positions=account.positions,
+            now=now,
+        )
     )
-    plan.outbox.append(current_holdings.outbox_row(event, now))
 
 
 def _derived_row(

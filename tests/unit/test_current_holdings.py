@@ -71,6 +71,8 @@ async def test_each_change_writes_the_accounts_complete_positions_with_its_snaps
     assert {p.symbol: p.last_price for p in latest.positions} == {"TCS": None, "INFY": Decimal("1510")}
     assert latest.portfolio_id == account.portfolio_id
     assert set(bus.compacted(topics.HOLDINGS_CURRENT)) == {str(account.id)}
+    for record in bus.records(topics.HOLDINGS_CURRENT):  # written as the model itself writes it
+        assert CurrentHoldings.model_validate_json(record.value).model_dump_json().encode() == record.value
 
 
 async def test_a_snapshot_that_changes_nothing_or_comes_late_writes_nothing(
