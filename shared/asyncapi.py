@@ -25,8 +25,10 @@ _SCHEMAS = "#/components/schemas/"
 
 _DESCRIPTION = """\
 Every Kafka topic of portfolio-sync, each message's JSON Schema, and which service sends or receives
-it. A subscriber starts with `holdings.changes`; docs/events.md says what it can count on (order per
-account, at least once: dedupe by `event_id`) and how the schemas may evolve.
+it. A subscriber bootstraps from the compacted `holdings.current` (each account's complete positions)
+and follows `holdings.changes`; docs/events.md says how to hand over between them, what both can be
+counted on for (order per account, at least once: dedupe by `event_id`) and how the schemas may
+evolve.
 
 **Addresses.** A channel's address is its topic's name. A deployment with `KAFKA_NAMESPACE` set
 prefixes every topic and consumer group with it on the wire: with `KAFKA_NAMESPACE=prod.`, the topic

@@ -31,6 +31,8 @@ from shared.numeric import check_fit
 __all__ = [
     "AccountRemoved",
     "AssetType",
+    "CurrentHoldings",
+    "CurrentPosition",
     "Event",
     "EventDecodeError",
     "FailureKind",
@@ -270,6 +272,43 @@ class HoldingsChanged(Event):
         return self
 
 
+@dataclass(frozen=True, slots=True, kw_only=True, config=_PART_CONFIG)
+class CurrentPosition:
+    """One instrument an account holds now, as the ledger keeps it."""
+
+    _NUMBERS: ClassVar[tuple[str, str, str]] = ("quantity", "average_price", "last_price")
+
+    symbol: str
+    exchange: str
+    currency: str
+    quantity: Quantity
+    average_price: Price
+    last_price: Price | None = None
+
+    _numbers_fit = model_validator(mode="after")(_own_numbers_fit)
+
+
+class CurrentHoldings(Event):
+    """An account's complete current positions, on the compacted `holdings.current`: the ledger
+    writes one with each HoldingsChanged (same `snapshot_id`; `as_of` is its `taken_at`), and when a
+    replay corrects the current snapshot. A subscriber bootstraps from these, then follows
+    `holdings.changes` from after `as_of` (docs/events.md, "Bootstrap")."""
+
+    portfolio_id: uuid.UUID
+    snapshot_id: uuid.UUID = Field(description="The applied snapshot these positions are.")
+    as_of: AwareDatetime = Field(
+        description="When that snapshot was taken: every HoldingsChanged of the account with a "
+        "`taken_at` up to this time is included, none later."
+    )
+    positions: tuple[CurrentPosition, ...] = Field(description="Every open position, by instrument.")
+
+    @model_validator(mode="after")
+    def _numbers_fit(self, info: ValidationInfo) -> Self:
+        if info.mode == "json":
+            check_fit(self.positions, CurrentPosition._NUMBERS, field="positions")
+        return self
+
+
 class SnapshotAccepted(Event):
     """The account's owner accepted a held snapshot: the ledger is to apply it after all."""
 
@@ -362,4 +401,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     SnapshotAccepted,
     SnapshotDismissed,
     AccountRemoved,
+    CurrentHoldings,
 )

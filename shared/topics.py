@@ -9,6 +9,9 @@ from shared import consumer_groups
 HOLDINGS_SNAPSHOTS = "holdings.snapshots"
 SYNC_FAILURES = "sync.failures"
 HOLDINGS_CHANGES = "holdings.changes"  # HoldingsChanged, and AccountRemoved when an account goes
+# Each account's complete current positions (CurrentHoldings), keyed by account; a tombstone when the
+# account is removed. Compacted: read from the start, it is the state a subscriber bootstraps from.
+HOLDINGS_CURRENT = "holdings.current"
 SNAPSHOT_REVIEWS = "holdings.reviews"  # an owner's decisions on held snapshots, for the ledger
 # Each fetcher process's latest heartbeat, keyed by fetcher id; a clean stop leaves a tombstone.
 FETCHER_HEARTBEATS = "fetchers.heartbeats"
@@ -45,14 +48,14 @@ def _consumed(brokers: list[str]) -> list[str]:
     return main + [topic for b in brokers for topic in (sync_requests(b), sync_request_retries(b))]
 
 
-COMPACTED = frozenset({FETCHER_HEARTBEATS})
+COMPACTED = frozenset({FETCHER_HEARTBEATS, HOLDINGS_CURRENT})
 """Topics where only each key's latest message matters: Kafka keeps that one (cleanup.policy=compact)."""
 
 
 def all_topics(brokers: list[str]) -> list[str]:
     """The topics a deployment serving `brokers` needs: each consumed one with its dead-letter topic,
-    and the fetchers' heartbeats."""
-    return [*_consumed(brokers), *dead_letter_topics(brokers), FETCHER_HEARTBEATS]
+    the fetchers' heartbeats, and the current holdings (read only by subscribers)."""
+    return [*_consumed(brokers), *dead_letter_topics(brokers), FETCHER_HEARTBEATS, HOLDINGS_CURRENT]
 
 
 BROKER = "{broker}"
@@ -103,6 +106,13 @@ USES: dict[str, TopicUse] = {
         summary="The ledger's committed changes of an account's positions, and the account's removal: "
         "what other services subscribe to.",
         messages=("HoldingsChanged", "AccountRemoved"),
+        producers=("ledger", "api"),
+    ),
+    HOLDINGS_CURRENT: TopicUse(
+        summary="Each account's complete current positions, written by the ledger with each change "
+        "(compacted: the latest per account), and a tombstone (empty value) when the account is "
+        "removed: read it from the start to bootstrap, then follow holdings.changes.",
+        messages=("CurrentHoldings",),
         producers=("ledger", "api"),
     ),
     SNAPSHOT_REVIEWS: TopicUse(

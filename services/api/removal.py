@@ -5,11 +5,12 @@ portfolios, accounts, their credentials, schedules, sync runs, snapshots and the
 transactions, and the user's API tokens (an operator's invites keep existing, `created_by` nulled).
 Two tables have no foreign key to an account:
 
-- `outbox`: a HoldingsChanged of the account the ledger committed but has not relayed yet. It is
-  deleted with the account, in the same transaction, before AccountRemoved is published: announcing
-  a change after AccountRemoved would bring the account back to a subscriber. A relay publishing
-  such a row holds it locked until its delete commits, so this delete waits for it, and that change
-  is on the topic before AccountRemoved. (A row deleted here is one the relay never publishes.)
+- `outbox`: a HoldingsChanged (or CurrentHoldings) of the account the ledger committed but has not
+  relayed yet. It is deleted with the account, in the same transaction, before AccountRemoved is
+  published: announcing a change after AccountRemoved would bring the account back to a subscriber.
+  A relay publishing such a row holds it locked until its delete commits, so this delete waits for
+  it, and that change is on the topic before AccountRemoved. (A row deleted here is one the relay
+  never publishes.)
 - `processed_events`: event ids the ledger applied, with no account or user data in them. They are
   kept: they only make a redelivered event a no-op (and the ledger skips events of a vanished account
   anyway).
@@ -17,11 +18,21 @@ Two tables have no foreign key to an account:
 Order: in one transaction, the rows to delete are locked (on Postgres, so that no account is added
 under them meanwhile and the ledger writes nothing for them), their unrelayed outbox rows deleted,
 an `AccountRemoved` for each account published on `holdings.changes` (keyed by the account: after
-its HoldingsChanged), and only then are the rows deleted and the transaction committed. A failed
+its HoldingsChanged) with a tombstone on `holdings.current` (after its last CurrentHoldings, for the
+same reason), and only then are the rows deleted and the transaction committed.
+
+The tombstone is the API's, not the ledger's, though the ledger writes the account's CurrentHoldings:
+only the deletion knows the account is gone, and only it orders the tombstone after the last
+CurrentHoldings. Its outbox delete waits for a relay publishing one, and the account rows it holds
+locked, then deletes, keep the ledger from committing another (a ledger batch planned on the account
+fails its fence or its foreign key, and its outbox rows with it). Written through the ledger's outbox,
+it would be the API writing the ledger's table, and that row would have to outlive the account the
+outbox rows are deleted with. A failed
 publish rolls back: nothing is deleted and the route answers 503. A crash between publish and
 commit leaves everything in place; repeating the DELETE republishes AccountRemoved with the same
 event id (derived from the account id), which subscribers deduplicate or apply again harmlessly:
-forgetting an account twice is forgetting it.
+forgetting an account twice is forgetting it. (Until then `holdings.current` lacks the account, as
+a subscriber that applied AccountRemoved does: the next change of the account writes it again.)
 """
 
 from __future__ import annotations
@@ -103,7 +114,7 @@ async def _remove(
         # until that change is on the topic, and AccountRemoved comes after it.
         await _forget_unrelayed(session, [event.account_id for event in removed])
         if removed:
-            await bus.publish([OutgoingMessage.of(topics.HOLDINGS_CHANGES, event) for event in removed])
+            await bus.publish([message for event in removed for message in _announcements(event)])
         await session.execute(deletion)
         await session.commit()
     except BaseException:
@@ -113,6 +124,15 @@ async def _remove(
         log.info(
             "account removed", extra={"account_id": str(event.account_id), "event_id": str(event.event_id)}
         )
+
+
+def _announcements(removed: AccountRemoved) -> tuple[OutgoingMessage, OutgoingMessage]:
+    """AccountRemoved for followers of the changes, and the tombstone (an empty value) that deletes
+    the account from the compacted `holdings.current`."""
+    return (
+        OutgoingMessage.of(topics.HOLDINGS_CHANGES, removed),
+        OutgoingMessage(topics.HOLDINGS_CURRENT, removed.key, b""),
+    )
 
 
 async def _forget_unrelayed(session: AsyncSession, account_ids: Sequence[uuid.UUID]) -> None:

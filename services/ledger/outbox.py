@@ -1,6 +1,7 @@
-"""The transactional outbox: HoldingsChanged is committed with the change it announces, then relayed.
+"""The transactional outbox: HoldingsChanged is committed with the change it announces, then relayed
+(and with it the account's CurrentHoldings for `holdings.current`, under the same key).
 
-What `holdings.changes` guarantees (docs/events.md, "Delivery guarantee"):
+What `holdings.changes` (and so `holdings.current`) guarantees (docs/events.md, "Delivery guarantee"):
 
 - **At least once.** A message leaves the outbox only in the transaction that deletes it, which
   commits only after Kafka acknowledged it (acks=all). A crash anywhere leaves it to be published.

@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from services.ledger import current_holdings
 from services.ledger.positions import (
     ZERO,
     DerivedTrade,
@@ -259,7 +260,7 @@ def plan_batch(
         account.touched = True
         if isinstance(event, HoldingSnapshot) and event.replaces is not None:
             plan.processed.append((event.event_id, consumer, now))
-            _replacement(plan, account, event, replaceable)
+            _replacement(plan, account, event, replaceable, now)
         elif isinstance(event, HoldingSnapshot):
             _snapshot(plan, account, runs, event, now)
         else:
@@ -354,7 +355,11 @@ def _snapshot(
 
 
 def _replacement(
-    plan: BatchPlan, account: AccountState, replay: HoldingSnapshot, replaceable: frozenset[uuid.UUID]
+    plan: BatchPlan,
+    account: AccountState,
+    replay: HoldingSnapshot,
+    replaceable: frozenset[uuid.UUID],
+    now: datetime,
 ) -> None:
     """A replay's corrected holdings for a stored snapshot: they replace the snapshot's, whatever its
     status, and become the current (or held) positions if the snapshot is the current (or held) one.
@@ -368,6 +373,7 @@ def _replacement(
     incoming = positions_of(replay.holdings)
     if account.current_snapshot_id == target:
         account.positions = incoming
+        _current(plan, account, target, now)  # corrected current positions: holdings.current says so
     if account.held_snapshot_id == target:
         account.held_positions = incoming
     plan.outcomes["replaced"] += 1
@@ -435,6 +441,24 @@ def _apply(
             )
         )
         plan.announcements[snapshot_id] = announcement.event_id
+        _current(plan, account, snapshot_id, now)
+
+
+def _current(plan: BatchPlan, account: AccountState, snapshot_id: uuid.UUID, now: datetime) -> None:
+    """The account's complete current positions for `holdings.current`, in the outbox after what
+    changed them."""
+    if account.positions_as_of is None:
+        return  # no snapshot applied: nothing current to say
+    plan.outbox.append(
+        current_holdings.outbox_row(
+            account_id=account.id,
+            portfolio_id=account.portfolio_id,
+            snapshot_id=snapshot_id,
+            as_of=account.positions_as_of,
+            positions=account.positions,
+            now=now,
+        )
+    )
 
 
 def _derived_row(

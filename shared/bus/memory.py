@@ -112,6 +112,12 @@ class InMemoryBus:
             for (topic, partition), committed in sorted(group.committed.items())
         ]
 
+    def compacted(self, topic: str) -> dict[str, Record]:
+        """What a reader from the start of compacted `topic` finds once Kafka has compacted it: each
+        key's latest record, but a key whose latest is a tombstone (Kafka drops those in time)."""
+        latest = {record.key: record for record in self.records(topic) if record.key is not None}
+        return {key: record for key, record in latest.items() if record.value}
+
     def records(self, topic: str) -> list[Record]:
         """Every record of `topic`, partition by partition: for tests and the demo's report."""
         return [record for partition in self._log(topic) for record in partition]

@@ -7,28 +7,16 @@ and ledger -> holdings.changes -> an independent subscriber (this test).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from shared import topics
 from shared.bus.kafka import KafkaBus
 from shared.events import HoldingsChanged, decode_event
 from tests.support.infra import KafkaService
 from tests.support.processes import ServiceProcesses
-from tests.support.service_stack import service_stack
 from tests.support.waiting import eventually
-
-
-@pytest.fixture
-def stack(
-    kafka: KafkaService, database_url: str, tmp_path: Path
-) -> Iterator[tuple[ServiceProcesses, str, str]]:
-    with service_stack(kafka, database_url, tmp_path) as running:
-        yield running.services, running.base_url, running.namespace
 
 
 async def test_an_account_created_over_http_is_synced_through_every_service(

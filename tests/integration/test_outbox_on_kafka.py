@@ -18,7 +18,7 @@ from services.ledger.outbox import OutboxRelay
 from shared import topics
 from shared.bus.kafka import KafkaBus
 from shared.db.tables import OutboxMessage
-from shared.events import Holding, HoldingsChanged, HoldingSnapshot, decode_event, utc_now
+from shared.events import CurrentHoldings, Holding, HoldingsChanged, HoldingSnapshot, decode_event, utc_now
 from tests.support.accounts import create_account
 from tests.support.outbox_faults import AfterPublishing, FailingCommits
 from tests.support.waiting import eventually
@@ -49,9 +49,23 @@ async def _announced(bus: KafkaBus) -> dict[uuid.UUID, list[uuid.UUID]]:
     return dict(announced)
 
 
-async def _waiting(sessions: async_sessionmaker[AsyncSession]) -> int:
+async def _current(bus: KafkaBus) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """Per account, the snapshots whose positions holdings.current carries, in the order of the log."""
+    current: defaultdict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    records = [r async for chunk in bus.published_since(topics.HOLDINGS_CURRENT, T0) for r in chunk]
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        positions = decode_event(CurrentHoldings, record.value)
+        current[positions.account_id].append(positions.snapshot_id)
+    return dict(current)
+
+
+async def _waiting(sessions: async_sessionmaker[AsyncSession], *, changes_only: bool = True) -> int:
+    """Changes left in the outbox; or every message (each change has its account's CurrentHoldings)."""
+    rows = select(func.count()).select_from(OutboxMessage)
+    if changes_only:
+        rows = rows.where(OutboxMessage.topic == topics.HOLDINGS_CHANGES)
     async with sessions() as session:
-        return await session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
+        return await session.scalar(rows) or 0
 
 
 async def test_a_publish_acknowledged_whose_delete_did_not_commit_is_announced_once(
@@ -91,9 +105,10 @@ async def test_two_relays_taking_over_a_dead_ledgers_rows_announce_each_once_in_
 
     async def relayed() -> bool:
         assert not any(s.done() for s in sweeping), [s.exception() for s in sweeping if s.done()]
-        return await _waiting(sessions) == 0
+        return await _waiting(sessions, changes_only=False) == 0
 
     await eventually(relayed, timeout_s=60, what="the two relays to empty the outbox")
     stop.set()
     await asyncio.gather(*sweeping)
     assert await _announced(kafka_bus) == {a: [s.event_id for s in sent[a]] for a in accounts}
+    assert await _current(kafka_bus) == {a: [s.event_id for s in sent[a]] for a in accounts}

@@ -31,10 +31,16 @@ class ServiceProcesses:
     def start(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start (or restart, appending to its log) the service `name`; `env` adds to the shared
         environment for this process only (say, its own METRICS_PORT)."""
+        return self.start_module(name, "services.cli", *args, env=env)
+
+    def start_module(
+        self, name: str, module: str, *args: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Like `start`, for a program that is not a `portfolio-sync` subcommand (an example)."""
         log = (self._log_dir / f"{name}.log").open("ab")
         self._log_files.append(log)
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", *args],
+            [sys.executable, "-m", module, *args],
             env={**self._env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,

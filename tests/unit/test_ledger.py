@@ -401,7 +401,7 @@ async def test_a_change_committed_while_kafka_is_down_is_announced_once_when_it_
 
     bus.down = False
     restarted = Ledger(sessions=sessions, bus=bus)
-    assert await restarted.relay.publish_pending() == 1
+    assert await restarted.relay.publish_pending() == 2, "the change, and the account's current holdings"
     assert await restarted.relay.publish_pending() == 0
     await restarted.apply_batch([snapshot])  # the consumer's redelivery after the failure
     [changed] = _announced(bus)
@@ -482,7 +482,9 @@ async def test_a_relay_that_died_after_kafka_acknowledged_does_not_announce_twic
     await Ledger(sessions=sessions, bus=bus).apply_batch([_snapshot(account.id, _holding("TCS", "10"))])
     assert len(_announced(bus)) == 1
     async with sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 1, "not deleted"
+        assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 2, (
+            "not deleted: the change and the account's current holdings"
+        )
 
     restarted = Ledger(sessions=sessions, bus=bus)
     assert await restarted.relay.publish_pending() == 0, "found in the topic's tail: not published again"

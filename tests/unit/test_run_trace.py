@@ -170,7 +170,8 @@ async def test_an_announcement_still_in_the_outbox_shows_as_waiting_until_relaye
     assert announced.published_at is None
     assert "waits in the outbox" in trace_lines(waiting)[-1]
 
-    assert await Ledger(sessions=sessions, bus=bus).relay.publish_pending() == 1
+    relayed_count = await Ledger(sessions=sessions, bus=bus).relay.publish_pending()
+    assert relayed_count == 2, "the HoldingsChanged, and the account's CurrentHoldings beside it"
     async with sessions() as session:
         relayed = await load_run_trace(session, request.event_id)
     assert relayed is not None and relayed.announced[0].published_at is not None

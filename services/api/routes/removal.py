@@ -60,8 +60,8 @@ async def delete_credentials(account: OwnedAccount, session: Session) -> Respons
 )
 async def delete_account(account: OwnedAccount, session: Session, bus: Bus) -> Response:
     """Delete the account with its credentials, schedule, sync runs, snapshots and transactions.
-    Subscribers of `holdings.changes` get an AccountRemoved first; if it cannot be sent, nothing is
-    deleted (503)."""
+    Subscribers of `holdings.changes` get an AccountRemoved first (and `holdings.current` a tombstone);
+    if it cannot be sent, nothing is deleted (503)."""
     account_id = account.id  # read before a rollback expires the object
     try:
         await removal.remove_account(session, bus, account_id)

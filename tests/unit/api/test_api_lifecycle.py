@@ -150,6 +150,27 @@ async def test_deleting_an_account_announces_it_then_removes_everything_of_it(
 
 
 @pytest.mark.asyncio
+async def test_deleting_an_account_tombstones_it_on_holdings_current_after_its_last_positions(
+    client: httpx.AsyncClient,
+    alice: Headers,
+    portfolio_id: str,
+    account_id: str,
+    bus: AckLostBus,
+    ledger: Ledger,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    kept = await new_account(client, alice, portfolio_id, label="kept")
+    await _fill(client, alice, ledger, sessions, [account_id, kept])
+    assert set(bus.compacted(topics.HOLDINGS_CURRENT)) == {account_id, kept}
+
+    assert (await client.delete(f"/v1/accounts/{account_id}", headers=alice)).status_code == 204
+
+    values = [r.value for r in bus.records(topics.HOLDINGS_CURRENT) if r.key == account_id]
+    assert values[-1] == b"" and all(values[:-1]), "the tombstone comes after every CurrentHoldings"
+    assert set(bus.compacted(topics.HOLDINGS_CURRENT)) == {kept}
+
+
+@pytest.mark.asyncio
 async def test_a_deletion_that_cannot_be_announced_deletes_nothing_and_its_retry_repeats_the_event_id(
     client: httpx.AsyncClient,
     alice: Headers,
