@@ -17,7 +17,10 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     model_validator,
@@ -27,10 +30,12 @@ from pydantic.dataclasses import dataclass
 from shared.numeric import check_fit
 
 __all__ = [
+    "HOLDINGS_CHANGES_EVENTS",
     "AccountRemoved",
     "AssetType",
     "Event",
     "EventDecodeError",
+    "EventShape",
     "FailureKind",
     "Holding",
     "HoldingSnapshot",
@@ -43,6 +48,7 @@ __all__ = [
     "SyncTrigger",
     "TradeSide",
     "decode_event",
+    "decode_message",
     "utc_now",
 ]
 
@@ -306,10 +312,43 @@ def decode_event(model: type[E], raw: bytes) -> E:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:5]
-        )
-        raise EventDecodeError(f"not a valid {model.__name__}: {problems}") from None
+        raise _decode_error(model.__name__, exc) from None
+
+
+def decode_message(shape: EventShape, raw: bytes) -> Event:
+    """Parse and validate one message of a topic, of one event type or of several (a TypeAdapter
+    such as HOLDINGS_CHANGES_EVENTS)."""
+    if not isinstance(shape, TypeAdapter):
+        return decode_event(shape, raw)
+    try:
+        return shape.validate_json(raw)
+    except ValidationError as exc:
+        raise _decode_error(" or ".join(HOLDINGS_CHANGES_NAMES), exc) from None
+
+
+def _decode_error(name: str, exc: ValidationError) -> EventDecodeError:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:5]
+    )
+    return EventDecodeError(f"not a valid {name}: {problems}")
+
+
+def _holdings_change_kind(value: Any) -> str:
+    kind = value.get("event_type") if isinstance(value, dict) else getattr(value, "event_type", None)
+    return "removed" if kind == "account_removed" else "changed"
+
+
+HOLDINGS_CHANGES_EVENTS: TypeAdapter[HoldingsChanged | AccountRemoved] = TypeAdapter(
+    Annotated[
+        Annotated[HoldingsChanged, Tag("changed")] | Annotated[AccountRemoved, Tag("removed")],
+        Discriminator(_holdings_change_kind),
+    ]
+)
+"""What `holdings.changes` carries: an AccountRemoved (told by its `event_type`), else a HoldingsChanged."""
+HOLDINGS_CHANGES_NAMES = ("HoldingsChanged", "AccountRemoved")
+
+EventShape = type[Event] | TypeAdapter[HoldingsChanged | AccountRemoved]
+"""How a consumer decodes one topic's messages: as one event type, or as one of several."""
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (

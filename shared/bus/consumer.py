@@ -40,7 +40,7 @@ from shared.bus.port import (
     Subscription,
 )
 from shared.db.errors import is_transient_db_error
-from shared.events import Event, EventDecodeError, decode_event
+from shared.events import Event, EventDecodeError, EventShape, decode_message
 from shared.metrics import CONSUMED_RECORDS, CONSUMER_LAG, DEAD_LETTERS
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class _Stopped(Exception):
 class EventConsumer:
     bus: MessageBus
     group: str
-    event_types: Mapping[str, type[Event]]
+    event_types: Mapping[str, EventShape]  # per topic
     handler: BatchHandler
     is_transient: Callable[[BaseException], bool] = is_transient_db_error
     max_records: int = 500
@@ -176,7 +176,7 @@ class EventConsumer:
         malformed: list[tuple[Record, str]] = []
         for record in records:
             try:
-                decoded.append((record, decode_event(self.event_types[record.topic], record.value)))
+                decoded.append((record, decode_message(self.event_types[record.topic], record.value)))
             except EventDecodeError as exc:
                 malformed.append((record, str(exc)))
         return decoded, malformed
