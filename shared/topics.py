@@ -97,13 +97,14 @@ USES: dict[str, TopicUse] = {
         summary="Syncs that produced no snapshot, and why.",
         messages=("SyncFailed",),
         producers=("fetcher",),
-        groups=(consumer_groups.LEDGER,),
+        groups=(consumer_groups.LEDGER, consumer_groups.WEBHOOKS),
     ),
     HOLDINGS_CHANGES: TopicUse(
         summary="The ledger's committed changes of an account's positions, and the account's removal: "
         "what other services subscribe to.",
         messages=("HoldingsChanged", "AccountRemoved"),
         producers=("ledger", "api"),
+        groups=(consumer_groups.WEBHOOKS,),
     ),
     SNAPSHOT_REVIEWS: TopicUse(
         summary="An owner's decisions on held (suspicious) snapshots, for the ledger to apply.",
