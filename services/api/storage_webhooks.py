@@ -48,7 +48,7 @@ async def owned_endpoint(
         .join(Portfolio, Portfolio.id == WebhookEndpoint.portfolio_id)
         .where(WebhookEndpoint.id == endpoint_id, Portfolio.user_id == user_id)
     )
-    row = (await session.execute(query)).tuples().one_or_none()
+    row = (await session.execute(query)).one_or_none()
     return None if row is None else (row[0], row[1])
 
 
@@ -61,7 +61,7 @@ async def portfolio_endpoints(
     query = paging.keyset(
         query, WebhookEndpoint.created_at, WebhookEndpoint.id, after=after, limit=limit, newest_first=False
     )
-    return [(e, s) for e, s in (await session.execute(query)).tuples()]
+    return [(e, s) for e, s in (await session.execute(query))]
 
 
 _Rows = Select[WebhookEndpoint, WebhookEndpointState]

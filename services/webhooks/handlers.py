@@ -56,15 +56,10 @@ class WebhookRecorder:
             return {"no_webhook": len(events)}
         async with self.sessions.begin() as session:
             unknown = {w.account_id for w in webhooks if w.portfolio_id is None}
-            portfolio_of = dict(
-                (
-                    await session.execute(
-                        select(BrokerAccount.id, BrokerAccount.portfolio_id).where(
-                            BrokerAccount.id.in_(unknown)
-                        )
-                    )
-                ).tuples()
+            accounts = await session.execute(
+                select(BrokerAccount.id, BrokerAccount.portfolio_id).where(BrokerAccount.id.in_(unknown))
             )
+            portfolio_of = {account: portfolio for account, portfolio in accounts}
             portfolios = {w.portfolio_id or portfolio_of.get(w.account_id) for w in webhooks} - {None}
             endpoints = (
                 await session.scalars(
@@ -148,21 +143,19 @@ class DeliveryLoop:
     async def _claim(self, now: datetime) -> list[_Due]:
         state = WebhookEndpointState
         async with self.sessions.begin() as session:
-            rows = (
-                await session.execute(
-                    select(WebhookDelivery, WebhookEndpoint)
-                    .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-                    .outerjoin(state, state.endpoint_id == WebhookEndpoint.id)
-                    .where(
-                        WebhookDelivery.status == PENDING,
-                        WebhookDelivery.next_attempt_at <= now,
-                        # Disabled: by this service, since its owner last enabled it.
-                        or_(state.disabled_at.is_(None), state.disabled_at < WebhookEndpoint.enabled_at),
-                    )
-                    .order_by(WebhookDelivery.next_attempt_at)
-                    .limit(self.batch_size)
+            rows = await session.execute(
+                select(WebhookDelivery, WebhookEndpoint)
+                .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+                .outerjoin(state, state.endpoint_id == WebhookEndpoint.id)
+                .where(
+                    WebhookDelivery.status == PENDING,
+                    WebhookDelivery.next_attempt_at <= now,
+                    # Disabled: by this service, since its owner last enabled it.
+                    or_(state.disabled_at.is_(None), state.disabled_at < WebhookEndpoint.enabled_at),
                 )
-            ).tuples()
+                .order_by(WebhookDelivery.next_attempt_at)
+                .limit(self.batch_size)
+            )
             claimed = []
             for delivery, endpoint in rows:
                 until = now + CLAIM

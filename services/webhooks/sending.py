@@ -49,6 +49,9 @@ class WebhookSender:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
         await self._client.aclose()
 
     async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> Outcome:
