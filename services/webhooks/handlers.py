@@ -23,6 +23,7 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.webhooks import metrics
 from services.webhooks.payloads import webhook_of
 from services.webhooks.sending import Outcome, WebhookSender
 from services.webhooks.signing import signed_headers
@@ -137,7 +138,10 @@ class DeliveryLoop:
         due = await self._claim(now)
         outcomes = await asyncio.gather(*(self._send(d, now) for d in due))
         for delivery, outcome in zip(due, outcomes, strict=True):
-            await self._record(delivery, outcome, now)
+            try:
+                await self._record(delivery, outcome, now)
+            except IntegrityError:  # its endpoint was deleted while it was being sent
+                log.info("webhook endpoint gone", extra={"endpoint_id": str(delivery.endpoint_id)})
         return len(due)
 
     async def _claim(self, now: datetime) -> list[_Due]:
@@ -209,6 +213,7 @@ class DeliveryLoop:
             delivery = await session.get(WebhookDelivery, due.delivery_id)
             if delivery is None:
                 return  # the endpoint was deleted meanwhile
+            metrics.ATTEMPTS.labels(outcome="delivered" if outcome.delivered else "failed").inc()
             delivery.attempts += 1
             delivery.last_attempt_at = now
             delivery.last_status_code = outcome.status_code
@@ -217,6 +222,7 @@ class DeliveryLoop:
                 delivery.status, delivery.delivered_at, delivery.next_attempt_at = DELIVERED, now, None
             elif delivery.attempts > len(self.retry_schedule):
                 delivery.status, delivery.next_attempt_at = FAILED, None
+                metrics.GIVEN_UP.inc()
             else:
                 delivery.next_attempt_at = now + timedelta(seconds=self.retry_schedule[delivery.attempts - 1])
             state = await session.get(WebhookEndpointState, due.endpoint_id)
@@ -238,6 +244,7 @@ class DeliveryLoop:
                     f"disabled after {state.consecutive_failures} failed attempts in a row since "
                     f"{state.failing_since:%Y-%m-%d %H:%M} UTC; the last: {outcome.error}"
                 )[:500]
+                metrics.ENDPOINTS_DISABLED.inc()
                 log.warning(
                     "webhook endpoint disabled",
                     extra={"endpoint_id": str(due.endpoint_id), "reason": state.disabled_reason},

@@ -15,6 +15,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -26,6 +27,7 @@ from tests.unit.api.conftest import Headers
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 SCHEDULE = (5.0, 60.0, 600.0)
+GIVEN_UP = "portfolio_sync_webhook_deliveries_given_up_total"
 
 
 @pytest.fixture
@@ -231,11 +233,13 @@ async def test_a_delivery_is_given_up_after_the_last_retry(
     endpoint = await register(client, alice, portfolio_id, receiver.url)
     receiver.answer_with(500)
     await recorder.handle([changed(account_id, portfolio_id)])
+    given_up = REGISTRY.get_sample_value(GIVEN_UP) or 0.0
     now = utc_now()
     for wait in (0.0, *SCHEDULE):
         now += timedelta(seconds=wait)
         assert await loop.send_due(now) == 1
     assert await loop.send_due(now + timedelta(days=30)) == 0
+    assert REGISTRY.get_sample_value(GIVEN_UP) == given_up + 1
     log = (await client.get(f"/v1/webhooks/{endpoint['id']}/deliveries", headers=alice)).json()["items"]
     assert [(d["status"], d["attempts"], d["next_attempt_at"]) for d in log] == [("failed", 4, None)]
 
