@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from services.webhooks.addresses import RefusedAddress, checked_address, refusal
 from services.webhooks.payloads import webhook_of
+from services.webhooks.sending import MAX_ANSWER_BYTES, WebhookSender
 from shared.events import (
     HOLDINGS_CHANGES_EVENTS,
     AccountRemoved,
@@ -98,3 +101,21 @@ def test_holdings_changes_decodes_either_event_and_rejects_what_is_neither() -> 
     assert decode_message(HOLDINGS_CHANGES_EVENTS, changed.to_bytes()) == changed
     with pytest.raises(EventDecodeError, match="not a valid HoldingsChanged or AccountRemoved"):
         decode_message(HOLDINGS_CHANGES_EVENTS, b'{"account_id": "x"}')
+
+
+async def test_only_the_start_of_a_long_answer_is_read() -> None:
+    served = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal served
+        for _ in range(1000):  # 64 MB, if it were all read
+            served += 65536
+            yield b"x" * 65536
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=endless()))
+    async with WebhookSender(
+        allowed_networks=[ipaddress.ip_network("127.0.0.0/8")], timeout_s=2, transport=transport
+    ) as sender:
+        outcome = await sender.send("http://127.0.0.1:9/hook", {}, b"{}")
+    assert outcome.delivered
+    assert served <= MAX_ANSWER_BYTES * 2, served
