@@ -133,8 +133,6 @@ class WebhookEndpointPage(BaseModel):
 
 
 class DeliveryOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
     id: uuid.UUID
     message_id: str = Field(description="The `webhook-id` header: the same on a replay of the delivery.")
     event_type: str

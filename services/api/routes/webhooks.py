@@ -53,6 +53,7 @@ def endpoint_out(endpoint: WebhookEndpoint, state: WebhookEndpointState | None) 
     disabled = (
         state is not None and state.disabled_at is not None and state.disabled_at >= endpoint.enabled_at
     )
+    # Failures from before the owner enabled it again count no more.
     counts = state is not None and (state.disabled_at is None or disabled)
     previous_until = endpoint.previous_secret_until
     return WebhookEndpointOut(
