@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     fetcher = commands.add_parser("fetcher", help="fetch holdings for one broker's sync requests")
     fetcher.add_argument("--broker", required=True, metavar="CODE", help="broker code, e.g. sim")
     commands.add_parser("ledger", help="record snapshots, failures and reviews; announce changes")
+    commands.add_parser(
+        "webhooks", help="send holdings changes and sync failures to the webhook endpoints users registered"
+    )
 
     db = commands.add_parser("db", help="database schema tasks")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -68,8 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     db_commands.add_parser(
         "roles",
         help="create each service's Postgres role (API_DATABASE_URL, SCHEDULER_DATABASE_URL, "
-        "LEDGER_DATABASE_URL, FETCHER_DATABASE_URL) and grant it exactly its writes; run after `db "
-        "upgrade`, again safely",
+        "LEDGER_DATABASE_URL, FETCHER_DATABASE_URL, WEBHOOKS_DATABASE_URL) and grant it exactly its "
+        "writes; run after `db upgrade`, again safely",
     )
 
     topics = commands.add_parser("topics", help="Kafka topic tasks")
@@ -194,6 +197,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from services.ledger.main import serve as serve_ledger
 
         asyncio.run(serve_ledger(settings))
+    elif args.command == "webhooks":
+        from services.webhooks.main import serve as serve_webhooks
+
+        asyncio.run(serve_webhooks(settings))
     elif args.command == "db" and args.db_command == "roles":
         from services.operations import grant_database_roles
 

@@ -1,4 +1,4 @@
-"""The embedded mode: all four services in one process over the in-memory bus and SQLite.
+"""The embedded mode: every service in one process over the in-memory bus and SQLite.
 
 The demo drives the system the way a user would: it signs up and creates its portfolios through
 the HTTP API, lets the scheduler request syncs, the fetcher ask the simulated broker, and the ledger
@@ -32,6 +32,8 @@ from services.ledger.main import run_ledger
 from services.scheduler.handlers import emit_due_syncs
 from services.scheduler.main import run_scheduler
 from services.user_admin import create_user
+from services.webhooks.handlers import WebhookRecorder
+from services.webhooks.main import delivery_loop, run_webhooks, webhook_sender
 from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
 from shared.db.engine import create_engine, session_factory, upgrade_schema
@@ -155,9 +157,9 @@ class EmbeddedSystem:
 
 @contextlib.asynccontextmanager
 async def embedded_system(settings: Settings) -> AsyncIterator[EmbeddedSystem]:
-    """The four services in this process over `settings`' database and an in-memory bus: the ledger
-    and a fetcher of the simulated broker run until the block ends; `serve` adds the API and the
-    scheduler."""
+    """The services in this process over `settings`' database and an in-memory bus: the ledger, a
+    fetcher of the simulated broker and the webhook delivery service run until the block ends;
+    `serve` adds the API and the scheduler."""
     engine = create_engine(settings.database_url)
     await upgrade_schema(engine)
     bus = InMemoryBus()
@@ -166,15 +168,27 @@ async def embedded_system(settings: Settings) -> AsyncIterator[EmbeddedSystem]:
     app = create_app(settings, resources=ApiResources(engine=engine, bus=bus, cipher=cipher))
     app.state.demo_bus = bus
     system = EmbeddedSystem(settings, sessions, app)
+    sender = webhook_sender(settings)
+    recorder = WebhookRecorder(sessions=sessions)
     workers = [
         asyncio.create_task(run_ledger(Ledger(sessions=sessions, bus=bus), bus, system.stop)),
         asyncio.create_task(run_fetcher(settings, SIMULATED, bus, system.stop)),
+        asyncio.create_task(
+            run_webhooks(
+                recorder,
+                delivery_loop(settings, recorder, sender),
+                bus,
+                system.stop,
+                poll_s=settings.webhooks_poll_seconds,
+            )
+        ),
     ]
     try:
         yield system
     finally:
         system.stop.set()
         await asyncio.gather(*workers)
+        await sender.aclose()
         await engine.dispose()
 
 

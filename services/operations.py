@@ -62,8 +62,8 @@ async def grant_database_roles(settings: Settings) -> int:
     if not roles:
         print(
             "no service has a database URL of its own (API_DATABASE_URL, SCHEDULER_DATABASE_URL, "
-            "LEDGER_DATABASE_URL, FETCHER_DATABASE_URL): every service connects as DATABASE_URL's role; "
-            "nothing to grant"
+            "LEDGER_DATABASE_URL, FETCHER_DATABASE_URL, WEBHOOKS_DATABASE_URL): every service connects "
+            "as DATABASE_URL's role; nothing to grant"
         )
         return 0
     engine = create_engine(settings.database_url)

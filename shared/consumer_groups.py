@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 LEDGER = "ledger"
+WEBHOOKS = "webhooks"
 
 
 def fetcher(broker: str) -> str:
@@ -14,4 +15,4 @@ def fetcher_retries(broker: str) -> str:
 
 
 def all_groups(brokers: list[str]) -> list[str]:
-    return [LEDGER, *(group for b in brokers for group in (fetcher(b), fetcher_retries(b)))]
+    return [LEDGER, WEBHOOKS, *(group for b in brokers for group in (fetcher(b), fetcher_retries(b)))]

@@ -29,6 +29,7 @@ from pydantic.dataclasses import dataclass
 from shared.numeric import check_fit
 
 __all__ = [
+    "HOLDINGS_CHANGES_EVENTS",
     "AccountRemoved",
     "AssetType",
     "CurrentHoldings",
@@ -364,10 +365,14 @@ def decode_event(model: type[E], raw: bytes) -> E:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:5]
-        )
-        raise EventDecodeError(f"not a valid {model.__name__}: {problems}") from None
+        raise _decode_error(model.__name__, exc) from None
+
+
+def _decode_error(name: str, exc: ValidationError) -> EventDecodeError:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:5]
+    )
+    return EventDecodeError(f"not a valid {name}: {problems}")
 
 
 @dataclass_std(frozen=True)
@@ -391,6 +396,10 @@ class OneOf:
 def decode_on_topic(expected: type[Event] | OneOf, raw: bytes) -> Event:
     """Decode a message of a topic that carries `expected`."""
     return decode_event(expected.model_for(raw) if isinstance(expected, OneOf) else expected, raw)
+
+
+HOLDINGS_CHANGES_EVENTS = OneOf((HoldingsChanged, AccountRemoved))
+"""What `holdings.changes` carries: an AccountRemoved (told by its `event_type`), else a HoldingsChanged."""
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.db.ownership import Service
@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         default="",
         description="The fetcher's database URL (its archive of raw answers), as its own Postgres role "
         "(granted by `db roles`); empty: DATABASE_URL.",
+    )
+    webhooks_database_url: str = Field(
+        default="",
+        description="The webhook delivery service's database URL, as its own Postgres role (granted by "
+        "`db roles`); empty: DATABASE_URL.",
     )
     bus: Literal["kafka", "memory"] = Field(
         default="kafka", description="Message bus of the distributed services; the demo always uses memory."
@@ -205,6 +210,33 @@ class Settings(BaseSettings):
         description="A sync run still `requested` this long after it was (last) requested is stuck: "
         "listed to operators and requested again by the scheduler.",
     )
+    webhooks_retry_schedule_seconds: str = Field(
+        default="5,300,1800,7200,18000,36000,36000",
+        pattern=r"^\s*\d+(\.\d+)?(\s*,\s*\d+(\.\d+)?)*\s*$",
+        description="Comma-separated waits before each retry of a failed webhook delivery (seconds); "
+        "a delivery is given up after the last. The default retries for about 27 hours.",
+    )
+    webhooks_disable_after_failures: int = Field(
+        default=40,
+        ge=1,
+        description="A webhook endpoint whose last this many attempts all failed (none succeeded in "
+        "between) is disabled until its owner enables it again.",
+    )
+    webhooks_allowed_networks: str = Field(
+        default="",
+        description="Comma-separated networks webhooks may be sent to although private, loopback or "
+        "link-local (say 10.0.0.0/8 for receivers on the operator's own network); empty: only public "
+        "addresses.",
+    )
+    webhooks_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=60,
+        description="Longest a webhook delivery waits to connect, and then for each read of the answer.",
+    )
+    webhooks_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often the delivery service looks for deliveries due."
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
     @model_validator(mode="after")
@@ -225,18 +257,30 @@ class Settings(BaseSettings):
             raise ValueError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {value!r}")
         return level
 
-    @field_validator("api_trusted_proxies")
+    @field_validator("api_trusted_proxies", "webhooks_allowed_networks")
     @classmethod
-    def _networks(cls, value: str) -> str:
+    def _networks(cls, value: str, info: ValidationInfo) -> str:
         for part in value.split(","):
             if part.strip():
                 try:
                     ipaddress.ip_network(part.strip(), strict=False)
                 except ValueError:
                     raise ValueError(
-                        f"API_TRUSTED_PROXIES: {part.strip()!r} is not an address or network"
+                        f"{(info.field_name or '').upper()}: {part.strip()!r} is not an address or network"
                     ) from None
         return value
+
+    @property
+    def webhooks_allowed(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [
+            ipaddress.ip_network(p.strip(), strict=False)
+            for p in self.webhooks_allowed_networks.split(",")
+            if p.strip()
+        ]
+
+    @property
+    def webhooks_retry_schedule(self) -> tuple[float, ...]:
+        return tuple(float(p) for p in self.webhooks_retry_schedule_seconds.split(","))
 
     @property
     def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -254,6 +298,7 @@ class Settings(BaseSettings):
             "scheduler": self.scheduler_database_url,
             "ledger": self.ledger_database_url,
             "fetcher": self.fetcher_database_url,
+            "webhooks": self.webhooks_database_url,
         }[service]
         return own or self.database_url
 

@@ -100,13 +100,14 @@ USES: dict[str, TopicUse] = {
         summary="Syncs that produced no snapshot, and why.",
         messages=("SyncFailed",),
         producers=("fetcher",),
-        groups=(consumer_groups.LEDGER,),
+        groups=(consumer_groups.LEDGER, consumer_groups.WEBHOOKS),
     ),
     HOLDINGS_CHANGES: TopicUse(
         summary="The ledger's committed changes of an account's positions, and the account's removal: "
         "what other services subscribe to.",
         messages=("HoldingsChanged", "AccountRemoved"),
         producers=("ledger", "api"),
+        groups=(consumer_groups.WEBHOOKS,),
     ),
     HOLDINGS_CURRENT: TopicUse(
         summary="Each account's complete current positions, written by the ledger with each change "

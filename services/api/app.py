@@ -38,6 +38,7 @@ from services.api.routes import (
     transactions,
     users,
     valuations,
+    webhooks,
 )
 from shared.brokers import broker_types
 from shared.bus.memory import InMemoryBus
@@ -126,6 +127,7 @@ def create_app(settings: Settings, *, resources: ApiResources | None = None) -> 
         schedules,
         admin,
         broker_pauses,
+        webhooks,
     ):
         v1.include_router(module.router)
     app.include_router(v1)

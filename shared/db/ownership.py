@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-Service = Literal["api", "scheduler", "ledger", "fetcher"]
+Service = Literal["api", "scheduler", "ledger", "fetcher", "webhooks"]
 # The services that connect to the database (the fetcher for its archive of raw answers only).
-SERVICES: tuple[Service, ...] = ("api", "scheduler", "ledger", "fetcher")
+SERVICES: tuple[Service, ...] = ("api", "scheduler", "ledger", "fetcher", "webhooks")
 
 # Every service reads it: a service refuses to start on an out-of-date schema.
 SCHEMA_VERSION_TABLE = "alembic_version"
@@ -64,6 +64,8 @@ _API_TABLES = (
     "credentials",
     "broker_pauses",
     "dead_letter_replays",
+    "webhook_endpoints",
+    "webhook_replays",
 )
 _LEDGER_TABLES = (
     "snapshots",
@@ -116,6 +118,9 @@ LEDGER_RUN_COLUMNS = (
 )
 API_RUN_COLUMNS = ("status", "finished_at", "failure_kind", "failure_reason", "rerequested_at")
 
+# The delivery log and each endpoint's state: what the webhook delivery service learns by sending.
+_WEBHOOKS_TABLES = ("webhook_deliveries", "webhook_endpoint_states", "webhook_replays_done")
+
 OWNERS: Mapping[str, Service] = {
     **dict.fromkeys(_API_TABLES, "api"),
     "broker_accounts": "api",
@@ -123,6 +128,7 @@ OWNERS: Mapping[str, Service] = {
     **dict.fromkeys(_LEDGER_TABLES, "ledger"),
     "sync_runs": "ledger",
     "raw_answers": "fetcher",
+    **dict.fromkeys(_WEBHOOKS_TABLES, "webhooks"),
 }
 
 ACCESS: Mapping[Service, Access] = {
@@ -167,6 +173,12 @@ ACCESS: Mapping[Service, Access] = {
     "fetcher": Access(
         reads=frozenset({"raw_answers"}),
         writes={"raw_answers": Writes(insert=True, delete=True)},
+    ),
+    # The endpoints and replay requests it reads are the API's; an account's portfolio says whose
+    # endpoints an event goes to.
+    "webhooks": Access(
+        reads=frozenset({"webhook_endpoints", "webhook_replays", "broker_accounts"}),
+        writes=dict.fromkeys(_WEBHOOKS_TABLES, OWNS),
     ),
 }
 

@@ -391,3 +391,89 @@ class DeadLetterReplay(Base):
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     replayed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class WebhookEndpoint(Base):
+    """A user's webhook endpoint for one portfolio (the API's). `secret` signs every delivery; after a
+    rotation `previous_secret` signs too, until `previous_secret_until`. `enabled_at` is when the user
+    last (re-)enabled it: the delivery service's disabling before then no longer counts."""
+
+    __tablename__ = "webhook_endpoints"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    portfolio_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("portfolios.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(String(2000))
+    event_types: Mapped[str] = mapped_column(String(200))  # comma-separated, in WEBHOOK_EVENT_TYPES order
+    description: Mapped[str] = mapped_column(String(200), default="")
+    secret: Mapped[str] = mapped_column(String(100))
+    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    enabled_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class WebhookReplay(Base):
+    """A user's request to send again one logged delivery (`delivery_id`) or every delivery of the
+    endpoint since `since` (the API's); the delivery service carries it out once."""
+
+    __tablename__ = "webhook_replays"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
+    )
+    delivery_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class WebhookDelivery(Base):
+    """One event to send to one endpoint, and how its attempts went: the delivery log (the delivery
+    service's). `dedupe_key` makes an event redelivered by Kafka, or a replay carried out twice,
+    one row."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at"),
+        Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
+    )
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    dedupe_key: Mapped[str] = mapped_column(String(100), unique=True)
+    message_id: Mapped[str] = mapped_column(String(64))  # the webhook-id header: the same on a replay
+    event_type: Mapped[str] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)
+    replay_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    status: Mapped[str] = mapped_column(String(16))  # pending, delivered, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class WebhookEndpointState(Base):
+    """How an endpoint's deliveries go, and whether the delivery service disabled it (and why)."""
+
+    __tablename__ = "webhook_endpoint_states"
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), primary_key=True
+    )
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    failing_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    disabled_reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class WebhookReplayDone(Base):
+    """A replay the delivery service carried out, and how many deliveries it queued."""
+
+    __tablename__ = "webhook_replays_done"
+    replay_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_replays.id", ondelete="CASCADE"), primary_key=True
+    )
+    done_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    deliveries: Mapped[int] = mapped_column(Integer)

@@ -3,6 +3,7 @@ writes-what) — and is enough for the service's own work."""
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
@@ -16,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from services.api import storage_webhooks
 from services.api.removal import remove_account
 from services.api.storage import store_credentials
 from services.fetcher.archive import ArchivedAnswer
@@ -23,18 +25,29 @@ from services.fetcher.archive_database import DatabaseArchive
 from services.ledger.handlers import Ledger
 from services.operations import grant_database_roles
 from services.scheduler.handlers import emit_due_syncs
+from services.webhooks.handlers import DeliveryLoop, WebhookRecorder
+from services.webhooks.sending import WebhookSender
 from shared import topics
 from shared.bus.memory import InMemoryBus
 from shared.db.engine import create_engine, session_factory
 from shared.db.errors import is_transient_db_error, sqlstate_of
 from shared.db.grants import MissingGrants
 from shared.db.ownership import SERVICES, Service
-from shared.db.tables import BrokerAccount, Snapshot, SyncRun
-from shared.events import Holding, HoldingSnapshot, SyncRequested, decode_event, utc_now
+from shared.db.tables import BrokerAccount, Snapshot, SyncRun, WebhookEndpoint
+from shared.events import (
+    FailureKind,
+    Holding,
+    HoldingSnapshot,
+    SyncFailed,
+    SyncRequested,
+    decode_event,
+    utc_now,
+)
 from shared.runtime import checked_engine
 from shared.settings import Settings
 from tests.support.accounts import create_account
 from tests.support.databases import drop_roles, service_role_urls
+from tests.support.webhook_receiver import webhook_receiver
 
 PERMISSION_DENIED = "42501"
 
@@ -242,3 +255,43 @@ async def test_the_fetchers_role_keeps_and_prunes_its_archive_and_writes_nothing
     await _denied(fetcher, "DELETE FROM snapshots")
     await _denied(fetcher, "SELECT count(*) FROM broker_accounts")
     await _denied(roles["ledger"], "DELETE FROM raw_answers")
+
+
+async def test_the_webhooks_role_records_and_sends_deliveries_and_writes_nothing_of_the_apis(
+    roles: dict[Service, AsyncEngine],
+) -> None:
+    account = await _account(roles)
+    async with session_factory(roles["api"])() as session:
+        endpoint = await storage_webhooks.create_endpoint(
+            session,
+            account.portfolio_id,
+            url="http://127.0.0.1/",
+            event_types=["sync.failed"],
+            description="",
+        )
+    webhooks = session_factory(roles["webhooks"])
+    failure = SyncFailed(
+        account_id=account.id,
+        request_id=uuid.uuid4(),
+        broker="sim",
+        kind=FailureKind.TRANSIENT,
+        reason="down",
+    )
+    with webhook_receiver() as receiver:
+        async with session_factory(roles["api"]).begin() as session:
+            found = await session.get(WebhookEndpoint, endpoint.id)
+            assert found is not None
+            found.url = receiver.url + "/hook"
+        assert await WebhookRecorder(sessions=webhooks).handle([failure]) == {"queued": 1, "no_webhook": 0}
+        async with WebhookSender(
+            allowed_networks=[ipaddress.ip_network("127.0.0.1/32")], timeout_s=5
+        ) as sender:
+            loop = DeliveryLoop(
+                sessions=webhooks, sender=sender, retry_schedule=(1.0,), disable_after_failures=5
+            )
+            assert await loop.send_due(utc_now()) == 1
+        assert [r.path for r in receiver.received] == ["/hook"]
+    await _denied(roles["webhooks"], "UPDATE webhook_endpoints SET url = 'https://x.test/'")
+    await _denied(roles["webhooks"], "DELETE FROM snapshots")
+    await _denied(roles["api"], "UPDATE webhook_deliveries SET status = 'delivered'")
+    await _denied(roles["ledger"], "SELECT count(*) FROM webhook_deliveries")

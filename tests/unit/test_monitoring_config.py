@@ -15,6 +15,7 @@ import services.api.metrics
 import services.fetcher.metrics
 import services.ledger.metrics
 import services.scheduler.metrics
+import services.webhooks.metrics
 import shared.metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +40,7 @@ def _registered() -> set[str]:
     """Every series name the services' metrics expose, labelled children or not."""
     services.fetcher.metrics.process_metrics()  # the fetcher registers on first use
     assert services.api.metrics and services.ledger.metrics and services.scheduler.metrics and shared.metrics
+    assert services.webhooks.metrics
     names: set[str] = set()
     for family in REGISTRY.collect():
         if family.name.startswith("portfolio_sync_"):

@@ -56,7 +56,11 @@ async def _ids(
     )
     async with sessions.begin() as session:
         session.add(token)
+    webhook = await client.post(
+        f"/v1/portfolios/{portfolio}/webhooks", json={"url": "https://example.com/hook"}, headers=headers
+    )
     return {
+        "endpoint_id": webhook.json()["id"],
         "portfolio_id": portfolio,
         "account_id": account,
         "snapshot_id": str(taken.event_id),
@@ -148,6 +152,9 @@ async def test_every_operation_that_takes_an_id_answers_404_to_another_user(
         "GET /v1/accounts/{account_id}/sync-runs/{run_id}",
         "POST /v1/accounts/{account_id}/sync",
         "GET /v1/transactions",
+        "GET /v1/webhooks/{endpoint_id}/deliveries",
+        "POST /v1/webhooks/{endpoint_id}/replays",
+        "POST /v1/webhooks/{endpoint_id}/secret/rotate",
     } <= set(checked)
     # Nothing of alice's changed or was announced: every attempt stopped at the 404.
     assert {topic: len(bus.records(topic)) for topic in topics.all_topics(["sim"])} == published_before

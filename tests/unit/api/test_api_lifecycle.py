@@ -35,6 +35,11 @@ from shared.db.tables import (
     SyncRun,
     Transaction,
     User,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEndpointState,
+    WebhookReplay,
+    WebhookReplayDone,
 )
 from shared.events import AccountRemoved, FailureKind, SyncFailed, decode_event
 from tests.unit.api.conftest import Headers, new_account, new_portfolio
@@ -231,14 +236,21 @@ async def test_deleting_a_portfolio_or_yourself_announces_every_account_and_leav
 class Owned:
     """Ids of what one user owns, to count the rows of each table that are theirs."""
 
-    def __init__(self, user_id: uuid.UUID, snapshots: dict[uuid.UUID, set[uuid.UUID]]) -> None:
+    def __init__(
+        self,
+        user_id: uuid.UUID,
+        snapshots: dict[uuid.UUID, set[uuid.UUID]],
+        webhooks: dict[uuid.UUID, uuid.UUID] | None = None,
+    ) -> None:
         self.user_id = user_id
         self.accounts = set(snapshots)
         self.snapshots = {s for of_account in snapshots.values() for s in of_account}
+        self.endpoints = set(webhooks or {})  # webhook endpoint -> a replay of it
+        self.replays = set((webhooks or {}).values())
         self._by_account = snapshots
 
     def of(self, accounts: list[str]) -> Owned:
-        """Only what belongs to these accounts (the user's own rows are not counted)."""
+        """Only what belongs to these accounts (the user's and portfolios' own rows are not counted)."""
         ids = {uuid.UUID(a) for a in accounts}
         return Owned(uuid.uuid4(), {a: s for a, s in self._by_account.items() if a in ids})
 
@@ -265,6 +277,11 @@ async def rows_left(sessions: async_sessionmaker[AsyncSession], owned: Owned) ->
         Invite: Invite.created_by == owned.user_id,
         # An operator's broker pause outlives them (the outage goes on); only their id goes.
         BrokerPause: BrokerPause.paused_by == owned.user_id,
+        WebhookEndpoint: WebhookEndpoint.id.in_(owned.endpoints),
+        WebhookReplay: WebhookReplay.endpoint_id.in_(owned.endpoints),
+        WebhookDelivery: WebhookDelivery.endpoint_id.in_(owned.endpoints),
+        WebhookEndpointState: WebhookEndpointState.endpoint_id.in_(owned.endpoints),
+        WebhookReplayDone: WebhookReplayDone.replay_id.in_(owned.replays),
     }
     # Hold nothing of a user: rate-limit windows are keyed by a client address or a token's hash and
     # expire with their window; processed_events are bare event ids (see services/api/removal.py);
@@ -335,8 +352,38 @@ async def _fill(
                     payload="{}",
                 )
             )
+    webhooks = {}
+    async with sessions() as session:
+        portfolios = set(
+            await session.scalars(
+                select(BrokerAccount.portfolio_id).where(BrokerAccount.id.in_(uuid.UUID(a) for a in accounts))
+            )
+        )
+    for portfolio in portfolios:
+        endpoint = await client.post(
+            f"/v1/portfolios/{portfolio}/webhooks", json={"url": "https://example.com/hook"}, headers=headers
+        )
+        endpoint_id = uuid.UUID(endpoint.json()["id"])
+        replay = await client.post(
+            f"/v1/webhooks/{endpoint_id}/replays", json={"since": "2026-01-01T00:00:00Z"}, headers=headers
+        )
+        webhooks[endpoint_id] = uuid.UUID(replay.json()["id"])
+        async with sessions.begin() as session:
+            session.add(
+                WebhookDelivery(
+                    endpoint_id=endpoint_id,
+                    dedupe_key=f"{endpoint_id}:msg",
+                    message_id="msg",
+                    event_type="holdings.changed",
+                    body="{}",
+                    status="pending",
+                    attempts=0,
+                )
+            )
+            session.add(WebhookEndpointState(endpoint_id=endpoint_id, consecutive_failures=1))
+            session.add(WebhookReplayDone(replay_id=webhooks[endpoint_id], deliveries=0))
     me = (await client.get("/v1/me", headers=headers)).json()
-    owned = Owned(uuid.UUID(me["id"]), snapshots)
+    owned = Owned(uuid.UUID(me["id"]), snapshots, webhooks)
     counts = await rows_left(sessions, owned)
     # Something of every kind exists to be deleted.
     assert counts.keys() >= {
@@ -353,5 +400,10 @@ async def _fill(
         "transactions",
         "raw_answers",
         "outbox",
+        "webhook_endpoints",
+        "webhook_replays",
+        "webhook_deliveries",
+        "webhook_endpoint_states",
+        "webhook_replays_done",
     }, counts
     return owned
