@@ -142,7 +142,7 @@ async def _until_serving(
             if process.poll() is not None:
                 raise RuntimeError(f"the API exited with {process.returncode}")
             try:
-                if all((await http.get(u)).status_code == 200 for u in wanted):
+                if all([(await http.get(u)).status_code == 200 for u in wanted]):
                     return
             except httpx.TransportError:
                 pass

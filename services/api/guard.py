@@ -64,7 +64,9 @@ class GuardedRoute(APIRoute):
             return None
         context = api_context(request)
         settings, now = context.settings, utc_now()
-        async with context.sessions() as session:
+        # Each statement below is atomic by itself (a lookup, an upsert counting one hit): no
+        # transaction to begin and end around them, two round trips fewer per request.
+        async with context.reads() as session:
             if self.limits_sign_ups and settings.signup_rate_limit_per_hour:
                 key = f"sign-up:{client_address(request, settings)}"
                 count = await storage_limits.count_hit(session, key, window=SIGN_UP_WINDOW, now=now)
