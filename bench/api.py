@@ -174,6 +174,7 @@ async def measure(url: str, loaded: Loaded, workers: int, seconds: float) -> dic
             figures[name] = {
                 **saturated.summary(),
                 "api_cpu_percent": round(100 * api_cpu / (seconds + 1.0), 1),
+                "load_average_1m": round(os.getloadavg()[0], 2),  # the machine is shared
                 "at_half_rate": half.summary(),
             }
             print(f"  workers={workers} {name}: {figures[name]}", flush=True)

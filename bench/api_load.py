@@ -91,7 +91,15 @@ async def run_load(
                         await asyncio.sleep(due - loop.time())  # the schedule of an open-loop load
                 if due >= measure_to:
                     return
-                status = await _exchange(reader, writer, random.choice(requests))
+                request = random.choice(requests)
+                try:
+                    status = await _exchange(reader, writer, request)
+                except (asyncio.IncompleteReadError, ConnectionResetError):
+                    # The server closed a connection idle longer than its keep-alive (a slow
+                    # open-loop rate): connect again and send the request again, as a browser does.
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
+                    status = await _exchange(reader, writer, request)
                 done = loop.time()
                 if due >= measure_from:
                     latencies.append((done - due) * 1000)
