@@ -59,17 +59,17 @@ def _upsert(dialect: str) -> Any:
     if dialect == "postgresql":
         pg_insert = postgresql.insert(RateLimitWindow).values(row)
         return pg_insert.on_conflict_do_update(
-            index_elements=[RateLimitWindow.key], set_=_counted(pg_insert.excluded.window_start)
+            index_elements=[RateLimitWindow.key], set_=counted(pg_insert.excluded.window_start)
         ).returning(*returned)
     if dialect == "sqlite":
         lite_insert = sqlite.insert(RateLimitWindow).values(row)
         return lite_insert.on_conflict_do_update(
-            index_elements=[RateLimitWindow.key], set_=_counted(lite_insert.excluded.window_start)
+            index_elements=[RateLimitWindow.key], set_=counted(lite_insert.excluded.window_start)
         ).returning(*returned)
     raise NotImplementedError(f"no rate-limit upsert for the {dialect} dialect")
 
 
-def _counted(new_start: ColumnElement[datetime]) -> dict[str, ColumnElement[Any]]:
+def counted(new_start: ColumnElement[datetime]) -> dict[str, ColumnElement[Any]]:
     """One more hit in the stored window if it is current (or ahead: another process's clock),
     else a new window counting this one hit."""
     current = RateLimitWindow.window_start >= new_start
