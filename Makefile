@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-latest test-deps demo demo-serve test screenshots test-unit chaos lint format schemas release-schemas bench-fetcher bench-ledger bench-latency bench-scale kafka-jars kafka-tail up down status clean
+.PHONY: help install install-latest test-deps demo demo-serve test screenshots test-unit chaos lint format schemas release-schemas bench-fetcher bench-ledger bench-latency bench-scale bench-api kafka-jars kafka-tail up down status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ bench-ledger: $(INSTALLED) ## ledger ingest on real Kafka + Postgres vs the raw 
 
 bench-latency: $(INSTALLED) ## SyncRequested -> HoldingsChanged latency at 200 requests/s (p50, p99)
 	$(BIN)/python bench/latency.py
+
+bench-api: $(INSTALLED) ## API reads on a 1M-holding Postgres: requests/s, p50/p99 against /healthz, 1 and 2 workers
+	$(BIN)/python bench/api.py
 
 bench-scale: $(INSTALLED) ## 1, 2, 3 fetchers of one broker: an app-wide limit kept (0 429s), per-account limits scale
 	$(BIN)/python bench/scale.py

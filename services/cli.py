@@ -56,7 +56,15 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000, help="port the demo API binds to (default 8000)")
     demo.add_argument("--database", type=Path, help="SQLite file to keep (default: a fresh temporary one)")
 
-    commands.add_parser("api", help="serve the HTTP API (FastAPI) on API_HOST:API_PORT")
+    api = commands.add_parser("api", help="serve the HTTP API (FastAPI) on API_HOST:API_PORT")
+    api.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="serve with N processes sharing the port, each with its own database pool and its metrics "
+        "on METRICS_PORT + its index (default 1: this process serves)",
+    )
     commands.add_parser("scheduler", help="emit sync requests for due schedules")
     fetcher = commands.add_parser("fetcher", help="fetch holdings for one broker's sync requests")
     fetcher.add_argument("--broker", required=True, metavar="CODE", help="broker code, e.g. sim")
@@ -184,7 +192,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "api":
         from services.api.main import run
 
-        run(settings)
+        return run(settings, workers=args.workers)
     elif args.command == "scheduler":
         from services.scheduler.main import serve as serve_scheduler
 

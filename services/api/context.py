@@ -28,6 +28,9 @@ class ApiContext:
     settings: Settings
     resources: ApiResources
     sessions: async_sessionmaker[AsyncSession]
+    reads: async_sessionmaker[AsyncSession]
+    """Sessions whose statements each commit by themselves (no BEGIN, no ROLLBACK): for requests that
+    only read, or whose every write is one atomic statement (the guard's counters)."""
     broker_types: Mapping[str, BrokerType]  # what accounts may name, read once: plug-ins included
 
     @classmethod
@@ -36,5 +39,6 @@ class ApiContext:
             settings=settings,
             resources=resources,
             sessions=session_factory(resources.engine),
+            reads=session_factory(resources.engine.execution_options(isolation_level="AUTOCOMMIT")),
             broker_types=broker_types(),
         )

@@ -39,11 +39,26 @@ def api_context(request: Request) -> ApiContext:
     return context
 
 
-Context = Annotated[ApiContext, Depends(api_context)]
+async def request_context(request: Request) -> ApiContext:
+    # A coroutine: FastAPI runs a plain function dependency in a worker thread, a hop per request.
+    return api_context(request)
+
+
+Context = Annotated[ApiContext, Depends(request_context)]
 
 
 async def db_session(context: Context) -> AsyncIterator[AsyncSession]:
     session = context.sessions()
+    try:
+        yield session
+    finally:
+        await _close(session)
+
+
+async def read_session(context: Context) -> AsyncIterator[AsyncSession]:
+    """For routes that only read: each statement commits by itself, so a request costs its queries'
+    round trips and no BEGIN or ROLLBACK."""
+    session = context.reads()
     try:
         yield session
     finally:
@@ -62,23 +77,24 @@ async def _close(session: AsyncSession) -> None:
         log.info("closing a request's session: the connection was gone", extra={"error": type(exc).__name__})
 
 
-def message_bus(context: Context) -> MessageBus:
+async def message_bus(context: Context) -> MessageBus:
     return context.resources.bus
 
 
-def credential_cipher(context: Context) -> CredentialCipher:
+async def credential_cipher(context: Context) -> CredentialCipher:
     return context.resources.cipher
 
 
-def settings(context: Context) -> Settings:
+async def settings(context: Context) -> Settings:
     return context.settings
 
 
-def known_broker_types(context: Context) -> Mapping[str, BrokerType]:
+async def known_broker_types(context: Context) -> Mapping[str, BrokerType]:
     return context.broker_types
 
 
 Session = Annotated[AsyncSession, Depends(db_session)]
+ReadSession = Annotated[AsyncSession, Depends(read_session)]
 BrokerTypes = Annotated[Mapping[str, BrokerType], Depends(known_broker_types)]
 Bus = Annotated[MessageBus, Depends(message_bus)]
 Cipher = Annotated[CredentialCipher, Depends(credential_cipher)]
@@ -114,7 +130,7 @@ async def operator_user(user: CurrentUser) -> User:
 OperatorUser = Annotated[User, Depends(operator_user)]
 
 
-def limit_sign_ups() -> None:
+async def limit_sign_ups() -> None:
     """A marker: GuardedRoute counts the requests of a route depending on it per client address
     (SIGNUP_RATE_LIMIT_PER_HOUR) before reading its body."""
 
@@ -139,7 +155,7 @@ OwnedAccount = Annotated[BrokerAccount, Depends(owned_account)]
 
 async def account_filter(
     user: CurrentUser,
-    session: Session,
+    session: ReadSession,
     account_id: Annotated[uuid.UUID | None, Query(description="Only this account's (one of yours).")] = None,
 ) -> BrokerAccount | None:
     """An optional `account_id` query filter: absent is None, another user's is a 404 like a path id."""
@@ -148,7 +164,7 @@ async def account_filter(
 
 async def portfolio_filter(
     user: CurrentUser,
-    session: Session,
+    session: ReadSession,
     portfolio_id: Annotated[
         uuid.UUID | None, Query(description="Only those of this portfolio's accounts (one of yours).")
     ] = None,

@@ -106,7 +106,7 @@ class PageRequest:
 def page_request(default_limit: int) -> Any:
     """The `limit` and `cursor` query parameters, as a dependency (one per default page size)."""
 
-    def dependency(
+    async def dependency(
         limit: Annotated[
             int, Query(ge=1, le=MAX_PAGE, description=f"Most items on one page (at most {MAX_PAGE}).")
         ] = default_limit,

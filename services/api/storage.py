@@ -224,16 +224,23 @@ async def stored_ciphertext(session: AsyncSession, account_id: uuid.UUID) -> str
 
 
 async def account_positions(
-    session: AsyncSession, account_id: uuid.UUID, *, as_of: datetime | None = None
+    session: AsyncSession, account_id: uuid.UUID, *, owner_id: uuid.UUID, as_of: datetime | None = None
 ) -> list[Position]:
-    """The account's positions now (its current snapshot), or as they stood at `as_of`."""
-    return await _positions(session, BrokerAccount.id == account_id, as_of)
+    """The account's positions now (its current snapshot), or as they stood at `as_of`; none unless
+    `owner_id` owns it. Ownership is checked in the same query: one round trip for a request."""
+    return await _positions(session, (BrokerAccount.id == account_id) & _owned_by(owner_id), as_of)
 
 
 async def portfolio_positions(
-    session: AsyncSession, portfolio_id: uuid.UUID, *, as_of: datetime | None = None
+    session: AsyncSession, portfolio_id: uuid.UUID, *, owner_id: uuid.UUID, as_of: datetime | None = None
 ) -> list[Position]:
-    return await _positions(session, BrokerAccount.portfolio_id == portfolio_id, as_of)
+    """As account_positions, for every account of the portfolio."""
+    accounts = (BrokerAccount.portfolio_id == portfolio_id) & _owned_by(owner_id)
+    return await _positions(session, accounts, as_of)
+
+
+def _owned_by(owner_id: uuid.UUID) -> ColumnElement[bool]:
+    return BrokerAccount.portfolio_id.in_(select(Portfolio.id).where(Portfolio.user_id == owner_id))
 
 
 async def _positions(

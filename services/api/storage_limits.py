@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, bindparam, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,28 +44,32 @@ async def count_hit(session: AsyncSession, key: str, *, window: timedelta, now: 
     """Count one request of `key` in its current window, atomically, and return the count; the
     caller commits. One INSERT .. ON CONFLICT DO UPDATE .. RETURNING: concurrent processes each get
     a distinct count, never a lost update. A process whose clock lags never moves a window back."""
-    start = window_start(now, window)
-    dialect = session.get_bind().dialect.name
-    row = {"key": key, "window_start": start, "hits": 1}
+    row = {"key": key, "window_start": window_start(now, window)}
+    hits, counted_start = (await session.execute(_upsert(session.get_bind().dialect.name), row)).one()
+    return WindowCount(hits=hits, window_end=counted_start + window)
+
+
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    """The counting statement, built once per dialect: it runs on every authenticated request, and
+    building it (and its cache key) anew each time cost more than the round trip."""
+    row = {"key": bindparam("key"), "window_start": bindparam("window_start"), "hits": 1}
     returned = (RateLimitWindow.hits, RateLimitWindow.window_start)
     # Both dialects spell the upsert the same way, through different classes.
     if dialect == "postgresql":
         pg_insert = postgresql.insert(RateLimitWindow).values(row)
-        upsert = pg_insert.on_conflict_do_update(
-            index_elements=[RateLimitWindow.key], set_=_counted(pg_insert.excluded.window_start)
+        return pg_insert.on_conflict_do_update(
+            index_elements=[RateLimitWindow.key], set_=counted(pg_insert.excluded.window_start)
         ).returning(*returned)
-    elif dialect == "sqlite":
+    if dialect == "sqlite":
         lite_insert = sqlite.insert(RateLimitWindow).values(row)
-        upsert = lite_insert.on_conflict_do_update(
-            index_elements=[RateLimitWindow.key], set_=_counted(lite_insert.excluded.window_start)
+        return lite_insert.on_conflict_do_update(
+            index_elements=[RateLimitWindow.key], set_=counted(lite_insert.excluded.window_start)
         ).returning(*returned)
-    else:
-        raise NotImplementedError(f"no rate-limit upsert for the {dialect} dialect")
-    hits, counted_start = (await session.execute(upsert)).one()
-    return WindowCount(hits=hits, window_end=counted_start + window)
+    raise NotImplementedError(f"no rate-limit upsert for the {dialect} dialect")
 
 
-def _counted(new_start: ColumnElement[datetime]) -> dict[str, ColumnElement[Any]]:
+def counted(new_start: ColumnElement[datetime]) -> dict[str, ColumnElement[Any]]:
     """One more hit in the stored window if it is current (or ahead: another process's clock),
     else a new window counting this one hit."""
     current = RateLimitWindow.window_start >= new_start

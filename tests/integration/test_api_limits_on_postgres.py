@@ -94,3 +94,23 @@ async def test_concurrent_creations_cannot_exceed_the_portfolio_quota(
 
     assert sorted(a.status_code for a in answers) == [201] * 3 + [409] * 5
     assert len((await second.get("/v1/portfolios", headers=headers)).json()["items"]) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_write_refused_by_a_read_tokens_scope_is_not_counted(
+    two_apis: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    """On Postgres the token is looked up and counted in one statement: only what its scope allows."""
+    first, second = two_apis
+    created = await first.post("/v1/users", json={"email": "reader@example.com"})
+    owner = {"Authorization": f"Bearer {created.json()['api_token']}"}
+    issued = await first.post("/v1/tokens", json={"name": "ro", "scope": "read"}, headers=owner)
+    reader = {"Authorization": f"Bearer {issued.json()['token']}"}
+
+    refused = [
+        await api.post("/v1/portfolios", json={"name": "p"}, headers=reader) for api in [first, second] * 3
+    ]
+    reads = [await api.get("/v1/me", headers=reader) for api in [first, second] * 11]
+
+    assert {r.status_code for r in refused} == {403}
+    assert [r.status_code for r in reads] == [200] * 20 + [429] * 2

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from services.api import storage
 from services.api.consolidation import consolidate
-from services.api.deps import OwnedAccount, OwnedPortfolio, Session
+from services.api.deps import CurrentUser, ReadSession, owned_account, owned_portfolio
 from services.api.guard import GuardedRoute
 from services.api.input_types import Timestamp
 from services.api.routes import error_responses
@@ -30,13 +31,15 @@ AsOf = Annotated[
     summary="Current holdings of an account",
     responses=error_responses(401, 404),
 )
-async def account_holdings(account: OwnedAccount, session: Session, as_of: AsOf = None) -> list[PositionOut]:
+async def account_holdings(
+    account_id: uuid.UUID, user: CurrentUser, session: ReadSession, as_of: AsOf = None
+) -> list[PositionOut]:
     """What the account holds as of its last successful sync, or as it stood at `as_of`; one line per
     instrument. Each line's `as_of` is when that snapshot was taken."""
-    return [
-        PositionOut.of(p, as_of=p.as_of)
-        for p in await storage.account_positions(session, account.id, as_of=as_of)
-    ]
+    positions = await storage.account_positions(session, account_id, owner_id=user.id, as_of=as_of)
+    if not positions:
+        await owned_account(account_id, user, session)  # nothing held, or not the caller's: a 404
+    return [PositionOut.of(p, as_of=p.as_of) for p in positions]
 
 
 @router.get(
@@ -45,9 +48,11 @@ async def account_holdings(account: OwnedAccount, session: Session, as_of: AsOf 
     responses=error_responses(401, 404),
 )
 async def portfolio_holdings(
-    portfolio: OwnedPortfolio, session: Session, as_of: AsOf = None
+    portfolio_id: uuid.UUID, user: CurrentUser, session: ReadSession, as_of: AsOf = None
 ) -> list[ConsolidatedHoldingOut]:
     """All accounts' positions, now or as they stood at `as_of`: one line per (symbol, exchange,
     currency), with a per-account breakdown."""
-    positions = await storage.portfolio_positions(session, portfolio.id, as_of=as_of)
+    positions = await storage.portfolio_positions(session, portfolio_id, owner_id=user.id, as_of=as_of)
+    if not positions:
+        await owned_portfolio(portfolio_id, user, session)  # nothing held, or not the caller's: a 404
     return [ConsolidatedHoldingOut.model_validate(holding) for holding in consolidate(positions)]

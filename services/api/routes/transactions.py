@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 
 from services.api import paging, storage
-from services.api.deps import AccountFilter, CurrentUser, PortfolioFilter, Session
+from services.api.deps import AccountFilter, CurrentUser, PortfolioFilter, ReadSession
 from services.api.guard import GuardedRoute
 from services.api.input_types import Text, Timestamp
 from services.api.routes import error_responses
@@ -27,7 +27,7 @@ LIST = "transactions"
 )
 async def list_transactions(
     user: CurrentUser,
-    session: Session,
+    session: ReadSession,
     account: AccountFilter,
     portfolio: PortfolioFilter,
     page: Annotated[paging.PageRequest, paging.page_request(100)],
