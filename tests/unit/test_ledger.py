@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.api.storage import store_credentials
+from services.api.storage import account_positions, store_credentials
 from services.ledger.handlers import Ledger
 from services.ledger.main import run_ledger
 from services.ledger.outbox import OutboxRelay
@@ -25,9 +25,10 @@ from shared.bus.memory import InMemoryBus
 from shared.bus.port import BusUnavailable, OutgoingMessage
 from shared.db.tables import (
     BrokerAccount,
+    InstrumentPrice,
     OutboxMessage,
+    PositionVersion,
     Snapshot,
-    SnapshotHolding,
     SnapshotStatus,
     SyncRun,
     Transaction,
@@ -76,12 +77,7 @@ def _snapshot(
 
 async def _current(sessions: async_sessionmaker[AsyncSession], account_id: uuid.UUID) -> dict[str, Decimal]:
     async with sessions() as session:
-        rows = await session.execute(
-            select(SnapshotHolding.symbol, SnapshotHolding.quantity)
-            .join(BrokerAccount, BrokerAccount.current_snapshot_id == SnapshotHolding.snapshot_id)
-            .where(BrokerAccount.id == account_id)
-        )
-        return {symbol: quantity for symbol, quantity in rows}
+        return {p.symbol: p.quantity for p in await account_positions(session, account_id)}
 
 
 async def _account(sessions: async_sessionmaker[AsyncSession], account_id: uuid.UUID) -> BrokerAccount:
@@ -500,7 +496,7 @@ async def test_a_batch_is_written_all_or_nothing(
     async with sessions() as session:
         accounts = await LedgerStore(session, consumer="ledger").accounts({account.id}, PositionsCache())
     plan = plan_batch([snapshot], accounts, {}, consumer="ledger")
-    assert plan.snapshots and plan.holdings and plan.derived and plan.outbox and plan.new_runs
+    assert plan.snapshots and plan.versions and plan.prices and plan.derived and plan.outbox and plan.new_runs
     run_id, _, *rest = plan.new_runs[0]
     plan.new_runs[0] = (run_id, uuid.uuid4(), *rest)  # no such account: the run's insert fails
 
@@ -514,7 +510,7 @@ async def test_a_batch_is_written_all_or_nothing(
         await write()
 
     async with sessions() as session:
-        for table in (Snapshot, SnapshotHolding, Transaction, OutboxMessage):
+        for table in (Snapshot, PositionVersion, InstrumentPrice, Transaction, OutboxMessage):
             assert await session.scalar(select(func.count()).select_from(table)) == 0, table.__tablename__
 
 
