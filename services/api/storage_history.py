@@ -4,35 +4,24 @@ priced from each instrument's price series. One statement either way."""
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Row, and_, literal_column, select, union_all
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, and_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from shared.db.tables import BrokerAccount, InstrumentPrice, PositionVersion, Snapshot, SnapshotHolding
 
-COLUMNS = (
-    "account_id",
-    "symbol",
-    "exchange",
-    "isin",
-    "currency",
-    "asset_type",
-    "quantity",
-    "average_price",
-    "last_price",
-    "taken_at",
-)
-
 
 async def holdings_of(
     session: AsyncSession, chosen: ColumnElement[bool], accounts: ColumnElement[bool]
-) -> list[Row[tuple[object, ...]]]:
+) -> list[Row[Any]]:
     """The holdings of the snapshot `chosen` picks for each account of `accounts` (a condition on
-    `Snapshot` and `BrokerAccount`), with the account and the snapshot's time (`COLUMNS`), ordered
-    by symbol, exchange, currency and account."""
+    `Snapshot` and `BrokerAccount`), with the account (`account_id`) and the snapshot's time
+    (`taken_at`), ordered by symbol, exchange, currency and account."""
     h = SnapshotHolding
     kept = (
-        select(BrokerAccount.id, h.symbol, h.exchange, h.isin, h.currency, h.asset_type)
+        select(BrokerAccount.id.label("account_id"), h.symbol, h.exchange, h.isin, h.currency, h.asset_type)
         .add_columns(h.quantity, h.average_price, h.last_price, Snapshot.taken_at)
         .select_from(BrokerAccount)
         .join(Snapshot, chosen)
@@ -63,6 +52,5 @@ async def holdings_of(
         .where(accounts, ~Snapshot.holdings_kept, v.quantity.is_not(None), ~superseded.exists())
     )
     both = union_all(kept, versioned).subquery()
-    named = [both.c[i].label(name) for i, name in zip(both.c.keys(), COLUMNS, strict=True)]
-    order = [literal_column(name) for name in ("symbol", "exchange", "currency", "account_id")]
-    return list((await session.execute(select(*named).order_by(*order))).all())
+    ordered = select(both).order_by(both.c.symbol, both.c.exchange, both.c.currency, both.c.account_id)
+    return list((await session.execute(ordered)).all())

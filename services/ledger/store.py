@@ -273,7 +273,7 @@ class LedgerStore:
         )
         positions: dict[uuid.UUID, dict[InstrumentKey, HeldLike]] = {i: {} for i in account_ids}
         for account_id, symbol, exchange, *held in rows:
-            positions[account_id][(symbol, exchange)] = Held(*held)
+            positions[account_id][(symbol, exchange)] = Held._make(held)
         return positions
 
     async def kept_holdings(
@@ -296,7 +296,7 @@ class LedgerStore:
         )
         positions: dict[uuid.UUID, dict[InstrumentKey, HeldLike]] = {i: {} for i in snapshot_ids}
         for snapshot_id, symbol, exchange, *held in rows:
-            positions[snapshot_id][(symbol, exchange)] = Held(*held)
+            positions[snapshot_id][(symbol, exchange)] = Held._make(held)
         return positions
 
     async def replaceable(self, targets: dict[uuid.UUID, uuid.UUID]) -> frozenset[uuid.UUID]:

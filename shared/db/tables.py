@@ -229,7 +229,7 @@ class Snapshot(Base):
     # account's positions on arrival: late, held; or one a replay corrected), or else the account's
     # `position_versions` valid at `taken_at`, priced from `instrument_prices`.
     holdings_kept: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
-    # SHA-256 of the holdings but their prices: equal hashes, same positions.
+    # 16 bytes of SHA-256 of the holdings but their prices: equal hashes, same positions.
     content_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
