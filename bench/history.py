@@ -92,23 +92,23 @@ def _copy_files(sim: Simulation, layout: str, folder: Path) -> dict[str, tuple[P
             changed.add((a, slot))
         if layout == "new":
             for i in range(INSTRUMENTS):
-                files["instrument_prices"][1].write(f"SYM{i:03d},NSE,{stamp},{_price(i, sync)},sim\n")
+                files["instrument_prices"].write(f"SYM{i:03d},NSE,{stamp},{_price(i, sync)},sim\n")
         for a, account in enumerate(sim.accounts):
             snapshot = uuid.uuid4()
             row = f"{snapshot},{account},{snapshot},{stamp},{stamp},{HOLDINGS},applied"
             if layout == "old":
-                files["snapshots"][1].write(row + "\n")
+                files["snapshots"].write(row + "\n")
                 for slot, i in enumerate(sim.held[a]):
-                    files["snapshot_holdings"][1].write(
+                    files["snapshot_holdings"].write(
                         f"{snapshot},SYM{i:03d},NSE,INE{i:03d}A01020,INR,equity,{quantity[a][slot]},"
                         f"1234.5678,{_price(i, sync)}\n"
                     )
                 continue
             digest = hashlib.sha256(repr(quantity[a]).encode()).digest()[:16].hex()
-            files["snapshots"][1].write(f"{row},false,\\x{digest}\n")
+            files["snapshots"].write(f"{row},false,\\x{digest}\n")
             for slot, i in enumerate(sim.held[a]):
                 if sync == 0 or (a, slot) in changed:
-                    files["position_versions"][1].write(
+                    files["position_versions"].write(
                         f"{account},SYM{i:03d},NSE,{stamp},INE{i:03d}A01020,INR,equity,{quantity[a][slot]},1234.5678\n"
                     )
     for handle in files.values():

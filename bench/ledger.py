@@ -203,7 +203,9 @@ async def raw_limit(postgres: PostgresService, accounts: int, per_account: int) 
             ):
                 # Named columns: the tables have more (announcements, ...) that the ledger fills later.
                 listed = ", ".join(columns)
-                await conn.execute(f"CREATE TEMP TABLE staging_{table} (LIKE {table}) ON COMMIT DROP")
+                await conn.execute(
+                    f"CREATE TEMP TABLE staging_{table} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
+                )
                 await conn.copy_to_table(f"staging_{table}", source=source, format="csv", columns=columns)
                 await conn.execute(
                     f"INSERT INTO {table} ({listed}) SELECT {listed} FROM staging_{table} "

@@ -154,8 +154,10 @@ ACCESS: Mapping[Service, Access] = {
         writes={
             # History is appended, and rewritten only by a replay (`portfolio-sync replay`): a
             # snapshot changes its status and announcement, and a replay replaces its holdings.
+            # Unchanged snapshots past SNAPSHOT_RETENTION_DAYS are deleted (services/ledger/retention.py).
             "snapshots": Writes(
                 insert=True,
+                delete=True,
                 update=("status", "announcement_id", "announced_at", "holdings_count", "holdings_kept"),
             ),
             "snapshot_holdings": Writes(insert=True, delete=True),
