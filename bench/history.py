@@ -42,6 +42,7 @@ from machine import machine_probe, run_facts
 
 from infra import REPO, KafkaService, PostgresService, provide_kafka, provide_postgres
 from services.api.storage import account_positions, portfolio_positions
+from services.ledger.retention import prune_snapshots
 from shared.db.engine import create_engine, session_factory
 from shared.logs import configure_logging
 
@@ -224,6 +225,28 @@ async def as_of_latency(url: str, sim: Simulation, queries: int) -> dict[str, di
     return result
 
 
+async def _after_retention(url: str, sim: Simulation) -> int:
+    """The new layout's history bytes once SNAPSHOT_RETENTION_DAYS = 1 pruned the unchanged
+    snapshots older than a day (and VACUUM FULL gave the space back)."""
+    engine = create_engine(url)
+    try:
+        pruned = await prune_snapshots(
+            session_factory(engine), taken_before=sim.times[-1] - timedelta(days=1)
+        )
+    finally:
+        await engine.dispose()
+    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        await conn.execute("VACUUM FULL snapshots")
+        size = sum(
+            [await conn.fetchval("SELECT pg_total_relation_size($1)", t) for t in HISTORY_TABLES["new"]]
+        )
+    finally:
+        await conn.close()
+    print(f"  retention: {pruned} unchanged snapshots pruned", flush=True)
+    return int(size)
+
+
 def _old_tree(folder: Path, commit: str) -> Path:
     """The source of `commit`, unpacked: the old layout's ledger runs from it."""
     archive = subprocess.run(["git", "archive", commit], cwd=REPO, check=True, capture_output=True).stdout
@@ -267,6 +290,11 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 "targets": {"account_p99_ms": "< 20", "portfolio_20_p99_ms": "< 100"}
             }
             print(json.dumps(result["as_of"]), flush=True)
+            retained = await _after_retention(url, sim)
+            result["size"]["bytes_per_account_day"]["new_after_retention"] = round(  # type: ignore[index]
+                retained / (args.accounts * args.days)
+            )
+            print(json.dumps(result["size"]), flush=True)
             if args.ingest_accounts:
                 kafka = provide_kafka()
                 tree = _old_tree(Path(folder), args.old)

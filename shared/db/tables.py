@@ -258,7 +258,8 @@ class InstrumentPrice(Base):
     written when a snapshot reports it moved (`source`: the broker that reported it)."""
 
     __tablename__ = "instrument_prices"
-    __table_args__ = (Index("ix_instrument_prices_instrument_at", "symbol", "exchange", "at"),)
+    # The newest price at or before T is the first entry of a backward scan (ties: the last written).
+    __table_args__ = (Index("ix_instrument_prices_instrument_at", "symbol", "exchange", "at", "id"),)
     # Integer on SQLite: only an INTEGER PRIMARY KEY counts up by itself there.
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True

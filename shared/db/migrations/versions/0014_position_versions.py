@@ -102,7 +102,9 @@ def upgrade() -> None:
         sa.Column("source", sa.String(length=32), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_instrument_prices"),
     )
-    op.create_index("ix_instrument_prices_instrument_at", "instrument_prices", ["symbol", "exchange", "at"])
+    op.create_index(
+        "ix_instrument_prices_instrument_at", "instrument_prices", ["symbol", "exchange", "at", "id"]
+    )
     connection = op.get_bind()
     after = move_history(connection, ACCOUNTS_PER_BATCH, after=None)
     while after is not None:
