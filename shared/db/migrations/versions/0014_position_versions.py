@@ -5,10 +5,12 @@ once per move, shared by every account that holds it. A snapshot keeps its own h
 when it never became the account's positions on arrival (late, held) or a replay corrected it
 (`snapshots.holdings_kept`, true for every snapshot stored before: they read as they did).
 
-Existing history is moved account by account, in batches: an account's applied snapshots become
-versions and prices and lose their own rows, in one statement set per batch. An account is moved
-once (it has versions after): a migration stopped half-way resumes with the accounts left, and the
-ledger and API read an account not moved yet from its snapshots' own rows meanwhile.
+Existing history is moved in batches of accounts (memory stays bounded): an account's applied
+snapshots become versions and prices and lose their own rows. `move_history` picks only accounts not
+moved yet (they have versions after), and an account not moved yet reads as before, from its
+snapshots' own rows (the ledger included). The batches run in the migration's one transaction
+(shared/db/migrations/env.py): to move a large history while the services run, commit per batch
+by calling `move_history` outside Alembic; that is not done here.
 
 Revision ID: 0014
 Revises: 0013
