@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-latest test-deps demo demo-serve test screenshots test-unit chaos lint format schemas release-schemas bench-fetcher bench-ledger bench-latency bench-scale bench-api kafka-jars kafka-tail up down status clean
+.PHONY: help install install-latest test-deps demo demo-serve test screenshots test-unit chaos lint format schemas release-schemas bench-fetcher bench-ledger bench-history bench-latency bench-scale bench-api kafka-jars kafka-tail up down status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ bench-fetcher: $(INSTALLED) ## fetcher throughput over real Kafka vs the seed's 
 
 bench-ledger: $(INSTALLED) ## ledger ingest on real Kafka + Postgres vs the raw COPY limit and the seed's way; RSS
 	$(BIN)/python bench/ledger.py
+
+bench-history: $(INSTALLED) ## history bytes per account-day, as-of reads, ledger ingest: old layout vs new in one run
+	$(BIN)/python bench/history.py
 
 bench-latency: $(INSTALLED) ## SyncRequested -> HoldingsChanged latency at 200 requests/s (p50, p99)
 	$(BIN)/python bench/latency.py

@@ -11,8 +11,8 @@ from shared.db.engine import create_engine, session_factory, upgrade_schema
 from shared.db.tables import BrokerAccount, Portfolio, User
 
 
-async def fresh_database(postgres: PostgresService, name: str) -> str:
-    """Drop and create database `name`, migrate it, return its URL."""
+async def fresh_database(postgres: PostgresService, name: str, revision: str = "head") -> str:
+    """Drop and create database `name`, migrate it (to `revision`), return its URL."""
     admin = await asyncpg.connect(postgres.dsn)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -21,7 +21,7 @@ async def fresh_database(postgres: PostgresService, name: str) -> str:
         await admin.close()
     url = postgres.url.rsplit("/", 1)[0] + f"/{name}"
     engine = create_engine(url)
-    await upgrade_schema(engine)
+    await upgrade_schema(engine, revision)
     await engine.dispose()
     return url
 

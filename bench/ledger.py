@@ -96,9 +96,17 @@ def _rss_mb(pid: int) -> float:
 
 
 async def ledger_run(
-    kafka: KafkaService, postgres: PostgresService, accounts: int, per_account: int
+    kafka: KafkaService,
+    postgres: PostgresService,
+    accounts: int,
+    per_account: int,
+    *,
+    tree: Path = REPO,
+    revision: str = "head",
 ) -> dict[str, float]:
-    url = await fresh_database(postgres, "bench_ledger")
+    """`tree`: the checkout whose ledger runs (another commit's, for bench/history.py), on a
+    database migrated to `revision`."""
+    url = await fresh_database(postgres, "bench_ledger", revision)
     ids = await create_accounts(url, accounts)
     namespace = f"bench-ledger-{uuid.uuid4().hex[:8]}."
     servers = kafka.bootstrap_servers.split(",")
@@ -125,7 +133,7 @@ async def ledger_run(
         "CREDENTIALS_KEYS": CredentialCipher.generate_key(),
         "LOG_LEVEL": "WARNING",
     }
-    ledger = subprocess.Popen([sys.executable, "-m", "services.cli", "ledger"], env=env, cwd=REPO)  # noqa: ASYNC220 - started once, polled below
+    ledger = subprocess.Popen([sys.executable, "-m", "services.cli", "ledger"], env=env, cwd=tree)  # noqa: ASYNC220 - started once, polled below
     peak_rss, first_at, first_count, done = 0.0, 0.0, 0, False
     last_report = time.monotonic()
     lasts = list(last_in_partition.values())
@@ -195,7 +203,9 @@ async def raw_limit(postgres: PostgresService, accounts: int, per_account: int) 
             ):
                 # Named columns: the tables have more (announcements, ...) that the ledger fills later.
                 listed = ", ".join(columns)
-                await conn.execute(f"CREATE TEMP TABLE staging_{table} (LIKE {table}) ON COMMIT DROP")
+                await conn.execute(
+                    f"CREATE TEMP TABLE staging_{table} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
+                )
                 await conn.copy_to_table(f"staging_{table}", source=source, format="csv", columns=columns)
                 await conn.execute(
                     f"INSERT INTO {table} ({listed}) SELECT {listed} FROM staging_{table} "

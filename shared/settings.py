@@ -167,6 +167,12 @@ class Settings(BaseSettings):
     ledger_batch_size: int = Field(
         default=2000, ge=1, description="Most events the ledger applies in one database transaction."
     )
+    snapshot_retention_days: float = Field(
+        default=0.0,
+        ge=0,
+        description="Snapshots older than this that changed nothing (same positions as the one before) "
+        "are deleted by the ledger (hourly); their positions stay in the versions; 0: kept forever.",
+    )
     raw_archive: Literal["database", "files", "none"] = Field(
         default="database",
         description="Where fetchers keep each sync's raw broker answer (headers dropped, credential "

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, case, select, update
+from sqlalchemy import ColumnElement, and_, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +19,7 @@ from sqlalchemy.orm import aliased
 
 from services.api import paging, storage_limits
 from services.api.consolidation import Position
+from services.api.storage_history import holdings_of
 from shared.db.sync_runs import requested_run
 from shared.db.tables import (
     BrokerAccount,
@@ -268,19 +269,9 @@ async def _positions(
             .limit(1)
             .scalar_subquery()
         )
-    rows = await session.execute(
-        select(BrokerAccount.id, SnapshotHolding, Snapshot.taken_at)
-        .select_from(BrokerAccount)
-        .join(Snapshot, chosen)
-        .join(SnapshotHolding, SnapshotHolding.snapshot_id == Snapshot.id)
-        .where(accounts)
-        .order_by(
-            SnapshotHolding.symbol, SnapshotHolding.exchange, SnapshotHolding.currency, BrokerAccount.id
-        )
-    )
     return [
         Position(
-            account_id=account_id,
+            account_id=h.account_id,
             symbol=h.symbol,
             exchange=h.exchange,
             isin=h.isin,
@@ -289,9 +280,9 @@ async def _positions(
             quantity=h.quantity,
             average_price=h.average_price,
             last_price=h.last_price,
-            as_of=taken_at,
+            as_of=h.taken_at,
         )
-        for account_id, h, taken_at in rows
+        for h in await holdings_of(session, chosen, accounts)
     ]
 
 
@@ -313,12 +304,25 @@ async def account_snapshot(
     )
     if snapshot is None:
         return None
-    holdings = await session.scalars(
-        select(SnapshotHolding)
-        .where(SnapshotHolding.snapshot_id == snapshot_id)
-        .order_by(SnapshotHolding.symbol, SnapshotHolding.exchange)
-    )
-    return snapshot, holdings.all()
+    holdings = [
+        SnapshotHolding(
+            snapshot_id=snapshot_id,
+            symbol=h.symbol,
+            exchange=h.exchange,
+            isin=h.isin,
+            currency=h.currency,
+            asset_type=h.asset_type,
+            quantity=h.quantity,
+            average_price=h.average_price,
+            last_price=h.last_price,
+        )
+        for h in await holdings_of(session, _the_snapshot(snapshot_id), BrokerAccount.id == account_id)
+    ]
+    return snapshot, holdings
+
+
+def _the_snapshot(snapshot_id: uuid.UUID) -> ColumnElement[bool]:
+    return and_(Snapshot.id == snapshot_id, Snapshot.account_id == BrokerAccount.id)
 
 
 async def transactions(
@@ -431,9 +435,5 @@ async def instruments_of(session: AsyncSession, snapshot_id: uuid.UUID | None) -
     """The (symbol, exchange) pairs a snapshot lists; None for no snapshot."""
     if snapshot_id is None:
         return None
-    rows = await session.execute(
-        select(SnapshotHolding.symbol, SnapshotHolding.exchange).where(
-            SnapshotHolding.snapshot_id == snapshot_id
-        )
-    )
-    return {(symbol, exchange) for symbol, exchange in rows}
+    rows = await holdings_of(session, _the_snapshot(snapshot_id), Snapshot.id == snapshot_id)
+    return {(h.symbol, h.exchange) for h in rows}

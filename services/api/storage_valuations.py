@@ -8,8 +8,7 @@ positions the accounts held at its time were worth, each at the price its own sn
 (the consolidated holdings price an instrument held in two accounts at the fresher quote of the
 two), whatever the length of the history.
 
-The contract (points of time, currency and value) says nothing of how history is stored: when
-positions become versions and prices a series per instrument (issue 13), only this query changes.
+The contract (points of time, currency and value) says nothing of how history is stored.
 """
 
 from __future__ import annotations
@@ -28,7 +27,8 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from shared.db.tables import BrokerAccount, Snapshot, SnapshotHolding, SnapshotStatus
+from services.api.storage_history import holdings_of
+from shared.db.tables import BrokerAccount, Snapshot, SnapshotStatus
 
 VALUE_SCALE = Decimal("0.00000001")
 """Values are given to 8 decimal places: SQLite (the demo's database) sums through binary floating
@@ -138,25 +138,37 @@ async def portfolio_valuations(
         )
         .subquery()
     )
-    rows = await session.execute(
-        select(
-            ranked.c.slice,
-            ranked.c.account_id,
-            ranked.c.taken_at,
-            SnapshotHolding.currency,
-            func.sum(SnapshotHolding.quantity * SnapshotHolding.last_price),
+    picked = (
+        await session.execute(
+            select(ranked.c.id, ranked.c.slice, ranked.c.account_id, ranked.c.taken_at)
+            .where(ranked.c.rank == 1)
+            .order_by(ranked.c.slice, ranked.c.account_id)
         )
-        .select_from(ranked)
-        # Outer: a snapshot that lists nothing (or nothing priced) says the account is worth 0 now.
-        .outerjoin(
-            SnapshotHolding,
-            and_(SnapshotHolding.snapshot_id == ranked.c.id, SnapshotHolding.last_price.is_not(None)),
-        )
-        .where(ranked.c.rank == 1)
-        .group_by(ranked.c.slice, ranked.c.account_id, ranked.c.taken_at, SnapshotHolding.currency)
-        .order_by(ranked.c.slice, ranked.c.account_id)
+    ).all()
+    # What each picked snapshot held, wherever it is kept (its own rows, or the versions and the
+    # price series at its time): one statement.
+    holdings = await holdings_of(
+        session,
+        and_(Snapshot.id.in_([row.id for row in picked]), Snapshot.account_id == BrokerAccount.id),
+        BrokerAccount.portfolio_id == portfolio_id,
     )
-    return _carried_forward(rows.all(), since=since)
+    worth: dict[tuple[uuid.UUID, datetime], dict[str, Decimal]] = {}
+    for line in holdings:
+        if line.last_price is not None:
+            per_currency = worth.setdefault((line.account_id, line.taken_at), {})
+            per_currency[line.currency] = per_currency.get(line.currency, Decimal(0)) + (
+                Decimal(line.quantity) * Decimal(line.last_price)
+            )
+    rows: list[tuple[int, uuid.UUID, datetime, str | None, Any]] = []
+    for row in picked:
+        values = worth.get((row.account_id, row.taken_at))
+        # A snapshot that lists nothing (or nothing priced) says the account is worth 0 now.
+        rows.extend(
+            [(row.slice, row.account_id, row.taken_at, c, v) for c, v in values.items()]
+            if values
+            else [(row.slice, row.account_id, row.taken_at, None, None)]
+        )
+    return _carried_forward(rows, since=since)
 
 
 def _bound(number: float) -> Any:

@@ -30,6 +30,7 @@ from services.ledger.metrics import SKIPPED_FOR_VANISHED_ACCOUNTS, count_written
 from services.ledger.outbox import OutboxRelay
 from services.ledger.plan import AccountState, BatchPlan, RunState, UnknownAccount, plan_batch
 from services.ledger.store import ConcurrentWrite, Encoded, LedgerStore, PositionsCache
+from services.ledger.versions import PriceMemo
 from shared.bus.consumer import Outcomes, Write
 from shared.bus.port import MessageBus
 from shared.events import Event, HoldingSnapshot, SyncFailed
@@ -81,8 +82,9 @@ def _plan_and_encode(
     accounts: dict[uuid.UUID, AccountState],
     runs: dict[uuid.UUID, RunState],
     replaceable: frozenset[uuid.UUID],
+    prices: PriceMemo,
 ) -> tuple[BatchPlan, Encoded]:
-    plan = plan_batch(events, accounts, runs, consumer=CONSUMER, replaceable=replaceable)
+    plan = plan_batch(events, accounts, runs, consumer=CONSUMER, replaceable=replaceable, prices=prices)
     encoded = store.encode(plan)
     if encoded:
         plan.holdings = []  # in the COPY text now: the decoded snapshots need not outlive preparing
@@ -103,6 +105,7 @@ class Ledger:
         self.batch_size = batch_size  # events per batch, at most
         self.relay = OutboxRelay(sessions=sessions, bus=bus, batch=batch_size)
         self._positions = PositionsCache()
+        self._prices = PriceMemo()
         self._planned = _Planned()
         self.skipped_for_vanished_accounts = 0
         """Events skipped because their account no longer exists (see `_skip_vanished`)."""
@@ -139,7 +142,9 @@ class Ledger:
             replaceable |= await store.replaceable({t: a for t, a in targets.items() if t not in replaceable})
         # In a worker thread, like decoding (see `shared.bus.consumer`): the event loop keeps the
         # previous batch's write going meanwhile.
-        plan, encoded = await asyncio.to_thread(_plan_and_encode, store, fresh, accounts, runs, replaceable)
+        plan, encoded = await asyncio.to_thread(
+            _plan_and_encode, store, fresh, accounts, runs, replaceable, self._prices
+        )
         plan.outcomes.update(already_applied=already_applied, account_gone=new - len(fresh))
         self._planned = _Planned.written(fresh, accounts, runs)
         for account in accounts.values():
@@ -179,6 +184,7 @@ class Ledger:
         async with self._sessions.begin() as session:
             await LedgerStore(session, consumer=CONSUMER).write(plan, encoded)
             crash_point(LEDGER_AFTER_COPY)
+        self._prices.remember(plan.prices)
         count_written(plan, seconds=time.perf_counter() - started)
         await self.relay.hand_over(plan.outbox)
         return plan.outcomes

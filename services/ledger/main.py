@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from services.ledger.handlers import ConcurrentWrite, Ledger
+from services.ledger.retention import prune_periodically
 from shared import topics
 from shared.bus.consumer import EventConsumer
 from shared.bus.port import MessageBus
@@ -48,6 +49,15 @@ async def serve(settings: Settings) -> None:
         checked_engine(settings, "ledger") as engine,
         started_bus(settings, client_id=CONSUMER_GROUP) as bus,
     ):
-        ledger = Ledger(sessions=session_factory(engine), bus=bus, batch_size=settings.ledger_batch_size)
+        sessions = session_factory(engine)
+        ledger = Ledger(sessions=sessions, bus=bus, batch_size=settings.ledger_batch_size)
+        retention = settings.snapshot_retention_days
+
+        async def run(stop: asyncio.Event) -> None:
+            await asyncio.gather(
+                run_ledger(ledger, bus, stop),
+                prune_periodically(sessions, retention_days=retention, stop=stop),
+            )
+
         with metrics_served(settings):
-            await run_until_signalled(lambda stop: run_ledger(ledger, bus, stop))
+            await run_until_signalled(run)

@@ -28,6 +28,7 @@ from services.ledger.positions import (
     position_changes,
     positions_of,
 )
+from services.ledger.versions import PriceMemo, Prices, content_hash, price_rows, version_rows
 from shared import topics
 from shared.db.tables import SnapshotStatus
 from shared.events import (
@@ -70,6 +71,9 @@ class AccountState:
     # credentials time. Auth state older than the credentials is not the account's any more.
     ledger_version: int = 0
     credentials_changed_at: datetime | None = None
+    # The current snapshot keeps its own holdings and the versions may not say them (a snapshot
+    # stored before versions): the next applied snapshot writes a version of every position.
+    versions_behind: bool = False
     touched: bool = False
 
     def account_update(self) -> dict[str, Any]:
@@ -160,6 +164,8 @@ class BatchPlan:
         "holdings_count",
         "status",
         "announcement_id",
+        "holdings_kept",
+        "content_hash",
     )
     HOLDING_COLUMNS = (
         "snapshot_id",
@@ -219,7 +225,11 @@ class BatchPlan:
 
     events: int = 0  # how many events the plan applies
     snapshots: list[tuple[Any, ...]] = field(default_factory=list)
-    holdings: list[tuple[uuid.UUID, tuple[Holding, ...]]] = field(default_factory=list)  # per snapshot
+    # Per snapshot that keeps its holdings (late, held); an applied one adds versions and prices.
+    holdings: list[tuple[uuid.UUID, tuple[Holding, ...]]] = field(default_factory=list)
+    versions: list[tuple[Any, ...]] = field(default_factory=list)  # `VERSION_COLUMNS`
+    prices: list[tuple[Any, ...]] = field(default_factory=list)  # `PRICE_COLUMNS`
+    pending_prices: Prices = field(default_factory=dict)
     derived: list[tuple[Any, ...]] = field(default_factory=list)
     reported: list[tuple[Any, ...]] = field(default_factory=list)
     outbox: list[tuple[Any, ...]] = field(default_factory=list)
@@ -231,6 +241,9 @@ class BatchPlan:
     attempts: list[tuple[Any, ...]] = field(default_factory=list)  # every snapshot's and failure's
     # Stored snapshots whose holdings a replay replaces (`HoldingSnapshot.replaces`), with the new ones.
     replaced: dict[uuid.UUID, tuple[Holding, ...]] = field(default_factory=dict)
+    # A replay correcting an account's current snapshot rewrites the versions of its time:
+    # (account, taken_at) -> every version of that time.
+    rewritten_versions: dict[tuple[uuid.UUID, datetime], list[tuple[Any, ...]]] = field(default_factory=dict)
     # Snapshots announced by this batch, to their HoldingsChanged: new ones take it in their row (and
     # leave this), earlier ones (accepted after being held) are updated.
     announcements: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
@@ -248,10 +261,13 @@ def plan_batch(
     *,
     consumer: str,
     replaceable: frozenset[uuid.UUID] = frozenset(),
+    prices: PriceMemo | None = None,
 ) -> BatchPlan:
     """The rows that apply `events` (new ones only, in order) to `accounts` and `runs`.
-    `replaceable`: the stored snapshots the batch's replays name that exist, each of its account."""
+    `replaceable`: the stored snapshots the batch's replays name that exist, each of its account.
+    `prices`: the instruments' last written prices (none: every price is written)."""
     plan = BatchPlan(events=len(events))
+    memo = prices or PriceMemo()
     now = utc_now()
     for event in events:
         account = accounts.get(event.account_id)
@@ -262,13 +278,13 @@ def plan_batch(
             plan.processed.append((event.event_id, consumer, now))
             _replacement(plan, account, event, replaceable, now)
         elif isinstance(event, HoldingSnapshot):
-            _snapshot(plan, account, runs, event, now)
+            _snapshot(plan, account, runs, event, now, memo)
         else:
             plan.processed.append((event.event_id, consumer, now))
             if isinstance(event, SyncFailed):
                 _failure(plan, account, runs, event)
             elif isinstance(event, SnapshotAccepted):
-                _accepted(plan, account, event, now)
+                _accepted(plan, account, event, now, memo)
                 plan.outcomes["accepted"] += 1
             elif isinstance(event, SnapshotDismissed):
                 _dismissed(plan, account, event)
@@ -289,8 +305,8 @@ def _snapshot(
     runs: dict[uuid.UUID, RunState],
     snapshot: HoldingSnapshot,
     now: datetime,
+    memo: PriceMemo,
 ) -> None:
-    plan.holdings.append((snapshot.event_id, snapshot.holdings))
     for trade in snapshot.trades:
         signed = trade.quantity if trade.side is TradeSide.BUY else -trade.quantity
         plan.reported.append(
@@ -323,8 +339,11 @@ def _snapshot(
         account.consecutive_failures = 0
         account.last_error = None
 
-    status = _place(plan, account, snapshot, now)
+    status = _place(plan, account, snapshot, now, memo)
     plan.outcomes[status] += 1
+    kept = status != SnapshotStatus.APPLIED
+    if kept:
+        plan.holdings.append((snapshot.event_id, snapshot.holdings))
     plan.snapshots.append(
         (
             snapshot.event_id,
@@ -335,6 +354,8 @@ def _snapshot(
             len(snapshot.holdings),
             status,
             plan.announcements.pop(snapshot.event_id, None),
+            kept,
+            content_hash(snapshot.holdings),
         )
     )
     plan.attempts.append(
@@ -371,7 +392,11 @@ def _replacement(
         return
     plan.replaced[target] = replay.holdings
     incoming = positions_of(replay.holdings)
-    if account.current_snapshot_id == target:
+    if account.current_snapshot_id == target and account.positions_as_of is not None:
+        at = account.positions_as_of
+        plan.rewritten_versions[(account.id, at)] = version_rows(
+            account.id, at, account.positions, incoming, every=True
+        )
         account.positions = incoming
         _current(plan, account, target, now)  # corrected current positions: holdings.current says so
     if account.held_snapshot_id == target:
@@ -379,7 +404,9 @@ def _replacement(
     plan.outcomes["replaced"] += 1
 
 
-def _place(plan: BatchPlan, account: AccountState, snapshot: HoldingSnapshot, now: datetime) -> str:
+def _place(
+    plan: BatchPlan, account: AccountState, snapshot: HoldingSnapshot, now: datetime, memo: PriceMemo
+) -> str:
     """Apply, hold or file the snapshot; return its status."""
     if account.positions_as_of is not None and snapshot.taken_at <= account.positions_as_of:
         return SnapshotStatus.LATE
@@ -402,6 +429,7 @@ def _place(plan: BatchPlan, account: AccountState, snapshot: HoldingSnapshot, no
         return SnapshotStatus.HELD
     net = _net_reported(snapshot, account.positions_as_of)
     _apply(plan, account, snapshot.event_id, snapshot.taken_at, incoming, now, reported=net)
+    plan.prices += price_rows(memo, plan.pending_prices, snapshot.taken_at, incoming, snapshot.broker)
     return SnapshotStatus.APPLIED
 
 
@@ -418,6 +446,10 @@ def _apply(
     keys = moved(account.positions, incoming)
     for trade in derive_trades(account.positions, incoming, reported=reported, keys=keys):
         plan.derived.append(_derived_row(account.id, snapshot_id, taken_at, trade))
+    plan.versions += version_rows(
+        account.id, taken_at, account.positions, incoming, every=account.versions_behind
+    )
+    account.versions_behind = False
     changes = position_changes(account.positions, incoming, keys)
     account.current_snapshot_id = snapshot_id
     account.positions = incoming
@@ -498,7 +530,9 @@ def _release_hold(account: AccountState) -> None:
     account.held_reason = None
 
 
-def _accepted(plan: BatchPlan, account: AccountState, accepted: SnapshotAccepted, now: datetime) -> None:
+def _accepted(
+    plan: BatchPlan, account: AccountState, accepted: SnapshotAccepted, now: datetime, memo: PriceMemo
+) -> None:
     if account.held_snapshot_id != accepted.snapshot_id or account.held_taken_at is None:
         return  # already confirmed or dismissed by a later sync: nothing left to accept
     snapshot_id, taken_at = accepted.snapshot_id, account.held_taken_at
@@ -507,6 +541,7 @@ def _accepted(plan: BatchPlan, account: AccountState, accepted: SnapshotAccepted
     plan.status_changes[snapshot_id] = SnapshotStatus.APPLIED
     if account.positions_as_of is None or taken_at > account.positions_as_of:
         _apply(plan, account, snapshot_id, taken_at, incoming, now)
+        plan.prices += price_rows(memo, plan.pending_prices, taken_at, incoming, "accepted")
 
 
 def _dismissed(plan: BatchPlan, account: AccountState, dismissed: SnapshotDismissed) -> None:

@@ -22,6 +22,8 @@ class Held(NamedTuple):
     average_price: Decimal
     last_price: Decimal | None
     currency: str
+    isin: str | None
+    asset_type: str
 
 
 class HeldLike(Protocol):
@@ -39,6 +41,12 @@ class HeldLike(Protocol):
 
     @property
     def currency(self) -> str: ...
+
+    @property
+    def isin(self) -> str | None: ...
+
+    @property
+    def asset_type(self) -> str: ...
 
 
 Positions = Mapping[InstrumentKey, HeldLike]

@@ -15,19 +15,23 @@ from itertools import chain, repeat
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, insert, literal, select
+from sqlalchemy import ColumnElement, and_, delete, insert, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from services.ledger.plan import AccountState, BatchPlan, RunState
 from services.ledger.positions import Held, HeldLike, InstrumentKey
+from services.ledger.versions import PRICE_COLUMNS, VERSION_COLUMNS
 from shared.db.copy_text import copy_text
 from shared.db.sets import among, insert_columns, update_by_id, update_by_id_if_unchanged
 from shared.db.tables import (
     REPORTED_TRADE,
     Base,
     BrokerAccount,
+    InstrumentPrice,
     OutboxMessage,
+    PositionVersion,
     ProcessedEvent,
     Snapshot,
     SnapshotHolding,
@@ -60,6 +64,8 @@ def _new_rows(
     return [
         (Snapshot, BatchPlan.SNAPSHOT_COLUMNS, _columns(plan.snapshots)),
         (SnapshotHolding, BatchPlan.HOLDING_COLUMNS, _holding_columns(plan.holdings, for_copy)),
+        (PositionVersion, VERSION_COLUMNS, _columns(plan.versions)),
+        (InstrumentPrice, PRICE_COLUMNS, _columns(plan.prices)),
         (Transaction, BatchPlan.TRANSACTION_COLUMNS, _columns(plan.derived)),
         (OutboxMessage, BatchPlan.OUTBOX_COLUMNS, _columns(plan.outbox)),
         (ProcessedEvent, BatchPlan.PROCESSED_COLUMNS, _columns(plan.processed)),
@@ -178,7 +184,10 @@ class LedgerStore:
                 a.last_error,
                 a.ledger_version,
                 a.credentials_changed_at,
-            ).where(self._among(a.id, ids))
+                Snapshot.holdings_kept,
+            )
+            .outerjoin(Snapshot, Snapshot.id == a.current_snapshot_id)
+            .where(self._among(a.id, ids))
         )
         states = {
             row.id: AccountState(
@@ -196,26 +205,31 @@ class LedgerStore:
                 last_error=row.last_error,
                 ledger_version=row.ledger_version,
                 credentials_changed_at=row.credentials_changed_at,
+                versions_behind=bool(row.holdings_kept),
             )
             for row in rows
         }
         missing = []
+        kept: dict[uuid.UUID, AccountState] = {}  # current snapshots read from their own holdings
         for state in states.values():
             if state.current_snapshot_id is not None:
                 cached = cache.get(state.id, state.current_snapshot_id, state.ledger_version)
-                if cached is None:
-                    missing.append(state.current_snapshot_id)
-                else:
+                if cached is not None:
                     state.positions = dict(cached)
+                elif state.versions_behind:
+                    kept[state.current_snapshot_id] = state
+                else:
+                    missing.append(state.id)
+        if missing:
+            for account_id, positions in (await self.current_positions(missing)).items():
+                states[account_id].positions = positions
         held = {s.held_snapshot_id: s for s in states.values() if s.held_snapshot_id is not None}
-        if missing or held:
-            loaded = await self.positions_of_snapshots(missing + list(held))
-            for state in states.values():
-                if state.current_snapshot_id in loaded:
-                    state.positions = loaded[state.current_snapshot_id]
+        if held or kept:
+            loaded = await self.kept_holdings([*held, *kept])
+            for snapshot_id, state in kept.items():
+                state.positions = loaded[snapshot_id]
             for snapshot_id, state in held.items():
                 state.held_positions = loaded[snapshot_id]
-        if held:
             taken = await self._session.execute(
                 select(Snapshot.id, Snapshot.taken_at).where(self._among(Snapshot.id, list(held)))
             )
@@ -223,23 +237,66 @@ class LedgerStore:
                 held[snapshot_id].held_taken_at = taken_at
         return states
 
-    async def positions_of_snapshots(
-        self, snapshot_ids: list[uuid.UUID]
+    async def current_positions(
+        self, account_ids: list[uuid.UUID]
     ) -> dict[uuid.UUID, dict[InstrumentKey, HeldLike]]:
+        """The accounts' positions: their newest version of each instrument still open, priced as of
+        the account's positions' time."""
+        v, newer, p = PositionVersion, aliased(PositionVersion), InstrumentPrice
+        price = (
+            select(p.price)
+            .where(p.symbol == v.symbol, p.exchange == v.exchange, p.at <= BrokerAccount.positions_as_of)
+            .order_by(p.at.desc(), p.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        later = select(newer.valid_from).where(
+            newer.account_id == v.account_id,
+            newer.symbol == v.symbol,
+            newer.exchange == v.exchange,
+            newer.valid_from > v.valid_from,
+        )
         rows = await self._session.execute(
             select(
-                SnapshotHolding.snapshot_id,
-                SnapshotHolding.symbol,
-                SnapshotHolding.exchange,
-                SnapshotHolding.quantity,
-                SnapshotHolding.average_price,
-                SnapshotHolding.last_price,
-                SnapshotHolding.currency,
-            ).where(self._among(SnapshotHolding.snapshot_id, snapshot_ids))
+                v.account_id,
+                v.symbol,
+                v.exchange,
+                v.quantity,
+                v.average_price,
+                price,
+                v.currency,
+                v.isin,
+                v.asset_type,
+            )
+            .join(BrokerAccount, BrokerAccount.id == v.account_id)
+            .where(self._among(v.account_id, account_ids), v.quantity.is_not(None), ~later.exists())
+        )
+        positions: dict[uuid.UUID, dict[InstrumentKey, HeldLike]] = {i: {} for i in account_ids}
+        for account_id, symbol, exchange, *held in rows:
+            positions[account_id][(symbol, exchange)] = Held._make(held)
+        return positions
+
+    async def kept_holdings(
+        self, snapshot_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, dict[InstrumentKey, HeldLike]]:
+        """The holdings of snapshots that keep their own (`Snapshot.holdings_kept`)."""
+        h = SnapshotHolding
+        rows = await self._session.execute(
+            select(
+                h.snapshot_id,
+                h.symbol,
+                h.exchange,
+                h.quantity,
+                h.average_price,
+                h.last_price,
+                h.currency,
+                h.isin,
+                h.asset_type,
+            ).where(self._among(h.snapshot_id, snapshot_ids))
         )
         positions: dict[uuid.UUID, dict[InstrumentKey, HeldLike]] = {i: {} for i in snapshot_ids}
-        for snapshot_id, symbol, exchange, quantity, average, last, currency in rows:
-            positions[snapshot_id][(symbol, exchange)] = Held(quantity, average, last, currency)
+        for snapshot_id, symbol, exchange, *held in rows:
+            positions[snapshot_id][(symbol, exchange)] = Held._make(held)
         return positions
 
     async def replaceable(self, targets: dict[uuid.UUID, uuid.UUID]) -> frozenset[uuid.UUID]:
@@ -323,6 +380,8 @@ class LedgerStore:
         await update_by_id(self._session, SyncRun, plan.changed_runs)
         if plan.replaced:
             await self._replace_holdings(plan.replaced)
+        if plan.rewritten_versions:
+            await self._rewrite_versions(plan.rewritten_versions)
 
     async def _replace_holdings(self, replaced: dict[uuid.UUID, tuple[Holding, ...]]) -> None:
         """A replay's correction: the snapshots' holdings rows deleted and written anew (rare and
@@ -341,8 +400,24 @@ class LedgerStore:
         await update_by_id(
             self._session,
             Snapshot,
-            [{"id": i, "holdings_count": len(holdings)} for i, holdings in replaced.items()],
+            [
+                {"id": i, "holdings_count": len(holdings), "holdings_kept": True}
+                for i, holdings in replaced.items()
+            ],
         )
+
+    async def _rewrite_versions(self, rewritten: dict[tuple[uuid.UUID, Any], list[tuple[Any, ...]]]) -> None:
+        """A replay's correction of current snapshots: the versions of their time written anew, so
+        that the versions say what the account's positions now are (rare and small)."""
+        v = PositionVersion
+        await self._session.execute(
+            delete(v).where(
+                or_(*(and_(v.account_id == account, v.valid_from == at) for account, at in rewritten))
+            )
+        )
+        rows = [dict(zip(VERSION_COLUMNS, row, strict=True)) for rows in rewritten.values() for row in rows]
+        if rows:
+            await self._session.execute(insert(v), rows)
 
     def _among(self, column: Any, values: Collection[Any]) -> ColumnElement[bool]:
         return among(column, values, postgres=self._postgres)

@@ -5,7 +5,8 @@ about 0.7 µs a value, which made encoding the ledger's rows slower than Postgre
 text format lets Postgres parse the values on its own core, and building it is a `str()` and a join.
 Each column is turned into text with one `map` (no Python frame per value): UUIDs as 32 hex digits,
 which Postgres reads as well as the hyphenated form and which `str(uuid)` takes twice as long to
-write; everything else with `str()`.
+write; bytes as bytea's hex form (`\\x` and the digits, its backslash escaped); everything else
+with `str()`.
 
 The text format: one line per row, values separated by tabs, NULL written as `\\N`, and a backslash,
 tab, newline or carriage return inside a value escaped with a backslash. Values rarely hold any of
@@ -37,12 +38,12 @@ def copy_text(columns: Sequence[Sequence[Any]]) -> bytes:
     if not columns or not columns[0]:
         return b""
     rows = len(columns[0])
-    texts, nulls = zip(*map(_texts, columns), strict=True)
+    texts, backslashes = zip(*map(_texts, columns), strict=True)
     text = "\n".join(map("\t".join, zip(*texts, strict=True))) + "\n"
     if (
         text.count("\t") == rows * (len(columns) - 1)
         and text.count("\n") == rows
-        and text.count("\\") == sum(nulls)
+        and text.count("\\") == sum(backslashes)
         and "\r" not in text
     ):
         return text.encode()
@@ -51,7 +52,11 @@ def copy_text(columns: Sequence[Sequence[Any]]) -> bytes:
 
 
 def _texts(column: Sequence[Any]) -> tuple[Sequence[str], int]:
-    """The column's values as text, and how many are NULL."""
+    """The column's values as text, and how many backslashes they hold of their own making (one
+    per NULL, two per bytes value)."""
+    if any(type(value) is bytes for value in column):
+        texts = [_escaped(value) for value in column]
+        return texts, sum(text.count("\\") for text in texts)
     if not all(map(_not_null, column)):
         nulls = sum(map(is_, column, repeat(None)))
         return [NULL if value is None else str(value) for value in column], nulls
@@ -61,4 +66,8 @@ def _texts(column: Sequence[Any]) -> tuple[Sequence[str], int]:
 
 
 def _escaped(value: object) -> str:
-    return NULL if value is None else str(value).translate(_ESCAPES)
+    if value is None:
+        return NULL
+    if type(value) is bytes:
+        return "\\\\x" + value.hex()
+    return str(value).translate(_ESCAPES)

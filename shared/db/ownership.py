@@ -70,6 +70,8 @@ _API_TABLES = (
 _LEDGER_TABLES = (
     "snapshots",
     "snapshot_holdings",
+    "position_versions",
+    "instrument_prices",
     "transactions",
     "outbox",
     "processed_events",
@@ -158,10 +160,16 @@ ACCESS: Mapping[Service, Access] = {
         writes={
             # History is appended, and rewritten only by a replay (`portfolio-sync replay`): a
             # snapshot changes its status and announcement, and a replay replaces its holdings.
+            # Unchanged snapshots past SNAPSHOT_RETENTION_DAYS are deleted (services/ledger/retention.py).
             "snapshots": Writes(
-                insert=True, update=("status", "announcement_id", "announced_at", "holdings_count")
+                insert=True,
+                delete=True,
+                update=("status", "announcement_id", "announced_at", "holdings_count", "holdings_kept"),
             ),
             "snapshot_holdings": Writes(insert=True, delete=True),
+            # Versions are appended; a replay that corrects the current snapshot rewrites its own.
+            "position_versions": Writes(insert=True, delete=True),
+            "instrument_prices": APPENDS,
             **dict.fromkeys(("transactions", "processed_events", "sync_attempts"), APPENDS),
             # The relay locks its rows (FOR UPDATE needs an UPDATE grant) and deletes them once relayed.
             "outbox": OWNS,

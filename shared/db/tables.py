@@ -225,10 +225,55 @@ class Snapshot(Base):
     # relay had it acknowledged.
     announcement_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     announced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Where its holdings are: its own `snapshot_holdings` rows (a snapshot that never became the
+    # account's positions on arrival: late, held; or one a replay corrected), or else the account's
+    # `position_versions` valid at `taken_at`, priced from `instrument_prices`.
+    holdings_kept: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
+    # 16 bytes of SHA-256 of the holdings but their prices: equal hashes, same positions.
+    content_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class PositionVersion(Base):
+    """One position of an account from `valid_from` until the account's next version of the same
+    instrument: written when it opens or changes (anything but its price). A version without a
+    quantity is the position closing. The account's positions at T are its newest version of each
+    instrument at or before T, for T on the chain of snapshots it applied."""
+
+    __tablename__ = "position_versions"
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("broker_accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    exchange: Mapped[str] = mapped_column(String(32), primary_key=True)
+    valid_from: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    isin: Mapped[str | None] = mapped_column(String(12))
+    currency: Mapped[str] = mapped_column(String(3))
+    asset_type: Mapped[str] = mapped_column(String(16))
+    quantity: Mapped[Decimal | None] = mapped_column(ExactDecimal)  # None: closed
+    average_price: Mapped[Decimal] = mapped_column(ExactDecimal)
+
+
+class InstrumentPrice(Base):
+    """An instrument's price from `at` until its next row, shared by every account holding it:
+    written when a snapshot reports it moved (`source`: the broker that reported it)."""
+
+    __tablename__ = "instrument_prices"
+    # The newest price at or before T is the first entry of a backward scan (ties: the last written).
+    __table_args__ = (Index("ix_instrument_prices_instrument_at", "symbol", "exchange", "at", "id"),)
+    # Integer on SQLite: only an INTEGER PRIMARY KEY counts up by itself there.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    symbol: Mapped[str] = mapped_column(String(64))
+    exchange: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    source: Mapped[str] = mapped_column(String(32))
 
 
 class SnapshotHolding(Base):
-    """One instrument and how much of it, as a snapshot lists it."""
+    """One instrument and how much of it, as a snapshot lists it: kept for the snapshots that keep
+    their holdings (`Snapshot.holdings_kept`)."""
 
     __tablename__ = "snapshot_holdings"
     snapshot_id: Mapped[uuid.UUID] = mapped_column(

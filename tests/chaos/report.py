@@ -134,16 +134,26 @@ async def count(
 
 
 async def _current_positions(db: asyncpg.Connection) -> dict[uuid.UUID, dict[str, Decimal]]:
-    rows = await db.fetch(
-        "SELECT a.id, h.symbol, h.quantity FROM broker_accounts a "
-        "JOIN snapshot_holdings h ON h.snapshot_id = a.current_snapshot_id"
-    )
+    rows = await db.fetch(f"SELECT account_id AS id, symbol, quantity FROM ({_CURRENT_HOLDINGS}) AS h")
     current: dict[uuid.UUID, dict[str, Decimal]] = {}
     for row in rows:
         current.setdefault(row["id"], {})[row["symbol"]] = Decimal(row["quantity"])
     return current
 
 
+# Each account's current holdings: its current snapshot's own rows, or its newest open versions.
+_CURRENT_HOLDINGS = """
+SELECT a.id AS account_id, h.symbol, h.exchange, h.quantity
+FROM broker_accounts a JOIN snapshots s ON s.id = a.current_snapshot_id AND s.holdings_kept
+JOIN snapshot_holdings h ON h.snapshot_id = s.id
+UNION ALL
+SELECT a.id, v.symbol, v.exchange, v.quantity
+FROM broker_accounts a JOIN snapshots s ON s.id = a.current_snapshot_id AND NOT s.holdings_kept
+JOIN LATERAL (
+    SELECT DISTINCT ON (symbol, exchange) symbol, exchange, quantity FROM position_versions
+    WHERE account_id = a.id ORDER BY symbol, exchange, valid_from DESC
+) v ON v.quantity IS NOT NULL
+"""
 _SNAPSHOTS_PER_REQUEST = "SELECT request_id, count(*) AS n FROM snapshots GROUP BY request_id"
 _ANNOUNCED_SNAPSHOTS = "SELECT id FROM snapshots WHERE announcement_id IS NOT NULL"
 _RUNS_OFF_SNAPSHOTS = """
@@ -159,8 +169,7 @@ WITH traded AS (
            sum(quantity * CASE kind {" ".join(f"WHEN '{k}' THEN {s}" for k, s in SIGNED.items())} END) AS qty
     FROM transactions WHERE origin = 'derived' GROUP BY account_id, symbol, exchange
 ), held AS (
-    SELECT a.id AS account_id, h.symbol, h.exchange, h.quantity AS qty
-    FROM broker_accounts a JOIN snapshot_holdings h ON h.snapshot_id = a.current_snapshot_id
+    SELECT account_id, symbol, exchange, quantity AS qty FROM ({_CURRENT_HOLDINGS}) AS h
 )
 SELECT count(*) FROM traded FULL JOIN held USING (account_id, symbol, exchange)
 WHERE coalesce(traded.qty, 0) <> coalesce(held.qty, 0)

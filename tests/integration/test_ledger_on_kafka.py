@@ -21,9 +21,10 @@ from shared.bus.consumer import Write
 from shared.bus.dead_letters import DeadLetter
 from shared.bus.kafka import KafkaBus
 from shared.bus.port import OutgoingMessage, Record
-from shared.db.tables import BrokerAccount, Snapshot, SnapshotHolding
+from shared.db.tables import Snapshot
 from shared.events import Event, Holding, HoldingSnapshot, utc_now
 from tests.support.accounts import create_account
+from tests.support.positions import positions_of
 from tests.support.waiting import eventually
 
 
@@ -103,12 +104,7 @@ async def test_a_batch_redelivered_after_a_crash_is_applied_once(
     assert sorted(heir.received) == sorted(s.event_id for s in sent)
     assert await _count(sessions, Snapshot) == len(sent)
     async with sessions() as session:
-        rows = await session.execute(
-            select(BrokerAccount.id, SnapshotHolding.quantity).join(
-                SnapshotHolding, SnapshotHolding.snapshot_id == BrokerAccount.current_snapshot_id
-            )
-        )
-        quantities = {account_id: quantity for account_id, quantity in rows}
+        quantities = {p.account_id: p.quantity for a in accounts for p in await positions_of(session, a.id)}
     assert quantities == {a.id: Decimal(20) for a in accounts}
 
 

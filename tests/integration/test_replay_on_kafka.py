@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from services.api.storage import account_snapshot
 from services.fetcher.adapter import BrokerAnswer
 from services.fetcher.archive_database import DatabaseArchive
 from services.fetcher.brokers.simulated import SimulatedBroker
@@ -23,7 +24,7 @@ from shared import topics
 from shared.bus.kafka import KafkaBus, create_topics
 from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
-from shared.db.tables import Snapshot, SnapshotHolding
+from shared.db.tables import Snapshot
 from shared.events import Holding, HoldingSnapshot, SyncRequested, SyncTrigger, decode_event
 from shared.settings import Settings
 from tests.support.accounts import create_account
@@ -38,13 +39,14 @@ class IsinDroppingSimulator(SimulatedBroker):
 
 async def _isins(sessions: async_sessionmaker[AsyncSession], account_id: uuid.UUID) -> set[str | None]:
     async with sessions() as session:
-        return set(
-            await session.scalars(
-                select(SnapshotHolding.isin)
-                .join(Snapshot, Snapshot.id == SnapshotHolding.snapshot_id)
-                .where(Snapshot.account_id == account_id)
-            )
-        )
+        isins: set[str | None] = set()
+        for snapshot_id in (
+            await session.scalars(select(Snapshot.id).where(Snapshot.account_id == account_id))
+        ).all():
+            found = await account_snapshot(session, account_id=account_id, snapshot_id=snapshot_id)
+            assert found is not None
+            isins |= {h.isin for h in found[1]}
+        return isins
 
 
 async def test_replay_corrects_the_history_over_kafka_once(

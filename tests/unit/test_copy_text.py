@@ -43,3 +43,9 @@ def test_a_literal_backslash_n_is_not_taken_for_null() -> None:
 def test_no_rows_is_nothing() -> None:
     assert copy_text([]) == b""
     assert copy_text([[], []]) == b""
+
+
+def test_bytes_are_bytea_hex_with_the_backslash_escaped() -> None:
+    # str(b"...") would store the text "b'...'", and COPY would read a lone \x as an escape.
+    text = copy_text(_rows((b"\x01\xab", "a\\b"), (None, "c")))
+    assert text == b"\\\\x01ab\ta\\\\b\n\\N\tc\n"

@@ -25,9 +25,10 @@ from shared.bus.memory import InMemoryBus
 from shared.bus.port import BusUnavailable, OutgoingMessage
 from shared.db.tables import (
     BrokerAccount,
+    InstrumentPrice,
     OutboxMessage,
+    PositionVersion,
     Snapshot,
-    SnapshotHolding,
     SnapshotStatus,
     SyncRun,
     Transaction,
@@ -45,6 +46,7 @@ from shared.events import (
     utc_now,
 )
 from tests.support.accounts import create_account
+from tests.support.positions import positions_of
 from tests.support.waiting import eventually
 
 T0 = utc_now() - timedelta(hours=1)
@@ -76,12 +78,7 @@ def _snapshot(
 
 async def _current(sessions: async_sessionmaker[AsyncSession], account_id: uuid.UUID) -> dict[str, Decimal]:
     async with sessions() as session:
-        rows = await session.execute(
-            select(SnapshotHolding.symbol, SnapshotHolding.quantity)
-            .join(BrokerAccount, BrokerAccount.current_snapshot_id == SnapshotHolding.snapshot_id)
-            .where(BrokerAccount.id == account_id)
-        )
-        return {symbol: quantity for symbol, quantity in rows}
+        return {p.symbol: p.quantity for p in await positions_of(session, account_id)}
 
 
 async def _account(sessions: async_sessionmaker[AsyncSession], account_id: uuid.UUID) -> BrokerAccount:
@@ -502,7 +499,7 @@ async def test_a_batch_is_written_all_or_nothing(
     async with sessions() as session:
         accounts = await LedgerStore(session, consumer="ledger").accounts({account.id}, PositionsCache())
     plan = plan_batch([snapshot], accounts, {}, consumer="ledger")
-    assert plan.snapshots and plan.holdings and plan.derived and plan.outbox and plan.new_runs
+    assert plan.snapshots and plan.versions and plan.prices and plan.derived and plan.outbox and plan.new_runs
     run_id, _, *rest = plan.new_runs[0]
     plan.new_runs[0] = (run_id, uuid.uuid4(), *rest)  # no such account: the run's insert fails
 
@@ -516,7 +513,7 @@ async def test_a_batch_is_written_all_or_nothing(
         await write()
 
     async with sessions() as session:
-        for table in (Snapshot, SnapshotHolding, Transaction, OutboxMessage):
+        for table in (Snapshot, PositionVersion, InstrumentPrice, Transaction, OutboxMessage):
             assert await session.scalar(select(func.count()).select_from(table)) == 0, table.__tablename__
 
 

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from services.api.storage import account_snapshot
 from services.fetcher.adapter import BrokerAnswer
 from services.fetcher.archive_database import DatabaseArchive
 from services.fetcher.brokers.zerodha import ZerodhaKite
@@ -30,7 +31,7 @@ from shared import topics
 from shared.brokers import ZERODHA
 from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
-from shared.db.tables import BrokerAccount, Snapshot, SnapshotHolding, Transaction
+from shared.db.tables import BrokerAccount, Snapshot, Transaction
 from shared.events import Holding, HoldingSnapshot, SyncRequested, SyncTrigger, decode_event, utc_now
 from tests.fakes.zerodha import ACCESS_TOKEN, API_KEY, ZerodhaFake
 from tests.support.accounts import create_account
@@ -89,14 +90,12 @@ async def _isins(
     sessions: async_sessionmaker[AsyncSession], account_id: uuid.UUID
 ) -> dict[uuid.UUID, set[str | None]]:
     async with sessions() as session:
-        rows = await session.execute(
-            select(SnapshotHolding.snapshot_id, SnapshotHolding.isin)
-            .join(Snapshot, Snapshot.id == SnapshotHolding.snapshot_id)
-            .where(Snapshot.account_id == account_id)
-        )
+        snapshot_ids = await session.scalars(select(Snapshot.id).where(Snapshot.account_id == account_id))
         isins: dict[uuid.UUID, set[str | None]] = {}
-        for snapshot_id, isin in rows:
-            isins.setdefault(snapshot_id, set()).add(isin)
+        for snapshot_id in snapshot_ids.all():
+            found = await account_snapshot(session, account_id=account_id, snapshot_id=snapshot_id)
+            assert found is not None
+            isins[snapshot_id] = {h.isin for h in found[1]}
         return isins
 
 

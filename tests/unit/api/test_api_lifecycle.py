@@ -22,9 +22,11 @@ from shared.db.tables import (
     BrokerPause,
     Credential,
     DeadLetterReplay,
+    InstrumentPrice,
     Invite,
     OutboxMessage,
     Portfolio,
+    PositionVersion,
     ProcessedEvent,
     RateLimitWindow,
     RawAnswer,
@@ -271,6 +273,7 @@ async def rows_left(sessions: async_sessionmaker[AsyncSession], owned: Owned) ->
         SyncAttempt: SyncAttempt.event_id.in_(owned.snapshots),
         Snapshot: Snapshot.account_id.in_(owned.accounts),
         SnapshotHolding: SnapshotHolding.snapshot_id.in_(owned.snapshots),
+        PositionVersion: PositionVersion.account_id.in_(owned.accounts),
         Transaction: Transaction.account_id.in_(owned.accounts),
         RawAnswer: RawAnswer.account_id.in_(owned.accounts),
         OutboxMessage: OutboxMessage.message_key.in_(keys),
@@ -285,11 +288,13 @@ async def rows_left(sessions: async_sessionmaker[AsyncSession], owned: Owned) ->
     }
     # Hold nothing of a user: rate-limit windows are keyed by a client address or a token's hash and
     # expire with their window; processed_events are bare event ids (see services/api/removal.py);
-    # dead_letter_replays are positions in dead-letter topics.
+    # dead_letter_replays are positions in dead-letter topics; instrument_prices are the market's,
+    # shared by every account holding the instrument.
     ownerless = {
         RateLimitWindow.__tablename__,
         ProcessedEvent.__tablename__,
         DeadLetterReplay.__tablename__,
+        InstrumentPrice.__tablename__,
     }
     known = {model.__tablename__ for model in by_table} | ownerless
     assert set(Base.metadata.tables) <= known, (
@@ -311,8 +316,9 @@ async def _fill(
     sessions: async_sessionmaker[AsyncSession],
     accounts: list[str],
 ) -> Owned:
-    """Give each account credentials, a sync run, two snapshots (so transactions), a failure, an
-    archived broker answer and an unrelayed HoldingsChanged in the outbox; return what the user owns."""
+    """Give each account credentials, a sync run, two snapshots (so transactions) and a late one, a
+    failure, an archived broker answer and an unrelayed HoldingsChanged in the outbox; return what the
+    user owns."""
     snapshots: dict[uuid.UUID, set[uuid.UUID]] = {}
     for account in accounts:
         await client.put(
@@ -321,6 +327,7 @@ async def _fill(
         await client.post(f"/v1/accounts/{account}/sync", headers=headers)
         first = snapshot(account, at(1), holding("TCS", "1"))
         second = snapshot(account, at(2), holding("TCS", "3"))
+        late = snapshot(account, at(0), holding("TCS", "2"))  # keeps its own holdings rows
         failure = SyncFailed(
             account_id=uuid.UUID(account),
             request_id=uuid.uuid4(),
@@ -328,8 +335,8 @@ async def _fill(
             kind=FailureKind.TRANSIENT,
             reason="timeout",
         )
-        await ledger.apply_batch([first, second, failure])
-        snapshots[uuid.UUID(account)] = {first.event_id, second.event_id}
+        await ledger.apply_batch([first, second, late, failure])
+        snapshots[uuid.UUID(account)] = {first.event_id, second.event_id, late.event_id}
     async with sessions.begin() as session:
         for account in accounts:
             session.add(
@@ -397,6 +404,7 @@ async def _fill(
         "sync_attempts",
         "snapshots",
         "snapshot_holdings",
+        "position_versions",
         "transactions",
         "raw_answers",
         "outbox",

@@ -1,8 +1,8 @@
 """webhooks: endpoints and replay requests (the API's), the delivery log, endpoint states and
 replays carried out (the webhook delivery service's)
 
-Revision ID: 0018
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-11-30 15:00:00
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 from shared.db.types import UtcDateTime
 
-revision = "0018"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

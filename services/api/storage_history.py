@@ -1,0 +1,56 @@
+"""Holdings of snapshots, wherever they are kept: a snapshot's own rows (late, held and corrected
+ones, and those stored before versions), or else its account's position versions valid at its time,
+priced from each instrument's price series. One statement either way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, and_, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from shared.db.tables import BrokerAccount, InstrumentPrice, PositionVersion, Snapshot, SnapshotHolding
+
+
+async def holdings_of(
+    session: AsyncSession, chosen: ColumnElement[bool], accounts: ColumnElement[bool]
+) -> list[Row[Any]]:
+    """The holdings of the snapshot `chosen` picks for each account of `accounts` (a condition on
+    `Snapshot` and `BrokerAccount`), with the account (`account_id`) and the snapshot's time
+    (`taken_at`), ordered by symbol, exchange, currency and account."""
+    h = SnapshotHolding
+    kept = (
+        select(BrokerAccount.id.label("account_id"), h.symbol, h.exchange, h.isin, h.currency, h.asset_type)
+        .add_columns(h.quantity, h.average_price, h.last_price, Snapshot.taken_at)
+        .select_from(BrokerAccount)
+        .join(Snapshot, chosen)
+        .join(h, h.snapshot_id == Snapshot.id)
+        .where(accounts, Snapshot.holdings_kept)
+    )
+    v, newer, p = PositionVersion, aliased(PositionVersion), InstrumentPrice
+    price = (
+        select(p.price)
+        .where(p.symbol == v.symbol, p.exchange == v.exchange, p.at <= Snapshot.taken_at)
+        .order_by(p.at.desc(), p.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    superseded = select(newer.valid_from).where(
+        newer.account_id == v.account_id,
+        newer.symbol == v.symbol,
+        newer.exchange == v.exchange,
+        newer.valid_from > v.valid_from,
+        newer.valid_from <= Snapshot.taken_at,
+    )
+    versioned = (
+        select(BrokerAccount.id, v.symbol, v.exchange, v.isin, v.currency, v.asset_type)
+        .add_columns(v.quantity, v.average_price, price, Snapshot.taken_at)
+        .select_from(BrokerAccount)
+        .join(Snapshot, chosen)
+        .join(v, and_(v.account_id == BrokerAccount.id, v.valid_from <= Snapshot.taken_at))
+        .where(accounts, ~Snapshot.holdings_kept, v.quantity.is_not(None), ~superseded.exists())
+    )
+    both = union_all(kept, versioned).subquery()
+    ordered = select(both).order_by(both.c.symbol, both.c.exchange, both.c.currency, both.c.account_id)
+    return list((await session.execute(ordered)).all())

@@ -1,0 +1,82 @@
+"""Retention of old snapshot rows: past SNAPSHOT_RETENTION_DAYS, a snapshot that said the same as the
+account's applied snapshot before it (same `content_hash`) is deleted. Nothing of the positions is
+lost: they are in the versions, and an as-of read in its time finds the snapshot before it, with the
+same positions (priced as of that snapshot). Kept: snapshots that changed something, those keeping
+their own holdings (late, held, corrected), and every account's current and held snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.db.tables import BrokerAccount, Snapshot, SnapshotStatus
+from shared.events import utc_now
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY_S = 3600.0
+PRUNE_AT_MOST = 10_000  # snapshot rows per statement: one transaction stays short
+
+
+async def prune_snapshots(sessions: async_sessionmaker[AsyncSession], *, taken_before: datetime) -> int:
+    """Delete the unchanged snapshots taken before `taken_before`, a bounded statement at a time;
+    return how many."""
+    s = Snapshot
+    previous = (
+        func.lag(s.content_hash)
+        .over(partition_by=s.account_id, order_by=(s.taken_at, s.id))
+        .label("previous")
+    )
+    # Compared with every snapshot an as-of read could land on (late ones, those with rows of their
+    # own), so that the one a read finds instead of a pruned one says the same.
+    applied = (
+        select(s.id, s.status, s.holdings_kept, s.content_hash, previous)
+        .where(s.status.in_(SnapshotStatus.VALID), s.taken_at < taken_before)
+        .subquery()
+    )
+    pointed = select(BrokerAccount.id).where(
+        or_(BrokerAccount.current_snapshot_id == applied.c.id, BrokerAccount.held_snapshot_id == applied.c.id)
+    )
+    unchanged = (
+        select(applied.c.id)
+        .where(
+            and_(
+                applied.c.status == SnapshotStatus.APPLIED,
+                ~applied.c.holdings_kept,
+                applied.c.content_hash == applied.c.previous,
+                ~pointed.exists(),
+            )
+        )
+        .limit(PRUNE_AT_MOST)
+    )
+    pruned = 0
+    while True:
+        async with sessions.begin() as session:
+            result = await session.execute(delete(s).where(s.id.in_(unchanged)))
+        deleted = int(result.rowcount)  # type: ignore[attr-defined]
+        pruned += deleted
+        if deleted < PRUNE_AT_MOST:
+            return pruned
+
+
+async def prune_periodically(
+    sessions: async_sessionmaker[AsyncSession], *, retention_days: float, stop: asyncio.Event
+) -> None:
+    """Prune now and every hour until `stop`; retention 0 keeps every snapshot. Two ledgers pruning
+    at once delete the same rows: no error, only no work for the second."""
+    while retention_days and not stop.is_set():
+        cutoff = utc_now() - timedelta(days=retention_days)
+        try:
+            pruned = await prune_snapshots(sessions, taken_before=cutoff)
+        except Exception:
+            log.exception("snapshots not pruned; trying again in an hour")
+        else:
+            if pruned:
+                log.info("unchanged snapshots pruned", extra={"pruned": pruned, "before": cutoff.isoformat()})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=PRUNE_EVERY_S)
