@@ -11,6 +11,7 @@ from decimal import Decimal
 import asyncpg
 
 from services.api.storage_users import new_secret, secret_hash
+from services.ledger.plan import BatchPlan
 from shared.events import utc_now
 
 HOLDINGS = 20
@@ -139,17 +140,7 @@ async def _load_portfolio(
     await conn.copy_records_to_table(
         "snapshot_holdings",
         records=holdings,
-        columns=[
-            "snapshot_id",
-            "symbol",
-            "exchange",
-            "isin",
-            "currency",
-            "asset_type",
-            "quantity",
-            "average_price",
-            "last_price",
-        ],
+        columns=list(BatchPlan.HOLDING_COLUMNS),
     )
     await conn.copy_records_to_table(
         "transactions",

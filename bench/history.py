@@ -42,6 +42,7 @@ from machine import machine_probe, run_facts
 
 from infra import REPO, KafkaService, PostgresService, provide_kafka, provide_postgres
 from services.api.storage import account_positions, portfolio_positions
+from services.ledger.plan import BatchPlan
 from services.ledger.retention import prune_snapshots
 from shared.db.engine import create_engine, session_factory
 from shared.logs import configure_logging
@@ -125,17 +126,7 @@ def _copy_files(sim: Simulation, layout: str, folder: Path) -> dict[str, tuple[P
     ]
     columns = {
         "snapshots": snapshot_columns + (["holdings_kept", "content_hash"] if layout == "new" else []),
-        "snapshot_holdings": [
-            "snapshot_id",
-            "symbol",
-            "exchange",
-            "isin",
-            "currency",
-            "asset_type",
-            "quantity",
-            "average_price",
-            "last_price",
-        ],
+        "snapshot_holdings": list(BatchPlan.HOLDING_COLUMNS),
         "position_versions": [
             "account_id",
             "symbol",

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Row, and_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
-from shared.db.tables import BrokerAccount, InstrumentPrice, PositionVersion, Snapshot, SnapshotHolding
+from shared.db.position_versions import price_at, superseded
+from shared.db.tables import BrokerAccount, PositionVersion, Snapshot, SnapshotHolding
 
 
 async def holdings_of(
@@ -28,28 +28,15 @@ async def holdings_of(
         .join(h, h.snapshot_id == Snapshot.id)
         .where(accounts, Snapshot.holdings_kept)
     )
-    v, newer, p = PositionVersion, aliased(PositionVersion), InstrumentPrice
-    price = (
-        select(p.price)
-        .where(p.symbol == v.symbol, p.exchange == v.exchange, p.at <= Snapshot.taken_at)
-        .order_by(p.at.desc(), p.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    superseded = select(newer.valid_from).where(
-        newer.account_id == v.account_id,
-        newer.symbol == v.symbol,
-        newer.exchange == v.exchange,
-        newer.valid_from > v.valid_from,
-        newer.valid_from <= Snapshot.taken_at,
-    )
+    v = PositionVersion
+    price = price_at(Snapshot.taken_at)
     versioned = (
         select(BrokerAccount.id, v.symbol, v.exchange, v.isin, v.currency, v.asset_type)
         .add_columns(v.quantity, v.average_price, price, Snapshot.taken_at)
         .select_from(BrokerAccount)
         .join(Snapshot, chosen)
         .join(v, and_(v.account_id == BrokerAccount.id, v.valid_from <= Snapshot.taken_at))
-        .where(accounts, ~Snapshot.holdings_kept, v.quantity.is_not(None), ~superseded.exists())
+        .where(accounts, ~Snapshot.holdings_kept, v.quantity.is_not(None), ~superseded(by=Snapshot.taken_at))
     )
     both = union_all(kept, versioned).subquery()
     ordered = select(both).order_by(both.c.symbol, both.c.exchange, both.c.currency, both.c.account_id)

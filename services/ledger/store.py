@@ -18,12 +18,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, insert, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from services.ledger.plan import AccountState, BatchPlan, RunState
 from services.ledger.positions import Held, HeldLike, InstrumentKey
 from services.ledger.versions import PRICE_COLUMNS, VERSION_COLUMNS
 from shared.db.copy_text import copy_text
+from shared.db.position_versions import price_at, superseded
 from shared.db.sets import among, insert_columns, update_by_id, update_by_id_if_unchanged
 from shared.db.tables import (
     REPORTED_TRADE,
@@ -242,20 +242,8 @@ class LedgerStore:
     ) -> dict[uuid.UUID, dict[InstrumentKey, HeldLike]]:
         """The accounts' positions: their newest version of each instrument still open, priced as of
         the account's positions' time."""
-        v, newer, p = PositionVersion, aliased(PositionVersion), InstrumentPrice
-        price = (
-            select(p.price)
-            .where(p.symbol == v.symbol, p.exchange == v.exchange, p.at <= BrokerAccount.positions_as_of)
-            .order_by(p.at.desc(), p.id.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-        later = select(newer.valid_from).where(
-            newer.account_id == v.account_id,
-            newer.symbol == v.symbol,
-            newer.exchange == v.exchange,
-            newer.valid_from > v.valid_from,
-        )
+        v = PositionVersion
+        price = price_at(BrokerAccount.positions_as_of)
         rows = await self._session.execute(
             select(
                 v.account_id,
@@ -269,7 +257,7 @@ class LedgerStore:
                 v.asset_type,
             )
             .join(BrokerAccount, BrokerAccount.id == v.account_id)
-            .where(self._among(v.account_id, account_ids), v.quantity.is_not(None), ~later.exists())
+            .where(self._among(v.account_id, account_ids), v.quantity.is_not(None), ~superseded())
         )
         positions: dict[uuid.UUID, dict[InstrumentKey, HeldLike]] = {i: {} for i in account_ids}
         for account_id, symbol, exchange, *held in rows:

@@ -29,8 +29,7 @@ from tests.support.dashboard import (
 )
 from tests.support.infra import KafkaService
 from tests.support.page_problems import page_problems
-from tests.support.service_stack import RunningStack, service_stack
-from tests.support.waiting import eventually
+from tests.support.service_stack import RunningStack, service_stack, wait_for_api
 
 HEADER = "symbol,quantity,average_price,currency\n"
 FIVE_HOLDINGS = HEADER + "AAPL,12,145.30,USD\nMSFT,5,300,USD\nGOOGL,3,100,USD\nVTI,10,200,USD\nBND,4,70,USD\n"
@@ -59,7 +58,7 @@ def test_a_users_story_and_an_operators_look_on_kafka_and_postgres(
     stack: RunningStack, stack_page: webdriver.Chrome, tmp_path: Path
 ) -> None:
     page = stack_page
-    asyncio.run(eventually(lambda: _api_ready(stack), timeout_s=60, what="the API process to be ready"))
+    asyncio.run(_wait_for_api(stack))
 
     # Sign up, create a portfolio, add a simulated-broker account, sync it now.
     sign_up_in_browser(page, stack, f"story-{uuid.uuid4().hex[:8]}@e2e.test", "accounts.html")
@@ -129,10 +128,6 @@ def test_a_users_story_and_an_operators_look_on_kafka_and_postgres(
     stack.services.assert_alive()
 
 
-async def _api_ready(stack: RunningStack) -> bool:
-    stack.services.assert_alive()
-    try:
-        async with httpx.AsyncClient(base_url=stack.base_url, timeout=5) as client:
-            return (await client.get("/readyz")).status_code == 200
-    except httpx.TransportError:
-        return False
+async def _wait_for_api(stack: RunningStack) -> None:
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=5) as http:
+        await wait_for_api(stack.services, http)

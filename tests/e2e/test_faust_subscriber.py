@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from tests.support.processes import ServiceProcesses, free_port
+from tests.support.service_stack import wait_for_api
 from tests.support.waiting import eventually
 
 
@@ -35,15 +36,7 @@ async def test_the_faust_apps_table_equals_the_apis_holdings_and_forgets_a_remov
         httpx.AsyncClient(base_url=base_url, timeout=10) as http,
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}", timeout=10) as faust,
     ):
-
-        async def api_ready() -> bool:
-            services.assert_alive()
-            try:
-                return (await http.get("/readyz")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await eventually(api_ready, timeout_s=60, what="the API process to be ready")
+        await wait_for_api(services, http)
         token = (await http.post("/v1/users", json={"email": f"{uuid.uuid4().hex}@e2e.test"})).json()[
             "api_token"
         ]

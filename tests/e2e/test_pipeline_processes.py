@@ -16,6 +16,7 @@ from shared.bus.kafka import KafkaBus
 from shared.events import HoldingsChanged, decode_event
 from tests.support.infra import KafkaService
 from tests.support.processes import ServiceProcesses
+from tests.support.service_stack import wait_for_api
 from tests.support.waiting import eventually
 
 
@@ -28,15 +29,7 @@ async def test_an_account_created_over_http_is_synced_through_every_service(
     changes = await subscriber.subscribe([topics.HOLDINGS_CHANGES], group="e2e-observer")
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
-
-            async def api_ready() -> bool:
-                services.assert_alive()
-                try:
-                    return (await http.get("/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(api_ready, timeout_s=60, what="the API process to be ready")
+            await wait_for_api(services, http)
             token = (await http.post("/v1/users", json={"email": f"{uuid.uuid4().hex}@e2e.test"})).json()[
                 "api_token"
             ]

@@ -10,10 +10,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from shared.credentials import CredentialCipher
 from tests.support.databases import drop_roles, service_role_urls
 from tests.support.infra import KafkaService
 from tests.support.processes import ServiceProcesses, free_port
+from tests.support.waiting import eventually
 
 
 @dataclass(frozen=True)
@@ -66,3 +69,16 @@ def service_stack(
         print(services.logs())
         asyncio.run(drop_roles(database_url, roles.values()))
         assert codes == dict.fromkeys(codes, 0), f"services did not stop cleanly: {codes}"
+
+
+async def wait_for_api(services: ServiceProcesses, http: httpx.AsyncClient) -> None:
+    """Until the API process (at `http`'s base URL) answers ready; fail at once if a service died."""
+
+    async def ready() -> bool:
+        services.assert_alive()
+        try:
+            return (await http.get("/readyz")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    await eventually(ready, timeout_s=60, what="the API process to be ready")
