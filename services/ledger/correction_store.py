@@ -44,10 +44,10 @@ from shared.db.tables import (
 from shared.events import utc_now
 
 
-async def rederive_corrections(session: AsyncSession, plan: BatchPlan) -> list[tuple[Any, ...]]:
+async def rederive_corrections(session: AsyncSession, plan: BatchPlan) -> None:
     """Derive again the moves the plan's corrections touch (`BatchPlan.replaced`), and write the
-    announcements of those that changed into the outbox; return those outbox rows
-    (`BatchPlan.OUTBOX_COLUMNS`), for the relay."""
+    announcements of those that changed into the outbox. Those rows join the plan's outbox rows, for
+    the relay to hand over, and what changed is counted in its outcomes, for the batch's log line."""
     corrected: dict[uuid.UUID, Positions] = {i: positions_of(h) for i, h in plan.replaced.items()}
     targets = await session.execute(
         select(Snapshot.account_id, BrokerAccount.portfolio_id, func.min(Snapshot.taken_at))
@@ -57,7 +57,6 @@ async def rederive_corrections(session: AsyncSession, plan: BatchPlan) -> list[t
     )
     fresh = {row[0] for row in plan.snapshots}
     now = utc_now()
-    outbox: list[tuple[Any, ...]] = []
     for account_id, portfolio_id, earliest in targets.all():
         chain = await _chain(session, account_id, earliest)
         moves = moves_to_redo([i for i, _ in chain], corrected.keys(), fresh=fresh)
@@ -90,8 +89,11 @@ async def rederive_corrections(session: AsyncSession, plan: BatchPlan) -> list[t
             Snapshot,
             [{"id": e.snapshot_id, "announcement_id": e.event_id} for e in rederived.announcements],
         )
-        outbox += rows
-    return outbox
+        plan.outbox += rows
+        plan.outcomes["trades_rederived"] += (
+            len(rederived.inserted) + len(rederived.updated) + len(rederived.deleted)
+        )
+        plan.outcomes["corrections_announced"] += len(rows)
 
 
 async def _insert(

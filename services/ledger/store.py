@@ -368,9 +368,8 @@ class LedgerStore:
         )
         await update_by_id(self._session, SyncRun, plan.changed_runs)
         if plan.replaced:
-            # Read before the holdings are replaced: the moves the corrections change, from what they
-            # were. Their announcements join the plan's, for the relay to hand over.
-            plan.outbox += await rederive_corrections(self._session, plan)
+            # Before the holdings are replaced: the moves the corrections change read what they were.
+            await rederive_corrections(self._session, plan)
             await self._replace_holdings(plan.replaced)
         if plan.rewritten_versions:
             await self._rewrite_versions(plan.rewritten_versions)
