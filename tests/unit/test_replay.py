@@ -146,12 +146,14 @@ async def test_a_fixed_adapter_replayed_corrects_every_snapshot_once_without_ask
     assert len(before) == 2 and all(isins == {None} for isins in before.values())
     snapshots, transactions = await _count(sessions, Snapshot), await _count(sessions, Transaction)
     asked = fake.requests_seen
+    announced = len(bus.records(topics.HOLDINGS_CHANGES))
 
     fixed = ZerodhaKite(base_url=base_url, limiter=_limiter())
     answers = await archive.answers_of(account.id, since=None)
     report = await replay_answers(answers, {ZERODHA.code: fixed}, bus)
     assert (report.answers, report.corrections, report.failing) == (2, 2, [])
     seen = await _deliver(bus, ledger, seen)
+    assert len(bus.records(topics.HOLDINGS_CHANGES)) == announced  # no quantity moved: nothing to say
 
     after = await _isins(sessions, account.id)
     assert after.keys() == before.keys()
