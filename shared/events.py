@@ -259,12 +259,21 @@ class PositionChange:
 
 
 class HoldingsChanged(Event):
-    """The ledger committed a snapshot that changed the account's current positions."""
+    """The ledger committed a snapshot that changed the account's current positions, or (with
+    `correction`) a replay changed what an applied snapshot of the past changed."""
 
     snapshot_id: uuid.UUID
     portfolio_id: uuid.UUID
     taken_at: AwareDatetime
     changes: tuple[PositionChange, ...]
+    correction: bool = Field(
+        default=False,
+        description="True: a replay corrected the holdings of this snapshot or of the one before it; "
+        "`changes` are what it changed after all, replacing any earlier HoldingsChanged of the same "
+        "`snapshot_id` (none may be left: a snapshot that changed nothing). `taken_at` is the "
+        "snapshot's own, in the past: a subscriber that keeps current positions drops it, the "
+        "CurrentHoldings of a corrected current snapshot says them.",
+    )
 
     @model_validator(mode="after")
     def _numbers_fit(self, info: ValidationInfo) -> Self:

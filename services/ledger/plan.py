@@ -384,8 +384,10 @@ def _replacement(
 ) -> None:
     """A replay's corrected holdings for a stored snapshot: they replace the snapshot's, whatever its
     status, and become the current (or held) positions if the snapshot is the current (or held) one.
-    Nothing else moves: the snapshot keeps its time and status, its run and attempts stay as they
-    were, derived transactions are not derived again, and no HoldingsChanged is announced."""
+    The snapshot keeps its time and status, its run and attempts stay as they were. The transactions
+    derived from it and from the next applied snapshot, and their announcements, are corrected when
+    the batch is written (`services.ledger.correction_store`): they read snapshots the batch being
+    written may still be adding."""
     target = replay.replaces
     if target is None or target not in replaceable:
         plan.outcomes["replacing_unknown"] += 1  # never stored, pruned, or another account's

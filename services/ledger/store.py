@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, and_, delete, insert, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.ledger.correction_store import rederive_corrections
 from services.ledger.plan import AccountState, BatchPlan, RunState
 from services.ledger.positions import Held, HeldLike, InstrumentKey
 from services.ledger.versions import PRICE_COLUMNS, VERSION_COLUMNS
@@ -367,6 +368,8 @@ class LedgerStore:
         )
         await update_by_id(self._session, SyncRun, plan.changed_runs)
         if plan.replaced:
+            # Before the holdings are replaced: the moves the corrections change read what they were.
+            await rederive_corrections(self._session, plan)
             await self._replace_holdings(plan.replaced)
         if plan.rewritten_versions:
             await self._rewrite_versions(plan.rewritten_versions)

@@ -92,6 +92,8 @@ LEDGER_ACCOUNT_COLUMNS = (
     "ledger_version",
 )
 API_ACCOUNT_COLUMNS = ("label", "credentials_changed_at", "needs_reauth")
+# transactions: what a derived trade says beside its instrument and snapshot (a replay corrects them).
+TRADE_COLUMNS = ("kind", "quantity", "price", "price_source", "currency")
 # schedules: the API writes what a schedule says (and its next fire when that changes); the
 # scheduler claims fires by compare-and-set on `next_run_at`.
 API_SCHEDULE_COLUMNS = (
@@ -170,7 +172,10 @@ ACCESS: Mapping[Service, Access] = {
             # Versions are appended; a replay that corrects the current snapshot rewrites its own.
             "position_versions": Writes(insert=True, delete=True),
             "instrument_prices": APPENDS,
-            **dict.fromkeys(("transactions", "processed_events", "sync_attempts"), APPENDS),
+            # Derived transactions are appended; a replay's correction derives a snapshot's again:
+            # a changed trade keeps its row (and id), a trade gone is deleted.
+            "transactions": Writes(insert=True, delete=True, update=TRADE_COLUMNS),
+            **dict.fromkeys(("processed_events", "sync_attempts"), APPENDS),
             # The relay locks its rows (FOR UPDATE needs an UPDATE grant) and deletes them once relayed.
             "outbox": OWNS,
             "broker_accounts": Writes(update=LEDGER_ACCOUNT_COLUMNS),

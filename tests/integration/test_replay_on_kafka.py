@@ -1,5 +1,6 @@
 """`portfolio-sync replay` on real Postgres and Kafka: the archive read from Postgres, the corrections
-published on Kafka, and the ledger correcting Postgres's history with them, once."""
+published on Kafka, and the ledger correcting Postgres's history with them, once: holdings, the
+transaction derived from a wrong quantity (its row kept), and the correction announced on Kafka."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
@@ -24,17 +26,33 @@ from shared import topics
 from shared.bus.kafka import KafkaBus, create_topics
 from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
-from shared.db.tables import Snapshot
-from shared.events import Holding, HoldingSnapshot, SyncRequested, SyncTrigger, decode_event
+from shared.db.tables import Snapshot, Transaction
+from shared.events import Holding, HoldingsChanged, HoldingSnapshot, SyncRequested, SyncTrigger, decode_event
 from shared.settings import Settings
 from tests.support.accounts import create_account
 from tests.support.infra import KafkaService
 from tests.support.waiting import eventually
 
 
-class IsinDroppingSimulator(SimulatedBroker):
+class MisreadingSimulator(SimulatedBroker):
+    """Yesterday's parser: it dropped the ISIN, and counted a share too many of the first holding."""
+
     def parse_holdings(self, answer: BrokerAnswer) -> Sequence[Holding]:
-        return [replace(h, isin=None) for h in super().parse_holdings(answer)]
+        first, *others = [replace(h, isin=None) for h in super().parse_holdings(answer)]
+        return [replace(first, quantity=first.quantity + 1), *others]
+
+
+async def _openings(
+    sessions: async_sessionmaker[AsyncSession], account_id: uuid.UUID
+) -> dict[uuid.UUID, tuple[str, Decimal]]:
+    """The account's derived transactions: all openings of its first snapshot, as nothing moved after."""
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Transaction.id, Transaction.symbol, Transaction.quantity).where(
+                Transaction.account_id == account_id, Transaction.kind == "opening"
+            )
+        )
+        return {i: (symbol, quantity) for i, symbol, quantity in rows}
 
 
 async def _isins(sessions: async_sessionmaker[AsyncSession], account_id: uuid.UUID) -> set[str | None]:
@@ -65,7 +83,7 @@ async def test_replay_corrects_the_history_over_kafka_once(
     ledger = Ledger(sessions=sessions, bus=kafka_bus)
     synced = InMemoryBus()
     fetcher = Fetcher(
-        adapter=IsinDroppingSimulator(latency_s=0, failure_rate=0),
+        adapter=MisreadingSimulator(latency_s=0, failure_rate=0),
         bus=synced,
         cipher=CredentialCipher(CredentialCipher.generate_key()),
         slots=asyncio.Semaphore(1),
@@ -79,6 +97,7 @@ async def test_replay_corrects_the_history_over_kafka_once(
         [decode_event(HoldingSnapshot, r.value) for r in synced.records(topics.HOLDINGS_SNAPSHOTS)]
     )
     assert await _isins(sessions, account.id) == {None}
+    wrong = await _openings(sessions, account.id)
 
     settings = Settings(
         database_url=database_url,
@@ -88,12 +107,19 @@ async def test_replay_corrects_the_history_over_kafka_once(
     snapshots = await kafka_bus.subscribe(
         [topics.HOLDINGS_SNAPSHOTS], group=f"observer-{uuid.uuid4().hex[:6]}"
     )
+    changes = await kafka_bus.subscribe([topics.HOLDINGS_CHANGES], group=f"observer-{uuid.uuid4().hex[:6]}")
     corrections: list[HoldingSnapshot] = []
+    announced: list[HoldingsChanged] = []
 
     async def corrections_arrived(count: int) -> bool:
         records = await snapshots.fetch(max_records=100, timeout_s=0.3)
         corrections.extend(decode_event(HoldingSnapshot, r.value) for r in records)
         return len(corrections) == count
+
+    async def announced_on_kafka(count: int) -> bool:
+        records = await changes.fetch(max_records=100, timeout_s=0.3)
+        announced.extend(decode_event(HoldingsChanged, r.value) for r in records if r.key == str(account.id))
+        return len(announced) == count
 
     try:
         assert await run_replay(settings, account.id, since=None) == 0
@@ -102,11 +128,28 @@ async def test_replay_corrects_the_history_over_kafka_once(
         await ledger.apply_batch(corrections)
         isins = await _isins(sessions, account.id)
         assert None not in isins and isins  # every holding of both snapshots has its ISIN again
+        # The opening derived from the misread quantity: corrected in its row; the others untouched.
+        right = await _openings(sessions, account.id)
+        assert sorted(right.values()) == sorted((h.symbol, h.quantity) for h in corrections[0].holdings)
+        assert right.keys() == wrong.keys()
+        [misread] = [i for i in right if right[i] != wrong[i]]
+        symbol, quantity = right[misread]
+        assert wrong[misread] == (symbol, quantity + 1)
+        # Announced on Kafka after the first sync's HoldingsChanged: what that snapshot changed after
+        # all (the second changed nothing, before or after).
+        await eventually(lambda: announced_on_kafka(2), timeout_s=30, what="the correction announced")
+        original, correction = announced
+        assert (original.snapshot_id, original.correction) == (correction.snapshot_id, False)
+        assert correction.correction
+        assert {(c.symbol, c.quantity) for c in correction.changes} == set(right.values())
+        assert (symbol, quantity + 1) in {(c.symbol, c.quantity) for c in original.changes}
 
         assert await run_replay(settings, account.id, since=None) == 0
         await eventually(lambda: corrections_arrived(4), timeout_s=30, what="the second replay's")
         write = await ledger.prepare(corrections[2:])
         assert (await write())["already_applied"] == 2
+        assert await _openings(sessions, account.id) == right
     finally:
+        await changes.close()
         await snapshots.close()
         await kafka_bus.close()

@@ -33,7 +33,7 @@ from shared.db.engine import create_engine, session_factory
 from shared.db.errors import is_transient_db_error, sqlstate_of
 from shared.db.grants import MissingGrants
 from shared.db.ownership import SERVICES, Service
-from shared.db.tables import BrokerAccount, Snapshot, SyncRun, WebhookEndpoint
+from shared.db.tables import BrokerAccount, Snapshot, SyncRun, Transaction, WebhookEndpoint
 from shared.events import (
     FailureKind,
     Holding,
@@ -188,15 +188,21 @@ async def test_each_service_does_its_work_as_its_own_role(roles: dict[Service, A
     assert stored is not None and stored.current_snapshot_id == snapshot.event_id
     assert announced is not None
     assert len(bus.records(topics.HOLDINGS_CHANGES)) == 1
-    # A replay's correction of that snapshot: its holdings deleted and written anew, its count updated.
-    corrected = (replace(holding, isin="INE467B01029"), replace(holding, symbol="INFY"))
+    # A replay's correction of that snapshot: its holdings deleted and written anew, its count updated,
+    # its derived transactions corrected (one updated, one added) and the correction announced.
+    corrected = (replace(holding, isin="INE467B01029", quantity=Decimal(12)), replace(holding, symbol="INFY"))
     correction = snapshot.model_copy(
         update={"event_id": uuid.uuid4(), "holdings": corrected, "replaces": snapshot.event_id}
     )
     await ledger.apply_batch([correction])
     async with api() as session:
         count = await session.scalar(select(Snapshot.holdings_count).where(Snapshot.id == snapshot.event_id))
+        trades = await session.execute(
+            select(Transaction.symbol, Transaction.quantity).where(Transaction.account_id == account.id)
+        )
+        assert sorted(tuple(t) for t in trades) == [("INFY", 10), ("TCS", 12)]
     assert count == 2
+    assert len(bus.records(topics.HOLDINGS_CHANGES)) == 2
     # The API deletes the account: the ledger's rows go by ON DELETE CASCADE, run as their owner.
     async with api() as session:
         await remove_account(session, bus, account.id)

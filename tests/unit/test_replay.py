@@ -1,5 +1,6 @@
 """Replay: an adapter bug that dropped a field, fixed, replayed from the archive, and the history
-corrected through the ledger's normal path, once however often it is replayed, without the broker.
+corrected through the ledger's normal path, once however often it is replayed, without the broker;
+with a bug in quantities too, the derived transactions and the announcements corrected as well.
 
 The broker is the fake Kite API over real HTTP; the ledger and the archive share the SQLite database,
 as in the embedded mode.
@@ -8,10 +9,12 @@ as in the embedded mode.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -31,9 +34,18 @@ from shared import topics
 from shared.brokers import ZERODHA
 from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
-from shared.db.tables import BrokerAccount, Snapshot, Transaction
-from shared.events import Holding, HoldingSnapshot, SyncRequested, SyncTrigger, decode_event, utc_now
-from tests.fakes.zerodha import ACCESS_TOKEN, API_KEY, ZerodhaFake
+from shared.db.tables import BrokerAccount, OutboxMessage, Snapshot, Transaction
+from shared.events import (
+    CurrentHoldings,
+    Holding,
+    HoldingsChanged,
+    HoldingSnapshot,
+    SyncRequested,
+    SyncTrigger,
+    decode_event,
+    utc_now,
+)
+from tests.fakes.zerodha import ACCESS_TOKEN, API_KEY, ZerodhaFake, exact_json
 from tests.support.accounts import create_account
 
 KEY = CredentialCipher.generate_key()
@@ -44,6 +56,17 @@ class IsinDroppingKite(ZerodhaKite):
 
     def parse_holdings(self, answer: BrokerAnswer) -> Sequence[Holding]:
         return [replace(h, isin=None) for h in super().parse_holdings(answer)]
+
+
+class UndeliveredDroppingKite(IsinDroppingKite):
+    """Yesterday's adapter with a second bug: it forgot the shares bought but not yet delivered
+    (`t1_quantity`), so an instrument held only as such was left out."""
+
+    def parse_holdings(self, answer: BrokerAnswer) -> Sequence[Holding]:
+        body = json.loads(answer.body, parse_float=Decimal)
+        for entry in body["data"]:
+            entry["t1_quantity"] = 0
+        return super().parse_holdings(replace(answer, body=exact_json(body)))
 
 
 @pytest.fixture
@@ -123,12 +146,14 @@ async def test_a_fixed_adapter_replayed_corrects_every_snapshot_once_without_ask
     assert len(before) == 2 and all(isins == {None} for isins in before.values())
     snapshots, transactions = await _count(sessions, Snapshot), await _count(sessions, Transaction)
     asked = fake.requests_seen
+    announced = len(bus.records(topics.HOLDINGS_CHANGES))
 
     fixed = ZerodhaKite(base_url=base_url, limiter=_limiter())
     answers = await archive.answers_of(account.id, since=None)
     report = await replay_answers(answers, {ZERODHA.code: fixed}, bus)
     assert (report.answers, report.corrections, report.failing) == (2, 2, [])
     seen = await _deliver(bus, ledger, seen)
+    assert len(bus.records(topics.HOLDINGS_CHANGES)) == announced  # no quantity moved: nothing to say
 
     after = await _isins(sessions, account.id)
     assert after.keys() == before.keys()
@@ -201,3 +226,134 @@ async def test_a_correction_prepared_while_its_snapshot_is_being_written_applies
     await write_stored()
     assert (await write_correction())["replaced"] == 1
     assert await _isins(sessions, account.id) == {stored.event_id: {"INE467B01029"}}
+
+
+def _settle(body: dict[str, Any]) -> None:
+    """The next day at the broker: the T+1 shares are delivered; the account holds what it held."""
+    for entry in body["data"]:
+        entry["quantity"], entry["t1_quantity"] = entry["quantity"] + entry["t1_quantity"], 0
+
+
+Trade = tuple[Any, ...]  # (snapshot's place in the account's history, symbol, exchange, kind, ...)
+
+
+async def _trades(
+    sessions: async_sessionmaker[AsyncSession], account_id: uuid.UUID
+) -> dict[uuid.UUID, Trade]:
+    """The account's derived transactions by id: each with its snapshot's place, not its id, so that
+    two accounts' histories compare."""
+    async with sessions() as session:
+        order = (
+            await session.scalars(
+                select(Snapshot.id).where(Snapshot.account_id == account_id).order_by(Snapshot.taken_at)
+            )
+        ).all()
+        t = Transaction
+        rows = await session.execute(
+            select(
+                t.id, t.snapshot_id, t.symbol, t.exchange, t.kind, t.quantity, t.price, t.price_source
+            ).where(t.account_id == account_id)
+        )
+        return {i: (order.index(snapshot_id), *trade) for i, snapshot_id, *trade in rows}
+
+
+async def _holdings(sessions: async_sessionmaker[AsyncSession], account_id: uuid.UUID) -> list[set[Trade]]:
+    """Each snapshot's holdings, oldest first, as the API reads them."""
+    async with sessions() as session:
+        order = await session.scalars(
+            select(Snapshot.id).where(Snapshot.account_id == account_id).order_by(Snapshot.taken_at)
+        )
+        history = []
+        for snapshot_id in order.all():
+            found = await account_snapshot(session, account_id=account_id, snapshot_id=snapshot_id)
+            assert found is not None
+            history.append({(h.symbol, h.exchange, h.isin, h.quantity, h.average_price) for h in found[1]})
+        return history
+
+
+def _announced(bus: InMemoryBus, account_id: uuid.UUID) -> list[HoldingsChanged]:
+    records = bus.records(topics.HOLDINGS_CHANGES)
+    return [decode_event(HoldingsChanged, r.value) for r in records if r.key == str(account_id)]
+
+
+def _current(bus: InMemoryBus, account_id: uuid.UUID) -> CurrentHoldings:
+    records = bus.records(topics.HOLDINGS_CURRENT)
+    return [decode_event(CurrentHoldings, r.value) for r in records if r.key == str(account_id)][-1]
+
+
+async def test_a_fix_of_quantities_replayed_corrects_the_transactions_and_announces_the_corrections_once(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], kite: tuple[ZerodhaFake, str]
+) -> None:
+    fake, base_url = kite
+    bus, archive = InMemoryBus(partitions=1), DatabaseArchive(engine)  # `_deliver` counts records
+    ledger = Ledger(sessions=sessions, bus=bus)
+    wrong = await create_account(sessions, broker=ZERODHA.code)
+    right = await create_account(sessions, broker=ZERODHA.code)  # what the history should have been
+    buggy = UndeliveredDroppingKite(base_url=base_url, limiter=_limiter())
+    fixed = ZerodhaKite(base_url=base_url, limiter=_limiter())
+    seen = 0
+    for day in range(2):
+        if day == 1:
+            _settle(fake.holdings_body)
+        await _sync(buggy, bus, archive, wrong.id)
+        await _sync(fixed, bus, archive, right.id)
+        seen = await _deliver(bus, ledger, seen)
+    await buggy.aclose()
+    # The bug: the first day misses RELIANCE and WIPRO (T+1 only) and 1 BHEL and 7 SBIN; the second
+    # day "bought" them. The account held the same both days: nothing happened on the second.
+    before = await _trades(sessions, wrong.id)
+    assert sorted(t[1:5] for t in before.values() if t[0] == 1) == [
+        ("BHEL", "BSE", "buy", 1),
+        ("RELIANCE", "NSE", "opening", 2),
+        ("SBIN", "BSE", "buy", 7),
+        ("WIPRO", "BSE", "opening", 4),
+    ]
+    expected = sorted((await _trades(sessions, right.id)).values())
+    assert all(t[0] == 0 for t in expected) and len(expected) == 19
+    assert [len(a.changes) for a in _announced(bus, wrong.id)] == [17, 4]
+    asked = fake.requests_seen
+
+    answers = await archive.answers_of(wrong.id, since=None)
+    assert (await replay_answers(answers, {ZERODHA.code: fixed}, bus)).corrections == 2
+    seen = await _deliver(bus, ledger, seen)
+
+    # History, as a correct adapter would have written it from the first day.
+    assert await _holdings(sessions, wrong.id) == await _holdings(sessions, right.id)
+    after = await _trades(sessions, wrong.id)
+    assert sorted(after.values()) == expected
+    # Replaced, not doubled: the first day's trades kept their rows (BHEL and SBIN with the
+    # corrected quantity), the second day's are gone.
+    assert {i for i, t in before.items() if t[0] == 0} <= after.keys()
+    assert not {i for i, t in before.items() if t[0] == 1} & after.keys()
+    # Announced through the outbox, flagged: what each snapshot changed after all.
+    first, second = _announced(bus, wrong.id)[2:]
+    [announced_right, *_] = _announced(bus, right.id)
+    assert first.correction and second.correction
+    assert first.changes == announced_right.changes and len(first.changes) == 19
+    assert second.changes == ()
+    assert _current(bus, wrong.id).positions == _current(bus, right.id).positions
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 0  # relayed
+        announcements = (
+            await session.scalars(
+                select(Snapshot.announcement_id)
+                .where(Snapshot.account_id == wrong.id)
+                .order_by(Snapshot.taken_at)
+            )
+        ).all()
+    assert announcements == [first.event_id, second.event_id]
+
+    # Replayed again: the same corrections, skipped; nothing changes, nothing is announced.
+    records = (len(bus.records(topics.HOLDINGS_CHANGES)), len(bus.records(topics.HOLDINGS_CURRENT)))
+    again = await replay_answers(await archive.answers_of(wrong.id, since=None), {ZERODHA.code: fixed}, bus)
+    assert again.corrections == 2
+    corrections = [
+        decode_event(HoldingSnapshot, r.value) for r in bus.records(topics.HOLDINGS_SNAPSHOTS)[seen:]
+    ]
+    write = await ledger.prepare(corrections)
+    assert (await write())["already_applied"] == 2
+    await ledger.relay.settle()
+    assert await _trades(sessions, wrong.id) == after
+    assert (len(bus.records(topics.HOLDINGS_CHANGES)), len(bus.records(topics.HOLDINGS_CURRENT))) == records
+    assert fake.requests_seen == asked  # the broker was never asked again
+    await fixed.aclose()

@@ -32,8 +32,9 @@ def _current(minute: int, **quantities: int) -> bytes:
     ).to_bytes()
 
 
-def _change(minute: int, **moves: tuple[int, int]) -> bytes:
+def _change(minute: int, *, correction: bool = False, **moves: tuple[int, int]) -> bytes:
     return HoldingsChanged(
+        correction=correction,
         account_id=ACCOUNT,
         portfolio_id=PORTFOLIO,
         snapshot_id=uuid.uuid4(),
@@ -80,6 +81,16 @@ def test_a_bootstrap_from_the_compacted_topic_then_the_later_changes_and_a_redel
     bootstrapped = on_current(None, CURRENT[1])  # compaction kept the latest at the time
     state = _read([("changes", CHANGES[1]), ("changes", CHANGES[2]), ("changes", CHANGES[2])], bootstrapped)
     assert state is not None and state["positions"] == {"INFY@NSE": "5", "WIPRO@NSE": "2"}
+
+
+def test_a_replays_corrections_in_any_interleaving_end_at_the_corrected_positions() -> None:
+    # Two syncs misread 10 TCS as 7; the second changed nothing, so only the first was announced.
+    # The replay announces what the first changed after all, and the corrected current positions.
+    changes = [_change(1, TCS=(0, 7)), _change(1, correction=True, TCS=(0, 10))]
+    current = [_current(1, TCS=7), _current(2, TCS=10)]
+    for records in _interleavings(current, changes):
+        state = _read(records)
+        assert state is not None and state["positions"] == {"TCS@NSE": "10"}, records
 
 
 def test_a_removal_on_either_topic_forgets_the_account_and_unknown_events_are_skipped() -> None:
