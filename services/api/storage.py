@@ -269,21 +269,8 @@ async def _positions(
             .limit(1)
             .scalar_subquery()
         )
-    return [
-        Position(
-            account_id=h.account_id,
-            symbol=h.symbol,
-            exchange=h.exchange,
-            isin=h.isin,
-            currency=h.currency,
-            asset_type=h.asset_type,
-            quantity=h.quantity,
-            average_price=h.average_price,
-            last_price=h.last_price,
-            as_of=h.taken_at,
-        )
-        for h in await holdings_of(session, chosen, accounts)
-    ]
+    # The rows' columns are Position's fields in order: no lookup by name per row.
+    return [Position(*h) for h in await holdings_of(session, chosen, accounts)]
 
 
 async def account_snapshots(
