@@ -21,7 +21,7 @@ from shared.db.tables import BrokerAccount, PositionVersion, Snapshot, SnapshotH
 
 async def holdings_of(
     session: AsyncSession, chosen: ColumnElement[bool], accounts: ColumnElement[bool]
-) -> Sequence[Row[Any]]:
+) -> Sequence[Row[*tuple[Any, ...]]]:
     """The holdings of the snapshot `chosen` picks for each account of `accounts` (a condition on
     `Snapshot` and `BrokerAccount`), with the account (`account_id`) and the snapshot's time
     (`taken_at`), ordered by symbol, exchange, currency and account. The columns are in the order
