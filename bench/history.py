@@ -9,7 +9,8 @@ the new one (positions as versions, prices as one series per instrument), in the
    what this measures). bytes_per_account_day: the history tables (snapshots and snapshot_holdings;
    snapshots, position_versions and instrument_prices) with their indexes, per account per day.
 2. As-of reads on the new layout, through the API's storage functions: one account's holdings, and a
-   20-account portfolio's, at a random past time; p50 and p99 over `--queries` each.
+   20-account portfolio's, at a random past time; p50 and p99 over `--queries` each, in each of
+   three runs (the two kinds taking turns), and the median of the three.
 3. Ledger ingest on the bench-ledger workload (bench/ledger.py): the ledger of the commit this
    branch started from (`--old`, the old layout, on its own schema) and this one's, one after the
    other; the raw COPY limit and peak RSS as bench-ledger reports them.
@@ -39,6 +40,7 @@ from bench_accounts import fresh_database
 from ledger import ledger_run as ingest_run
 from ledger import raw_limit
 from machine import machine_probe, run_facts
+from sqlalchemy import event
 
 from infra import REPO, KafkaService, PostgresService, provide_kafka, provide_postgres
 from services.api.storage import account_positions, portfolio_positions
@@ -49,6 +51,7 @@ from shared.logs import configure_logging
 
 RESULTS = Path(__file__).parent / "results" / "history.json"
 HOLDINGS, INSTRUMENTS, SYNCS_PER_DAY, PORTFOLIO = 20, 500, 26, 20
+AS_OF_RUNS = 3
 START = datetime(2026, 11, 2, 9, 15, tzinfo=UTC)
 OLD_REVISION = "0013"
 HISTORY_TABLES = {
@@ -70,6 +73,7 @@ class Simulation:
 
     def __init__(self, accounts: int, days: int) -> None:
         rng = random.Random(13)
+        self.owner = uuid.uuid4()  # of every portfolio
         self.accounts = [uuid.uuid4() for _ in range(accounts)]
         self.portfolios = [uuid.uuid4() for _ in range(0, accounts, PORTFOLIO)]
         self.held = [rng.sample(range(INSTRUMENTS), HOLDINGS) for _ in self.accounts]
@@ -151,7 +155,7 @@ async def load(postgres: PostgresService, sim: Simulation, layout: str, folder: 
     files = _copy_files(sim, layout, folder)
     conn = await asyncpg.connect(url.replace("+asyncpg", ""))
     try:
-        user = uuid.uuid4()
+        user = sim.owner
         await conn.execute(
             "INSERT INTO users (id, email, created_at) VALUES ($1, $2, now())", user, f"{user}@x.test"
         )
@@ -189,31 +193,54 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def as_of_latency(url: str, sim: Simulation, queries: int) -> dict[str, dict[str, float]]:
+async def as_of_latency(url: str, sim: Simulation, queries: int) -> dict[str, dict[str, object]]:
+    """`queries` as-of reads of each kind per run, AS_OF_RUNS runs, the kinds taking turns so that a
+    burst of load on the shared machine falls on both: per kind the median of the runs' p50 and of
+    their p99, each run's figures, and the SQL statements a read sends (BEGIN and ROLLBACK aside)."""
     rng = random.Random(7)
     engine = create_engine(url)
+    statements = 0
+
+    def count(*_: object) -> None:
+        nonlocal statements
+        statements += 1
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
     sessions = session_factory(engine)
     span = (sim.times[-1] - sim.times[0]).total_seconds()
-    result = {}
+    kinds = (
+        ("account", account_positions, sim.accounts, HOLDINGS),
+        ("portfolio_20", portfolio_positions, sim.portfolios, HOLDINGS * PORTFOLIO),
+    )
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in kinds}
+    per_read: dict[str, float] = {}
     try:
-        for name, read, ids in (
-            ("account", account_positions, sim.accounts),
-            ("portfolio_20", portfolio_positions, sim.portfolios),
-        ):
-            samples = []
-            for n in range(queries + 10):  # the first 10 warm up the pool and statement caches
-                at = sim.times[0] + timedelta(seconds=rng.uniform(0, span))
-                started = time.perf_counter()
-                async with sessions() as session:
-                    positions = await read(session, rng.choice(ids), as_of=at)
-                elapsed = (time.perf_counter() - started) * 1000
-                assert len(positions) == HOLDINGS * (1 if name == "account" else PORTFOLIO), len(positions)
-                if n >= 10:
-                    samples.append(elapsed)
-            result[name] = _percentiles(samples)
+        for _ in range(AS_OF_RUNS):
+            for name, read, ids, expected in kinds:
+                samples = []
+                statements = 0
+                for n in range(queries + 10):  # the first 10 warm up the pool and statement caches
+                    at = sim.times[0] + timedelta(seconds=rng.uniform(0, span))
+                    started = time.perf_counter()
+                    async with sessions() as session:
+                        positions = await read(session, rng.choice(ids), owner_id=sim.owner, as_of=at)
+                    elapsed = (time.perf_counter() - started) * 1000
+                    assert len(positions) == expected, len(positions)
+                    if n >= 10:
+                        samples.append(elapsed)
+                per_read[name] = statements / (queries + 10)
+                runs[name].append(_percentiles(samples))
     finally:
         await engine.dispose()
-    return result
+    return {
+        name: {
+            "p50_ms": statistics.median(run["p50_ms"] for run in figures),
+            "p99_ms": statistics.median(run["p99_ms"] for run in figures),
+            "runs": figures,
+            "statements_per_read": per_read[name],
+        }
+        for name, figures in runs.items()
+    }
 
 
 async def _after_retention(url: str, sim: Simulation) -> int:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,7 +19,7 @@ from sqlalchemy.orm import aliased
 
 from services.api import paging, storage_limits
 from services.api.consolidation import Position
-from services.api.storage_history import holdings_of
+from services.api.storage_history import Holdings, holdings_at, holdings_of
 from shared.db.sync_runs import requested_run
 from shared.db.tables import (
     BrokerAccount,
@@ -29,7 +29,6 @@ from shared.db.tables import (
     Schedule,
     Snapshot,
     SnapshotHolding,
-    SnapshotStatus,
     SyncRun,
     Transaction,
 )
@@ -229,61 +228,35 @@ async def account_positions(
 ) -> list[Position]:
     """The account's positions now (its current snapshot), or as they stood at `as_of`; none unless
     `owner_id` owns it. Ownership is checked in the same query: one round trip for a request."""
-    return await _positions(session, (BrokerAccount.id == account_id) & _owned_by(owner_id), as_of)
+    if as_of is not None:
+        return _as_positions(await holdings_at(session, as_of, owner_id=owner_id, account_id=account_id))
+    return await _positions(session, (BrokerAccount.id == account_id) & _owned_by(owner_id))
 
 
 async def portfolio_positions(
     session: AsyncSession, portfolio_id: uuid.UUID, *, owner_id: uuid.UUID, as_of: datetime | None = None
 ) -> list[Position]:
     """As account_positions, for every account of the portfolio."""
+    if as_of is not None:
+        return _as_positions(await holdings_at(session, as_of, owner_id=owner_id, portfolio_id=portfolio_id))
     accounts = (BrokerAccount.portfolio_id == portfolio_id) & _owned_by(owner_id)
-    return await _positions(session, accounts, as_of)
+    return await _positions(session, accounts)
 
 
 def _owned_by(owner_id: uuid.UUID) -> ColumnElement[bool]:
     return BrokerAccount.portfolio_id.in_(select(Portfolio.id).where(Portfolio.user_id == owner_id))
 
 
-async def _positions(
-    session: AsyncSession, accounts: ColumnElement[bool], as_of: datetime | None
-) -> list[Position]:
-    if as_of is None:
-        chosen = Snapshot.id == BrokerAccount.current_snapshot_id
-    else:
-        # The newest valid snapshot of each account taken at or before `as_of` (late ones count;
-        # held and dismissed ones never were the account's positions). Exactly one: a late snapshot
-        # may share its taken_at with an applied one, and the applied one is what the account showed.
-        candidate = aliased(Snapshot)
-        chosen = Snapshot.id == (
-            select(candidate.id)
-            .where(
-                candidate.account_id == BrokerAccount.id,
-                candidate.status.in_(SnapshotStatus.VALID),
-                candidate.taken_at <= as_of,
-            )
-            .order_by(
-                candidate.taken_at.desc(),
-                case((candidate.status == SnapshotStatus.APPLIED, 0), else_=1),
-                candidate.id.desc(),
-            )
-            .limit(1)
-            .scalar_subquery()
-        )
-    return [
-        Position(
-            account_id=h.account_id,
-            symbol=h.symbol,
-            exchange=h.exchange,
-            isin=h.isin,
-            currency=h.currency,
-            asset_type=h.asset_type,
-            quantity=h.quantity,
-            average_price=h.average_price,
-            last_price=h.last_price,
-            as_of=h.taken_at,
-        )
-        for h in await holdings_of(session, chosen, accounts)
-    ]
+async def _positions(session: AsyncSession, accounts: ColumnElement[bool]) -> list[Position]:
+    """The accounts' positions now: their current snapshots' holdings."""
+    return _as_positions(
+        await holdings_of(session, Snapshot.id == BrokerAccount.current_snapshot_id, accounts)
+    )
+
+
+def _as_positions(holdings: Holdings) -> list[Position]:
+    # The rows' columns are Position's fields in order: no lookup by name per row.
+    return [Position(*h) for h in holdings]
 
 
 async def account_snapshots(

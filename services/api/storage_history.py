@@ -1,43 +1,126 @@
 """Holdings of snapshots, wherever they are kept: a snapshot's own rows (late, held and corrected
 ones, and those stored before versions), or else its account's position versions valid at its time,
-priced from each instrument's price series. One statement either way."""
+priced from each instrument's price series. One statement either way.
+
+The statement picks the snapshots once (a CTE both branches read), takes each picked snapshot's
+newest version of each instrument with a window over the account's versions up to its time (one
+index range read per snapshot, not one probe per version for a newer one), and prices each position
+with one backward probe of the instrument's price index."""
 
 from __future__ import annotations
 
+import functools
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, select, union_all
+from sqlalchemy import ColumnElement, Row, Select, Uuid, and_, bindparam, case, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from shared.db.position_versions import price_at, superseded
-from shared.db.tables import BrokerAccount, PositionVersion, Snapshot, SnapshotHolding
+from shared.db.position_versions import price_at
+from shared.db.tables import (
+    BrokerAccount,
+    Portfolio,
+    PositionVersion,
+    Snapshot,
+    SnapshotHolding,
+    SnapshotStatus,
+)
+from shared.db.types import UtcDateTime
+
+Holdings = Sequence[Row[*tuple[Any, ...]]]
+"""Rows whose columns are `consolidation.Position`'s fields in order: account_id, symbol, exchange,
+isin, currency, asset_type, quantity, average_price, last_price and the snapshot's time (taken_at)."""
 
 
 async def holdings_of(
     session: AsyncSession, chosen: ColumnElement[bool], accounts: ColumnElement[bool]
-) -> list[Row[Any]]:
+) -> Holdings:
     """The holdings of the snapshot `chosen` picks for each account of `accounts` (a condition on
-    `Snapshot` and `BrokerAccount`), with the account (`account_id`) and the snapshot's time
-    (`taken_at`), ordered by symbol, exchange, currency and account."""
+    `Snapshot` and `BrokerAccount`), ordered by symbol, exchange, currency and account."""
+    return (await session.execute(_holdings(chosen, accounts))).all()
+
+
+async def holdings_at(
+    session: AsyncSession,
+    at: datetime,
+    *,
+    owner_id: uuid.UUID,
+    account_id: uuid.UUID | None = None,
+    portfolio_id: uuid.UUID | None = None,
+) -> Holdings:
+    """The holdings of one account, or of every account of one portfolio, as they stood at `at`
+    (each account's newest valid snapshot taken at or before it); none unless `owner_id` owns them.
+    The statement is built once per kind (building and keying it costs more CPU than running it)."""
+    whole_portfolio = portfolio_id is not None
+    values = {"at": at, "owner_id": owner_id, "scope_id": portfolio_id if whole_portfolio else account_id}
+    connection = await session.connection()
+    return (await connection.execute(_holdings_at(whole_portfolio), values)).all()
+
+
+@functools.cache
+def _holdings_at(whole_portfolio: bool) -> Select[*tuple[Any, ...]]:
+    at = bindparam("at", type_=UtcDateTime())
+    scope = BrokerAccount.portfolio_id if whole_portfolio else BrokerAccount.id
+    owned = BrokerAccount.portfolio_id.in_(
+        select(Portfolio.id).where(Portfolio.user_id == bindparam("owner_id", type_=Uuid()))
+    )
+    # The newest valid snapshot taken at or before `at` (late ones count; held and dismissed ones
+    # never were the account's positions). Exactly one: a late snapshot may share its taken_at with
+    # an applied one, and the applied one is what the account showed.
+    candidate = aliased(Snapshot)
+    newest = (
+        select(candidate.id)
+        .where(
+            candidate.account_id == BrokerAccount.id,
+            candidate.status.in_(SnapshotStatus.VALID),
+            candidate.taken_at <= at,
+        )
+        .order_by(
+            candidate.taken_at.desc(),
+            case((candidate.status == SnapshotStatus.APPLIED, 0), else_=1),
+            candidate.id.desc(),
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
+    return _holdings(Snapshot.id == newest, and_(scope == bindparam("scope_id", type_=Uuid()), owned))
+
+
+def _holdings(chosen: ColumnElement[bool], accounts: ColumnElement[bool]) -> Select[*tuple[Any, ...]]:
+    picked = (
+        select(BrokerAccount.id.label("account_id"), Snapshot.id, Snapshot.taken_at, Snapshot.holdings_kept)
+        .select_from(BrokerAccount)
+        .join(Snapshot, chosen)
+        .where(accounts)
+        .cte("picked")
+    )
     h = SnapshotHolding
     kept = (
-        select(BrokerAccount.id.label("account_id"), h.symbol, h.exchange, h.isin, h.currency, h.asset_type)
-        .add_columns(h.quantity, h.average_price, h.last_price, Snapshot.taken_at)
-        .select_from(BrokerAccount)
-        .join(Snapshot, chosen)
-        .join(h, h.snapshot_id == Snapshot.id)
-        .where(accounts, Snapshot.holdings_kept)
+        select(picked.c.account_id, h.symbol, h.exchange, h.isin, h.currency, h.asset_type)
+        .add_columns(h.quantity, h.average_price, h.last_price, picked.c.taken_at)
+        .join(h, h.snapshot_id == picked.c.id)
+        .where(picked.c.holdings_kept)
     )
     v = PositionVersion
-    price = price_at(Snapshot.taken_at)
+    newest_first = func.row_number().over(
+        partition_by=(picked.c.id, v.symbol, v.exchange), order_by=v.valid_from.desc()
+    )
+    ranked = (
+        select(picked.c.account_id, v.symbol, v.exchange, v.isin, v.currency, v.asset_type)
+        .add_columns(v.quantity, v.average_price, picked.c.taken_at, newest_first.label("rank"))
+        .join(v, and_(v.account_id == picked.c.account_id, v.valid_from <= picked.c.taken_at))
+        .where(~picked.c.holdings_kept)
+        .subquery("ranked")
+    )
+    r = ranked.c
+    price = price_at(r.taken_at, symbol=r.symbol, exchange=r.exchange)
     versioned = (
-        select(BrokerAccount.id, v.symbol, v.exchange, v.isin, v.currency, v.asset_type)
-        .add_columns(v.quantity, v.average_price, price, Snapshot.taken_at)
-        .select_from(BrokerAccount)
-        .join(Snapshot, chosen)
-        .join(v, and_(v.account_id == BrokerAccount.id, v.valid_from <= Snapshot.taken_at))
-        .where(accounts, ~Snapshot.holdings_kept, v.quantity.is_not(None), ~superseded(by=Snapshot.taken_at))
+        select(r.account_id, r.symbol, r.exchange, r.isin, r.currency, r.asset_type)
+        .add_columns(r.quantity, r.average_price, price, r.taken_at)
+        .where(r.rank == 1, r.quantity.is_not(None))
     )
     both = union_all(kept, versioned).subquery()
-    ordered = select(both).order_by(both.c.symbol, both.c.exchange, both.c.currency, both.c.account_id)
-    return list((await session.execute(ordered)).all())
+    return select(both).order_by(both.c.symbol, both.c.exchange, both.c.currency, both.c.account_id)
