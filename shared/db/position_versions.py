@@ -1,6 +1,7 @@
 """The two questions every read of position versions asks, for the ledger (an account's current
 positions) and the API (the positions valid at a snapshot's time) alike: what was an instrument's
-price at a time, and (the ledger's) is this version (rows of `PositionVersion`) superseded."""
+price at a time, and (the ledger's) is this version (rows of `PositionVersion`) superseded (by a
+version valid at a given time, for a past snapshot's positions)."""
 
 from __future__ import annotations
 
@@ -29,16 +30,15 @@ def price_at(
     )
 
 
-def superseded() -> Exists:
-    """A newer version of the same position exists."""
+def superseded(*, by: Column | None = None) -> Exists:
+    """A newer version of the same position exists (valid from `by` at the latest, if given)."""
     v, newer = PositionVersion, aliased(PositionVersion)
-    return (
-        select(newer.valid_from)
-        .where(
-            newer.account_id == v.account_id,
-            newer.symbol == v.symbol,
-            newer.exchange == v.exchange,
-            newer.valid_from > v.valid_from,
-        )
-        .exists()
-    )
+    conditions = [
+        newer.account_id == v.account_id,
+        newer.symbol == v.symbol,
+        newer.exchange == v.exchange,
+        newer.valid_from > v.valid_from,
+    ]
+    if by is not None:
+        conditions.append(newer.valid_from <= by)
+    return select(newer.valid_from).where(*conditions).exists()
