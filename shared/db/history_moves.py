@@ -54,6 +54,7 @@ class MoveProgress:
     holding_rows: int = 0  # deleted
     versions: int = 0
     prices: int = 0
+    longest: float = 0.0  # seconds, the longest batch's transaction: how long it held its locks
     started: float = field(default_factory=time.monotonic)
 
     def add(self, batch: MoveProgress) -> None:
@@ -62,6 +63,7 @@ class MoveProgress:
         self.holding_rows += batch.holding_rows
         self.versions += batch.versions
         self.prices += batch.prices
+        self.longest = max(self.longest, batch.longest)
 
     def describe(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
@@ -72,7 +74,7 @@ class MoveProgress:
             f"{self.accounts}/{self.accounts_total} accounts, {self.snapshots} snapshots "
             f"({self.holding_rows} holding rows -> {self.versions} versions, {self.prices} prices) "
             f"in {elapsed:.1f} s: {rate:.1f} accounts/s, {self.holding_rows / elapsed:.0f} rows/s, "
-            f"ETA {eta}"
+            f"longest transaction {self.longest:.2f} s, ETA {eta}"
         )
 
 
@@ -90,11 +92,13 @@ async def move_history(
     """Move every listed account's history, a batch per transaction; `on_batch` after each commit."""
     progress = MoveProgress(accounts_total=await accounts_to_move(engine))
     while True:
+        began = time.monotonic()
         async with engine.begin() as conn:
             batch = await _move_batch(conn, accounts_per_batch)
             if batch is None:
                 return progress
             crash_point(HISTORY_BEFORE_COMMIT)
+        batch.longest = time.monotonic() - began
         progress.add(batch)
         if on_batch is not None:
             on_batch(progress)
