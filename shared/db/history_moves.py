@@ -9,9 +9,10 @@ current snapshot), only snapshots before its first version are moved, and the mo
 there for any position the ledger's versions at that time do not name.
 
 A batch locks the accounts' `broker_accounts` rows first (the row every ledger batch updates before
-writing, its fence), skipping those a ledger batch holds, so neither waits for the other long and
-neither plans on what the other is changing; then writes the versions and prices, deletes the moved
-rows, and deletes the accounts' `history_moves` rows, all in one commit. A run stopped anywhere is
+writing, its fence), skipping those a ledger batch holds, so that neither waits for the other long;
+then writes the versions and prices, deletes the moved rows, deletes the accounts' `history_moves`
+rows and bumps their `ledger_version`, so that a ledger batch planned before the move is refused
+(`ConcurrentWrite`) and planned again, all in one commit. A run stopped anywhere is
 continued by the next, which finds only the accounts left; two runs at once split them.
 """
 
@@ -149,6 +150,14 @@ async def _move_batch(conn: AsyncConnection, accounts: int) -> MoveProgress | No
         batch.holding_rows += deleted.rowcount
         await conn.execute(update(Snapshot).where(Snapshot.id.in_(chunk)).values(holdings_kept=False))
     await conn.execute(delete(HistoryMove).where(_among(HistoryMove.account_id, through)))
+    # The ledger reads an account in several statements (whether its current snapshot keeps its
+    # rows, then the rows): a batch it planned across this commit is refused by its fence and
+    # planned again on the moved history.
+    await conn.execute(
+        update(BrokerAccount)
+        .where(_among(BrokerAccount.id, through))
+        .values(ledger_version=BrokerAccount.ledger_version + 1)
+    )
     batch.snapshots, batch.versions, batch.prices = len(moved), len(versions), len(prices)
     return batch
 

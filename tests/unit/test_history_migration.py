@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.api.storage import account_snapshot
-from services.ledger.handlers import Ledger
+from services.ledger.handlers import ConcurrentWrite, Ledger
 from shared.bus.memory import InMemoryBus
 from shared.db.engine import upgrade_schema
 from shared.db.history_moves import move_history
@@ -112,6 +113,20 @@ def _sync(
     )
 
 
+async def _apply(ledger: Ledger, events: list[HoldingSnapshot]) -> int:
+    """Apply `events` as the consume loop does: a batch the ledger's fence refuses (`ConcurrentWrite`:
+    here, an account a move bumped since the ledger last planned it) is planned again. Returns the
+    refusals."""
+    refused = 0
+    while True:
+        try:
+            await ledger.apply_batch(events)
+            return refused
+        except ConcurrentWrite:
+            ledger.forget()
+            refused += 1
+
+
 async def test_history_moves_into_versions_and_reads_as_before(empty_engine: AsyncEngine) -> None:
     account, ids = await _old_account(empty_engine)
     sessions = async_sessionmaker(empty_engine, expire_on_commit=False)
@@ -136,7 +151,7 @@ async def test_history_moves_into_versions_and_reads_as_before(empty_engine: Asy
 
     # The ledger goes on from the moved history: only what changes is a new version.
     ledger = Ledger(sessions=sessions, bus=InMemoryBus())
-    await ledger.apply_batch([_sync(account, 60, _holding("TCS", 12, 113), _holding("HDFC", 1, 50))])
+    await _apply(ledger, [_sync(account, 60, _holding("TCS", 12, 113), _holding("HDFC", 1, 50))])
     async with sessions() as session:
         current = await positions_of(session, account)
         assert {p.symbol: (p.quantity, p.last_price) for p in current} == {
@@ -155,7 +170,7 @@ async def test_a_sync_the_ledger_applies_before_the_move_is_not_moved_and_reads_
     sessions = async_sessionmaker(empty_engine, expire_on_commit=False)
     ledger = Ledger(sessions=sessions, bus=InMemoryBus())
     new = _sync(account, 60, _holding("HDFC", 1, 50))
-    await ledger.apply_batch([new])
+    await _apply(ledger, [new])
 
     await move_history(empty_engine)
 
@@ -176,7 +191,7 @@ async def test_a_replay_of_the_current_snapshot_before_the_move_keeps_its_versio
     account, ids = await _old_account(empty_engine)
     sessions = async_sessionmaker(empty_engine, expire_on_commit=False)
     ledger = Ledger(sessions=sessions, bus=InMemoryBus())
-    await ledger.apply_batch([_sync(account, 30, _holding("TCS", 13, 112), replaces=ids["changed"])])
+    await _apply(ledger, [_sync(account, 30, _holding("TCS", 13, 112), replaces=ids["changed"])])
 
     moved = await move_history(empty_engine)
 
@@ -184,7 +199,32 @@ async def test_a_replay_of_the_current_snapshot_before_the_move_keeps_its_versio
     corrected = {"TCS": (Decimal(13), Decimal(112))}
     expected = {**_as_stored(), "snapshot changed": corrected, "as of changed": corrected, "now": corrected}
     assert await _reads(sessions, account, ids) == expected
-    await ledger.apply_batch([_sync(account, 60, _holding("TCS", 13, 114))])
+    assert await _apply(ledger, [_sync(account, 60, _holding("TCS", 13, 114))]) == 1, "the move bumped it"
     async with sessions() as session:
         current = await positions_of(session, account)
     assert {p.symbol: (p.quantity, p.last_price) for p in current} == {"TCS": (Decimal(13), Decimal(114))}
+
+
+async def test_a_ledger_batch_planned_before_the_move_is_refused_and_planned_again(
+    empty_engine: AsyncEngine,
+) -> None:
+    """The move bumps the accounts' `ledger_version`: a batch planned on the rows a move then
+    deleted is refused by the ledger's fence (a transient error), and planned again it is right."""
+    account, ids = await _old_account(empty_engine)
+    sessions = async_sessionmaker(empty_engine, expire_on_commit=False)
+    ledger = Ledger(sessions=sessions, bus=InMemoryBus())
+    new = _sync(account, 60, _holding("HDFC", 1, 50))
+    write = await ledger.prepare([new])
+
+    await move_history(empty_engine)
+
+    with pytest.raises(ConcurrentWrite):
+        await write()
+    ledger.forget()  # as the consume loop does on a transient error
+    await ledger.apply_batch([new])
+    ids["new"] = new.event_id
+    expected = {**_as_stored(), "snapshot new": {"HDFC": (Decimal(1), Decimal(50))}}
+    expected["now"] = expected["snapshot new"]
+    assert await _reads(sessions, account, ids) == expected
+    # Moved: the four of the old history; the ledger's on the moved history: HDFC opened, TCS closed.
+    assert await _count(sessions, PositionVersion) == 6
