@@ -64,7 +64,13 @@ async def _clone(postgres: PostgresService, name: str) -> str:
 async def _drop(postgres: PostgresService, name: str) -> None:
     admin = await asyncpg.connect(postgres.dsn)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for attempt in range(10):
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+                # FORCE may not end an autovacuum worker that just started on it: it ends on its own.
+                await asyncio.sleep(0.2 * (attempt + 1))
     finally:
         await admin.close()
 
