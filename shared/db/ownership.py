@@ -174,8 +174,9 @@ ACCESS: Mapping[Service, Access] = {
             **dict.fromkeys(("transactions", "processed_events", "sync_attempts"), APPENDS),
             # The accounts whose history stored before versions is still to move (migration 0014):
             # moved, and their rows deleted, by `db upgrade` as the schema's owner (an operator's
-            # task, like `keys rotate`); the history is the ledger's, so is the list, but the ledger
-            # never writes it: the grant is the owner's minimum.
+            # task, like `keys rotate`, which also bumps the moved accounts' `ledger_version`, the
+            # ledger's fence); the history is the ledger's, so is the list, but the ledger never
+            # writes it: the grant is the owner's minimum.
             "history_moves": APPENDS,
             # The relay locks its rows (FOR UPDATE needs an UPDATE grant) and deletes them once relayed.
             "outbox": OWNS,
