@@ -38,7 +38,7 @@ from shared.db.tables import (
 )
 from shared.test_hooks import HISTORY_BEFORE_COMMIT, crash_point
 
-ACCOUNTS_PER_BATCH = 50
+ACCOUNTS_PER_BATCH = 10
 _IDS_PER_STATEMENT = 1000
 
 Key = tuple[str, str]  # (symbol, exchange)
