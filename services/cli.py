@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from shared.db.history_moves import ACCOUNTS_PER_BATCH
 from shared.logs import configure_logging
 from shared.settings import Settings
 
@@ -75,7 +76,18 @@ def _parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="database schema tasks")
     db_commands = db.add_subparsers(dest="db_command", required=True)
-    db_commands.add_parser("upgrade", help="apply pending migrations")
+    upgrade = db_commands.add_parser(
+        "upgrade",
+        help="apply pending migrations, then move history stored before versions into them (migration "
+        "0014) while the services may run; stopped anywhere, the next run continues",
+    )
+    upgrade.add_argument(
+        "--history-batch",
+        type=_positive_int,
+        default=ACCOUNTS_PER_BATCH,
+        metavar="N",
+        help=f"accounts whose history moves per transaction ({ACCOUNTS_PER_BATCH})",
+    )
     db_commands.add_parser(
         "roles",
         help="create each service's Postgres role (API_DATABASE_URL, SCHEDULER_DATABASE_URL, "
@@ -216,7 +228,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "db":
         from services.operations import upgrade_database
 
-        asyncio.run(upgrade_database(settings))
+        asyncio.run(upgrade_database(settings, history_batch=args.history_batch))
     elif args.command == "topics":
         from services.operations import create_kafka_topics
         from shared.brokers import fetched_broker_codes

@@ -37,6 +37,7 @@ from services.webhooks.main import delivery_loop, run_webhooks, webhook_sender
 from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
 from shared.db.engine import create_engine, session_factory, upgrade_schema
+from shared.db.history_moves import move_history
 from shared.db.tables import Schedule, SyncRun
 from shared.events import utc_now
 from shared.metrics import metrics_served
@@ -162,6 +163,7 @@ async def embedded_system(settings: Settings) -> AsyncIterator[EmbeddedSystem]:
     `serve` adds the API and the scheduler."""
     engine = create_engine(settings.database_url)
     await upgrade_schema(engine)
+    await move_history(engine)  # a demo database kept from before versions
     bus = InMemoryBus()
     sessions = session_factory(engine)
     cipher = CredentialCipher(settings.credentials_keys.get_secret_value())

@@ -14,17 +14,28 @@ from shared.bus.kafka import create_topics
 from shared.credentials import CredentialCipher
 from shared.db.engine import assert_schema_current, create_engine, session_factory, upgrade_schema
 from shared.db.grants import RoleSetupError, ServiceRole, grant_service_roles
+from shared.db.history_moves import MoveProgress, accounts_to_move, move_history
 from shared.db.ownership import SERVICES
 from shared.settings import Settings
 
 
-async def upgrade_database(settings: Settings) -> None:
+async def upgrade_database(settings: Settings, *, history_batch: int) -> None:
+    """The schema, then the history stored before versions moved into them (migration 0014), a batch
+    of `history_batch` accounts per transaction: the services may run meanwhile, and a run stopped
+    anywhere is continued by the next `db upgrade`. Progress on stderr."""
     engine = create_engine(settings.database_url)
     try:
         await upgrade_schema(engine)
+        print("database schema is up to date", flush=True)
+        if await accounts_to_move(engine):
+            moved = await move_history(engine, accounts_per_batch=history_batch, on_batch=_print_moved)
+            print(f"history moved into versions: {moved.describe()}")
     finally:
         await engine.dispose()
-    print("database schema is up to date")
+
+
+def _print_moved(progress: MoveProgress) -> None:
+    print(f"db upgrade: history {progress.describe()}", file=sys.stderr, flush=True)
 
 
 def service_roles(settings: Settings) -> list[ServiceRole]:

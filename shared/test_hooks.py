@@ -18,7 +18,10 @@ LEDGER_AFTER_COPY = "ledger.after_copy"
 LEDGER_AFTER_RELAY_ACK = "ledger.after_relay_ack"
 """Kafka acknowledged the relayed outbox messages; their delete is not committed yet."""
 
-POINTS = (LEDGER_AFTER_COPY, LEDGER_AFTER_RELAY_ACK)
+HISTORY_BEFORE_COMMIT = "history.before_commit"
+"""A batch of old history is moved (versions and prices written, rows deleted) and not committed yet."""
+
+POINTS = (LEDGER_AFTER_COPY, LEDGER_AFTER_RELAY_ACK, HISTORY_BEFORE_COMMIT)
 
 
 @functools.cache

@@ -76,6 +76,7 @@ _LEDGER_TABLES = (
     "outbox",
     "processed_events",
     "sync_attempts",
+    "history_moves",
 )
 # broker_accounts: what the ledger learns from syncs; `needs_reauth` only to set it (fenced), and
 # `ledger_version` is its fence. The API's columns are the account's identity and its credentials time.
@@ -176,6 +177,12 @@ ACCESS: Mapping[Service, Access] = {
             # a changed trade keeps its row (and id), a trade gone is deleted.
             "transactions": Writes(insert=True, delete=True, update=TRADE_COLUMNS),
             **dict.fromkeys(("processed_events", "sync_attempts"), APPENDS),
+            # The accounts whose history stored before versions is still to move (migration 0014):
+            # moved, and their rows deleted, by `db upgrade` as the schema's owner (an operator's
+            # task, like `keys rotate`, which also bumps the moved accounts' `ledger_version`, the
+            # ledger's fence); the history is the ledger's, so is the list, but the ledger never
+            # writes it: the grant is the owner's minimum.
+            "history_moves": APPENDS,
             # The relay locks its rows (FOR UPDATE needs an UPDATE grant) and deletes them once relayed.
             "outbox": OWNS,
             "broker_accounts": Writes(update=LEDGER_ACCOUNT_COLUMNS),

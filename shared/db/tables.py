@@ -271,6 +271,19 @@ class InstrumentPrice(Base):
     source: Mapped[str] = mapped_column(String(32))
 
 
+class HistoryMove(Base):
+    """An account whose history was stored before versions (migration 0014) and is not moved yet:
+    its applied snapshots taken at or before `through` (its newest when the schema was upgraded).
+    `portfolio-sync db upgrade` moves them into versions and prices and deletes the row in the same
+    transaction (`shared/db/history_moves.py`)."""
+
+    __tablename__ = "history_moves"
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("broker_accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    through: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class SnapshotHolding(Base):
     """One instrument and how much of it, as a snapshot lists it: kept for the snapshots that keep
     their holdings (`Snapshot.holdings_kept`)."""

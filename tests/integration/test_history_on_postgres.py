@@ -1,4 +1,4 @@
-"""History as versions on real Postgres: migration 0014 moving old-layout history, and the retention
+"""History as versions on real Postgres: migration 0014 and moving old-layout history, and the retention
 of unchanged snapshots (the unit layer's tests), and what a COPY stores."""
 
 import uuid
@@ -14,6 +14,9 @@ from shared.db.tables import Snapshot
 from shared.events import Holding, HoldingSnapshot, utc_now
 from tests.support.accounts import create_account
 from tests.unit.test_history_migration import (  # noqa: F401  (run again here)
+    test_a_ledger_batch_planned_before_the_move_is_refused_and_planned_again,
+    test_a_replay_of_the_current_snapshot_before_the_move_keeps_its_versions_and_closes_the_rest,
+    test_a_sync_the_ledger_applies_before_the_move_is_not_moved_and_reads_right,
     test_history_moves_into_versions_and_reads_as_before,
 )
 from tests.unit.test_snapshot_retention import (  # noqa: F401  (run again here)

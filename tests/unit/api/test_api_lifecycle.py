@@ -22,6 +22,7 @@ from shared.db.tables import (
     BrokerPause,
     Credential,
     DeadLetterReplay,
+    HistoryMove,
     InstrumentPrice,
     Invite,
     OutboxMessage,
@@ -274,6 +275,7 @@ async def rows_left(sessions: async_sessionmaker[AsyncSession], owned: Owned) ->
         Snapshot: Snapshot.account_id.in_(owned.accounts),
         SnapshotHolding: SnapshotHolding.snapshot_id.in_(owned.snapshots),
         PositionVersion: PositionVersion.account_id.in_(owned.accounts),
+        HistoryMove: HistoryMove.account_id.in_(owned.accounts),  # old history not moved yet
         Transaction: Transaction.account_id.in_(owned.accounts),
         RawAnswer: RawAnswer.account_id.in_(owned.accounts),
         OutboxMessage: OutboxMessage.message_key.in_(keys),
