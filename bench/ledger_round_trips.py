@@ -16,19 +16,17 @@ import argparse
 import asyncio
 import functools
 import json
-import os
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import asyncpg.connection
 import asyncpg.prepared_stmt
 from bench_accounts import create_accounts, fresh_database
-from machine import machine_probe, run_facts
+from machine import local_server_pid, machine_probe, run_facts, with_children_cpu_seconds
 
 from infra import provide_postgres
 from services.fetcher.adapter import AccountContext
@@ -43,7 +41,6 @@ _ROUND_TRIPS = {
     asyncpg.connection.Connection: {"_execute": 1, "executemany": 1, "_copy_in": 2, "prepare": 1},
     asyncpg.prepared_stmt.PreparedStatement: {"fetch": 1, "fetchrow": 1, "fetchval": 1, "executemany": 1},
 }
-_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -83,26 +80,6 @@ def counting_round_trips() -> Iterator[Counter[str]]:
             setattr(cls, name, original)
 
 
-def _postmaster(how: str) -> int:
-    """The pid of the local Postgres started for the run (`pg-local:<dir>`)."""
-    if not how.startswith("pg-local:"):
-        raise SystemExit("needs a local Postgres (pg-local) to read its CPU time: unset DATABASE_URL")
-    return int(next(Path(how.split(":", 1)[1]).rglob("postmaster.pid")).read_text().split()[0])
-
-
-def _server_cpu_seconds(postmaster: int) -> float:
-    """CPU time of the Postgres server: the postmaster and its children (backends, writers)."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        if int(stat.parent.name) == postmaster or int(fields[1]) == postmaster:
-            total += int(fields[11]) + int(fields[12])
-    return total / _TICKS_PER_S
-
-
 def first_syncs(accounts: list[uuid.UUID]) -> list[HoldingSnapshot]:
     minute = utc_now().replace(second=0, microsecond=0)
     return [
@@ -120,7 +97,9 @@ def first_syncs(accounts: list[uuid.UUID]) -> list[HoldingSnapshot]:
 async def measure(batch: int, batches: int) -> dict[str, object]:
     postgres = provide_postgres()
     try:
-        postmaster = _postmaster(postgres.how)
+        postmaster = local_server_pid(postgres.how)
+        if postmaster is None:
+            raise SystemExit("needs a local Postgres (pg-local) to read its CPU time: unset DATABASE_URL")
         url = await fresh_database(postgres, "bench_round_trips")
         accounts = await create_accounts(url, (batches + 3) * batch)
         engine = create_engine(url)
@@ -129,11 +108,12 @@ async def measure(batch: int, batches: int) -> dict[str, object]:
         for warm_up in events[:3]:  # statements prepared, pool filled
             await ledger.apply_batch(warm_up)
         with counting_round_trips() as counts:
-            own, server, wall = time.process_time(), _server_cpu_seconds(postmaster), time.perf_counter()
+            own, wall = time.process_time(), time.perf_counter()
+            server = with_children_cpu_seconds(postmaster)
             for one in events[3:]:
                 await ledger.apply_batch(one)
             own = time.process_time() - own
-            server = _server_cpu_seconds(postmaster) - server
+            server = with_children_cpu_seconds(postmaster) - server
             wall = time.perf_counter() - wall
         await engine.dispose()
     finally:

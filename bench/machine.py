@@ -65,6 +65,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S  # utime, stime
 
 
+def with_children_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its children that run now: Postgres's postmaster with its
+    backends and writers."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])
+    return total / _TICKS_PER_S
+
+
+def local_server_pid(how: str) -> int | None:
+    """The pid of the Kafka (`kafka-local:<dir>`) or Postgres (`pg-local:<dir>`, its postmaster)
+    started for the run; None for one we did not start (a container, the environment's)."""
+    kind, _, workdir = how.partition(":")
+    if kind == "kafka-local":
+        return int(Path(workdir, "kafka.pid").read_text())
+    if kind == "pg-local":
+        return int(next(Path(workdir).rglob("postmaster.pid")).read_text().split()[0])
+    return None
+
+
 def peak_rss_mb(pid: int) -> float:
     """The process's resident-memory high-water mark (VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

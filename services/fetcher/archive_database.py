@@ -20,6 +20,9 @@ from shared.db.tables import RawAnswer
 class DatabaseArchive:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # A batch's answers go in as one statement, atomic on its own: no BEGIN and COMMIT around it
+        # (two round trips of three per batch). Whatever a failed insert left is kept one by one below.
+        self._statements = engine.execution_options(isolation_level="AUTOCOMMIT")
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._insert = dialect.insert
 
@@ -42,14 +45,14 @@ class DatabaseArchive:
         ]
         statement = self._insert(RawAnswer).on_conflict_do_nothing(index_elements=["run_id", "attempt"])
         try:
-            async with self._engine.begin() as conn:
+            async with self._statements.connect() as conn:
                 await conn.execute(statement, rows)
         except IntegrityError:
             # An account deleted while its sync was in flight: its answer has nothing left to
             # correct. The others are kept one by one; the vanished account's are dropped.
             for row in rows:
                 with contextlib.suppress(IntegrityError):
-                    async with self._engine.begin() as conn:
+                    async with self._statements.connect() as conn:
                         await conn.execute(statement, [row])
 
     async def answers_of(self, account_id: uuid.UUID, *, since: datetime | None) -> list[ArchivedAnswer]:

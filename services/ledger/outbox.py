@@ -37,7 +37,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import ColumnElement, Row, Select, delete, false, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -273,14 +273,16 @@ class OutboxRelay:
             )
         return found
 
-    async def sample_backlog(self) -> None:
-        """Set the outbox gauges: messages waiting, and how long the oldest has waited."""
+    async def sample_backlog(self) -> datetime | None:
+        """Set the outbox gauges: messages waiting, and how long the oldest has waited. Return when
+        the oldest was written (None: the outbox is empty)."""
         async with self._sessions() as session:
             count, oldest = (
                 await session.execute(select(func.count(), func.min(OutboxMessage.created_at)))
             ).one()
         OUTBOX_BACKLOG.set(count)
         OUTBOX_OLDEST_AGE.set(0.0 if oldest is None else max(0.0, (utc_now() - oldest).total_seconds()))
+        return cast("datetime | None", oldest)
 
     async def run(self, stop: asyncio.Event, *, interval_s: float = 1.0, max_backoff_s: float = 30.0) -> None:
         """Sweep now and then for messages a crashed or interrupted relay left behind. A database
@@ -288,8 +290,13 @@ class OutboxRelay:
         wait_s = interval_s
         while not stop.is_set():
             try:
-                await self.publish_pending(older_than=SWEEP_AFTER)
-                await self.sample_backlog()
+                # A sweep costs six round trips to Postgres, and under load every second finds only
+                # rows the batches are relaying: it runs only when a row has waited long enough to
+                # be its to take (every row a sweep marked in doubt has, too).
+                oldest = await self.sample_backlog()
+                due = oldest is not None and oldest <= utc_now() - SWEEP_AFTER
+                if due and await self.publish_pending(older_than=SWEEP_AFTER):
+                    await self.sample_backlog()
                 wait_s = interval_s
             except Exception as exc:
                 if not (isinstance(exc, BusUnavailable) or is_transient_db_error(exc)):
