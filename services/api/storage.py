@@ -271,16 +271,16 @@ async def _positions(
         )
     return [
         Position(
-            account_id=h.account_id,
-            symbol=h.symbol,
-            exchange=h.exchange,
-            isin=h.isin,
-            currency=h.currency,
-            asset_type=h.asset_type,
-            quantity=h.quantity,
-            average_price=h.average_price,
-            last_price=h.last_price,
-            as_of=h.taken_at,
+            h.account_id,
+            h.symbol,
+            h.exchange,
+            h.isin,
+            h.currency,
+            h.asset_type,
+            h.quantity,
+            h.average_price,
+            h.last_price,
+            h.taken_at,
         )
         for h in await holdings_of(session, chosen, accounts)
     ]
