@@ -240,6 +240,11 @@ async def portfolio_positions(
     return await _positions(session, accounts, as_of)
 
 
+_CANDIDATE = aliased(Snapshot, name="candidate")
+"""Built once: an alias adapts its columns on first use, which costs more than the rest of the query's
+construction; reused, it is adapted once per process."""
+
+
 def _owned_by(owner_id: uuid.UUID) -> ColumnElement[bool]:
     return BrokerAccount.portfolio_id.in_(select(Portfolio.id).where(Portfolio.user_id == owner_id))
 
@@ -253,7 +258,7 @@ async def _positions(
         # The newest valid snapshot of each account taken at or before `as_of` (late ones count;
         # held and dismissed ones never were the account's positions). Exactly one: a late snapshot
         # may share its taken_at with an applied one, and the applied one is what the account showed.
-        candidate = aliased(Snapshot)
+        candidate = _CANDIDATE
         chosen = Snapshot.id == (
             select(candidate.id)
             .where(
@@ -271,16 +276,16 @@ async def _positions(
         )
     return [
         Position(
-            h.account_id,
-            h.symbol,
-            h.exchange,
-            h.isin,
-            h.currency,
-            h.asset_type,
-            h.quantity,
-            h.average_price,
-            h.last_price,
-            h.taken_at,
+            account_id=h.account_id,
+            symbol=h.symbol,
+            exchange=h.exchange,
+            isin=h.isin,
+            currency=h.currency,
+            asset_type=h.asset_type,
+            quantity=h.quantity,
+            average_price=h.average_price,
+            last_price=h.last_price,
+            as_of=h.taken_at,
         )
         for h in await holdings_of(session, chosen, accounts)
     ]
