@@ -3,6 +3,7 @@ bytes must be those the response models give, as FastAPI serialises them."""
 
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -12,7 +13,7 @@ from pydantic import TypeAdapter
 
 from services.api import holdings_json
 from services.api.consolidation import Position, consolidate
-from services.api.schemas import ConsolidatedHoldingOut, PositionOut
+from services.api.schemas import ConsolidatedHoldingOut, PositionOut, decimal_text
 
 FIRST = uuid.UUID("00000000-0000-4000-8000-000000000001")
 SECOND = uuid.UUID("ffffffff-0000-4000-8000-000000000002")
@@ -60,7 +61,13 @@ PAYLOADS = {
     ],
     "as of": [
         _position("MICRO", "1", "2", "3", as_of=datetime(2026, 1, 31, 15, 30, 0, 120000, tzinfo=UTC)),
-        _position("ZONED", "1", "2", "3", as_of=datetime(2026, 1, 31, 21, 0, tzinfo=timezone(timedelta(hours=5, minutes=30)))),
+        _position(
+            "ZONED",
+            "1",
+            "2",
+            "3",
+            as_of=datetime(2026, 1, 31, 21, 0, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        ),
         _position("OLD", "1", "2", "3", as_of=datetime(1900, 1, 1, tzinfo=UTC)),
     ],
     "text": [
@@ -102,3 +109,17 @@ def test_the_response_is_json() -> None:
 
     assert response.headers["content-type"] == "application/json"
     assert response.headers["content-length"] == str(len(response.body))
+
+
+def _plain(value: Decimal) -> str:
+    """The rule decimal_text follows, spelt the slow way."""
+    return "0" if value.is_zero() else format(value.normalize(), "f")
+
+
+def test_decimal_text_is_plain_notation_without_trailing_zeros() -> None:
+    rng = random.Random(13)
+    values = [Decimal(t) for t in ("0", "-0", "0E-8", "-0.00", "1E+2", "1E-7", "100.00000000", "-5.50")]
+    values += [Decimal(rng.randint(-(10**20), 10**20)).scaleb(-rng.randint(-4, 12)) for _ in range(5000)]
+    values += [a * b for a, b in zip(values[8:100], values[100:192], strict=True)]
+
+    assert [decimal_text(v) for v in values] == [_plain(v) for v in values]
