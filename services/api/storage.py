@@ -240,11 +240,6 @@ async def portfolio_positions(
     return await _positions(session, accounts, as_of)
 
 
-_CANDIDATE = aliased(Snapshot, name="candidate")
-"""Built once: an alias adapts its columns on first use, which costs more than the rest of the query's
-construction; reused, it is adapted once per process."""
-
-
 def _owned_by(owner_id: uuid.UUID) -> ColumnElement[bool]:
     return BrokerAccount.portfolio_id.in_(select(Portfolio.id).where(Portfolio.user_id == owner_id))
 
@@ -258,7 +253,7 @@ async def _positions(
         # The newest valid snapshot of each account taken at or before `as_of` (late ones count;
         # held and dismissed ones never were the account's positions). Exactly one: a late snapshot
         # may share its taken_at with an applied one, and the applied one is what the account showed.
-        candidate = _CANDIDATE
+        candidate = aliased(Snapshot)
         chosen = Snapshot.id == (
             select(candidate.id)
             .where(
