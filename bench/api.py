@@ -16,7 +16,7 @@ Reads: /healthz; an account's holdings; a 10-account portfolio's; the same two a
 time within the history; a page of 50 transactions. Each read picks a random portfolio (its token)
 and account per request. Once with one API process, once with `--workers 2`. Figures are the run of
 median account-holdings ratio of `--runs` runs; the client's CPU is reported to show it is not the
-bottleneck, the API's CPU and peak RSS beside it.
+bottleneck, the API's CPU (in all, and per request) and peak RSS beside it.
 
 Goals (issue 13): account holdings >= 40% of /healthz's requests/s, a 10-account portfolio >= 25%,
 current or as-of, each with p99 < 50 ms at half its rate. Writes bench/results/api.json.
@@ -174,6 +174,9 @@ async def measure(url: str, loaded: Loaded, workers: int, seconds: float) -> dic
             figures[name] = {
                 **saturated.summary(),
                 "api_cpu_percent": round(100 * api_cpu / (seconds + 1.0), 1),
+                # The CPU a request costs the API, less noisy on a shared machine than rates: the
+                # warm-up second is counted at the measured rate.
+                "api_cpu_ms_per_request": round(1000 * api_cpu / (saturated.per_s * (seconds + 1.0)), 2),
                 "load_average_1m": round(os.getloadavg()[0], 2),  # the machine is shared
                 "at_half_rate": half.summary(),
             }

@@ -34,12 +34,19 @@ _EMAIL_PART = r"[^@\s\x00-\x1f\x7f-\x9f\ud800-\udfff]+"
 _EMAIL = re.compile(rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$")
 
 
-def _decimal_text(value: Decimal) -> str:
-    """Plain notation ("100", not "1E+2"), without trailing zeros."""
-    return "0" if value.is_zero() else format(value.normalize(), "f")
+def decimal_text(value: Decimal) -> str:
+    """Plain notation ("100", not "1E+2"), without trailing zeros: `format(value.normalize(), "f")`
+    ("0" for any zero), from `str(value)` when that is plain already (stored amounts are): a few
+    hundred of these make a portfolio's holdings, and trimming text is 4x faster than normalize."""
+    text = str(value)
+    if "E" in text:
+        return "0" if value.is_zero() else format(value.normalize(), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
 
 
-DecimalText = Annotated[Decimal, PlainSerializer(_decimal_text, return_type=str, when_used="json")]
+DecimalText = Annotated[Decimal, PlainSerializer(decimal_text, return_type=str, when_used="json")]
 Name = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NO_CONTROL_CHARACTERS
 ]
