@@ -228,30 +228,14 @@ async def account_positions(
 ) -> list[Position]:
     """The account's positions now (its current snapshot), or as they stood at `as_of`; none unless
     `owner_id` owns it. Ownership is checked in the same query: one round trip for a request."""
-    if as_of is not None:
-        return _as_positions(await holdings_at(session, as_of, owner_id=owner_id, account_id=account_id))
-    return await _positions(session, (BrokerAccount.id == account_id) & _owned_by(owner_id))
+    return _as_positions(await holdings_at(session, as_of, owner_id=owner_id, account_id=account_id))
 
 
 async def portfolio_positions(
     session: AsyncSession, portfolio_id: uuid.UUID, *, owner_id: uuid.UUID, as_of: datetime | None = None
 ) -> list[Position]:
     """As account_positions, for every account of the portfolio."""
-    if as_of is not None:
-        return _as_positions(await holdings_at(session, as_of, owner_id=owner_id, portfolio_id=portfolio_id))
-    accounts = (BrokerAccount.portfolio_id == portfolio_id) & _owned_by(owner_id)
-    return await _positions(session, accounts)
-
-
-def _owned_by(owner_id: uuid.UUID) -> ColumnElement[bool]:
-    return BrokerAccount.portfolio_id.in_(select(Portfolio.id).where(Portfolio.user_id == owner_id))
-
-
-async def _positions(session: AsyncSession, accounts: ColumnElement[bool]) -> list[Position]:
-    """The accounts' positions now: their current snapshots' holdings."""
-    return _as_positions(
-        await holdings_of(session, Snapshot.id == BrokerAccount.current_snapshot_id, accounts)
-    )
+    return _as_positions(await holdings_at(session, as_of, owner_id=owner_id, portfolio_id=portfolio_id))
 
 
 def _as_positions(holdings: Holdings) -> list[Position]:

@@ -45,28 +45,36 @@ async def holdings_of(
 
 async def holdings_at(
     session: AsyncSession,
-    at: datetime,
+    at: datetime | None,
     *,
     owner_id: uuid.UUID,
     account_id: uuid.UUID | None = None,
     portfolio_id: uuid.UUID | None = None,
 ) -> Holdings:
-    """The holdings of one account, or of every account of one portfolio, as they stood at `at`
-    (each account's newest valid snapshot taken at or before it); none unless `owner_id` owns them.
-    The statement is built once per kind (building and keying it costs more CPU than running it)."""
+    """The holdings of one account, or of every account of one portfolio: now (each account's
+    current snapshot) when `at` is None, else as they stood at `at` (each account's newest valid
+    snapshot taken at or before it); none unless `owner_id` owns them. The statement is built once
+    per kind (building and keying it costs more CPU than running it)."""
     whole_portfolio = portfolio_id is not None
-    values = {"at": at, "owner_id": owner_id, "scope_id": portfolio_id if whole_portfolio else account_id}
+    values: dict[str, object] = {
+        "owner_id": owner_id,
+        "scope_id": portfolio_id if whole_portfolio else account_id,
+        "at": at,
+    }
     connection = await session.connection()
-    return (await connection.execute(_holdings_at(whole_portfolio), values)).all()
+    return (await connection.execute(_holdings_at(whole_portfolio, at is not None), values)).all()
 
 
 @functools.cache
-def _holdings_at(whole_portfolio: bool) -> Select[*tuple[Any, ...]]:
-    at = bindparam("at", type_=UtcDateTime())
+def _holdings_at(whole_portfolio: bool, past: bool) -> Select[*tuple[Any, ...]]:
     scope = BrokerAccount.portfolio_id if whole_portfolio else BrokerAccount.id
     owned = BrokerAccount.portfolio_id.in_(
         select(Portfolio.id).where(Portfolio.user_id == bindparam("owner_id", type_=Uuid()))
     )
+    accounts = and_(scope == bindparam("scope_id", type_=Uuid()), owned)
+    if not past:
+        return _holdings(Snapshot.id == BrokerAccount.current_snapshot_id, accounts)
+    at = bindparam("at", type_=UtcDateTime())
     # The newest valid snapshot taken at or before `at` (late ones count; held and dismissed ones
     # never were the account's positions). Exactly one: a late snapshot may share its taken_at with
     # an applied one, and the applied one is what the account showed.
@@ -86,7 +94,7 @@ def _holdings_at(whole_portfolio: bool) -> Select[*tuple[Any, ...]]:
         .limit(1)
         .scalar_subquery()
     )
-    return _holdings(Snapshot.id == newest, and_(scope == bindparam("scope_id", type_=Uuid()), owned))
+    return _holdings(Snapshot.id == newest, accounts)
 
 
 def _holdings(chosen: ColumnElement[bool], accounts: ColumnElement[bool]) -> Select[*tuple[Any, ...]]:

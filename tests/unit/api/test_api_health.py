@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import httpx
@@ -11,6 +12,7 @@ from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
 from shared.db.engine import create_engine
 from shared.settings import Settings
+from tests.support.waiting import eventually
 
 
 @pytest.mark.asyncio
@@ -27,6 +29,7 @@ async def test_readyz_is_503_with_the_reason_when_the_database_is_down(
     settings: Settings, cipher: CredentialCipher, tmp_path: Path
 ) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing-dir' / 'api.db'}")
+    threads_before = set(threading.enumerate())
     app = create_app(settings, resources=ApiResources(engine=engine, bus=InMemoryBus(), cipher=cipher))
     try:
         async with httpx.AsyncClient(
@@ -37,6 +40,12 @@ async def test_readyz_is_503_with_the_reason_when_the_database_is_down(
     finally:
         await engine.dispose()
 
+    async def connect_threads_ended() -> bool:
+        # aiosqlite's thread of the failed connection still reports to this loop: it must end
+        # before the loop closes (else "Event loop is closed" in that thread, under load).
+        return all(not t.is_alive() for t in set(threading.enumerate()) - threads_before)
+
+    await eventually(connect_threads_ended, what="the failed connection's aiosqlite thread to end")
     assert ready.status_code == 503
     assert ready.json() == {"detail": "database unavailable (OperationalError)"}
     assert health.status_code == 200
