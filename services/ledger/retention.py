@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db.tables import BrokerAccount, Snapshot, SnapshotStatus
+from shared.db.partitions import create_months_ahead
+from shared.db.tables import BrokerAccount, InstrumentPrice, Snapshot, SnapshotStatus
 from shared.events import utc_now
 
 log = logging.getLogger(__name__)
@@ -67,16 +68,25 @@ async def prune_snapshots(sessions: async_sessionmaker[AsyncSession], *, taken_b
 async def prune_periodically(
     sessions: async_sessionmaker[AsyncSession], *, retention_days: float, stop: asyncio.Event
 ) -> None:
-    """Prune now and every hour until `stop`; retention 0 keeps every snapshot. Two ledgers pruning
-    at once delete the same rows: no error, only no work for the second."""
-    while retention_days and not stop.is_set():
-        cutoff = utc_now() - timedelta(days=retention_days)
+    """Now and every hour until `stop`: create the prices' months ahead (Postgres), and prune
+    (retention 0 keeps every snapshot). Two ledgers doing it at once do the same work: no error,
+    only no work for the second."""
+    while not stop.is_set():
         try:
-            pruned = await prune_snapshots(sessions, taken_before=cutoff)
+            async with sessions.begin() as session:
+                await create_months_ahead(await session.connection(), InstrumentPrice.__tablename__)
         except Exception:
-            log.exception("snapshots not pruned; trying again in an hour")
-        else:
-            if pruned:
-                log.info("unchanged snapshots pruned", extra={"pruned": pruned, "before": cutoff.isoformat()})
+            log.exception("the prices' months ahead not created; trying again in an hour")
+        if retention_days:
+            cutoff = utc_now() - timedelta(days=retention_days)
+            try:
+                pruned = await prune_snapshots(sessions, taken_before=cutoff)
+            except Exception:
+                log.exception("snapshots not pruned; trying again in an hour")
+            else:
+                if pruned:
+                    log.info(
+                        "unchanged snapshots pruned", extra={"pruned": pruned, "before": cutoff.isoformat()}
+                    )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=PRUNE_EVERY_S)

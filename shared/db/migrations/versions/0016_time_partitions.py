@@ -1,0 +1,223 @@
+"""instrument_prices and raw_answers partitioned by month on Postgres; prices without an id index
+
+The two tables that grow with time become range-partitioned by their time column (`at`,
+`received_at`), one partition a month in schema `history_partitions` (out of the application's
+schema: the models describe the parents only), with a DEFAULT partition so that an insert never
+fails for want of one. `create_history_partitions(table, months)` creates the partitions of this
+month and the `months` after it; the owning services call it hourly (the ledger for prices, the
+fetcher for raw answers); it runs as the schema's owner (SECURITY DEFINER), since only a table's
+owner may add partitions to it. `drop_raw_answer_partitions(before)` drops the raw answers' months
+that ended before a time: retention without deleting row by row. Each runs only for a role granted
+the matching write on the table (INSERT to create months, DELETE to drop them): no grant of its
+own, so shared/db/ownership.py still says alone who may do what.
+
+instrument_prices loses its primary key on `id`: the index (symbol, exchange, at, id) is the one
+every read uses and `id` stays unique by its sequence (on a partitioned table a key must hold the
+partition column anyway). One index a price row instead of two.
+
+Online for tables with rows: the old table becomes the first partition (attached, not copied: a
+read-only scan checks its rows fit), covering every time up to next month. SQLite (the embedded
+mode) keeps plain tables: nothing changes there.
+
+Revision ID: 0016
+Revises: 0015
+Create Date: 2026-11-30 17:00:00
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from alembic import op
+
+revision = "0016"
+down_revision = "0015"
+branch_labels = None
+depends_on = None
+
+SCHEMA = "history_partitions"
+MONTHS_AHEAD = 2
+
+_CREATE_PARTITIONS = """
+CREATE FUNCTION {app}.create_history_partitions(parent text, months integer) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    first timestamp := date_trunc('month', now() AT TIME ZONE 'UTC');
+    month timestamp;
+    name text;
+    created integer := 0;
+BEGIN
+    IF parent NOT IN ('instrument_prices', 'raw_answers') THEN
+        RAISE EXCEPTION 'not a table partitioned by month: %', parent;
+    END IF;
+    IF NOT has_table_privilege(session_user, format('{app}.%I', parent), 'INSERT') THEN
+        RAISE EXCEPTION 'only a role that may insert into % creates its months', parent
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    FOR i IN 0..months LOOP
+        month := first + make_interval(months => i);
+        name := parent || '_' || to_char(month, 'YYYY_MM');
+        CONTINUE WHEN to_regclass(format('{schema}.%I', name)) IS NOT NULL;
+        BEGIN
+            EXECUTE format(
+                'CREATE TABLE {schema}.%I PARTITION OF {app}.%I FOR VALUES FROM (%L) TO (%L)',
+                name, parent, month AT TIME ZONE 'UTC', (month + interval '1 month') AT TIME ZONE 'UTC'
+            );
+            created := created + 1;
+        EXCEPTION WHEN check_violation OR invalid_object_definition THEN
+            -- Rows of that month are already in the default partition (or an older partition
+            -- covers it): they stay where they are, and are read and pruned as well there.
+            NULL;
+        END;
+    END LOOP;
+    RETURN created;
+END $$
+"""
+
+_DROP_RAW_ANSWERS = """
+CREATE FUNCTION {app}.drop_raw_answer_partitions(before timestamptz) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    part record;
+    dropped integer := 0;
+BEGIN
+    IF NOT has_table_privilege(session_user, '{app}.raw_answers', 'DELETE') THEN
+        RAISE EXCEPTION 'only a role that may delete raw answers drops their months'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    FOR part IN
+        SELECT c.relname FROM pg_inherits i
+        JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = '{app}.raw_answers'::regclass
+          AND c.relname ~ '^raw_answers_[0-9]{{4}}_[0-9]{{2}}$'
+    LOOP
+        CONTINUE WHEN to_date(right(part.relname, 7), 'YYYY_MM') + interval '1 month'
+            > before AT TIME ZONE 'UTC';
+        EXECUTE format('DROP TABLE {schema}.%I', part.relname);
+        dropped := dropped + 1;
+    END LOOP;
+    RETURN dropped;
+END $$
+"""
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return  # SQLite: plain tables
+    app = op.get_bind().exec_driver_sql("SELECT current_schema()").scalar_one()
+    op.execute(f"CREATE SCHEMA {SCHEMA}")
+    op.execute(_CREATE_PARTITIONS.format(app=app, schema=SCHEMA))
+    op.execute(_DROP_RAW_ANSWERS.format(app=app, schema=SCHEMA))
+    _partition_prices()
+    _partition_raw_answers()
+    for table in ("instrument_prices", "raw_answers"):
+        op.execute(f"SELECT create_history_partitions('{table}', {MONTHS_AHEAD})")
+
+
+def _next_month() -> str:
+    now = datetime.now(UTC)
+    return datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC).isoformat()
+
+
+def _keep_as_first_partition(table: str) -> bool:
+    """Move `table` (renamed `<table>_legacy` first) into the partitions' schema if it has rows, to
+    be attached as the partition of every time up to next month; else drop it."""
+    has_rows = op.get_bind().exec_driver_sql(f"SELECT EXISTS (SELECT FROM {table})").scalar_one()
+    if not has_rows:
+        op.execute(f"DROP TABLE {table}")
+        return False
+    op.execute(f"ALTER TABLE {table} RENAME TO {table}_legacy")
+    op.execute(f"ALTER TABLE {table}_legacy SET SCHEMA {SCHEMA}")
+    return True
+
+
+def _partition_prices() -> None:
+    # The id sequence outlives the old table: the new one draws from it.
+    op.execute("ALTER SEQUENCE instrument_prices_id_seq OWNED BY NONE")
+    op.execute("ALTER INDEX ix_instrument_prices_instrument_at RENAME TO ix_instrument_prices_legacy_at")
+    op.execute("ALTER TABLE instrument_prices DROP CONSTRAINT pk_instrument_prices")
+    legacy = _keep_as_first_partition("instrument_prices")
+    op.execute(
+        """
+        CREATE TABLE instrument_prices (
+            id bigint NOT NULL DEFAULT nextval('instrument_prices_id_seq'),
+            symbol varchar(64) NOT NULL,
+            exchange varchar(32) NOT NULL,
+            at timestamptz NOT NULL,
+            price numeric(38, 18),
+            source varchar(32) NOT NULL
+        ) PARTITION BY RANGE (at)
+        """
+    )
+    op.execute("ALTER SEQUENCE instrument_prices_id_seq OWNED BY instrument_prices.id")
+    op.execute(
+        "CREATE INDEX ix_instrument_prices_instrument_at ON instrument_prices (symbol, exchange, at, id)"
+    )
+    _attach_and_default("instrument_prices", legacy)
+
+
+def _partition_raw_answers() -> None:
+    op.execute("ALTER TABLE raw_answers DROP CONSTRAINT pk_raw_answers")
+    for index in ("ix_raw_answers_account_received", "ix_raw_answers_received"):
+        op.execute(f"ALTER INDEX {index} RENAME TO {index.replace('raw_answers', 'raw_answers_legacy')}")
+    # The parent's foreign key is cloned onto the partition when it is attached.
+    op.execute("ALTER TABLE raw_answers DROP CONSTRAINT fk_raw_answers_account_id_broker_accounts")
+    legacy = _keep_as_first_partition("raw_answers")
+    op.execute(
+        """
+        CREATE TABLE raw_answers (
+            run_id uuid NOT NULL,
+            attempt integer NOT NULL,
+            account_id uuid NOT NULL,
+            broker varchar(32) NOT NULL,
+            received_at timestamptz NOT NULL,
+            status_code integer NOT NULL,
+            body bytea NOT NULL,
+            body_bytes integer NOT NULL,
+            snapshot_id uuid,
+            -- A key must hold the partition column: (run, attempt) alone is unique per month.
+            CONSTRAINT pk_raw_answers PRIMARY KEY (run_id, attempt, received_at),
+            CONSTRAINT fk_raw_answers_account_id_broker_accounts FOREIGN KEY (account_id)
+                REFERENCES broker_accounts (id) ON DELETE CASCADE
+        ) PARTITION BY RANGE (received_at)
+        """
+    )
+    op.execute("CREATE INDEX ix_raw_answers_account_received ON raw_answers (account_id, received_at)")
+    op.execute("CREATE INDEX ix_raw_answers_received ON raw_answers (received_at)")
+    _attach_and_default("raw_answers", legacy)
+
+
+def _attach_and_default(table: str, legacy: bool) -> None:
+    if legacy:
+        # Its matching indexes become the parent's partitions of them; the others are built.
+        op.execute(
+            f"ALTER TABLE {table} ATTACH PARTITION {SCHEMA}.{table}_legacy "
+            f"FOR VALUES FROM (MINVALUE) TO ('{_next_month()}')"
+        )
+    op.execute(f"CREATE TABLE {SCHEMA}.{table}_default PARTITION OF {table} DEFAULT")
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    for table, key in (("instrument_prices", "id"), ("raw_answers", "run_id, attempt")):
+        op.execute(f"CREATE TABLE {table}_plain (LIKE {table} INCLUDING DEFAULTS)")
+        op.execute(f"INSERT INTO {table}_plain SELECT * FROM {table}")
+        if table == "instrument_prices":
+            op.execute("ALTER SEQUENCE instrument_prices_id_seq OWNED BY NONE")
+        op.execute(f"DROP TABLE {table}")
+        op.execute(f"ALTER TABLE {table}_plain RENAME TO {table}")
+        op.execute(f"ALTER TABLE {table} ADD CONSTRAINT pk_{table} PRIMARY KEY ({key})")
+    op.execute("ALTER SEQUENCE instrument_prices_id_seq OWNED BY instrument_prices.id")
+    op.execute(
+        "CREATE INDEX ix_instrument_prices_instrument_at ON instrument_prices (symbol, exchange, at, id)"
+    )
+    op.execute(
+        "ALTER TABLE raw_answers ADD CONSTRAINT fk_raw_answers_account_id_broker_accounts "
+        "FOREIGN KEY (account_id) REFERENCES broker_accounts (id) ON DELETE CASCADE"
+    )
+    op.execute("CREATE INDEX ix_raw_answers_account_received ON raw_answers (account_id, received_at)")
+    op.execute("CREATE INDEX ix_raw_answers_received ON raw_answers (received_at)")
+    op.execute("DROP FUNCTION create_history_partitions(text, integer)")
+    op.execute("DROP FUNCTION drop_raw_answer_partitions(timestamptz)")
+    op.execute(f"DROP SCHEMA {SCHEMA}")
