@@ -7,7 +7,10 @@ the new one (positions as versions, prices as one series per instrument), in the
    6.5-hour trading day (26 syncs) for `days` days, 1% of positions changing a day, every price
    moving every sync; bulk-loaded with COPY into a database at each layout (the ingest path is not
    what this measures). bytes_per_account_day: the history tables (snapshots and snapshot_holdings;
-   snapshots, position_versions and instrument_prices) with their indexes, per account per day.
+   snapshots, position_versions and instrument_prices) with their indexes, per account per day,
+   the new layout at SNAPSHOT_RETENTION_DAYS's default (`--retention-days`; its snapshots loaded a
+   day at a time, each day followed by the ledger's pruning and a plain VACUUM) and kept forever;
+   `by_relation`: each table's heap and each index, summed over partitions.
 2. As-of reads on the new layout, through the API's storage functions: one account's holdings, and a
    20-account portfolio's, at a random past time; p50 and p99 over `--queries` each.
 3. Ledger ingest on the bench-ledger workload (bench/ledger.py): the ledger of the commit this
@@ -164,13 +167,16 @@ async def _relation_bytes(conn: asyncpg.Connection, tables: tuple[str, ...]) -> 
 
 
 async def load(
-    postgres: PostgresService, sim: Simulation, layout: str, folder: Path
+    postgres: PostgresService, sim: Simulation, layout: str, folder: Path, *, retention_days: float = 0
 ) -> tuple[str, dict[str, int]]:
-    """A database at the layout, filled; its URL and the history tables' bytes by relation."""
-    url = await fresh_database(
-        postgres, f"bench_history_{layout}", OLD_REVISION if layout == "old" else "head"
-    )
+    """A database at the layout, filled; its URL and the history tables' bytes by relation. With a
+    retention, the new layout's snapshots go in a day at a time, each day followed by the ledger's
+    pruning as of its end and a plain VACUUM (what autovacuum does): the sizes a live database
+    keeps, its freed space reused by the next days' rows, or not (index pages left sparse)."""
+    name = f"bench_history_{layout}" + ("_retained" if retention_days else "")
+    url = await fresh_database(postgres, name, OLD_REVISION if layout == "old" else "head")
     files = _copy_files(sim, layout, folder)
+    daily = files.pop("snapshots") if retention_days else None
     conn = await asyncpg.connect(url.replace("+asyncpg", ""))
     try:
         user = uuid.uuid4()
@@ -191,6 +197,8 @@ async def load(
             await conn.copy_to_table(table, source=str(path), columns=columns, format="csv")
             print(f"  {layout}: {table} loaded in {time.monotonic() - started:.0f} s", flush=True)
             path.unlink()
+        if daily is not None:
+            await _load_daily_with_retention(conn, url, sim, daily, retention_days)
         await conn.execute("VACUUM ANALYZE")
         sizes = await _relation_bytes(conn, HISTORY_TABLES[layout])
     finally:
@@ -233,25 +241,27 @@ async def as_of_latency(url: str, sim: Simulation, queries: int) -> dict[str, di
     return result
 
 
-async def _after_retention(url: str, sim: Simulation, days: float) -> dict[str, int]:
-    """The new layout's history bytes by relation once the ledger's retention of `days` pruned the
-    unchanged snapshots (as of the simulation's end), and VACUUM FULL gave the space back: the
-    space a live table reuses for new rows."""
+async def _load_daily_with_retention(
+    conn: asyncpg.Connection, url: str, sim: Simulation, snapshots: tuple[Path, list[str]], days: float
+) -> None:
+    path, columns = snapshots
+    rows = path.read_text().splitlines(keepends=True)
+    path.unlink()
+    per_day = SYNCS_PER_DAY * len(sim.accounts)  # the file is in time order
     engine = create_engine(url)
+    pruned = 0
     try:
-        pruned = await prune_snapshots(
-            session_factory(engine), taken_before=sim.times[-1] - timedelta(days=days)
-        )
+        for day in range(len(sim.times) // SYNCS_PER_DAY):
+            chunk = path.with_suffix(f".{day}.csv")
+            chunk.write_text("".join(rows[day * per_day : (day + 1) * per_day]))
+            await conn.copy_to_table("snapshots", source=str(chunk), columns=columns, format="csv")
+            chunk.unlink()
+            end = sim.times[(day + 1) * SYNCS_PER_DAY - 1]
+            pruned += await prune_snapshots(session_factory(engine), taken_before=end - timedelta(days=days))
+            await conn.execute("VACUUM snapshots")
     finally:
         await engine.dispose()
-    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
-    try:
-        await conn.execute("VACUUM FULL snapshots")
-        sizes = await _relation_bytes(conn, HISTORY_TABLES["new"])
-    finally:
-        await conn.close()
-    print(f"  retention {days} days: {pruned} unchanged snapshots pruned", flush=True)
-    return sizes
+    print(f"  new: snapshots loaded a day at a time, retention {days} days: {pruned} pruned", flush=True)
 
 
 def _per_account_day(sizes: dict[str, int], sim: Simulation) -> dict[str, int]:
@@ -291,7 +301,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             retention = args.retention_days
             sizes["new_kept_forever"] = sizes["new"]
             if retention:
-                sizes["new"] = await _after_retention(url, sim, retention)
+                url, sizes["new"] = await load(postgres, sim, "new", Path(folder), retention_days=retention)
             per_day = {k: _per_account_day(v, sim) for k, v in sizes.items()}
             totals = {k: sum(v.values()) for k, v in per_day.items()}
             result["size"] = {
