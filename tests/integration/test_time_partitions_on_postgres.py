@@ -127,7 +127,20 @@ async def test_upgrading_to_0016_keeps_the_rows_as_the_first_partition_and_drops
             )
         )
     assert f"raw_answers_{_month(1):%Y_%m}" not in partitions
-    assert {f"raw_answers_{ahead:%Y_%m}", "raw_answers_legacy", "raw_answers_default"} <= partitions
+    assert {
+        f"raw_answers_{ahead:%Y_%m}",
+        "raw_answers_legacy",
+        f"raw_answers_from_{_month(3):%Y_%m}",
+    } <= partitions
+
+    # Past the months made: the last partition takes it, and keeps it when the months move on.
+    far = _month(7)
+    async with empty_engine.begin() as conn:
+        await conn.execute(text(f"{PRICE} VALUES ('TCS', 'NSE', :at, 3, 'x')"), {"at": far})
+        assert await create_months_ahead(conn, "instrument_prices") == 0
+    assert await _partition_of(empty_engine, "instrument_prices", "at", far) == (
+        f"history_partitions.instrument_prices_from_{_month(3):%Y_%m}"
+    )
 
 
 async def test_only_the_tables_writers_create_and_drop_their_months(

@@ -2,8 +2,10 @@
 
 The two tables that grow with time become range-partitioned by their time column (`at`,
 `received_at`), one partition a month in schema `history_partitions` (out of the application's
-schema: the models describe the parents only), with a DEFAULT partition so that an insert never
-fails for want of one. `create_history_partitions(table, months)` creates the partitions of this
+schema: the models describe the parents only), a first partition for every time before the
+months and a last one for every time after them (`<table>_from_<YYYY_MM>`, not a DEFAULT partition,
+which would make a read of the newest row before a time probe every month), so that an insert never
+fails for want of a month. `create_history_partitions(table, months)` creates the partitions of this
 month and the `months` after it; the owning services call it hourly (the ledger for prices, the
 fetcher for raw answers); it runs as the schema's owner (SECURITY DEFINER), since only a table's
 owner may add partitions to it. `drop_raw_answer_partitions(before)` drops the raw answers' months
@@ -40,11 +42,14 @@ MONTHS_AHEAD = 2
 
 _CREATE_PARTITIONS = """
 CREATE FUNCTION {app}.create_history_partitions(parent text, months integer) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '10s' AS $$
 DECLARE
     first timestamp := date_trunc('month', now() AT TIME ZONE 'UTC');
+    wanted timestamp := first + make_interval(months => months + 1);
+    later text;
     month timestamp;
     name text;
+    has_rows boolean;
     created integer := 0;
 BEGIN
     IF parent NOT IN ('instrument_prices', 'raw_answers') THEN
@@ -53,6 +58,21 @@ BEGIN
     IF NOT has_table_privilege(session_user, format('{app}.%I', parent), 'INSERT') THEN
         RAISE EXCEPTION 'only a role that may insert into % creates its months', parent
             USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- Every time after the months made so far is in one partition, `<parent>_from_<YYYY_MM>`:
+    -- unlike a DEFAULT partition it keeps the partitions ordered, so that the newest price before
+    -- a time is read from one month's index, not from every month's.
+    SELECT c.relname INTO later FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = format('{app}.%I', parent)::regclass AND starts_with(c.relname, parent || '_from_');
+    IF later IS NOT NULL THEN
+        IF to_date(right(later, 7), 'YYYY_MM') >= wanted THEN
+            RETURN 0;  -- the months wanted are made (or covered by the first partition)
+        END IF;
+        EXECUTE format('SELECT EXISTS (SELECT FROM {schema}.%I)', later) INTO has_rows;
+        IF has_rows THEN
+            RETURN 0;  -- rows dated ahead of their months stay there, read and pruned as well
+        END IF;
+        EXECUTE format('DROP TABLE {schema}.%I', later);
     END IF;
     FOR i IN 0..months LOOP
         month := first + make_interval(months => i);
@@ -64,12 +84,14 @@ BEGIN
                 name, parent, month AT TIME ZONE 'UTC', (month + interval '1 month') AT TIME ZONE 'UTC'
             );
             created := created + 1;
-        EXCEPTION WHEN check_violation OR invalid_object_definition THEN
-            -- Rows of that month are already in the default partition (or an older partition
-            -- covers it): they stay where they are, and are read and pruned as well there.
-            NULL;
+        EXCEPTION WHEN invalid_object_definition THEN
+            NULL;  -- the first partition covers it (the table's rows before migration 0016)
         END;
     END LOOP;
+    EXECUTE format(
+        'CREATE TABLE {schema}.%I PARTITION OF {app}.%I FOR VALUES FROM (%L) TO (MAXVALUE)',
+        parent || '_from_' || to_char(wanted, 'YYYY_MM'), parent, wanted AT TIME ZONE 'UTC'
+    );
     RETURN created;
 END $$
 """
@@ -114,9 +136,11 @@ def upgrade() -> None:
         op.execute(f"SELECT create_history_partitions('{table}', {MONTHS_AHEAD})")
 
 
-def _next_month() -> str:
+def _month_start(offset: int) -> str:
+    """The first instant (UTC) of this month plus `offset` months."""
     now = datetime.now(UTC)
-    return datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC).isoformat()
+    months = now.year * 12 + now.month - 1 + offset
+    return datetime(months // 12, months % 12 + 1, 1, tzinfo=UTC).isoformat()
 
 
 def _keep_as_first_partition(table: str) -> bool:
@@ -154,7 +178,7 @@ def _partition_prices() -> None:
     op.execute(
         "CREATE INDEX ix_instrument_prices_instrument_at ON instrument_prices (symbol, exchange, at, id)"
     )
-    _attach_and_default("instrument_prices", legacy)
+    _attach_first("instrument_prices", legacy)
 
 
 def _partition_raw_answers() -> None:
@@ -185,17 +209,23 @@ def _partition_raw_answers() -> None:
     )
     op.execute("CREATE INDEX ix_raw_answers_account_received ON raw_answers (account_id, received_at)")
     op.execute("CREATE INDEX ix_raw_answers_received ON raw_answers (received_at)")
-    _attach_and_default("raw_answers", legacy)
+    _attach_first("raw_answers", legacy)
 
 
-def _attach_and_default(table: str, legacy: bool) -> None:
+def _attach_first(table: str, legacy: bool) -> None:
+    """The partition of every time before the months: the old table if it had rows (up to next
+    month), else an empty one (up to this month)."""
     if legacy:
         # Its matching indexes become the parent's partitions of them; the others are built.
         op.execute(
             f"ALTER TABLE {table} ATTACH PARTITION {SCHEMA}.{table}_legacy "
-            f"FOR VALUES FROM (MINVALUE) TO ('{_next_month()}')"
+            f"FOR VALUES FROM (MINVALUE) TO ('{_month_start(1)}')"
         )
-    op.execute(f"CREATE TABLE {SCHEMA}.{table}_default PARTITION OF {table} DEFAULT")
+    else:
+        op.execute(
+            f"CREATE TABLE {SCHEMA}.{table}_before PARTITION OF {table} "
+            f"FOR VALUES FROM (MINVALUE) TO ('{_month_start(0)}')"
+        )
 
 
 def downgrade() -> None:
