@@ -12,7 +12,8 @@ MONTHS_AHEAD = 2
 
 async def create_months_ahead(conn: AsyncConnection, table: str) -> int:
     """Create the partitions of this month and the `MONTHS_AHEAD` after it that `table` lacks;
-    return how many. Rows of a month without one go to the table's default partition."""
+    return how many. Rows of a month without one go to the table's last partition (every time
+    after the months made), where they stay."""
     if conn.dialect.name != "postgresql":
         return 0
     created = await conn.scalar(
