@@ -7,7 +7,10 @@ the new one (positions as versions, prices as one series per instrument), in the
    6.5-hour trading day (26 syncs) for `days` days, 1% of positions changing a day, every price
    moving every sync; bulk-loaded with COPY into a database at each layout (the ingest path is not
    what this measures). bytes_per_account_day: the history tables (snapshots and snapshot_holdings;
-   snapshots, position_versions and instrument_prices) with their indexes, per account per day.
+   snapshots, position_versions and instrument_prices) with their indexes, per account per day,
+   the new layout at SNAPSHOT_RETENTION_DAYS's default (`--retention-days`; its snapshots loaded a
+   day at a time, each day followed by the ledger's pruning and a plain VACUUM) and kept forever;
+   `by_relation`: each table's heap and each index, summed over partitions.
 2. As-of reads on the new layout, through the API's storage functions: one account's holdings, and a
    20-account portfolio's, at a random past time; p50 and p99 over `--queries` each, in each of
    three runs (the two kinds taking turns), and the median of the three.
@@ -48,6 +51,7 @@ from services.ledger.plan import BatchPlan
 from services.ledger.retention import prune_snapshots
 from shared.db.engine import create_engine, session_factory
 from shared.logs import configure_logging
+from shared.settings import Settings
 
 RESULTS = Path(__file__).parent / "results" / "history.json"
 HOLDINGS, INSTRUMENTS, SYNCS_PER_DAY, PORTFOLIO = 20, 500, 26, 20
@@ -147,12 +151,36 @@ def _copy_files(sim: Simulation, layout: str, folder: Path) -> dict[str, tuple[P
     return {name: (Path(handle.name), columns[name]) for name, handle in files.items()}
 
 
-async def load(postgres: PostgresService, sim: Simulation, layout: str, folder: Path) -> tuple[str, int]:
-    """A database at the layout, filled; its URL and the history tables' bytes."""
-    url = await fresh_database(
-        postgres, f"bench_history_{layout}", OLD_REVISION if layout == "old" else "head"
+async def _relation_bytes(conn: asyncpg.Connection, tables: tuple[str, ...]) -> dict[str, int]:
+    """Each table's heap (with its TOAST) and each of its indexes, by name; a partitioned one's
+    summed over its partitions."""
+    total = (
+        "SELECT sum({}(relid)) FROM (SELECT $1::regclass AS relid "
+        "UNION SELECT relid FROM pg_partition_tree($1::regclass)) AS tree"
     )
+    sizes: dict[str, int] = {}
+    for table in tables:
+        sizes[table] = int(await conn.fetchval(total.format("pg_table_size"), table))
+        for index in await conn.fetch(
+            "SELECT indexrelid::regclass::text AS name FROM pg_index WHERE indrelid = $1::regclass", table
+        ):
+            sizes[f"{table}.{index['name']}"] = int(
+                await conn.fetchval(total.format("pg_relation_size"), index["name"])
+            )
+    return sizes
+
+
+async def load(
+    postgres: PostgresService, sim: Simulation, layout: str, folder: Path, *, retention_days: float = 0
+) -> tuple[str, dict[str, int]]:
+    """A database at the layout, filled; its URL and the history tables' bytes by relation. With a
+    retention, the new layout's snapshots go in a day at a time, each day followed by the ledger's
+    pruning as of its end and a plain VACUUM (what autovacuum does): the sizes a live database
+    keeps, its freed space reused by the next days' rows, or not (index pages left sparse)."""
+    name = f"bench_history_{layout}" + ("_retained" if retention_days else "")
+    url = await fresh_database(postgres, name, OLD_REVISION if layout == "old" else "head")
     files = _copy_files(sim, layout, folder)
+    daily = files.pop("snapshots") if retention_days else None
     conn = await asyncpg.connect(url.replace("+asyncpg", ""))
     try:
         user = sim.owner
@@ -173,16 +201,13 @@ async def load(postgres: PostgresService, sim: Simulation, layout: str, folder: 
             await conn.copy_to_table(table, source=str(path), columns=columns, format="csv")
             print(f"  {layout}: {table} loaded in {time.monotonic() - started:.0f} s", flush=True)
             path.unlink()
+        if daily is not None:
+            await _load_daily_with_retention(conn, url, sim, daily, retention_days)
         await conn.execute("VACUUM ANALYZE")
-        size = sum(
-            [
-                await conn.fetchval("SELECT pg_total_relation_size($1)", table)
-                for table in HISTORY_TABLES[layout]
-            ]
-        )
+        sizes = await _relation_bytes(conn, HISTORY_TABLES[layout])
     finally:
         await conn.close()
-    return url, size
+    return url, sizes
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
@@ -243,26 +268,32 @@ async def as_of_latency(url: str, sim: Simulation, queries: int) -> dict[str, di
     }
 
 
-async def _after_retention(url: str, sim: Simulation) -> int:
-    """The new layout's history bytes once SNAPSHOT_RETENTION_DAYS = 1 pruned the unchanged
-    snapshots older than a day (and VACUUM FULL gave the space back)."""
+async def _load_daily_with_retention(
+    conn: asyncpg.Connection, url: str, sim: Simulation, snapshots: tuple[Path, list[str]], days: float
+) -> None:
+    path, columns = snapshots
+    rows = path.read_text().splitlines(keepends=True)
+    path.unlink()
+    per_day = SYNCS_PER_DAY * len(sim.accounts)  # the file is in time order
     engine = create_engine(url)
+    pruned = 0
     try:
-        pruned = await prune_snapshots(
-            session_factory(engine), taken_before=sim.times[-1] - timedelta(days=1)
-        )
+        for day in range(len(sim.times) // SYNCS_PER_DAY):
+            chunk = path.with_suffix(f".{day}.csv")
+            chunk.write_text("".join(rows[day * per_day : (day + 1) * per_day]))
+            await conn.copy_to_table("snapshots", source=str(chunk), columns=columns, format="csv")
+            chunk.unlink()
+            end = sim.times[(day + 1) * SYNCS_PER_DAY - 1]
+            pruned += await prune_snapshots(session_factory(engine), taken_before=end - timedelta(days=days))
+            await conn.execute("VACUUM snapshots")
     finally:
         await engine.dispose()
-    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
-    try:
-        await conn.execute("VACUUM FULL snapshots")
-        size = sum(
-            [await conn.fetchval("SELECT pg_total_relation_size($1)", t) for t in HISTORY_TABLES["new"]]
-        )
-    finally:
-        await conn.close()
-    print(f"  retention: {pruned} unchanged snapshots pruned", flush=True)
-    return int(size)
+    print(f"  new: snapshots loaded a day at a time, retention {days} days: {pruned} pruned", flush=True)
+
+
+def _per_account_day(sizes: dict[str, int], sim: Simulation) -> dict[str, int]:
+    days = len(sim.times) // SYNCS_PER_DAY
+    return {name: round(b / (len(sim.accounts) * days)) for name, b in sizes.items()}
 
 
 def _old_tree(folder: Path, commit: str) -> Path:
@@ -292,28 +323,37 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         print(f"Postgres: {postgres.how}", flush=True)
         with tempfile.TemporaryDirectory() as folder:
             sizes = {}
-            for layout in ("old", "new"):
-                url, size = await load(postgres, sim, layout, Path(folder))
-                sizes[layout] = size
-            per_day = {k: round(v / (args.accounts * args.days)) for k, v in sizes.items()}
+            for layout in ("old", "new") if "old" in args.only else ("new",):
+                url, sizes[layout] = await load(postgres, sim, layout, Path(folder))
+            retention = args.retention_days
+            sizes["new_kept_forever"] = sizes["new"]
+            if retention:
+                url, sizes["new"] = await load(postgres, sim, "new", Path(folder), retention_days=retention)
+            per_day = {k: _per_account_day(v, sim) for k, v in sizes.items()}
+            totals = {k: sum(v.values()) for k, v in per_day.items()}
             result["size"] = {
                 "accounts": args.accounts,
                 "days": args.days,
-                "bytes_per_account_day": per_day,
-                "ratio": round(per_day["old"] / per_day["new"], 1),
+                "snapshot_retention_days": retention,
+                "bytes_per_account_day": totals,
+                **(
+                    {
+                        "ratio": round(totals["old"] / totals["new"], 1),
+                        "ratio_kept_forever": round(totals["old"] / totals["new_kept_forever"], 1),
+                    }
+                    if "old" in totals
+                    else {}
+                ),
                 "target_ratio": ">= 20",
+                "by_relation": per_day,
             }
-            print(json.dumps(result["size"]), flush=True)
-            result["as_of"] = await as_of_latency(url, sim, args.queries) | {
-                "targets": {"account_p99_ms": "< 20", "portfolio_20_p99_ms": "< 100"}
-            }
-            print(json.dumps(result["as_of"]), flush=True)
-            retained = await _after_retention(url, sim)
-            result["size"]["bytes_per_account_day"]["new_after_retention"] = round(  # type: ignore[index]
-                retained / (args.accounts * args.days)
-            )
-            print(json.dumps(result["size"]), flush=True)
-            if args.ingest_accounts:
+            print(json.dumps(result["size"], indent=1), flush=True)
+            if "as_of" in args.only:
+                result["as_of"] = await as_of_latency(url, sim, args.queries) | {
+                    "targets": {"account_p99_ms": "< 20", "portfolio_20_p99_ms": "< 100"}
+                }
+                print(json.dumps(result["as_of"]), flush=True)
+            if args.ingest_accounts and "ingest" in args.only:
                 kafka = provide_kafka()
                 tree = _old_tree(Path(folder), args.old)
                 ingest = {}
@@ -361,7 +401,20 @@ if __name__ == "__main__":
     parser.add_argument("--ingest-accounts", type=int, default=5000, help="0: skip the ingest comparison")
     parser.add_argument("--ingest-snapshots", type=int, default=10)
     parser.add_argument("--old", default="e1c279c", help="the commit whose ledger is the old layout's")
+    parser.add_argument(
+        "--only",
+        default="old,as_of,ingest",
+        help="comma-separated parts to run beside the new layout's size (which the others read): "
+        "old (the old layout's size, for the ratio), as_of, ingest",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--retention-days",
+        type=float,
+        default=Settings.model_fields["snapshot_retention_days"].default,
+        help="SNAPSHOT_RETENTION_DAYS the new layout is measured at (default: the setting's default)",
+    )
     args = parser.parse_args()
     outcome = asyncio.run(main(args))
-    RESULTS.write_text(json.dumps(outcome, indent=2) + "\n")
+    args.out.write_text(json.dumps(outcome, indent=2) + "\n")
     print(json.dumps(outcome, indent=2))

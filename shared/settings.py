@@ -168,10 +168,12 @@ class Settings(BaseSettings):
         default=2000, ge=1, description="Most events the ledger applies in one database transaction."
     )
     snapshot_retention_days: float = Field(
-        default=0.0,
+        default=2.0,
         ge=0,
         description="Snapshots older than this that changed nothing (same positions as the one before) "
-        "are deleted by the ledger (hourly); their positions stay in the versions; 0: kept forever.",
+        "are deleted by the ledger (hourly), but for the last before a pause of 4 hours or more (a "
+        "trading day's close); their positions stay in the versions, and sync runs keep every sync; "
+        "0: kept forever.",
     )
     raw_archive: Literal["database", "files", "none"] = Field(
         default="database",

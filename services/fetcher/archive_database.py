@@ -8,20 +8,22 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.fetcher.archive import ArchivedAnswer, compressed, decompressed
+from shared.db.partitions import create_months_ahead
 from shared.db.tables import RawAnswer
 
 
 class DatabaseArchive:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        # A batch's answers go in as one statement, atomic on its own: no BEGIN and COMMIT around it
-        # (two round trips of three per batch). Whatever a failed insert left is kept one by one below.
+        # A batch's answers go in as one statement, atomic on its own, after one that finds those
+        # stored before: no BEGIN and COMMIT around them (two round trips fewer per batch). Whatever a
+        # failed insert left is kept one by one below.
         self._statements = engine.execution_options(isolation_level="AUTOCOMMIT")
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._insert = dialect.insert
@@ -43,10 +45,22 @@ class DatabaseArchive:
             }
             for a in answers
         ]
-        statement = self._insert(RawAnswer).on_conflict_do_nothing(index_elements=["run_id", "attempt"])
+        # On Postgres the table's key holds the time too (it is partitioned by month): an attempt
+        # stored before is looked for, and a redelivery racing with its first keeps both, which a
+        # replay applies alike.
+        statement = self._insert(RawAnswer).on_conflict_do_nothing()
+        pairs = [(r["run_id"], r["attempt"]) for r in rows]
         try:
             async with self._statements.connect() as conn:
-                await conn.execute(statement, rows)
+                found = await conn.execute(
+                    select(RawAnswer.run_id, RawAnswer.attempt).where(
+                        tuple_(RawAnswer.run_id, RawAnswer.attempt).in_(pairs)
+                    )
+                )
+                stored = {(run_id, attempt) for run_id, attempt in found}
+                rows = [r for r in rows if (r["run_id"], r["attempt"]) not in stored]
+                if rows:
+                    await conn.execute(statement, rows)
         except IntegrityError:
             # An account deleted while its sync was in flight: its answer has nothing left to
             # correct. The others are kept one by one; the vanished account's are dropped.
@@ -76,6 +90,19 @@ class DatabaseArchive:
             ]
 
     async def prune(self, *, received_before: datetime) -> int:
+        """On Postgres the months that ended before the time go whole (migration 0016), then the
+        rows left before it; how many rows went in all. The months ahead are created here too."""
+        dropped = 0
         async with self._engine.begin() as conn:
+            await create_months_ahead(conn, RawAnswer.__tablename__)
+            if conn.dialect.name == "postgresql":
+                before = (
+                    select(func.count()).select_from(RawAnswer).where(RawAnswer.received_at < received_before)
+                )
+                counted = int(await conn.scalar(before) or 0)
+                await conn.execute(
+                    text("SELECT drop_raw_answer_partitions(:before)"), {"before": received_before}
+                )
+                dropped = counted - int(await conn.scalar(before) or 0)
             result = await conn.execute(delete(RawAnswer).where(RawAnswer.received_at < received_before))
-        return result.rowcount
+        return dropped + int(result.rowcount)

@@ -259,6 +259,8 @@ class InstrumentPrice(Base):
 
     __tablename__ = "instrument_prices"
     # The newest price at or before T is the first entry of a backward scan (ties: the last written).
+    # On Postgres it is the table's only index: partitioned by month of `at` (migration 0016), the
+    # table has no key, and `id` is unique by its sequence alone.
     __table_args__ = (Index("ix_instrument_prices_instrument_at", "symbol", "exchange", "at", "id"),)
     # Integer on SQLite: only an INTEGER PRIMARY KEY counts up by itself there.
     id: Mapped[int] = mapped_column(
@@ -306,7 +308,8 @@ class RawAnswer(Base):
     """A broker's answer to one sync attempt, as received (no headers; credential values blanked
     out), zlib-compressed: what `portfolio-sync replay` parses again. Written by the fetcher only;
     deleted with its account (ON DELETE CASCADE, which runs as the table's owner), or after
-    RAW_ARCHIVE_RETENTION_DAYS."""
+    RAW_ARCHIVE_RETENTION_DAYS. On Postgres partitioned by month of `received_at` (migration 0016:
+    a month past the retention is dropped whole), its key (run_id, attempt, received_at)."""
 
     __tablename__ = "raw_answers"
     __table_args__ = (

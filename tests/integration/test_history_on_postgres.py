@@ -20,6 +20,7 @@ from tests.unit.test_history_migration import (  # noqa: F401  (run again here)
     test_history_moves_into_versions_and_reads_as_before,
 )
 from tests.unit.test_snapshot_retention import (  # noqa: F401  (run again here)
+    test_the_last_unchanged_snapshot_before_a_pause_stays_and_keeps_the_days_closing_price,
     test_unchanged_snapshots_past_the_retention_go_and_as_of_reads_keep_their_positions,
 )
 

@@ -75,3 +75,27 @@ async def test_unchanged_snapshots_past_the_retention_go_and_as_of_reads_keep_th
     assert left == {sent[0].event_id, sent[3].event_id, sent[4].event_id}
     assert await _quantities_at(sessions, account.id) == before
     assert await prune_snapshots(sessions, taken_before=utc_now()) == 0
+
+
+async def test_the_last_unchanged_snapshot_before_a_pause_stays_and_keeps_the_days_closing_price(
+    sessions: async_sessionmaker[AsyncSession], bus: InMemoryBus
+) -> None:
+    account = await create_account(sessions)
+    day = 24 * 60
+    sent = [
+        _snapshot(account.id, 0, "10", "100"),  # the first: kept
+        _snapshot(account.id, 15, "10", "101"),  # unchanged: pruned
+        _snapshot(account.id, 30, "10", "102"),  # unchanged, but the day's last: kept
+        _snapshot(account.id, day, "10", "103"),  # unchanged: pruned
+        _snapshot(account.id, day + 15, "11", "104"),  # changed: kept
+        _snapshot(account.id, day + 30, "11", "105"),  # the current one: kept
+    ]
+    await Ledger(sessions=sessions, bus=bus).apply_batch(sent)
+
+    assert await prune_snapshots(sessions, taken_before=utc_now()) == 2
+
+    async with sessions() as session:
+        left = set(await session.scalars(select(Snapshot.id).where(Snapshot.account_id == account.id)))
+        [evening] = await positions_of(session, account.id, as_of=T0 + timedelta(hours=12))
+    assert left == {sent[0].event_id, sent[2].event_id, sent[4].event_id, sent[5].event_id}
+    assert (evening.quantity, evening.last_price) == (Decimal(10), Decimal(102))
