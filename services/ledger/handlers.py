@@ -148,7 +148,8 @@ class Ledger:
         plan.outcomes.update(already_applied=already_applied, account_gone=new - len(fresh))
         self._planned = _Planned.written(fresh, accounts, runs)
         for account in accounts.values():
-            if account.current_snapshot_id is not None:
+            # An account with strays is read again: the cache keeps positions alone.
+            if account.current_snapshot_id is not None and not account.strays:
                 self._positions.remember(
                     account.id, account.current_snapshot_id, account.ledger_version, account.positions
                 )

@@ -74,7 +74,14 @@ class AccountState:
     # The current snapshot keeps its own holdings and the versions may not say them (a snapshot
     # stored before versions): the next applied snapshot writes a version of every position.
     versions_behind: bool = False
+    # Positions the versions hold open that such a current snapshot does not list (versions a replay
+    # left before it kept the closes of its time): the next versions written close them.
+    strays: dict[InstrumentKey, Any] = field(default_factory=dict)
     touched: bool = False
+
+    def versioned(self) -> dict[InstrumentKey, Any]:
+        """The positions the versions hold open: what the next versions written start from."""
+        return {**self.strays, **self.positions} if self.strays else self.positions
 
     def account_update(self) -> dict[str, Any]:
         """The ledger's columns of the account, and the fence's values it was planned on."""
@@ -397,8 +404,9 @@ def _replacement(
     if account.current_snapshot_id == target and account.positions_as_of is not None:
         at = account.positions_as_of
         plan.rewritten_versions[(account.id, at)] = version_rows(
-            account.id, at, account.positions, incoming, every=True
+            account.id, at, account.versioned(), incoming, every=True
         )
+        account.strays = {}
         account.positions = incoming
         _current(plan, account, target, now)  # corrected current positions: holdings.current says so
     if account.held_snapshot_id == target:
@@ -449,9 +457,10 @@ def _apply(
     for trade in derive_trades(account.positions, incoming, reported=reported, keys=keys):
         plan.derived.append(_derived_row(account.id, snapshot_id, taken_at, trade))
     plan.versions += version_rows(
-        account.id, taken_at, account.positions, incoming, every=account.versions_behind
+        account.id, taken_at, account.versioned(), incoming, every=account.versions_behind
     )
     account.versions_behind = False
+    account.strays = {}
     changes = position_changes(account.positions, incoming, keys)
     account.current_snapshot_id = snapshot_id
     account.positions = incoming

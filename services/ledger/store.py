@@ -15,7 +15,7 @@ from itertools import chain, repeat
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, insert, literal, or_, select
+from sqlalchemy import ColumnElement, and_, delete, insert, literal, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -221,14 +221,18 @@ class LedgerStore:
                     kept[state.current_snapshot_id] = state
                 else:
                     missing.append(state.id)
-        if missing:
-            for account_id, positions in (await self.current_positions(missing)).items():
-                states[account_id].positions = positions
+        versioned: dict[uuid.UUID, dict[InstrumentKey, HeldLike]] = {}
+        if missing or kept:
+            # A kept current snapshot's account too, in the same statement: for its strays.
+            versioned = await self.current_positions([*missing, *(s.id for s in kept.values())])
+            for account_id in missing:
+                states[account_id].positions = versioned[account_id]
         held = {s.held_snapshot_id: s for s in states.values() if s.held_snapshot_id is not None}
         if held or kept:
             loaded = await self.kept_holdings([*held, *kept])
             for snapshot_id, state in kept.items():
                 state.positions = loaded[snapshot_id]
+                state.strays = {k: p for k, p in versioned[state.id].items() if k not in state.positions}
             for snapshot_id, state in held.items():
                 state.held_positions = loaded[snapshot_id]
             taken = await self._session.execute(
@@ -399,11 +403,23 @@ class LedgerStore:
 
     async def _rewrite_versions(self, rewritten: dict[tuple[uuid.UUID, Any], list[tuple[Any, ...]]]) -> None:
         """A replay's correction of current snapshots: the versions of their time written anew, so
-        that the versions say what the account's positions now are (rare and small)."""
+        that the versions say what the account's positions now are (rare and small). A close of that
+        time the new versions do not name stays: the position closed then, and the correction does
+        not list it either (it would name it)."""
         v = PositionVersion
+        key = tuple_(v.symbol, v.exchange)
         await self._session.execute(
             delete(v).where(
-                or_(*(and_(v.account_id == account, v.valid_from == at) for account, at in rewritten))
+                or_(
+                    *(
+                        and_(
+                            v.account_id == account,
+                            v.valid_from == at,
+                            or_(v.quantity.is_not(None), key.in_([row[1:3] for row in rows])),
+                        )
+                        for (account, at), rows in rewritten.items()
+                    )
+                )
             )
         )
         rows = [dict(zip(VERSION_COLUMNS, row, strict=True)) for rows in rewritten.values() for row in rows]

@@ -1,5 +1,6 @@
-"""History as versions on real Postgres: migration 0014 and moving old-layout history, and the retention
-of unchanged snapshots (the unit layer's tests), and what a COPY stores."""
+"""History as versions on real Postgres: migration 0014 and moving old-layout history, the retention
+of unchanged snapshots and the closing versions kept or written (the unit layer's tests), and what a
+COPY stores."""
 
 import uuid
 from decimal import Decimal
@@ -22,6 +23,10 @@ from tests.unit.test_history_migration import (  # noqa: F401  (run again here)
 from tests.unit.test_snapshot_retention import (  # noqa: F401  (run again here)
     test_the_last_unchanged_snapshot_before_a_pause_stays_and_keeps_the_days_closing_price,
     test_unchanged_snapshots_past_the_retention_go_and_as_of_reads_keep_their_positions,
+)
+from tests.unit.test_version_closes import (  # noqa: F401  (run again here)
+    test_a_correction_of_the_current_snapshot_keeps_the_closes_of_its_time,
+    test_the_sync_after_an_accepted_snapshot_closes_every_position_the_versions_hold_open,
 )
 
 
