@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from services.ledger import current_holdings
+from services.ledger import current_holdings, ids
 from services.ledger.positions import (
     ZERO,
     DerivedTrade,
@@ -466,7 +466,11 @@ def _apply(
     account.positions = incoming
     account.positions_as_of = taken_at
     if changes:
-        announcement = HoldingsChanged(
+        # Not validated again: the changes are validated ones, the rest the account's and the
+        # snapshot's own. The defaults given, not left to their factories (see `current_holdings`).
+        announcement = HoldingsChanged.model_construct(
+            event_id=ids.uuid4(),
+            occurred_at=utc_now(),
             account_id=account.id,
             portfolio_id=account.portfolio_id,
             snapshot_id=snapshot_id,

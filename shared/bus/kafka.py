@@ -19,6 +19,7 @@ from aiokafka.client import CoordinationType
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
 
 from shared import topics as topic_names
+from shared.bus.partitioner import partition
 from shared.bus.port import (
     AssignmentListener,
     BusUnavailable,
@@ -93,6 +94,7 @@ class KafkaBus:
             # A publish of a thousand events goes out as a few record batches rather than dozens:
             # the broker's cost is per batch (a quarter of its CPU for the ledger's relay).
             max_batch_size=256 * 1024,
+            partitioner=partition,
         )
         try:
             await producer.start()
