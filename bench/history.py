@@ -49,6 +49,7 @@ from infra import REPO, KafkaService, PostgresService, provide_kafka, provide_po
 from services.api.storage import account_positions, portfolio_positions
 from services.ledger.plan import BatchPlan
 from services.ledger.retention import prune_snapshots
+from services.ledger.versions import PRICE_COLUMNS, VERSION_COLUMNS
 from shared.db.engine import create_engine, session_factory
 from shared.logs import configure_logging
 from shared.settings import Settings
@@ -135,18 +136,8 @@ def _copy_files(sim: Simulation, layout: str, folder: Path) -> dict[str, tuple[P
     columns = {
         "snapshots": snapshot_columns + (["holdings_kept", "content_hash"] if layout == "new" else []),
         "snapshot_holdings": list(BatchPlan.HOLDING_COLUMNS),
-        "position_versions": [
-            "account_id",
-            "symbol",
-            "exchange",
-            "valid_from",
-            "isin",
-            "currency",
-            "asset_type",
-            "quantity",
-            "average_price",
-        ],
-        "instrument_prices": ["symbol", "exchange", "at", "price", "source"],
+        "position_versions": list(VERSION_COLUMNS),
+        "instrument_prices": list(PRICE_COLUMNS),
     }
     return {name: (Path(handle.name), columns[name]) for name, handle in files.items()}
 
