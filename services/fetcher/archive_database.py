@@ -5,28 +5,27 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select, text, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.fetcher.archive import ArchivedAnswer, compressed, decompressed
 from shared.db.partitions import create_months_ahead
+from shared.db.sets import insert_absent
 from shared.db.tables import RawAnswer
 
 
 class DatabaseArchive:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        # A batch's answers go in as one statement, atomic on its own, after one that finds those
-        # stored before: no BEGIN and COMMIT around them (two round trips fewer per batch). Whatever a
-        # failed insert left is kept one by one below.
+        # A batch's answers go in as one statement, atomic on its own: no BEGIN and COMMIT around it
+        # (two round trips fewer per batch). Whatever a failed insert left is kept one by one.
         self._statements = engine.execution_options(isolation_level="AUTOCOMMIT")
-        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-        self._insert = dialect.insert
 
     async def keep(self, answers: Sequence[ArchivedAnswer]) -> None:
         if not answers:
@@ -46,28 +45,31 @@ class DatabaseArchive:
             for a in answers
         ]
         # On Postgres the table's key holds the time too (it is partitioned by month): an attempt
-        # stored before is looked for, and a redelivery racing with its first keeps both, which a
-        # replay applies alike.
-        statement = self._insert(RawAnswer).on_conflict_do_nothing()
-        pairs = [(r["run_id"], r["attempt"]) for r in rows]
+        # stored before is looked for (in the INSERT itself there), and a redelivery racing with its
+        # first keeps both, which a replay applies alike.
         try:
             async with self._statements.connect() as conn:
-                found = await conn.execute(
-                    select(RawAnswer.run_id, RawAnswer.attempt).where(
-                        tuple_(RawAnswer.run_id, RawAnswer.attempt).in_(pairs)
-                    )
-                )
-                stored = {(run_id, attempt) for run_id, attempt in found}
-                rows = [r for r in rows if (r["run_id"], r["attempt"]) not in stored]
-                if rows:
-                    await conn.execute(statement, rows)
+                await self._keep_absent(conn, rows)
         except IntegrityError:
             # An account deleted while its sync was in flight: its answer has nothing left to
             # correct. The others are kept one by one; the vanished account's are dropped.
             for row in rows:
                 with contextlib.suppress(IntegrityError):
                     async with self._statements.connect() as conn:
-                        await conn.execute(statement, [row])
+                        await self._keep_absent(conn, [row])
+
+    async def _keep_absent(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """The rows whose attempt is not stored yet: one statement on Postgres, two on SQLite."""
+        if conn.dialect.name == "postgresql":
+            await insert_absent(conn, RawAnswer, rows, key=("run_id", "attempt"))
+            return
+        pairs = [(r["run_id"], r["attempt"]) for r in rows]
+        attempt = tuple_(RawAnswer.run_id, RawAnswer.attempt)
+        found = await conn.execute(select(RawAnswer.run_id, RawAnswer.attempt).where(attempt.in_(pairs)))
+        stored = {(run_id, attempt) for run_id, attempt in found}
+        absent = [r for r in rows if (r["run_id"], r["attempt"]) not in stored]
+        if absent:
+            await conn.execute(sqlite.insert(RawAnswer).on_conflict_do_nothing(), absent)
 
     async def answers_of(self, account_id: uuid.UUID, *, since: datetime | None) -> list[ArchivedAnswer]:
         query = select(RawAnswer).where(RawAnswer.account_id == account_id)

@@ -6,8 +6,10 @@ of placeholders. `among` sends Postgres one array instead. An ORM bulk UPDATE is
 Postgres runs one statement per row. `update_by_id` joins all the rows as arrays (`unnest`) in one
 UPDATE; `update_by_id_if_unchanged` is the same UPDATE fenced by an optimistic check, for a table two
 writers share. `insert_columns` adds rows to several tables in one statement (an `INSERT .. SELECT
-FROM unnest(...)` per table, chained as CTEs): one round trip. SQLite (the embedded mode) has no
-arrays; it gets the plain forms (`insert_columns` is for Postgres only).
+FROM unnest(...)` per table, chained as CTEs): one round trip. `insert_absent` adds the rows whose
+key is not stored yet, the lookup inside the INSERT: one round trip rather than two. SQLite (the
+embedded mode) has no arrays; it gets the plain forms (`insert_columns` and `insert_absent` are for
+Postgres only).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Numeric, Table, any_, bindparam, text, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.db.tables import Base
 
@@ -111,6 +113,25 @@ async def insert_columns(
     if inserts:
         # Every data-modifying CTE runs to completion, whether or not the query reads from it.
         await session.execute(text(f"WITH {', '.join(inserts)} SELECT 1"), arrays)
+
+
+async def insert_absent(
+    connection: AsyncConnection, model: type[Base], rows: Sequence[Mapping[str, Any]], *, key: Sequence[str]
+) -> None:
+    """Add those of `rows` (every row names the same columns) whose `key` columns match no stored row,
+    in one statement; Postgres only. A row that a unique index finds stored meanwhile is skipped."""
+    if not rows:
+        return
+    names = list(rows[0])
+    table = model.__table__
+    arrays, rows_as_arrays = _unnested(table, names, _by_column(names, rows), connection.dialect)
+    same_key = " AND ".join(f"t.{n} = v.{n}" for n in key)
+    statement = text(
+        f"INSERT INTO {model.__tablename__} ({', '.join(names)}) "  # names from the table; values bound
+        f"SELECT * FROM {rows_as_arrays} "
+        f"WHERE NOT EXISTS (SELECT FROM {model.__tablename__} AS t WHERE {same_key}) ON CONFLICT DO NOTHING"
+    )
+    await connection.execute(statement, arrays)
 
 
 def _by_column(names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:

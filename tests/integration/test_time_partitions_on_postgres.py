@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -104,7 +104,15 @@ async def test_upgrading_to_0016_keeps_the_rows_as_the_first_partition_and_drops
 
     next_month = _month(1) + timedelta(days=3)
     first = _answer(account, b"next month", next_month)
+    sent: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        sent.append(statement)
+
+    event.listen(empty_engine.sync_engine, "before_cursor_execute", count)
     await archive.keep([first, _answer(account, b"in two months", ahead)])
+    event.remove(empty_engine.sync_engine, "before_cursor_execute", count)
+    assert len(sent) == 1, f"a batch of answers is one INSERT, the lookup of stored ones inside it: {sent}"
     await archive.keep(
         [_answer(account, b"redelivered", next_month + timedelta(hours=1), run_id=first.run_id)]
     )
