@@ -67,12 +67,11 @@ class CompiledStatement:
 
 @dataclass(frozen=True, slots=True)
 class TokenCheck:
-    """A live token's user and what the guard decides on: its scope, its last use, and this
-    request's count in its rate-limit window (None when no limit is set)."""
+    """A live token's user and what the guard decides on for a read (which every scope may send):
+    the token's last use, and this request's count in its rate-limit window (None: no limit set)."""
 
     user_id: uuid.UUID
     token_id: uuid.UUID
-    scope: str
     last_used_at: datetime | None
     count: WindowCount | None
 
@@ -122,9 +121,9 @@ class FastReads:
         row = await connection.fetchrow(statement.sql, *statement.arguments(values))
         if row is None:
             return None
-        user_id, token_id, scope, last_used_at, hits, counted_start = row
-        count = None if window is None else WindowCount(hits=hits, window_end=counted_start + window)
-        return TokenCheck(user_id, token_id, scope, last_used_at, count)
+        user_id, token_id, last_used_at, hits, counted_start = row
+        count = None if hits is None or window is None else WindowCount(hits, counted_start + window)
+        return TokenCheck(user_id, token_id, last_used_at, count)
 
     @staticmethod
     async def note_token_use(connection: asyncpg.Connection, token: TokenCheck, *, now: datetime) -> None:

@@ -79,10 +79,10 @@ def _counting_lookup(writes: bool) -> Any:
 @functools.cache
 def read_token_check(counted: bool) -> Select[*tuple[Any, ...]]:
     """`_counting_lookup` for a read (`counted`) or, with no rate limit, the live token alone, as
-    plain columns: the user's id, the token's id, scope and last use, the hits and window counted
-    (NULL when not). For the fast reads (fast_reads.py), which need no ORM objects."""
+    plain columns: the user's id, the token's id and last use, the hits and window counted (NULL
+    when not). For the fast reads (fast_reads.py), which need no ORM objects."""
     live = _live_token()
-    columns = (ApiToken.user_id, ApiToken.id, ApiToken.scope, ApiToken.last_used_at)
+    columns = (ApiToken.user_id, ApiToken.id, ApiToken.last_used_at)
     if not counted:
         return (
             select(*columns, null(), null()).select_from(live).join(ApiToken, ApiToken.id == live.c.token_id)
