@@ -38,6 +38,7 @@ from services.api.storage_history import holdings_at_statement, owned_scope
 from services.api.storage_limits import WindowCount
 from services.api.storage_users import is_use_noted, token_use_update, token_use_values
 
+_CHECKOUT_TIMEOUT_S = 30.0
 _DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialects are untyped
 
 
@@ -105,8 +106,9 @@ class FastReads:
         self._pool = pool
 
     def connection(self) -> Any:
-        """A pooled connection, for `async with`: the token check and the read share one checkout."""
-        return self._pool.acquire()
+        """A pooled connection, for `async with`: the token check and the read share one checkout.
+        Waiting for one ends as SQLAlchemy's pool does (`pool_timeout`): a TimeoutError, a 503."""
+        return self._pool.acquire(timeout=_CHECKOUT_TIMEOUT_S)
 
     @staticmethod
     async def check_token(
