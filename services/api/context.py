@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from services.api.fast_reads import FastReads
 from shared.brokers import BrokerType, broker_types
 from shared.bus.port import MessageBus
 from shared.credentials import CredentialCipher
@@ -21,6 +22,8 @@ class ApiResources:
     engine: AsyncEngine
     bus: MessageBus
     cipher: CredentialCipher
+    fast_reads: FastReads | None = None
+    """On Postgres, the holdings reads' own pool (fast_reads.py); None: every read through `engine`."""
 
 
 @dataclass(frozen=True)

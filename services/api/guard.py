@@ -74,9 +74,9 @@ class GuardedRoute(APIRoute):
                     return _too_many(count, now, "too many sign-ups from your address")
             if not self.authenticates:
                 return None
-            secret = _bearer_secret(request)
+            secret = bearer_secret(request)
             if secret is None:
-                return _unauthorized("missing API token: send `Authorization: Bearer <api_token>`", "Bearer")
+                return missing_token()
             limit = settings.token_rate_limit_per_minute
             authenticated = await storage_callers.authenticate(
                 session,
@@ -86,9 +86,7 @@ class GuardedRoute(APIRoute):
                 writes=request.method not in READ_METHODS,
             )
             if authenticated is None:
-                return _unauthorized(
-                    "invalid API token (unknown, revoked or expired)", 'Bearer error="invalid_token"'
-                )
+                return invalid_token()
             caller = authenticated.caller
             if not storage_callers.may_send(caller.token.scope, writes=request.method not in READ_METHODS):
                 return JSONResponse(
@@ -99,7 +97,7 @@ class GuardedRoute(APIRoute):
             await storage_users.note_token_use(session, caller.token, now=now)
             await session.commit()
             if authenticated.count is not None and authenticated.count.hits > limit:
-                return _too_many(authenticated.count, now, "too many requests with this API token")
+                return too_many_requests(authenticated.count, now)
         setattr(request.state, CALLER_STATE, caller)
         return None
 
@@ -138,9 +136,21 @@ def _dependency_calls(path: str, endpoint: Callable[..., Any], dependencies: lis
     return calls
 
 
-def _bearer_secret(request: Request) -> str | None:
+def bearer_secret(request: Request) -> str | None:
     scheme, secret = get_authorization_scheme_param(request.headers.get("Authorization"))
     return secret if scheme.lower() == "bearer" and secret else None
+
+
+def missing_token() -> JSONResponse:
+    return _unauthorized("missing API token: send `Authorization: Bearer <api_token>`", "Bearer")
+
+
+def invalid_token() -> JSONResponse:
+    return _unauthorized("invalid API token (unknown, revoked or expired)", 'Bearer error="invalid_token"')
+
+
+def too_many_requests(count: storage_limits.WindowCount, now: datetime) -> JSONResponse:
+    return _too_many(count, now, "too many requests with this API token")
 
 
 def _unauthorized(detail: str, challenge: str) -> JSONResponse:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, bindparam, cast, literal, or_, select, true
+from sqlalchemy import CTE, Select, String, bindparam, cast, literal, null, or_, select, true
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -65,7 +65,39 @@ def _counting_lookup(writes: bool) -> Any:
     """WITH caller (the live token), hit (its request counted: INSERT .. ON CONFLICT DO UPDATE ..
     RETURNING, only for a live token its scope allows) SELECT the user, the token and the count.
     Built once per kind of request."""
-    live = (
+    live = _live_token()
+    hit = _hit(live, writes)
+    return (
+        select(User, ApiToken, hit.c.hits, hit.c.window_start)
+        .select_from(live)
+        .join(ApiToken, ApiToken.id == live.c.token_id)
+        .join(User, User.id == ApiToken.user_id)
+        .outerjoin(hit, true())
+    )
+
+
+@functools.cache
+def read_token_check(counted: bool) -> Select[*tuple[Any, ...]]:
+    """`_counting_lookup` for a read (`counted`) or, with no rate limit, the live token alone, as
+    plain columns: the user's id, the token's id and last use, the hits and window counted (NULL
+    when not). For the fast reads (fast_reads.py), which need no ORM objects."""
+    live = _live_token()
+    columns = (ApiToken.user_id, ApiToken.id, ApiToken.last_used_at)
+    if not counted:
+        return (
+            select(*columns, null(), null()).select_from(live).join(ApiToken, ApiToken.id == live.c.token_id)
+        )
+    hit = _hit(live, writes=False)
+    return (
+        select(*columns, hit.c.hits, hit.c.window_start)
+        .select_from(live)
+        .join(ApiToken, ApiToken.id == live.c.token_id)
+        .outerjoin(hit, true())
+    )
+
+
+def _live_token() -> CTE:
+    return (
         select(ApiToken.id.label("token_id"), ApiToken.scope.label("scope"))
         .where(
             ApiToken.token_hash == bindparam("token_hash"),
@@ -77,6 +109,9 @@ def _counting_lookup(writes: bool) -> Any:
         )
         .cte("caller")
     )
+
+
+def _hit(live: CTE, writes: bool) -> CTE:
     counted = select(
         literal("token:", String) + cast(live.c.token_id, String),
         bindparam("window_start", type_=RateLimitWindow.window_start.type),
@@ -85,17 +120,10 @@ def _counting_lookup(writes: bool) -> Any:
     if writes:
         counted = counted.where(live.c.scope == TokenScope.WRITE)
     insert = postgresql.insert(RateLimitWindow).from_select(["key", "window_start", "hits"], counted)
-    hit = (
+    return (
         insert.on_conflict_do_update(
             index_elements=[RateLimitWindow.key], set_=storage_limits.counted(insert.excluded.window_start)
         )
         .returning(RateLimitWindow.hits, RateLimitWindow.window_start)
         .cte("hit")
-    )
-    return (
-        select(User, ApiToken, hit.c.hits, hit.c.window_start)
-        .select_from(live)
-        .join(ApiToken, ApiToken.id == live.c.token_id)
-        .join(User, User.id == ApiToken.user_id)
-        .outerjoin(hit, true())
     )

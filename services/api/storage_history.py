@@ -62,11 +62,13 @@ async def holdings_at(
         "at": at,
     }
     connection = await session.connection()
-    return (await connection.execute(_holdings_at(whole_portfolio, at is not None), values)).all()
+    return (await connection.execute(holdings_at_statement(whole_portfolio, at is not None), values)).all()
 
 
 @functools.cache
-def _holdings_at(whole_portfolio: bool, past: bool) -> Select[*tuple[Any, ...]]:
+def holdings_at_statement(whole_portfolio: bool, past: bool) -> Select[*tuple[Any, ...]]:
+    """What `holdings_at` runs, with bind parameters owner_id, scope_id and (`past`) at; the fast
+    reads (fast_reads.py) run it too."""
     scope = BrokerAccount.portfolio_id if whole_portfolio else BrokerAccount.id
     owned = BrokerAccount.portfolio_id.in_(
         select(Portfolio.id).where(Portfolio.user_id == bindparam("owner_id", type_=Uuid()))
@@ -132,3 +134,19 @@ def _holdings(chosen: ColumnElement[bool], accounts: ColumnElement[bool]) -> Sel
     )
     both = union_all(kept, versioned).subquery()
     return select(both).order_by(both.c.symbol, both.c.exchange, both.c.currency, both.c.account_id)
+
+
+@functools.cache
+def owned_scope(whole_portfolio: bool) -> Select[uuid.UUID]:
+    """The id of the account (or portfolio) `scope_id` if `owner_id` owns it: what tells "holds
+    nothing" from "not yours" (a 404) when `holdings_at` found no rows. For the fast reads
+    (fast_reads.py); the routes' SQLAlchemy path asks storage.owned_account / owned_portfolio."""
+    owner = bindparam("owner_id", type_=Uuid())
+    scope = bindparam("scope_id", type_=Uuid())
+    if whole_portfolio:
+        return select(Portfolio.id).where(Portfolio.id == scope, Portfolio.user_id == owner)
+    return (
+        select(BrokerAccount.id)
+        .join(Portfolio, Portfolio.id == BrokerAccount.portfolio_id)
+        .where(BrokerAccount.id == scope, Portfolio.user_id == owner)
+    )

@@ -26,6 +26,10 @@ class SchemaOutOfDate(RuntimeError):
     """The database is not at the newest migration; run `portfolio-sync db upgrade`."""
 
 
+POOL_SIZE = 10
+"""Connections a Postgres engine keeps open (it opens up to 10 more for a burst)."""
+
+
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
@@ -36,7 +40,7 @@ def create_engine(url: str) -> AsyncEngine:
         raise ValueError(
             f"DATABASE_URL must be postgresql+asyncpg://... or sqlite+aiosqlite:///..., not {scheme}:"
         )
-    engine = create_async_engine(url, pool_size=10, max_overflow=10)
+    engine = create_async_engine(url, pool_size=POOL_SIZE, max_overflow=10)
     event.listen(engine.sync_engine, "checkout", _closed_by_the_server)
     return engine
 

@@ -14,6 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from services.api import ApiResources, create_app
+from services.api.fast_reads import open_fast_reads
 from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
 from shared.db.engine import create_engine, upgrade_schema
@@ -50,12 +51,22 @@ async def test_the_api_answers_503_while_the_database_is_down_then_recovers(
         token_rate_limit_per_minute=0,  # steady traffic, not a flood: only the outage should show
     )
     cipher = CredentialCipher(settings.credentials_keys.get_secret_value())
-    app = create_app(settings, resources=ApiResources(engine=engine, bus=InMemoryBus(), cipher=cipher))
     answers: list[httpx.Response] = []
     try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://api.test"
-        ) as http:
+        async with (
+            open_fast_reads(engine.url, max_connections=2) as fast_reads,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(
+                    app=create_app(
+                        settings,
+                        resources=ApiResources(
+                            engine=engine, bus=InMemoryBus(), cipher=cipher, fast_reads=fast_reads
+                        ),
+                    )
+                ),
+                base_url="http://api.test",
+            ) as http,
+        ):
             token = (await http.post("/v1/users", json={"email": "outage@example.com"})).json()["api_token"]
             headers = {"Authorization": f"Bearer {token}"}
             portfolio = (await http.post("/v1/portfolios", json={"name": "main"}, headers=headers)).json()
@@ -65,12 +76,14 @@ async def test_the_api_answers_503_while_the_database_is_down_then_recovers(
                 headers=headers,
             )
             sync_now = f"/v1/accounts/{account.json()['id']}/sync"
+            holdings = f"/v1/accounts/{account.json()['id']}/holdings"  # the fast reads' own pool
 
             async def traffic(stop: asyncio.Event) -> None:
                 while not stop.is_set():
                     answers.append(await http.post("/v1/portfolios", json={"name": "p"}, headers=headers))
                     answers.append(await http.get("/v1/portfolios", headers=headers))
                     answers.append(await http.post(sync_now, headers=headers))
+                    answers.append(await http.get(holdings, headers=headers))
 
             stop = asyncio.Event()
             running = asyncio.create_task(traffic(stop))
@@ -97,4 +110,6 @@ async def test_the_api_answers_503_while_the_database_is_down_then_recovers(
     statuses = {a.status_code for a in answers}
     assert statuses <= {200, 201, 202, 409, 503}, statuses
     assert 202 in statuses, "no sync now went through: the traffic did not reach the route"
+    holdings_answers = {a.status_code for a in answers if a.url.path.endswith("/holdings")}
+    assert holdings_answers == {200, 503}, holdings_answers
     assert all(a.headers.get("retry-after") for a in answers if a.status_code == 503)

@@ -10,12 +10,14 @@ from fastapi import APIRouter, Query, Response
 from services.api import holdings_json, storage
 from services.api.consolidation import consolidate
 from services.api.deps import CurrentUser, ReadSession, owned_account, owned_portfolio
-from services.api.guard import GuardedRoute
+from services.api.fast_holdings import FastHoldingsRoute
 from services.api.input_types import Timestamp
 from services.api.routes import error_responses
 from services.api.schemas import ConsolidatedHoldingOut, PositionOut
 
-router = APIRouter(tags=["holdings"], route_class=GuardedRoute)
+# On Postgres, FastHoldingsRoute answers most requests itself (fast_holdings.py); the functions below
+# are what OpenAPI documents, and the path on SQLite and for input FastAPI refuses.
+router = APIRouter(tags=["holdings"], route_class=FastHoldingsRoute)
 
 AsOf = Annotated[
     Timestamp | None,

@@ -1,0 +1,177 @@
+"""The API's hottest reads on asyncpg directly: the token check, then an account's or a portfolio's
+holdings (now or as of a past time), on one connection of a pool of the API's own.
+
+Why: through SQLAlchemy an account's holdings cost the API 3.2 ms of CPU per request and /healthz
+0.39 ms (bench-api at 6aff1e1), so a read ran at an eighth of the framework's rate; the time went to
+two sessions per request, ORM rows for the caller, the pool's checkouts and Core's result rows, not
+to Postgres. Here the statements are SQLAlchemy's own (storage_callers.read_token_check,
+storage_users.token_use_update, storage_history.holdings_at_statement and owned_scope), compiled once
+for asyncpg and run as prepared statements (asyncpg keeps them per connection): one source of truth
+for the SQL, none of the layers above it per request.
+
+Only on Postgres (`open_fast_reads`); SQLite (tests, the embedded demo) keeps the SQLAlchemy path,
+and tests/integration/test_api_fast_reads_on_postgres.py compares the two paths' responses byte by
+byte. Errors are asyncpg's own (or OSError, TimeoutError): errors.py answers an outage with the
+same 503 as through SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.engine import URL
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from services.api import storage_limits
+from services.api.consolidation import Position
+from services.api.storage_callers import read_token_check
+from services.api.storage_history import holdings_at_statement, owned_scope
+from services.api.storage_limits import WindowCount
+from services.api.storage_users import is_use_noted, token_use_update, token_use_values
+
+_CHECKOUT_TIMEOUT_S = 30.0
+_DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialects are untyped
+
+
+class CompiledStatement:
+    """A SQLAlchemy statement compiled once for asyncpg: its SQL with `$n` placeholders, and where
+    each argument comes from, a value given per call (`given`) or the statement's own constant.
+
+    The statements' bind processors are not run: the only ones they have are UtcDateTime's, which
+    refuse a naive time and convert an aware one to UTC, and asyncpg sends an aware time as the
+    same instant; every time given here is aware (utc_now, or a validated Timestamp)."""
+
+    def __init__(self, statement: ClauseElement, given: Iterable[str]) -> None:
+        names = frozenset(given)
+        compiled = statement.compile(dialect=_DIALECT)
+        assert isinstance(compiled, SQLCompiler)
+        expanded = compiled.construct_expanded_state(dict.fromkeys(names))
+        self.sql = expanded.statement
+        order = expanded.positiontup or ()
+        missing = names - set(order)
+        if missing:
+            raise ValueError(f"the statement has no parameters {sorted(missing)}")
+        self._sources = [(name if name in names else None, expanded.parameters[name]) for name in order]
+
+    def arguments(self, values: Mapping[str, object]) -> list[object]:
+        return [constant if name is None else values[name] for name, constant in self._sources]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCheck:
+    """A live token's user and what the guard decides on for a read (which every scope may send):
+    the token's last use, and this request's count in its rate-limit window (None: no limit set)."""
+
+    user_id: uuid.UUID
+    token_id: uuid.UUID
+    last_used_at: datetime | None
+    count: WindowCount | None
+
+
+@functools.cache
+def _token_check(counted: bool) -> CompiledStatement:
+    given = ["token_hash", "now", "window_start"] if counted else ["token_hash", "now"]
+    return CompiledStatement(read_token_check(counted), given)
+
+
+@functools.cache
+def _token_use() -> CompiledStatement:
+    return CompiledStatement(token_use_update(), ["token_id", "now", "stale_before"])
+
+
+@functools.cache
+def _holdings(whole_portfolio: bool, past: bool) -> CompiledStatement:
+    given = ["owner_id", "scope_id", "at"] if past else ["owner_id", "scope_id"]
+    return CompiledStatement(holdings_at_statement(whole_portfolio, past), given)
+
+
+@functools.cache
+def _owned(whole_portfolio: bool) -> CompiledStatement:
+    return CompiledStatement(owned_scope(whole_portfolio), ["owner_id", "scope_id"])
+
+
+class FastReads:
+    """The pool the fast reads run on, and the reads."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    def connection(self) -> Any:
+        """A pooled connection, for `async with`: the token check and the read share one checkout.
+        Waiting for one ends as SQLAlchemy's pool does (`pool_timeout`): a TimeoutError, a 503."""
+        return self._pool.acquire(timeout=_CHECKOUT_TIMEOUT_S)
+
+    @staticmethod
+    async def check_token(
+        connection: asyncpg.Connection, token_hash: str, *, now: datetime, window: timedelta | None
+    ) -> TokenCheck | None:
+        """storage_callers.authenticate for a read, without ORM objects: the live token's user and
+        this request counted in its `window` (if given); None for no live token."""
+        values: dict[str, object] = {"token_hash": token_hash, "now": now}
+        if window is not None:
+            values["window_start"] = storage_limits.window_start(now, window)
+        statement = _token_check(window is not None)
+        row = await connection.fetchrow(statement.sql, *statement.arguments(values))
+        if row is None:
+            return None
+        user_id, token_id, last_used_at, hits, counted_start = row
+        count = None if hits is None or window is None else WindowCount(hits, counted_start + window)
+        return TokenCheck(user_id, token_id, last_used_at, count)
+
+    @staticmethod
+    async def note_token_use(connection: asyncpg.Connection, token: TokenCheck, *, now: datetime) -> None:
+        """storage_users.note_token_use: most requests write nothing."""
+        if not is_use_noted(token.last_used_at, now):
+            statement = _token_use()
+            await connection.execute(
+                statement.sql, *statement.arguments(token_use_values(token.token_id, now))
+            )
+
+    @staticmethod
+    async def positions(
+        connection: asyncpg.Connection,
+        at: datetime | None,
+        *,
+        owner_id: uuid.UUID,
+        scope_id: uuid.UUID,
+        whole_portfolio: bool,
+    ) -> list[Position]:
+        """storage.account_positions (or portfolio_positions, `whole_portfolio`)."""
+        statement = _holdings(whole_portfolio, at is not None)
+        values = {"owner_id": owner_id, "scope_id": scope_id, "at": at}
+        return [Position(*row) for row in await connection.fetch(statement.sql, *statement.arguments(values))]
+
+    @staticmethod
+    async def owns(
+        connection: asyncpg.Connection, *, owner_id: uuid.UUID, scope_id: uuid.UUID, whole_portfolio: bool
+    ) -> bool:
+        statement = _owned(whole_portfolio)
+        values = {"owner_id": owner_id, "scope_id": scope_id}
+        return await connection.fetchval(statement.sql, *statement.arguments(values)) is not None
+
+
+@asynccontextmanager
+async def open_fast_reads(url: URL, *, max_connections: int) -> AsyncIterator[FastReads]:
+    """A pool on the database (and as the role) of the engine's `url`, closed on exit."""
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_connections, reset=_leave_as_is)
+    try:
+        yield FastReads(pool)
+    finally:
+        await pool.close()
+
+
+async def _leave_as_is(connection: asyncpg.Connection) -> None:
+    """What a connection needs when it goes back to the pool: nothing beyond the rollback of an open
+    transaction, which asyncpg does anyway (there is none: each statement commits by itself). The
+    reads leave no session state (no SET, LISTEN, cursor or advisory lock); asyncpg's default reset
+    (RESET ALL, UNLISTEN *, ...) would be a third round trip per request."""

@@ -1,0 +1,53 @@
+"""The fast reads' statements (services/api/fast_reads.py) are SQLAlchemy's own, compiled once: each
+value given lands on its `$n`, each constant of the statement on its own. Run on Postgres in
+tests/integration/test_api_fast_reads_on_postgres.py."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import bindparam, literal, select
+
+from services.api.fast_reads import CompiledStatement
+from services.api.storage_history import holdings_at_statement
+from shared.db.tables import Portfolio, SnapshotStatus
+
+
+def _argument_after(statement: CompiledStatement, arguments: list[object], sql_before: str) -> object:
+    """The argument of the placeholder right after `sql_before` in the statement's SQL."""
+    found = re.search(re.escape(sql_before) + r" \$(\d+)", statement.sql)
+    assert found is not None, sql_before
+    return arguments[int(found.group(1)) - 1]
+
+
+def test_given_values_and_constants_land_on_their_placeholders() -> None:
+    statement = CompiledStatement(holdings_at_statement(True, True), ["owner_id", "scope_id", "at"])
+    owner, portfolio, at = uuid.uuid4(), uuid.uuid4(), datetime(2026, 5, 4, 12, tzinfo=UTC)
+    arguments = statement.arguments({"owner_id": owner, "scope_id": portfolio, "at": at})
+    assert len(arguments) == len(set(re.findall(r"\$(\d+)", statement.sql)))
+    assert _argument_after(statement, arguments, "portfolios.user_id =") == owner
+    assert _argument_after(statement, arguments, "broker_accounts.portfolio_id =") == portfolio
+    assert _argument_after(statement, arguments, "snapshots_1.taken_at <=") == at
+    # The valid statuses, a constant of the statement, expanded into one placeholder each.
+    statuses = re.search(r"snapshots_1\.status IN \(([^)]*)\)", statement.sql)
+    assert statuses is not None
+    numbers = re.findall(r"\$(\d+)", statuses.group(1))
+    assert {arguments[int(n) - 1] for n in numbers} == set(SnapshotStatus.VALID)
+
+
+def test_the_sql_has_asyncpg_placeholders() -> None:
+    statement = CompiledStatement(
+        select(Portfolio.id, literal(7)).where(Portfolio.name == bindparam("name")), ["name"]
+    )
+    arguments = statement.arguments({"name": "Main"})
+    assert _argument_after(statement, arguments, "portfolios.name =") == "Main"
+    assert _argument_after(statement, arguments, "SELECT portfolios.id,") == 7
+    assert len(arguments) == 2
+
+
+def test_a_value_the_statement_does_not_take_is_refused() -> None:
+    with pytest.raises(ValueError, match="owner"):
+        CompiledStatement(select(Portfolio.id).where(Portfolio.name == bindparam("name")), ["name", "owner"])
