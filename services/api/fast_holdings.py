@@ -76,21 +76,21 @@ class FastHoldingsRoute(GuardedRoute):
         limit = api_context(request).settings.token_rate_limit_per_minute
         now = utc_now()
         async with reads.connection() as connection:
-            token = await reads.check_token(
-                connection, secret_hash(secret), now=now, window=TOKEN_WINDOW if limit else None
+            found = await reads.read(
+                connection,
+                secret_hash(secret),
+                now=now,
+                window=TOKEN_WINDOW if limit else None,
+                scope_id=scope_id,
+                at=as_of,
+                whole_portfolio=self.whole_portfolio,
             )
-            if token is None:
+            if found is None:
                 return invalid_token()
+            token, positions = found
             await reads.note_token_use(connection, token, now=now)
             if token.count is not None and token.count.hits > limit:
                 return too_many_requests(token.count, now)
-            positions = await reads.positions(
-                connection,
-                as_of,
-                owner_id=token.user_id,
-                scope_id=scope_id,
-                whole_portfolio=self.whole_portfolio,
-            )
             if not positions and not await reads.owns(
                 connection, owner_id=token.user_id, scope_id=scope_id, whole_portfolio=self.whole_portfolio
             ):

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import storage_limits, storage_users
+from services.api.storage_history import holdings_of_owner
 from services.api.storage_limits import WindowCount
 from services.api.storage_users import Caller
 from shared.db.tables import ApiToken, RateLimitWindow, TokenScope, User
@@ -77,11 +78,27 @@ def _counting_lookup(writes: bool) -> Any:
 
 
 @functools.cache
-def read_token_check(counted: bool) -> Select[*tuple[Any, ...]]:
-    """`_counting_lookup` for a read (`counted`) or, with no rate limit, the live token alone, as
-    plain columns: the user's id, the token's id and last use, the hits and window counted (NULL
-    when not). For the fast reads (fast_reads.py), which need no ORM objects."""
+def token_check_and_holdings(counted: bool, whole_portfolio: bool, past: bool) -> Select[*tuple[Any, ...]]:
+    """`_counting_lookup` for a read (`counted`; without, the live token alone) as plain columns (the
+    user's id, the token's id and last use, the hits and window counted, NULL when not), and, in the
+    same statement, the holdings that `holdings_at` would read for the token's user
+    (storage_history.holdings_of_owner; bind parameters scope_id and, `past`, at): one round trip for
+    a holdings read. A row per position, each with the token check's five columns first; one row
+    with the positions' columns NULL when there are none; no row for no live token. A request over
+    its rate limit still reads the positions (then refused: it is counted). For the fast reads."""
     live = _live_token()
+    owner = select(ApiToken.user_id).join(live, live.c.token_id == ApiToken.id).scalar_subquery()
+    held = holdings_of_owner(whole_portfolio, past, owner).subquery("held")
+    h = held.c
+    return (
+        _read_token_check(live, counted)
+        .add_columns(*held.c)
+        .outerjoin(held, true())
+        .order_by(h.symbol, h.exchange, h.currency, h.account_id)
+    )
+
+
+def _read_token_check(live: CTE, counted: bool) -> Select[*tuple[Any, ...]]:
     columns = (ApiToken.user_id, ApiToken.id, ApiToken.last_used_at)
     if not counted:
         return (

@@ -67,12 +67,17 @@ async def holdings_at(
 
 @functools.cache
 def holdings_at_statement(whole_portfolio: bool, past: bool) -> Select[*tuple[Any, ...]]:
-    """What `holdings_at` runs, with bind parameters owner_id, scope_id and (`past`) at; the fast
-    reads (fast_reads.py) run it too."""
+    """What `holdings_at` runs, with bind parameters owner_id, scope_id and (`past`) at."""
+    return holdings_of_owner(whole_portfolio, past, bindparam("owner_id", type_=Uuid()))
+
+
+def holdings_of_owner(
+    whole_portfolio: bool, past: bool, owner: ColumnElement[Any]
+) -> Select[*tuple[Any, ...]]:
+    """`holdings_at_statement` for the owner `owner` says (a bind parameter, or the fast reads' token
+    check: storage_callers.token_check_and_holdings), with bind parameters scope_id and (`past`) at."""
     scope = BrokerAccount.portfolio_id if whole_portfolio else BrokerAccount.id
-    owned = BrokerAccount.portfolio_id.in_(
-        select(Portfolio.id).where(Portfolio.user_id == bindparam("owner_id", type_=Uuid()))
-    )
+    owned = BrokerAccount.portfolio_id.in_(select(Portfolio.id).where(Portfolio.user_id == owner))
     accounts = and_(scope == bindparam("scope_id", type_=Uuid()), owned)
     if not past:
         return _holdings(Snapshot.id == BrokerAccount.current_snapshot_id, accounts)
