@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import bindparam, literal, select
 
-from services.api.fast_reads import CompiledStatement
+from services.api.fast_reads import CompiledStatement, _token_check_and_holdings
 from services.api.storage_history import holdings_at_statement
 from shared.db.tables import Portfolio, SnapshotStatus
 
@@ -51,3 +51,18 @@ def test_the_sql_has_asyncpg_placeholders() -> None:
 def test_a_value_the_statement_does_not_take_is_refused() -> None:
     with pytest.raises(ValueError, match="owner"):
         CompiledStatement(select(Portfolio.id).where(Portfolio.name == bindparam("name")), ["name", "owner"])
+
+
+def test_the_token_check_and_the_holdings_are_one_statement_with_each_value_in_place() -> None:
+    statement = _token_check_and_holdings(True, False, True)
+    token_hash, account, at = "f" * 64, uuid.uuid4(), datetime(2026, 5, 4, 12, tzinfo=UTC)
+    window_start = datetime(2026, 5, 4, 11, 59, tzinfo=UTC)
+    arguments = statement.arguments(
+        {"token_hash": token_hash, "now": at, "scope_id": account, "at": at, "window_start": window_start}
+    )
+    assert _argument_after(statement, arguments, "api_tokens.token_hash =") == token_hash
+    assert _argument_after(statement, arguments, "broker_accounts.id =") == account
+    assert _argument_after(statement, arguments, "snapshots_1.taken_at <=") == at
+    # The holdings' owner is the token's user, not a value given: no owner_id to give.
+    assert "portfolios.user_id = (SELECT api_tokens.user_id" in statement.sql
+    assert statement.sql.startswith("WITH caller AS")
