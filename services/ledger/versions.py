@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from services.ledger.positions import HeldLike, InstrumentKey
@@ -27,9 +28,9 @@ VERSION_COLUMNS = (
 PRICE_COLUMNS = ("symbol", "exchange", "at", "price", "source")
 
 
-def _terms(held: HeldLike) -> tuple[Any, ...]:
-    """Everything of a position but its price: what a new version is written for."""
-    return (held.quantity, held.average_price, held.isin, held.currency, held.asset_type)
+# Everything of a position but its price: what a new version is written for (an attrgetter: no
+# Python frame for each of the two positions compared, a snapshot's every instrument).
+_terms = attrgetter("quantity", "average_price", "isin", "currency", "asset_type")
 
 
 def version_rows(
