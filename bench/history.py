@@ -361,6 +361,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                     ingest[layout] = {
                         "holdings_per_s": round(run["holdings_per_s"]),
                         "peak_rss_mb": round(run["peak_rss_mb"], 1),
+                        "cpu_s_per_100k_holdings": round(run["cpu_s_per_100k_holdings"], 2),
                         "holdings_rows": await _holding_rows(postgres),
                     }
                 raw = await raw_limit(postgres, args.ingest_accounts, args.ingest_snapshots)

@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from services.ledger import current_holdings, ids
+from services.ledger import announcements, current_holdings
 from services.ledger.positions import (
     ZERO,
     DerivedTrade,
@@ -25,17 +25,15 @@ from services.ledger.positions import (
     TradeKind,
     derive_trades,
     moved,
-    position_changes,
     positions_of,
+    quantity_changes,
 )
 from services.ledger.versions import PriceMemo, Prices, content_hash, price_rows, version_rows
-from shared import topics
 from shared.db.tables import SnapshotStatus
 from shared.events import (
     Event,
     FailureKind,
     Holding,
-    HoldingsChanged,
     HoldingSnapshot,
     SnapshotAccepted,
     SnapshotDismissed,
@@ -461,33 +459,21 @@ def _apply(
     )
     account.versions_behind = False
     account.strays = {}
-    changes = position_changes(account.positions, incoming, keys)
+    changes = quantity_changes(account.positions, incoming, keys)
     account.current_snapshot_id = snapshot_id
     account.positions = incoming
     account.positions_as_of = taken_at
     if changes:
-        # Not validated again: the changes are validated ones, the rest the account's and the
-        # snapshot's own. The defaults given, not left to their factories (see `current_holdings`).
-        announcement = HoldingsChanged.model_construct(
-            event_id=ids.uuid4(),
-            occurred_at=utc_now(),
+        row = announcements.outbox_row(
             account_id=account.id,
             portfolio_id=account.portfolio_id,
             snapshot_id=snapshot_id,
             taken_at=taken_at,
-            changes=tuple(changes),
+            changes=changes,
+            now=now,
         )
-        plan.outbox.append(
-            (
-                announcement.event_id,
-                topics.HOLDINGS_CHANGES,
-                announcement.key,
-                announcement.model_dump_json(),
-                now,
-                snapshot_id,
-            )
-        )
-        plan.announcements[snapshot_id] = announcement.event_id
+        plan.outbox.append(row)
+        plan.announcements[snapshot_id] = row[0]
         _current(plan, account, snapshot_id, now)
 
 

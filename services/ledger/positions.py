@@ -64,19 +64,30 @@ def moved(before: Positions, after: Positions) -> list[InstrumentKey]:
     return sorted(keys)
 
 
-def position_changes(
+QuantityChange = tuple[InstrumentKey, Decimal, Decimal]  # instrument, previous quantity, quantity
+
+
+def quantity_changes(
     before: Positions, after: Positions, keys: list[InstrumentKey] | None = None
-) -> list[PositionChange]:
+) -> list[QuantityChange]:
     """Opened, resized and closed positions, sorted by instrument; unchanged ones are left out."""
     changes = []
     for key in moved(before, after) if keys is None else keys:
         was = before[key].quantity if key in before else ZERO
         now = after[key].quantity if key in after else ZERO
         if was != now:
-            changes.append(
-                PositionChange(symbol=key[0], exchange=key[1], previous_quantity=was, quantity=now)
-            )
+            changes.append((key, was, now))
     return changes
+
+
+def position_changes(
+    before: Positions, after: Positions, keys: list[InstrumentKey] | None = None
+) -> list[PositionChange]:
+    """`quantity_changes` as the parts of a HoldingsChanged."""
+    return [
+        PositionChange(symbol=key[0], exchange=key[1], previous_quantity=was, quantity=now)
+        for key, was, now in quantity_changes(before, after, keys)
+    ]
 
 
 class TradeKind(enum.StrEnum):

@@ -23,7 +23,7 @@ from services.ledger.correction_store import rederive_corrections
 from services.ledger.plan import AccountState, BatchPlan, RunState
 from services.ledger.positions import Held, HeldLike, InstrumentKey
 from services.ledger.versions import PRICE_COLUMNS, VERSION_COLUMNS
-from shared.db.copy_text import copy_text
+from shared.db.copy_text import DatetimeTexts, copy_text
 from shared.db.position_versions import price_at, superseded
 from shared.db.sets import among, insert_columns, update_by_id, update_by_id_if_unchanged
 from shared.db.tables import (
@@ -328,7 +328,8 @@ class LedgerStore:
         ]
         if sum(len(columns[0]) for _, _, columns in tables) <= INSERT_AT_MOST:
             return []  # a small batch: `write` inserts it in one statement
-        return [(model, names, memoryview(copy_text(columns))) for model, names, columns in tables]
+        datetimes: DatetimeTexts = {}  # the batch's times recur across its tables
+        return [(model, names, memoryview(copy_text(columns, datetimes))) for model, names, columns in tables]
 
     async def write(self, plan: BatchPlan, encoded: Encoded) -> None:
         """Write the plan; its new rows are taken from `encoded` when `encode` made any. The

@@ -4,10 +4,10 @@ Postgres is `test_text_that_needs_escaping_is_stored_exactly` in test_ledger, ru
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
-from shared.db.copy_text import copy_text
+from shared.db.copy_text import DatetimeTexts, copy_text
 
 
 def _rows(*rows: tuple[object, ...]) -> list[tuple[object, ...]]:
@@ -49,3 +49,14 @@ def test_bytes_are_bytea_hex_with_the_backslash_escaped() -> None:
     # str(b"...") would store the text "b'...'", and COPY would read a lone \x as an escape.
     text = copy_text(_rows((b"\x01\xab", "a\\b"), (None, "c")))
     assert text == b"\\\\x01ab\ta\\\\b\n\\N\tc\n"
+
+
+def test_datetimes_are_written_once_per_object_and_alike_across_calls_sharing_their_texts() -> None:
+    at = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
+    same_instant_elsewhere = at.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    later = datetime(2026, 11, 24, 9, 45, 0, 250000, tzinfo=UTC)
+    column = [at, same_instant_elsewhere, at, later]
+    known: DatetimeTexts = {}
+    assert copy_text([column], known).decode().splitlines() == list(map(str, column))
+    assert known == {id(value): str(value) for value in column}
+    assert copy_text([[later, at]], known) == copy_text([[later, at]])
