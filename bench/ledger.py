@@ -30,6 +30,7 @@ import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from aiokafka.partitioner import DefaultPartitioner
@@ -56,10 +57,14 @@ HOLDINGS = 20
 PARTITIONS = 4
 
 
-def _snapshot(account_id: uuid.UUID, n: int, start: datetime) -> HoldingSnapshot:
+def bench_snapshot(
+    account_id: uuid.UUID, n: int, start: datetime, *, prices_move: bool = False, **given: Any
+) -> HoldingSnapshot:
+    """An account's `n`-th successive snapshot of the workload: 20 holdings, the `n % 20`-th of them
+    changed; its prices move with every sync if `prices_move`; `given` fixes other fields (ids, times)."""
     return HoldingSnapshot(
+        **({"request_id": uuid.uuid4()} | given),
         account_id=account_id,
-        request_id=uuid.uuid4(),
         broker="sim",
         taken_at=start + timedelta(minutes=n),
         holdings=tuple(
@@ -71,7 +76,7 @@ def _snapshot(account_id: uuid.UUID, n: int, start: datetime) -> HoldingSnapshot
                 asset_type=AssetType.EQUITY,
                 quantity=Decimal(100 + (n if i == n % HOLDINGS else 0)),
                 average_price=Decimal("1234.5678"),
-                last_price=Decimal("1240.10"),
+                last_price=Decimal("1240.10") + (n if prices_move else 0),
             )
             for i in range(HOLDINGS)
         ),
@@ -121,7 +126,7 @@ async def ledger_run(
     last_in_partition: dict[int, uuid.UUID] = {}
     for n in range(per_account):
         for chunk in range(0, accounts, 1000):
-            batch = [_snapshot(a, n, start) for a in ids[chunk : chunk + 1000]]
+            batch = [bench_snapshot(a, n, start) for a in ids[chunk : chunk + 1000]]
             await bus.publish([OutgoingMessage.of(topics.HOLDINGS_SNAPSHOTS, s) for s in batch])
             last_in_partition |= {_partition(s.key): s.event_id for s in batch}
     await bus.close()

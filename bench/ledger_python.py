@@ -23,17 +23,17 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
+
+from ledger import bench_snapshot
 
 from services.ledger import ids
 from services.ledger.plan import AccountState, plan_batch
 from services.ledger.store import LedgerStore
 from services.ledger.versions import PriceMemo
-from shared.events import AssetType, Holding, HoldingSnapshot, decode_on_topic
+from shared.events import HoldingSnapshot, decode_on_topic
 
-HOLDINGS = 20
 SNAPSHOTS = 10
 BATCH = 2000
 START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -44,26 +44,14 @@ def _messages(accounts: list[uuid.UUID]) -> list[bytes]:
     messages = []
     for n, account_id in itertools.product(range(SNAPSHOTS), accounts):
         number = len(messages) + 1
-        snapshot = HoldingSnapshot(
+        snapshot = bench_snapshot(
+            account_id,
+            n,
+            START,
+            prices_move=True,
             event_id=uuid.UUID(int=10**9 + number),
             occurred_at=START + timedelta(minutes=n, seconds=1),
-            account_id=account_id,
             request_id=uuid.UUID(int=10**10 + number),
-            broker="sim",
-            taken_at=START + timedelta(minutes=n),
-            holdings=tuple(
-                Holding(
-                    symbol=f"SYM{i:02d}",
-                    exchange="NSE",
-                    isin=f"INE{i:03d}A01020",
-                    currency="INR",
-                    asset_type=AssetType.EQUITY,
-                    quantity=Decimal(100 + (n if i == n % HOLDINGS else 0)),
-                    average_price=Decimal("1234.5678"),
-                    last_price=Decimal("1240.10") + n,
-                )
-                for i in range(HOLDINGS)
-            ),
         )
         messages.append(snapshot.to_bytes())
     return messages
