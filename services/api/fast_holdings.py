@@ -91,12 +91,13 @@ class FastHoldingsRoute(GuardedRoute):
             await reads.note_token_use(connection, token, now=now)
             if token.count is not None and token.count.hits > limit:
                 return too_many_requests(token.count, now)
-            if not positions and not await reads.owns(
+            owned = bool(positions) or await reads.owns(
                 connection, owner_id=token.user_id, scope_id=scope_id, whole_portfolio=self.whole_portfolio
-            ):
-                # As the route's owned_account / owned_portfolio: nothing held, or not the caller's.
-                what = "portfolio" if self.whole_portfolio else "account"
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
+            )
+        if not owned:
+            # As the route's owned_account / owned_portfolio: nothing held, or not the caller's.
+            what = "portfolio" if self.whole_portfolio else "account"
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
         if self.whole_portfolio:
             return holdings_json.portfolio_holdings(consolidate(positions))
         return holdings_json.account_holdings(positions)

@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
@@ -104,10 +103,29 @@ class FastReads:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    def connection(self) -> Any:
-        """A pooled connection, for `async with`: the token check and the read share one checkout.
-        Waiting for one ends as SQLAlchemy's pool does (`pool_timeout`): a TimeoutError, a 503."""
-        return self._pool.acquire(timeout=_CHECKOUT_TIMEOUT_S)
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection: the token check and the read share one checkout. Waiting for one
+        ends as SQLAlchemy's pool does (`pool_timeout`): a TimeoutError, a 503. A connection an
+        error interrupted (Postgres going away mid-statement, the request cancelled) may be halfway
+        through the protocol, and the pool's release does not look (`_leave_as_is`): it is closed,
+        and the pool opens a new one when next needed, rather than given to the next request.
+
+        A connection Postgres ended while it sat in the pool (a shutdown: its last message, an error,
+        read but the socket not yet seen closed) refuses its next statement with asyncpg's
+        InternalClientError ("another operation is in progress"): that is the database going away,
+        told as one (a ConnectionError: a 503 with Retry-After, as any outage)."""
+        connection = await self._pool.acquire(timeout=_CHECKOUT_TIMEOUT_S)
+        try:
+            yield connection
+        except asyncpg.InternalClientError as error:
+            connection.terminate()
+            raise ConnectionError("the database closed the connection") from error
+        except BaseException:
+            connection.terminate()
+            raise
+        finally:
+            await self._pool.release(connection)
 
     @staticmethod
     async def read(
