@@ -2,7 +2,8 @@
 ones, and those stored before versions), or else its account's position versions valid at its time,
 priced from each instrument's price series. One statement either way.
 
-The statement picks the snapshots once (a CTE both branches read), takes each picked snapshot's
+The statement picks the snapshots once (a CTE both branches read; as of a past time, on Postgres,
+each account's by one LATERAL probe of its (account_id, taken_at) index), takes each picked snapshot's
 newest version of each instrument with a window over the account's versions up to its time (one
 index range read per snapshot, not one probe per version for a newer one), and prices each position
 with one backward probe of the instrument's price index."""
@@ -15,7 +16,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, Uuid, and_, bindparam, case, func, select, union_all
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Row,
+    Select,
+    Uuid,
+    and_,
+    bindparam,
+    case,
+    func,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -40,7 +54,7 @@ async def holdings_of(
 ) -> Holdings:
     """The holdings of the snapshot `chosen` picks for each account of `accounts` (a condition on
     `Snapshot` and `BrokerAccount`), ordered by symbol, exchange, currency and account."""
-    return (await session.execute(_holdings(chosen, accounts))).all()
+    return (await session.execute(_holdings(_picked_by(chosen, accounts)))).all()
 
 
 async def holdings_at(
@@ -62,32 +76,43 @@ async def holdings_at(
         "at": at,
     }
     connection = await session.connection()
-    return (await connection.execute(holdings_at_statement(whole_portfolio, at is not None), values)).all()
+    lateral = connection.dialect.name == "postgresql"
+    statement = holdings_at_statement(whole_portfolio, at is not None, lateral=lateral)
+    return (await connection.execute(statement, values)).all()
 
 
 @functools.cache
-def holdings_at_statement(whole_portfolio: bool, past: bool) -> Select[*tuple[Any, ...]]:
-    """What `holdings_at` runs, with bind parameters owner_id, scope_id and (`past`) at."""
-    return holdings_of_owner(whole_portfolio, past, bindparam("owner_id", type_=Uuid()))
+def holdings_at_statement(whole_portfolio: bool, past: bool, *, lateral: bool) -> Select[*tuple[Any, ...]]:
+    """What `holdings_at` runs, with bind parameters owner_id, scope_id and (`past`) at; `lateral`
+    on Postgres (SQLite has no LATERAL: its past snapshot is picked by a correlated subquery)."""
+    owner = bindparam("owner_id", type_=Uuid())
+    return _holdings(_picked(whole_portfolio, past, owner, lateral=lateral))
 
 
 def holdings_of_owner(
     whole_portfolio: bool, past: bool, owner: ColumnElement[Any]
 ) -> Select[*tuple[Any, ...]]:
-    """`holdings_at_statement` for the owner `owner` says (a bind parameter, or the fast reads' token
-    check: storage_callers.token_check_and_holdings), with bind parameters scope_id and (`past`) at."""
+    """`holdings_at_statement` on Postgres for the owner `owner` says (a bind parameter, or the fast
+    reads' token check: storage_callers.token_check_and_holdings), with bind parameters scope_id and
+    (`past`) at."""
+    return _holdings(_picked(whole_portfolio, past, owner, lateral=True))
+
+
+def _picked(whole_portfolio: bool, past: bool, owner: ColumnElement[Any], *, lateral: bool) -> CTE:
+    """The snapshot of each account of the scope that `owner` owns: its current one, or (`past`) its
+    newest valid one taken at or before `at`."""
     scope = BrokerAccount.portfolio_id if whole_portfolio else BrokerAccount.id
     owned = BrokerAccount.portfolio_id.in_(select(Portfolio.id).where(Portfolio.user_id == owner))
     accounts = and_(scope == bindparam("scope_id", type_=Uuid()), owned)
     if not past:
-        return _holdings(Snapshot.id == BrokerAccount.current_snapshot_id, accounts)
+        return _picked_by(Snapshot.id == BrokerAccount.current_snapshot_id, accounts)
     at = bindparam("at", type_=UtcDateTime())
     # The newest valid snapshot taken at or before `at` (late ones count; held and dismissed ones
     # never were the account's positions). Exactly one: a late snapshot may share its taken_at with
     # an applied one, and the applied one is what the account showed.
     candidate = aliased(Snapshot)
     newest = (
-        select(candidate.id)
+        select(candidate.id, candidate.taken_at, candidate.holdings_kept)
         .where(
             candidate.account_id == BrokerAccount.id,
             candidate.status.in_(SnapshotStatus.VALID),
@@ -99,19 +124,34 @@ def holdings_of_owner(
             candidate.id.desc(),
         )
         .limit(1)
-        .scalar_subquery()
     )
-    return _holdings(Snapshot.id == newest, accounts)
+    if not lateral:
+        return _picked_by(Snapshot.id == newest.with_only_columns(candidate.id).scalar_subquery(), accounts)
+    # Read where the probe of the account's (account_id, taken_at) index finds it, not looked up
+    # again by id; and one probe per account, where a join on the subquery's id may hash every
+    # snapshot of the table instead (Postgres's choice on a small one).
+    found = newest.lateral("newest")
+    return (
+        select(BrokerAccount.id.label("account_id"), found.c.id, found.c.taken_at, found.c.holdings_kept)
+        .join(found, true())
+        .where(accounts)
+        .cte("picked")
+    )
 
 
-def _holdings(chosen: ColumnElement[bool], accounts: ColumnElement[bool]) -> Select[*tuple[Any, ...]]:
-    picked = (
+def _picked_by(chosen: ColumnElement[bool], accounts: ColumnElement[bool]) -> CTE:
+    return (
         select(BrokerAccount.id.label("account_id"), Snapshot.id, Snapshot.taken_at, Snapshot.holdings_kept)
         .select_from(BrokerAccount)
         .join(Snapshot, chosen)
         .where(accounts)
         .cte("picked")
     )
+
+
+def _holdings(picked: CTE) -> Select[*tuple[Any, ...]]:
+    """The holdings of each `picked` snapshot (columns account_id, id, taken_at, holdings_kept),
+    ordered by symbol, exchange, currency and account."""
     h = SnapshotHolding
     kept = (
         select(picked.c.account_id, h.symbol, h.exchange, h.isin, h.currency, h.asset_type)

@@ -24,7 +24,9 @@ def _argument_after(statement: CompiledStatement, arguments: list[object], sql_b
 
 
 def test_given_values_and_constants_land_on_their_placeholders() -> None:
-    statement = CompiledStatement(holdings_at_statement(True, True), ["owner_id", "scope_id", "at"])
+    statement = CompiledStatement(
+        holdings_at_statement(True, True, lateral=True), ["owner_id", "scope_id", "at"]
+    )
     owner, portfolio, at = uuid.uuid4(), uuid.uuid4(), datetime(2026, 5, 4, 12, tzinfo=UTC)
     arguments = statement.arguments({"owner_id": owner, "scope_id": portfolio, "at": at})
     assert len(arguments) == len(set(re.findall(r"\$(\d+)", statement.sql)))
