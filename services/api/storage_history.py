@@ -133,6 +133,7 @@ def _picked(whole_portfolio: bool, past: bool, owner: ColumnElement[Any], *, lat
     found = newest.lateral("newest")
     return (
         select(BrokerAccount.id.label("account_id"), found.c.id, found.c.taken_at, found.c.holdings_kept)
+        .select_from(BrokerAccount)
         .join(found, true())
         .where(accounts)
         .cte("picked")
