@@ -34,7 +34,6 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from services.api import storage_limits
-from services.api.consolidation import Position
 from services.api.storage_callers import token_check_and_holdings
 from services.api.storage_history import owned_scope
 from services.api.storage_limits import WindowCount
@@ -137,23 +136,22 @@ class FastReads:
         scope_id: uuid.UUID,
         at: datetime | None,
         whole_portfolio: bool,
-    ) -> tuple[TokenCheck, list[Position]] | None:
+    ) -> tuple[TokenCheck, str] | None:
         """storage_callers.authenticate for a read, without ORM objects (the live token's user and
-        this request counted in its `window`, if given), and, in the same round trip, what
-        storage.account_positions (or portfolio_positions, `whole_portfolio`) would give that user
-        for `scope_id` now or as of `at`; None for no live token."""
+        this request counted in its `window`, if given), and, in the same round trip, the response
+        body (JSON text, built by Postgres) that the route would give for what
+        storage.account_positions (or portfolio_positions, `whole_portfolio`) would read for that
+        user for `scope_id` now or as of `at`: `[]` when nothing is held; None for no live token."""
         values: dict[str, object] = {"token_hash": token_hash, "now": now, "scope_id": scope_id, "at": at}
         if window is not None:
             values["window_start"] = storage_limits.window_start(now, window)
         statement = _token_check_and_holdings(window is not None, whole_portfolio, at is not None)
-        rows = await connection.fetch(statement.sql, *statement.arguments(values))
-        if not rows:
+        row = await connection.fetchrow(statement.sql, *statement.arguments(values))
+        if row is None:
             return None
-        user_id, token_id, last_used_at, hits, counted_start = rows[0][:5]
+        user_id, token_id, last_used_at, hits, counted_start, body = row
         count = None if hits is None or window is None else WindowCount(hits, counted_start + window)
-        # One row with the positions' columns NULL when there are none (account_id is never NULL).
-        positions = [Position(*row[5:]) for row in rows] if rows[0][5] is not None else []
-        return TokenCheck(user_id, token_id, last_used_at, count), positions
+        return TokenCheck(user_id, token_id, last_used_at, count), body
 
     @staticmethod
     async def note_token_use(connection: asyncpg.Connection, token: TokenCheck, *, now: datetime) -> None:
