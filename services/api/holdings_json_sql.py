@@ -7,9 +7,9 @@ alone cost the API 1.4 ms of CPU, and the text costs Postgres less than that.
 How each piece matches its Python twin (tests/integration/test_api_fast_reads_on_postgres.py
 compares the bytes):
 - numbers: `trim_scale(x)::text` is schemas.decimal_text (plain notation, no trailing zeros, "0");
-  sums and products are exact on both sides (exact_decimals.py);
+  sums and products are exact on both sides (shared.numeric.EXACT in Python);
 - the weighted average price: the exact quotient rounded half-even to 8 places, as
-  exact_decimals.rounded_quotient (by hand: Postgres's round() rounds half away from zero);
+  consolidation.rounded_quotient (by hand: Postgres's round() rounds half away from zero);
 - strings: `to_json` escapes as the json module with ensure_ascii=False (", \\ and control
   characters only; \\b \\f \\n \\r \\t short, others \\u00xx);
 - times: pydantic's AwareDatetime in JSON: UTC, "Z", microseconds only when not whole seconds;
@@ -40,7 +40,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 
-_PRICE_PLACES = 8  # as consolidation.py's average
+from services.api.consolidation import PRICE_PLACES
+
 NOTHING_HELD = "[]"
 
 Field = tuple[str, str, ColumnElement[Any]]
@@ -96,7 +97,7 @@ def portfolio_holdings(held: Subquery) -> Select[str]:
     )
     c = lines.c
     average = case(
-        (c.weight == _number_constant(0), null()), else_=_rounded_quotient(c.cost, c.weight, _PRICE_PLACES)
+        (c.weight == _number_constant(0), null()), else_=_rounded_quotient(c.cost, c.weight, PRICE_PLACES)
     )
     line = _object(
         _string("symbol", c.symbol),

@@ -22,8 +22,8 @@ from pydantic import (
 )
 
 from services.api.consolidation import market_value
-from services.api.exact_decimals import EXACT
 from services.api.input_types import NO_CONTROL_CHARACTERS
+from shared.numeric import EXACT
 from shared.statements import STATEMENT_BROKER, StatementFormat
 
 BROKER_CODE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
