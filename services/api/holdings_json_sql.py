@@ -140,14 +140,11 @@ def _number(key: str, value: ColumnElement[Any]) -> Field:
 
 
 def _time(key: str, moment: ColumnElement[Any]) -> Field:
-    """A time (never null) as pydantic's AwareDatetime is written in JSON."""
+    """A time (never null) as pydantic's AwareDatetime is written in JSON: in UTC, with "Z", its
+    microseconds only when it has any."""
     utc = func.timezone(_text("UTC"), moment)
-    to_the_second = 'YYYY-MM-DD"T"HH24:MI:SS'
-    written = case(
-        (func.date_trunc(_text("second"), utc) == utc, func.to_char(utc, _text(to_the_second + '"Z"'))),
-        else_=func.to_char(utc, _text(to_the_second + '.US"Z"')),
-    )
-    return key, '"%s"', written
+    written = func.to_char(utc, _text('YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+    return key, '"%s"', func.replace(written, _text(".000000Z"), _text("Z"))
 
 
 def _first(
