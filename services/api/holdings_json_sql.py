@@ -43,6 +43,9 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from services.api.consolidation import PRICE_PLACES
 
 NOTHING_HELD = "[]"
+_NULL: ColumnElement[Any] = literal_column(
+    "'null'"
+)  # untyped: JSON's null as a json value or as text, as needed
 
 Field = tuple[str, str, ColumnElement[Any]]
 """A JSON object's member: its key, how its value sits in the object's `format()` template
@@ -130,13 +133,13 @@ def _object(*fields: Field) -> ColumnElement[str]:
 
 def _string(key: str, column: ColumnElement[Any]) -> Field:
     """A string, or null."""
-    return key, "%s", func.coalesce(func.to_json(column), literal_column("'null'"))
+    return key, "%s", func.coalesce(func.to_json(column), _NULL)
 
 
 def _number(key: str, value: ColumnElement[Any]) -> Field:
     """A decimal as schemas.DecimalText gives it (a string), or null."""
     text = _text('"').concat(func.trim_scale(value)).concat(_text('"'))
-    return key, "%s", func.coalesce(text, literal_column("'null'"))
+    return key, "%s", func.coalesce(text, _NULL)
 
 
 def _time(key: str, moment: ColumnElement[Any]) -> Field:
