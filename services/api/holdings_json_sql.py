@@ -59,13 +59,13 @@ def account_holdings(held: Subquery) -> Select[str]:
     line = _object(
         _string("symbol", h.symbol),
         _string("exchange", h.exchange),
-        _string("isin", h.isin),
+        _optional_string("isin", h.isin),
         _string("currency", h.currency),
         _string("asset_type", h.asset_type),
         _number("quantity", h.quantity),
         _number("average_price", h.average_price),
-        _number("last_price", h.last_price),
-        _number("market_value", h.quantity * h.last_price),
+        _optional_number("last_price", h.last_price),
+        _optional_number("market_value", h.quantity * h.last_price),
         _time("as_of", h.taken_at),
     )
     return select(_array(line, h.symbol, h.exchange, h.currency, h.account_id)).select_from(held)
@@ -106,12 +106,12 @@ def portfolio_holdings(held: Subquery) -> Select[str]:
         _string("symbol", c.symbol),
         _string("exchange", c.exchange),
         _string("currency", c.currency),
-        _string("isin", c.isin),
+        _optional_string("isin", c.isin),
         _string("asset_type", c.asset_type),
         _number("quantity", c.quantity),
-        _number("average_price", average),
-        _number("last_price", c.last_price),
-        _number("market_value", c.quantity * c.last_price),
+        _optional_number("average_price", average),
+        _optional_number("last_price", c.last_price),
+        _optional_number("market_value", c.quantity * c.last_price),
         ("accounts", "[%s]", c.accounts),
     )
     in_code_points = [collate(column, "C") for column in (c.symbol, c.exchange, c.currency)]
@@ -132,12 +132,19 @@ def _object(*fields: Field) -> ColumnElement[str]:
 
 
 def _string(key: str, column: ColumnElement[Any]) -> Field:
-    """A string, or null."""
+    return key, "%s", func.to_json(column)
+
+
+def _optional_string(key: str, column: ColumnElement[Any]) -> Field:
     return key, "%s", func.coalesce(func.to_json(column), _NULL)
 
 
 def _number(key: str, value: ColumnElement[Any]) -> Field:
-    """A decimal as schemas.DecimalText gives it (a string), or null."""
+    """A decimal (never null) as schemas.DecimalText gives it, a string."""
+    return key, '"%s"', func.trim_scale(value)
+
+
+def _optional_number(key: str, value: ColumnElement[Any]) -> Field:
     text = _text('"').concat(func.trim_scale(value)).concat(_text('"'))
     return key, "%s", func.coalesce(text, _NULL)
 
