@@ -14,7 +14,7 @@ above it per request. One round trip rather than two (the check, then the read):
 round trip to Postgres costs the API about a fifth of a millisecond of CPU (socket write and wake-up),
 half what /healthz costs in all. Then the rows: for a portfolio's 200 positions, decoding them cost
 the API 1.4 ms of CPU and building the body from them (Position tuples, consolidation, decimal_text,
-the JSON encoder) 4 ms more; Postgres builds the same bytes for about 1 ms of its own CPU.
+the JSON encoder) 3 to 4 ms more; Postgres builds the same bytes for 0.3 to 1 ms more of its own CPU.
 
 Only on Postgres (`open_fast_reads`); SQLite (tests, the embedded demo) keeps the SQLAlchemy path,
 where holdings_json.py builds the body from positions, and tests/integration/
