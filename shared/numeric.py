@@ -11,7 +11,7 @@ settles a whole snapshot; only when it does not is each value counted exactly.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import MAX_PREC, Context, Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from itertools import chain
 from operator import attrgetter
 from typing import Any
@@ -22,7 +22,10 @@ WHOLE_DIGITS = MAX_DIGITS - DECIMAL_PLACES
 # A value written in at most 20 characters without an exponent has at most 20 digits, and as a digit
 # and the point come before its decimals, at most 18 of those.
 _SURELY_FITS = 20
-_EXACT = Context(prec=MAX_PREC)  # normalizing only drops trailing zeros; it never rounds
+EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+"""The decimal module's recipe for unrounded arithmetic: sums, differences and products (of two
+stored amounts, up to 76 digits; the default context keeps 28) are exact, and `normalize` only drops
+trailing zeros. Never for a division, whose exact result may have no end."""
 
 
 def check_fit(items: Sequence[Any], names: tuple[str, str, *tuple[str, ...]], *, field: str = "") -> None:
@@ -47,7 +50,7 @@ def precision_problem(value: Decimal) -> str | None:
     fails it both as written and normalized (so trailing zeros do not count against it)."""
     if not value.is_finite():
         return "is not a finite number"
-    written, normalized = _counts(value), _counts(value.normalize(_EXACT))
+    written, normalized = _counts(value), _counts(value.normalize(EXACT))
     if min(written[0], normalized[0]) > MAX_DIGITS:
         return f"has more than {MAX_DIGITS} digits"
     if min(written[1], normalized[1]) > DECIMAL_PLACES:

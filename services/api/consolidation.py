@@ -8,11 +8,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import NamedTuple
 
+from shared.numeric import EXACT
+
 # Prices are stored with 8 decimal places; a derived average keeps the same scale.
-_PRICE_SCALE = Decimal("0.00000001")
+PRICE_PLACES = 8
 _ZERO = Decimal(0)
 
 
@@ -52,11 +54,13 @@ class ConsolidatedHolding(NamedTuple):
 
 
 def market_value(quantity: Decimal, last_price: Decimal | None) -> Decimal | None:
-    return None if last_price is None else quantity * last_price
+    return None if last_price is None else EXACT.multiply(quantity, last_price)
 
 
 def consolidate(positions: Iterable[Position]) -> list[ConsolidatedHolding]:
-    """Group by (symbol, exchange, currency): the same instrument in another currency is another line."""
+    """Group by (symbol, exchange, currency): the same instrument in another currency is another line.
+    Sums and products are exact (shared.numeric.EXACT), as Postgres's are: the fast reads build the
+    same lines in Postgres (holdings_json_sql.py)."""
     groups: dict[tuple[str, str, str], list[Position]] = {}
     for position in positions:
         key = (position.symbol, position.exchange, position.currency)
@@ -65,7 +69,8 @@ def consolidate(positions: Iterable[Position]) -> list[ConsolidatedHolding]:
             groups[key] = [position]
         else:
             group.append(position)
-    return [_holding(key, groups[key]) for key in sorted(groups)]
+    with localcontext(EXACT):
+        return [_holding(key, groups[key]) for key in sorted(groups)]
 
 
 def _holding(key: tuple[str, str, str], group: list[Position]) -> ConsolidatedHolding:
@@ -87,7 +92,7 @@ def _holding(key: tuple[str, str, str], group: list[Position]) -> ConsolidatedHo
             quoted = p
     last_price = None if quoted is None else quoted.last_price
     # Average cost weighted by absolute size, so a short in one account cannot flip its sign.
-    average_price = (cost / weight).quantize(_PRICE_SCALE) if weight else None
+    average_price = rounded_quotient(cost, weight, PRICE_PLACES) if weight else None
     asset_type = group[0].asset_type  # the first listed, before the shares are put in account order
     if len(group) > 1:
         group = sorted(group, key=_by_account)
@@ -103,6 +108,23 @@ def _holding(key: tuple[str, str, str], group: list[Position]) -> ConsolidatedHo
         market_value(quantity, last_price),
         tuple(AccountShare(p.account_id, p.quantity, p.average_price, p.as_of) for p in group),
     )
+
+
+def rounded_quotient(numerator: Decimal, denominator: Decimal, places: int) -> Decimal:
+    """`numerator / denominator` rounded half-even to `places` decimal places from the exact
+    quotient, not from one first rounded to a context's precision (as `(a / b).quantize(..)`
+    would), with exponent `-places` as quantize gives. The denominator is not zero."""
+    top, top_scale = numerator.as_integer_ratio()
+    bottom, bottom_scale = denominator.as_integer_ratio()
+    # The quotient times 10**places as the fraction top / bottom, with bottom > 0.
+    top *= bottom_scale * 10**places
+    bottom *= top_scale
+    if bottom < 0:
+        top, bottom = -top, -bottom
+    quotient, remainder = divmod(top, bottom)  # floored: 0 <= remainder < bottom
+    if 2 * remainder > bottom or (2 * remainder == bottom and quotient % 2):
+        quotient += 1
+    return Decimal(quotient).scaleb(-places, EXACT)
 
 
 def _by_account(position: Position) -> uuid.UUID:

@@ -19,8 +19,6 @@ from typing import Any
 from fastapi import HTTPException, Request, Response, status
 from pydantic import TypeAdapter, ValidationError
 
-from services.api import holdings_json
-from services.api.consolidation import consolidate
 from services.api.deps import api_context
 from services.api.fast_reads import FastReads
 from services.api.guard import (
@@ -31,6 +29,7 @@ from services.api.guard import (
     missing_token,
     too_many_requests,
 )
+from services.api.holdings_json_sql import NOTHING_HELD
 from services.api.input_types import Timestamp
 from services.api.storage_users import secret_hash
 from shared.events import utc_now
@@ -87,17 +86,15 @@ class FastHoldingsRoute(GuardedRoute):
             )
             if found is None:
                 return invalid_token()
-            token, positions = found
+            token, body = found
             await reads.note_token_use(connection, token, now=now)
             if token.count is not None and token.count.hits > limit:
                 return too_many_requests(token.count, now)
-            owned = bool(positions) or await reads.owns(
+            owned = body != NOTHING_HELD or await reads.owns(
                 connection, owner_id=token.user_id, scope_id=scope_id, whole_portfolio=self.whole_portfolio
             )
         if not owned:
             # As the route's owned_account / owned_portfolio: nothing held, or not the caller's.
             what = "portfolio" if self.whole_portfolio else "account"
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
-        if self.whole_portfolio:
-            return holdings_json.portfolio_holdings(consolidate(positions))
-        return holdings_json.account_holdings(positions)
+        return Response(body.encode(), media_type="application/json")

@@ -6,6 +6,9 @@ its JSON, most of the request's CPU. Here a line is a dict of strings, encoded b
 of `json` with the separators and escaping of pydantic's (tests/unit/api/test_api_holdings_json.py
 pins the equality). Times and ids repeat across a response's lines (an account's positions share
 its snapshot time), so each distinct one is formatted once per response, by pydantic itself.
+
+The routes' path: on SQLite, and on Postgres for what the fast path leaves to the declared route;
+the fast path gets the same bytes from Postgres itself (holdings_json_sql.py).
 """
 
 from __future__ import annotations

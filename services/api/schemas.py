@@ -23,6 +23,7 @@ from pydantic import (
 
 from services.api.consolidation import market_value
 from services.api.input_types import NO_CONTROL_CHARACTERS
+from shared.numeric import EXACT
 from shared.statements import STATEMENT_BROKER, StatementFormat
 
 BROKER_CODE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
@@ -35,12 +36,13 @@ _EMAIL = re.compile(rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$")
 
 
 def decimal_text(value: Decimal) -> str:
-    """Plain notation ("100", not "1E+2"), without trailing zeros: `format(value.normalize(), "f")`
-    ("0" for any zero), from `str(value)` when that is plain already (stored amounts are): a few
-    hundred of these make a portfolio's holdings, and trimming text is 4x faster than normalize."""
+    """Plain notation ("100", not "1E+2"), without trailing zeros, every digit kept:
+    `format(value.normalize(EXACT), "f")` ("0" for any zero), from `str(value)` when that is plain
+    already (stored amounts are): a few hundred of these make a portfolio's holdings, and trimming
+    text is 4x faster than normalize."""
     text = str(value)
     if "E" in text:
-        return "0" if value.is_zero() else format(value.normalize(), "f")
+        return "0" if value.is_zero() else format(value.normalize(EXACT), "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text == "-0" else text

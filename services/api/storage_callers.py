@@ -14,7 +14,7 @@ from sqlalchemy import CTE, Select, String, bindparam, cast, literal, null, or_,
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.api import storage_limits, storage_users
+from services.api import holdings_json_sql, storage_limits, storage_users
 from services.api.storage_history import holdings_of_owner
 from services.api.storage_limits import WindowCount
 from services.api.storage_users import Caller
@@ -81,21 +81,17 @@ def _counting_lookup(writes: bool) -> Any:
 def token_check_and_holdings(counted: bool, whole_portfolio: bool, past: bool) -> Select[*tuple[Any, ...]]:
     """`_counting_lookup` for a read (`counted`; without, the live token alone) as plain columns (the
     user's id, the token's id and last use, the hits and window counted, NULL when not), and, in the
-    same statement, the holdings that `holdings_at` would read for the token's user
-    (storage_history.holdings_of_owner; bind parameters scope_id and, `past`, at): one round trip for
-    a holdings read. A row per position, each with the token check's five columns first; one row
-    with the positions' columns NULL when there are none; no row for no live token. A request over
-    its rate limit still reads the positions (then refused: it is counted). For the fast reads."""
+    same statement, the response to the read of the holdings that `holdings_at` would read for the
+    token's user (storage_history.holdings_of_owner; bind parameters scope_id and, `past`, at): the
+    JSON text built by Postgres (holdings_json_sql.py), `[]` for none. One round trip for a holdings
+    read; one row, none for no live token. A request over its rate limit still reads the holdings
+    (then refused: it is counted). For the fast reads."""
     live = _live_token()
     owner = select(ApiToken.user_id).join(live, live.c.token_id == ApiToken.id).scalar_subquery()
     held = holdings_of_owner(whole_portfolio, past, owner).subquery("held")
-    h = held.c
-    return (
-        _read_token_check(live, counted)
-        .add_columns(*held.c)
-        .outerjoin(held, true())
-        .order_by(h.symbol, h.exchange, h.currency, h.account_id)
-    )
+    response = holdings_json_sql.portfolio_holdings if whole_portfolio else holdings_json_sql.account_holdings
+    body = response(held).subquery("body")
+    return _read_token_check(live, counted).add_columns(*body.c).join(body, true())
 
 
 def _read_token_check(live: CTE, counted: bool) -> Select[*tuple[Any, ...]]:

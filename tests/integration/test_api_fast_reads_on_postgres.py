@@ -11,14 +11,15 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.api import ApiResources, create_app
@@ -28,8 +29,9 @@ from services.ledger.handlers import Ledger
 from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
 from shared.db.engine import create_engine
-from shared.db.tables import ApiToken
+from shared.db.tables import ApiToken, BrokerAccount, Snapshot, SnapshotHolding, SnapshotStatus
 from shared.events import utc_now
+from shared.numeric import EXACT
 from shared.settings import Settings
 from tests.unit.api.conftest import BROKER, Headers
 from tests.unit.api.ledger_feed import at, holding, snapshot
@@ -185,6 +187,132 @@ async def test_holdings_now_and_as_of_are_the_same_bytes(paths: TwoPaths, ledger
     await paths.same(
         f"/v1/portfolios/{portfolio}/holdings", {"Authorization": f"Bearer {read['token']}"}, 200
     )
+
+
+BIG = "99999999999999999999.999999999999999999"  # NUMERIC(38, 18)'s largest
+LONG = "12345678901234567890.123456789012345678"
+
+
+def _line(
+    symbol: str, quantity: str, average_price: str, last_price: str | None, **more: Any
+) -> dict[str, Any]:
+    return {
+        "symbol": symbol,
+        "exchange": "NSE",
+        "isin": None,
+        "currency": "INR",
+        "asset_type": "equity",
+        "quantity": Decimal(quantity),
+        "average_price": Decimal(average_price),
+        "last_price": None if last_price is None else Decimal(last_price),
+    } | more
+
+
+async def _current_snapshot(
+    engine: AsyncEngine, account_id: str, taken_at: datetime, lines: list[dict[str, Any]]
+) -> None:
+    """A snapshot keeping its own holdings, made the account's current one, written as is: values
+    the ledger's events would refuse (a negative average price) and quotes the instrument's price
+    series would make equal (two accounts' snapshots at one time quoting different prices)."""
+    snapshot_id = uuid.uuid4()
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(Snapshot).values(
+                id=snapshot_id,
+                account_id=uuid.UUID(account_id),
+                request_id=uuid.uuid4(),
+                taken_at=taken_at,
+                received_at=taken_at,
+                holdings_count=len(lines),
+                status=SnapshotStatus.APPLIED,
+                holdings_kept=True,
+            )
+        )
+        await connection.execute(
+            insert(SnapshotHolding), [{"snapshot_id": snapshot_id} | line for line in lines]
+        )
+        await connection.execute(
+            update(BrokerAccount)
+            .where(BrokerAccount.id == uuid.UUID(account_id))
+            .values(current_snapshot_id=snapshot_id)
+        )
+
+
+async def test_edge_values_are_the_same_bytes(paths: TwoPaths, engine: AsyncEngine) -> None:
+    """Digits beyond Python's default 28, ties of the weighted average's rounding, escaped text,
+    times with and without microseconds, the order of lines and shares and the first of each."""
+    alice = await _sign_up(paths)
+    portfolio = (await _created(paths, "/v1/portfolios", alice, {"name": "Edges"}))["id"]
+    one, two, three = [
+        (
+            await _created(
+                paths, f"/v1/portfolios/{portfolio}/accounts", alice, {"broker": BROKER, "label": n}
+            )
+        )["id"]
+        for n in ("one", "two", "three")
+    ]
+    fresh = at(1) + timedelta(microseconds=120000)
+    await _current_snapshot(
+        engine,
+        one,
+        fresh,
+        [
+            _line('Q"UOTE\\', LONG, BIG, BIG, exchange="Börse", currency="€UR", isin="日本"),
+            _line("TAB\tNL\n\x01\x1f\x7f\u2028é", "0", "0", "0", isin=""),
+            _line("TINY", "0.000000000000000001", "0.000000123456789012", "0.000000000000000001"),
+            _line("NEG", f"-{LONG}", BIG, BIG),
+            _line("TIE", "1", "0.00000001", "5", isin=""),
+            _line("TIE2", "1", "0.00000003", None),
+            _line("SHORT", "-3", "-2.5", "-0.1"),
+            _line("NEGTIE", "1", "-0.00000002", None),
+            _line("b", "1", "1", "1"),
+            _line("B", "1", "1", "1"),
+            _line("É", "1", "1", "1"),
+            _line("a", "1", "1", "1", exchange=""),
+        ],
+    )
+    await _current_snapshot(
+        engine,
+        two,
+        fresh,
+        [
+            _line('Q"UOTE\\', LONG, "0.000000000000000001", "1", exchange="Börse", currency="€UR"),
+            _line("NEG", f"-{LONG}", LONG, None),
+            _line("TIE", "-1", "0.00000002", "6", isin="INE000000001", asset_type="bond"),
+            _line("TIE2", "-1", "0.00000002", "1"),
+            _line("SHORT", "1", "-1", "-0.3"),
+            _line("NEGTIE", "-1", "-0.00000003", None),
+            _line("a", "2", "3", "4", exchange="", asset_type="etf"),
+        ],
+    )
+    await _current_snapshot(
+        engine,
+        three,
+        at(1),
+        [
+            _line("TIE", "1", "0.00000001", "7", isin="INE000000002"),
+            _line("TIE2", "1", "0.00000001", "5", currency="USD"),  # another line
+        ],
+    )
+    for moment in ("", "?as_of=2026-05-04T12:00:00Z"):
+        for account in (one, two, three):
+            await paths.same(f"/v1/accounts/{account}/holdings{moment}", alice, 200)
+        lines = (await paths.same(f"/v1/portfolios/{portfolio}/holdings{moment}", alice, 200)).json()
+    by_key = {(line["symbol"], line["currency"]): line for line in lines}
+    tie = by_key["TIE", "INR"]
+    # Weight 3, cost 0.00000004: 0.0000000133.. (no tie); the price of the fresher snapshots, the
+    # first account's of the two; the first non-empty ISIN of the accounts in order.
+    assert tie["average_price"] == "0.00000001"
+    assert tie["last_price"] == ("5" if uuid.UUID(one) < uuid.UUID(two) else "6")
+    isins = {uuid.UUID(one): None, uuid.UUID(two): "INE000000001", uuid.UUID(three): "INE000000002"}
+    first_isin = [isins[account] for account in sorted(isins) if isins[account]]
+    assert tie["isin"] == first_isin[0]
+    # Ties: to the even neighbour (Postgres's round() would give 0.00000003 and -0.00000003).
+    assert by_key["TIE2", "INR"]["average_price"] == "0.00000002"
+    assert by_key["NEGTIE", "INR"]["average_price"] == "-0.00000002"
+    assert [line["symbol"] for line in lines] == sorted(line["symbol"] for line in lines)
+    assert by_key["NEG", "INR"]["quantity"] == f"-{EXACT.multiply(Decimal(LONG), 2)}"
+    assert len(by_key["NEG", "INR"]["market_value"]) > 60  # every digit of a 76-digit product
 
 
 async def test_refused_tokens_are_the_same_answers(paths: TwoPaths, engine: AsyncEngine) -> None:

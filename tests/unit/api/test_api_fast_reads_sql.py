@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import bindparam, literal, select
 
 from services.api.fast_reads import CompiledStatement, _token_check_and_holdings
+from services.api.storage_callers import token_check_and_holdings
 from services.api.storage_history import holdings_at_statement
 from shared.db.tables import Portfolio, SnapshotStatus
 
@@ -68,3 +69,14 @@ def test_the_token_check_and_the_holdings_are_one_statement_with_each_value_in_p
     # The holdings' owner is the token's user, not a value given: no owner_id to give.
     assert "portfolios.user_id = (SELECT api_tokens.user_id" in statement.sql
     assert statement.sql.startswith("WITH caller AS")
+
+
+@pytest.mark.parametrize("whole_portfolio", [False, True])
+def test_the_holdings_come_back_as_one_body_column_after_the_token_check(whole_portfolio: bool) -> None:
+    statement = token_check_and_holdings(True, whole_portfolio, False)
+
+    assert [column.key for column in statement.selected_columns][5:] == ["body"]
+    assert len(statement.selected_columns) == 6
+    # A portfolio's lines in Python's (code-point) order, whatever the database's collation.
+    compiled = _token_check_and_holdings(True, whole_portfolio, False).sql
+    assert ('line.symbol COLLATE "C"' in compiled) is whole_portfolio

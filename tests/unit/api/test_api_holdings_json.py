@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 from services.api import holdings_json
 from services.api.consolidation import Position, consolidate
 from services.api.schemas import ConsolidatedHoldingOut, PositionOut, decimal_text
+from shared.numeric import EXACT
 
 FIRST = uuid.UUID("00000000-0000-4000-8000-000000000001")
 SECOND = uuid.UUID("ffffffff-0000-4000-8000-000000000002")
@@ -113,13 +114,21 @@ def test_the_response_is_json() -> None:
 
 def _plain(value: Decimal) -> str:
     """The rule decimal_text follows, spelt the slow way."""
-    return "0" if value.is_zero() else format(value.normalize(), "f")
+    return "0" if value.is_zero() else format(value.normalize(EXACT), "f")
 
 
 def test_decimal_text_is_plain_notation_without_trailing_zeros() -> None:
     rng = random.Random(13)
     values = [Decimal(t) for t in ("0", "-0", "0E-8", "-0.00", "1E+2", "1E-7", "100.00000000", "-5.50")]
     values += [Decimal(rng.randint(-(10**20), 10**20)).scaleb(-rng.randint(-4, 12)) for _ in range(5000)]
-    values += [a * b for a, b in zip(values[8:100], values[100:192], strict=True)]
+    values += [EXACT.multiply(a, b) for a, b in zip(values[8:100], values[100:192], strict=True)]
 
     assert [decimal_text(v) for v in values] == [_plain(v) for v in values]
+
+
+def test_decimal_text_keeps_every_digit() -> None:
+    product = EXACT.multiply(Decimal("0.000000123456789012345678"), Decimal("0.123456789012345678"))
+    big = EXACT.multiply(Decimal("1E+20"), Decimal("12345678901234567890.123456789012345678"))
+
+    assert decimal_text(product) == "0.000000015241578753238836527968299765279684"
+    assert decimal_text(big) == "1234567890123456789012345678901234567800"
