@@ -10,7 +10,7 @@ settles a whole snapshot; only when it does not is each value counted exactly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from itertools import chain
 from operator import attrgetter
@@ -28,18 +28,34 @@ stored amounts, up to 76 digits; the default context keeps 28) are exact, and `n
 trailing zeros. Never for a division, whose exact result may have no end."""
 
 
-def check_fit(items: Sequence[Any], names: tuple[str, str, *tuple[str, ...]], *, field: str = "") -> None:
+def check_fit(
+    items: Sequence[Any],
+    names: tuple[str, str, *tuple[str, ...]],
+    *,
+    field: str = "",
+    at_least_zero: Collection[str] = (),
+) -> None:
     """Raise ValueError naming the first of `items`' decimal attributes `names` (None allowed) that
-    does not fit: `<field>.<index>.<name>`, or just `<name>` without a field."""
+    does not fit, is not finite, or (of those named in `at_least_zero`) is below zero:
+    `<field>.<index>.<name>`, or just `<name>` without a field."""
     if not items:
         return
     texts = list(map(str, chain.from_iterable(map(attrgetter(*names), items))))
-    if max(map(len, texts)) <= _SURELY_FITS and "E" not in "".join(texts):
+    joined = "".join(texts)
+    if (
+        max(map(len, texts)) <= _SURELY_FITS
+        and "E" not in joined  # an exponent: counted exactly
+        and "a" not in joined  # NaN, sNaN (None has no "a")
+        and "I" not in joined  # Infinity
+        and not (at_least_zero and "-" in joined)
+    ):
         return
     for index, item in enumerate(items):
         for name in names:
             value = getattr(item, name)
             problem = None if value is None else precision_problem(value)
+            if problem is None and value is not None and name in at_least_zero and value < 0:
+                problem = "should be greater than or equal to 0"
             if problem:
                 where = f"{field}.{index}.{name}" if field else name
                 raise ValueError(f"{where}: {value} {problem}")

@@ -138,3 +138,36 @@ def test_changes_announced_are_checked_when_decoded() -> None:
     raw = changed.to_bytes().replace(b'"quantity":"1"', b'"quantity":"1e-20"')
     with pytest.raises(EventDecodeError, match=re.escape("changes.0.quantity: 1E-20 has more than 18")):
         decode_event(HoldingsChanged, raw)
+
+
+@pytest.mark.parametrize(
+    ("holding", "reason"),
+    [
+        ({"quantity": "NaN"}, "holdings.1.quantity: NaN is not a finite number"),
+        ({"quantity": "-Infinity"}, "holdings.1.quantity: -Infinity is not a finite number"),
+        ({"average_price": "-0.01"}, "holdings.1.average_price: -0.01 should be greater than or equal to 0"),
+        ({"last_price": "sNaN"}, "holdings.1.last_price: sNaN is not a finite number"),
+        ({"last_price": "-5"}, "holdings.1.last_price: -5 should be greater than or equal to 0"),
+    ],
+)
+def test_a_holdings_numbers_decoded_are_finite_and_its_prices_not_negative(
+    holding: dict[str, str], reason: str
+) -> None:
+    """Checked by the snapshot for all its holdings at once, as they are decoded from JSON."""
+    raw = json.loads(_snapshot_json("1"))
+    raw["holdings"][1] |= holding
+    with pytest.raises(EventDecodeError, match="not a valid HoldingSnapshot") as caught:
+        decode_event(HoldingSnapshot, json.dumps(raw).encode())
+    assert reason in str(caught.value)
+
+
+def test_a_holding_may_be_short_and_priced_at_minus_zero() -> None:
+    raw = json.loads(_snapshot_json("-3.5"))
+    raw["holdings"][1] |= {"average_price": "-0", "last_price": "0.00"}
+    decoded = decode_event(HoldingSnapshot, json.dumps(raw).encode())
+    assert (decoded.holdings[1].quantity, decoded.holdings[1].average_price) == (Decimal("-3.5"), 0)
+
+
+def test_a_holding_built_in_python_refuses_a_negative_price() -> None:
+    with pytest.raises(ValidationError, match="greater than or equal to 0"):
+        Holding(symbol="X", currency="USD", quantity=1, average_price=Decimal("-1"))
