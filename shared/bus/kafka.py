@@ -34,7 +34,7 @@ from shared.bus.replication import Replication, topic_replication
 # twenty holdings, which capped the ledger's batches at a thousand events on four partitions, half
 # what it asks for; each partition's next fetch is sent only once its records are taken. Twice that
 # fills them; more is only memory: aiokafka keeps a partition's whole answer until every record of
-# it is taken, and copies it on the way in (4 MiB put the ledger's peak some 15 MB higher).
+# it is taken, and copies it on the way in (4 MiB put the ledger's peak 10-15 MB higher).
 MAX_PARTITION_FETCH_BYTES = 2 * 1024 * 1024
 # A member that does not fetch again within this long leaves its group and its batch is delivered again
 # (aiokafka's default, spelled out): nothing may hold a batch that long. The fetcher's inline wait for a
