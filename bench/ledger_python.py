@@ -93,8 +93,9 @@ def one_pass(accounts: list[uuid.UUID], messages: list[bytes]) -> tuple[dict[str
         spent["plan"] += made - decoded
         spent["encode"] += time.process_time() - made
         memo.remember(planned.prices)
-        for _, _, text in encoded:
-            digest.update(text)
+        for _, _, pieces in encoded:
+            for piece in pieces:
+                digest.update(piece)
         for row in planned.outbox:
             digest.update(repr(row).encode())
     return spent, digest.hexdigest()[:16]

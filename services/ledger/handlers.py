@@ -87,7 +87,11 @@ def _plan_and_encode(
     plan = plan_batch(events, accounts, runs, consumer=CONSUMER, replaceable=replaceable, prices=prices)
     encoded = store.encode(plan)
     if encoded:
-        plan.holdings = []  # in the COPY text now: the decoded snapshots need not outlive preparing
+        # In the COPY text now: these rows (and the decoded snapshots the holdings are) need not
+        # outlive preparing, and the next batch is prepared while this one is written. What the
+        # write reads beside the text stays: the snapshots (metrics), the outbox (relay), the prices.
+        plan.holdings, plan.versions, plan.derived = [], [], []
+        plan.processed, plan.attempts, plan.new_runs = [], [], []
     return plan, encoded
 
 

@@ -1,8 +1,9 @@
 """The ledger's reads and writes: a handful of set-based statements per batch, whatever its size.
 
 On Postgres, a large batch's new rows go in with COPY in the text format (see `shared.db.copy_text`),
-encoded while the previous batch is being written; a small one's with one statement for every table
-(`shared.db.sets.insert_columns`); on SQLite (the embedded mode) with ordinary multi-row inserts.
+encoded while the previous batch is being written, in pieces sent one at a time; a small one's with
+one statement for every table (`shared.db.sets.insert_columns`); on SQLite (the embedded mode) with
+ordinary multi-row inserts.
 Either way the batch is one transaction.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from itertools import chain, repeat
 from operator import attrgetter
 from typing import Any
@@ -49,7 +50,14 @@ class ConcurrentWrite(RuntimeError):
     of the batch is written; it is planned again from the database's state (a transient error)."""
 
 
-Encoded = list[tuple[type[Base], Sequence[str], memoryview]]  # each table's new rows as COPY text
+Encoded = list[tuple[type[Base], Sequence[str], list[bytes]]]  # each table's new rows as COPY text, in pieces
+
+# Rows per piece of a table's COPY text. The ledger's peak memory is one batch being written while the
+# next is encoded: a table encoded whole held the text of every value at once (some 40,000 versions'
+# nine columns, 20 MB for a moment), and sent whole it was copied twice more (into asyncpg's message,
+# then into the socket's buffer). In pieces of some 700 KB each of those stays that small, and a
+# piece is let go of as soon as it is sent.
+COPY_PIECE_ROWS = 5000
 
 # A batch that adds at most this many rows goes in as one statement: one round trip, where a COPY per
 # table takes two each (COPY, then its data). Small batches are what a ledger that keeps up writes,
@@ -88,6 +96,13 @@ def _holding_columns(
         return []
     snapshot_ids = list(chain.from_iterable(repeat(i.hex if text_ids else i, len(h)) for i, h in snapshots))
     return [snapshot_ids, *(list(map(attrgetter(name), holdings)) for name in BatchPlan.HOLDING_COLUMNS[1:])]
+
+
+async def _taken(pieces: list[bytes]) -> AsyncIterator[bytes]:
+    """The pieces in order, each removed from the list as it is handed out."""
+    pieces.reverse()
+    while pieces:
+        yield pieces.pop()
 
 
 def _new_snapshot(event: Event) -> bool:
@@ -329,7 +344,17 @@ class LedgerStore:
         if sum(len(columns[0]) for _, _, columns in tables) <= INSERT_AT_MOST:
             return []  # a small batch: `write` inserts it in one statement
         datetimes: DatetimeTexts = {}  # the batch's times recur across its tables
-        return [(model, names, memoryview(copy_text(columns, datetimes))) for model, names, columns in tables]
+        return [
+            (
+                model,
+                names,
+                [
+                    copy_text([column[start : start + COPY_PIECE_ROWS] for column in columns], datetimes)
+                    for start in range(0, len(columns[0]), COPY_PIECE_ROWS)
+                ],
+            )
+            for model, names, columns in tables
+        ]
 
     async def write(self, plan: BatchPlan, encoded: Encoded) -> None:
         """Write the plan; its new rows are taken from `encoded` when `encode` made any. The
@@ -350,8 +375,8 @@ class LedgerStore:
                 "(another ledger, new credentials) or vanished since it was planned"
             )
         if encoded:
-            for model, names, text in encoded:
-                await self._copy(model, names, text)
+            for model, names, pieces in encoded:
+                await self._copy(model, names, pieces)
         elif self._postgres:
             await insert_columns(self._session, _new_rows(plan))
         else:
@@ -430,10 +455,13 @@ class LedgerStore:
     def _among(self, column: Any, values: Collection[Any]) -> ColumnElement[bool]:
         return among(column, values, postgres=self._postgres)
 
-    async def _copy(self, model: type[Base], columns: Sequence[str], text: memoryview) -> None:
-        """COPY rows `encode` turned into text (a memoryview: asyncpg takes bytes for a file name)."""
+    async def _copy(self, model: type[Base], columns: Sequence[str], pieces: list[bytes]) -> None:
+        """COPY rows `encode` turned into text, a piece at a time (asyncpg sends the next once the
+        socket has taken the last), emptying `pieces`: each is let go of once sent."""
         driver = await self._driver_in_transaction()
-        await driver.copy_to_table(model.__tablename__, source=text, columns=list(columns), format="text")
+        await driver.copy_to_table(
+            model.__tablename__, source=_taken(pieces), columns=list(columns), format="text"
+        )
 
     async def _driver_in_transaction(self) -> Any:
         """The asyncpg connection under the session, inside the session's transaction. SQLAlchemy's

@@ -77,7 +77,7 @@ class OneStep:
 @dataclass
 class _Batch:
     records: list[Record]  # everything fetched, dead-lettered ones included: all are committed
-    decoded: list[tuple[Record, Event]]  # the records that decoded
+    decoded: list[tuple[Record, Event]]  # the records that decoded (let go of once prepared)
     outcomes: Counter[str]  # what its handling came to, for its log line
     started: float  # when it was fetched (perf_counter)
 
@@ -122,8 +122,14 @@ class EventConsumer:
             while not stop.is_set():
                 batch = await self._next(subscription)
                 write = await self._prepare(batch) if batch.decoded else None
+                if write is not None:
+                    # The write holds what it needs of them: they are not kept while the previous
+                    # batch is written, which is when a service that prepares ahead holds the most.
+                    batch.decoded = []
                 if writing is not None:
                     if not await self._finish(writing, subscription, stop):
+                        if write is not None:  # the malformed ones were dead-lettered already
+                            batch.decoded, _ = self._decode(batch.records)
                         write = None  # prepared on top of a write that failed
                     writing = None
                 if write is not None:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
@@ -171,6 +173,58 @@ async def test_a_failed_write_voids_what_was_prepared_on_it_and_both_are_handled
     assert bus.records(dead_letters(TOPIC)) == []
     heir = await bus.subscribe([TOPIC], group="unit")
     assert await heir.fetch(max_records=10, timeout_s=0.1) == [], "every offset was committed"
+
+
+class KeepsOnlyIds:
+    """A two-step handler whose write keeps the events' ids only, holding the first write until
+    the second batch is prepared; it watches the events it was handed (weak references)."""
+
+    def __init__(self) -> None:
+        self.watched: list[list[weakref.ref[Event]]] = []
+        self.written: list[uuid.UUID] = []
+        self.release = asyncio.Event()
+
+    async def prepare(self, events: Sequence[Event]) -> Write:
+        self.watched.append([weakref.ref(e) for e in events])
+        ids = [e.event_id for e in events]
+
+        async def write() -> None:
+            await self.release.wait()
+            self.written.extend(ids)
+
+        return write
+
+    def forget(self) -> None:
+        pass
+
+
+async def test_a_prepared_batchs_events_are_let_go_of_while_the_previous_batch_is_written(
+    bus: InMemoryBus,
+) -> None:
+    requests = _one_account(4)
+    await bus.publish([OutgoingMessage.of(TOPIC, e) for e in requests])
+    handler = KeepsOnlyIds()
+    consumer = EventConsumer(
+        bus=bus, group="unit", event_types={TOPIC: SyncRequested}, handler=handler, max_records=2
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+
+    async def second_prepared() -> bool:
+        return len(handler.watched) == 2
+
+    await eventually(second_prepared, timeout_s=10, what="the second batch prepared")
+    gc.collect()
+    assert [ref() for ref in handler.watched[1]] == [None, None], "not kept while the first is written"
+    handler.release.set()
+
+    async def all_written() -> bool:
+        return len(handler.written) == 4
+
+    await eventually(all_written, timeout_s=10, what="all four written")
+    stop.set()
+    await task
+    assert handler.written == [e.event_id for e in requests]
 
 
 async def test_a_wrapped_57p03_is_waited_out_not_dead_lettered(bus: InMemoryBus) -> None:
