@@ -66,6 +66,11 @@ _READ_BATCH = 1000  # records per fetch when reading a partition to its end
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _ms(message: OutgoingMessage) -> int | None:
+    """The record's Kafka timestamp; None: the producer's clock when it is sent."""
+    return None if message.timestamp is None else _epoch_ms(message.timestamp)
+
+
 def _epoch_ms(moment: datetime) -> int:
     """Kafka's timestamp of `moment`, exactly (a float's rounding could put a record a millisecond
     after the time it is looked up by)."""
@@ -118,21 +123,26 @@ class KafkaBus:
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """Send every message and wait for each one's answer, even once one of them has failed: when
         this raises, nothing it sent is still on its way to land later (a caller that then looks on
-        the topic for what got through, as the outbox relay does, sees all of it)."""
+        the topic for what got through, as the outbox relay does, sees all of it).
+
+        One message goes by `send`, joining whatever batch its partition has pending (concurrent
+        publishers' single events share a request). Several go in record batches of their own, one
+        per partition at a time, in order: per message, `send` costs a future, a coroutine and the
+        callbacks that answer them, which was most of the outbox relay's CPU."""
         producer = self._started()
         pending: list[asyncio.Future[Any]] = []
         failure: KafkaError | None = None
         try:
-            for m in messages:
+            if len(messages) == 1:
+                [m] = messages
                 # An empty value goes as null: a tombstone, which compaction deletes the key by.
                 pending.append(
                     await producer.send(
-                        self._namespace + m.topic,
-                        m.value or None,
-                        key=m.key.encode(),
-                        timestamp_ms=None if m.timestamp is None else _epoch_ms(m.timestamp),
+                        self._namespace + m.topic, m.value or None, key=m.key.encode(), timestamp_ms=_ms(m)
                     )
                 )
+            else:
+                await self._send_batches(producer, messages, pending)
         except KafkaError as exc:
             failure = exc
         for outcome in await asyncio.gather(*pending, return_exceptions=True):
@@ -142,6 +152,31 @@ class KafkaBus:
                 failure = outcome
         if failure is not None:
             raise BusUnavailable(f"Kafka did not accept {len(messages)} message(s): {failure!r}") from failure
+
+    async def _send_batches(
+        self, producer: AIOKafkaProducer, messages: Sequence[OutgoingMessage], sent: list[asyncio.Future[Any]]
+    ) -> None:
+        """Hand `messages` to the producer as record batches, each partition's in publish order and
+        on the partition `send` would choose (`shared.bus.partitioner`); add each batch's answer to
+        `sent` as it goes."""
+        by_partition: dict[tuple[str, int], list[OutgoingMessage]] = {}
+        partitions: dict[str, list[int]] = {}
+        for m in messages:
+            topic = self._namespace + m.topic
+            if topic not in partitions:
+                partitions[topic] = sorted(await producer.partitions_for(topic))
+            every = partitions[topic]
+            by_partition.setdefault((topic, partition(m.key.encode(), every, every)), []).append(m)
+        for (topic, number), group in by_partition.items():
+            batch = producer.create_batch()
+            for m in group:
+                key, value, timestamp = m.key.encode(), m.value or None, _ms(m)
+                if batch.append(key=key, value=value, timestamp=timestamp) is None:
+                    # Full: send it, and start the next with this record (an empty batch takes any).
+                    sent.append(await producer.send_batch(batch, topic, partition=number))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=timestamp)
+            sent.append(await producer.send_batch(batch, topic, partition=number))
 
     async def subscribe(
         self, topics: Sequence[str], *, group: str, listener: AssignmentListener | None = None
