@@ -28,6 +28,8 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    FunctionFilter,
+    Label,
     Select,
     Subquery,
     Text,
@@ -39,6 +41,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.sql.functions import Function, FunctionElement
 
 from services.api.consolidation import PRICE_PLACES
 
@@ -72,8 +75,15 @@ def account_holdings(held: Subquery) -> Select[str]:
 
 
 def portfolio_holdings(held: Subquery) -> Select[str]:
-    """As `account_holdings`, a portfolio's consolidated holdings response."""
-    h = held.c
+    """As `account_holdings`, a portfolio's consolidated holdings response.
+
+    A line's values are window aggregates over its shares in account order: one sort of the rows for
+    them all (the holdings statement's own ORDER BY), where an ordered aggregate (`array_agg(.. ORDER
+    BY ..)`) sorts its group's input anew, per aggregate and per line (Postgres 15 and before)."""
+    line_key = (held.c.symbol, held.c.exchange, held.c.currency)
+    freshest = func.max(held.c.taken_at).filter(held.c.last_price.is_not(None)).over(partition_by=line_key)
+    priced = select(held, freshest.label("freshest")).subquery("priced")
+    h = priced.c
     share = _object(
         ("account_id", '"%s"', h.account_id),
         _number("quantity", h.quantity),
@@ -81,24 +91,30 @@ def portfolio_holdings(held: Subquery) -> Select[str]:
         _time("as_of", h.taken_at),
     )
     size = func.abs(h.quantity, type_=h.quantity.type)
-    lines = (
+
+    def over_line(aggregate: FunctionElement[Any] | FunctionFilter[Any], label: str) -> Label[Any]:
+        """`aggregate` over all of its line's shares in account order, the same on each of them."""
+        line = (h.symbol, h.exchange, h.currency)
+        return aggregate.over(partition_by=line, order_by=h.account_id, rows=(None, None)).label(label)
+
+    shares = (
         select(h.symbol, h.exchange, h.currency)
         .add_columns(
-            _first(h.isin, h.account_id, where=h.isin != literal_column("''")).label("isin"),
-            _first(h.asset_type, h.account_id).label("asset_type"),
-            func.sum(h.quantity, type_=h.quantity.type).label("quantity"),
-            func.sum(size, type_=h.quantity.type).label("weight"),
-            func.sum(size * h.average_price, type_=h.quantity.type).label("cost"),
+            over_line(func.row_number(), "place"),
+            over_line(_listed(h.isin).filter(h.isin != literal_column("''")), "isins"),
+            over_line(func.first_value(h.asset_type), "asset_type"),
+            over_line(func.sum(h.quantity), "quantity"),
+            over_line(func.sum(size), "weight"),
+            over_line(func.sum(size * h.average_price), "cost"),
             # The freshest quote; the first listed of equally fresh ones.
-            _first(h.last_price, h.taken_at.desc(), h.account_id, where=h.last_price.is_not(None)).label(
-                "last_price"
+            over_line(
+                _listed(h.last_price).filter(h.last_price.is_not(None), h.taken_at == h.freshest), "prices"
             ),
-            func.string_agg(share, aggregate_order_by(literal_column("','"), h.account_id)).label("accounts"),
+            over_line(func.string_agg(share, literal_column("','")), "accounts"),
         )
-        .group_by(h.symbol, h.exchange, h.currency)
-        .subquery("line")
+        .subquery("shares")
     )
-    c = lines.c
+    c = shares.c
     average = case(
         (c.weight == _number_constant(0), null()), else_=_rounded_quotient(c.cost, c.weight, PRICE_PLACES)
     )
@@ -106,16 +122,17 @@ def portfolio_holdings(held: Subquery) -> Select[str]:
         _string("symbol", c.symbol),
         _string("exchange", c.exchange),
         _string("currency", c.currency),
-        _optional_string("isin", c.isin),
+        _optional_string("isin", c.isins[literal_column("1")]),
         _string("asset_type", c.asset_type),
         _number("quantity", c.quantity),
         _optional_number("average_price", average),
-        _optional_number("last_price", c.last_price),
-        _optional_number("market_value", c.quantity * c.last_price),
+        _optional_number("last_price", c.prices[literal_column("1")]),
+        _optional_number("market_value", c.quantity * c.prices[literal_column("1")]),
         ("accounts", "[%s]", c.accounts),
     )
     in_code_points = [collate(column, "C") for column in (c.symbol, c.exchange, c.currency)]
-    return select(_array(line, *in_code_points)).select_from(lines)
+    # A line's every share carries its values: its first one stands for the line.
+    return select(_array(line, *in_code_points)).select_from(shares).where(c.place == literal_column("1"))
 
 
 def _array(element: ColumnElement[str], *order: ColumnElement[Any]) -> ColumnElement[str]:
@@ -157,14 +174,10 @@ def _time(key: str, moment: ColumnElement[Any]) -> Field:
     return key, '"%s"', func.replace(written, _text(".000000Z"), _text("Z"))
 
 
-def _first(
-    value: ColumnElement[Any], *order: ColumnElement[Any], where: ColumnElement[bool] | None = None
-) -> ColumnElement[Any]:
-    """The aggregate: `value` of the group's first row in `order` (of those `where` holds)."""
-    values: ColumnElement[Any] = func.array_agg(aggregate_order_by(value, *order), type_=ARRAY(value.type))
-    if where is not None:
-        values = values.filter(where)
-    return values[literal_column("1")]
+def _listed(value: ColumnElement[Any]) -> Function[Any]:
+    """array_agg of `value`: over a line's shares (a window in account order), its first element is
+    the value of the first share listed."""
+    return func.array_agg(value, type_=ARRAY(value.type))
 
 
 def _rounded_quotient(top: ColumnElement[Any], bottom: ColumnElement[Any], places: int) -> ColumnElement[Any]:
