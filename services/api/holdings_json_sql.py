@@ -30,6 +30,7 @@ from sqlalchemy import (
     ColumnElement,
     FunctionFilter,
     Label,
+    Over,
     Select,
     Subquery,
     Text,
@@ -41,6 +42,8 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
+from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.sql.functions import Function, FunctionElement
 
 from services.api.consolidation import PRICE_PLACES
@@ -50,6 +53,7 @@ _NULL: ColumnElement[Any] = literal_column(
     "'null'"
 )  # untyped: JSON's null as a json value or as text, as needed
 
+Columns = ReadOnlyColumnCollection[str, KeyedColumnElement[Any]]
 Field = tuple[str, str, ColumnElement[Any]]
 """A JSON object's member: its key, how its value sits in the object's `format()` template
 (`%s`, or `"%s"` for a text that needs no escaping) and the value's expression."""
@@ -80,8 +84,7 @@ def portfolio_holdings(held: Subquery) -> Select[str]:
     A line's values are window aggregates over its shares in account order: one sort of the rows for
     them all (the holdings statement's own ORDER BY), where an ordered aggregate (`array_agg(.. ORDER
     BY ..)`) sorts its group's input anew, per aggregate and per line (Postgres 15 and before)."""
-    line_key = (held.c.symbol, held.c.exchange, held.c.currency)
-    freshest = func.max(held.c.taken_at).filter(held.c.last_price.is_not(None)).over(partition_by=line_key)
+    freshest = _over_line(func.max(held.c.taken_at).filter(held.c.last_price.is_not(None)), held.c)
     priced = select(held, freshest.label("freshest")).subquery("priced")
     h = priced.c
     share = _object(
@@ -93,9 +96,7 @@ def portfolio_holdings(held: Subquery) -> Select[str]:
     size = func.abs(h.quantity, type_=h.quantity.type)
 
     def over_line(aggregate: FunctionElement[Any] | FunctionFilter[Any], label: str) -> Label[Any]:
-        """`aggregate` over all of its line's shares in account order, the same on each of them."""
-        line = (h.symbol, h.exchange, h.currency)
-        return aggregate.over(partition_by=line, order_by=h.account_id, rows=(None, None)).label(label)
+        return _over_line(aggregate, h).label(label)
 
     shares = (
         select(h.symbol, h.exchange, h.currency)
@@ -172,6 +173,14 @@ def _time(key: str, moment: ColumnElement[Any]) -> Field:
     utc = func.timezone(_text("UTC"), moment)
     written = func.to_char(utc, _text('YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
     return key, '"%s"', func.replace(written, _text(".000000Z"), _text("Z"))
+
+
+def _over_line(aggregate: FunctionElement[Any] | FunctionFilter[Any], shares: Columns) -> Over[Any]:
+    """`aggregate` over all of a line's `shares` (columns symbol, exchange, currency and account_id)
+    in account order, the same on each of them. Every such window is the same one, so that one sort
+    serves them all."""
+    line = (shares.symbol, shares.exchange, shares.currency)
+    return aggregate.over(partition_by=line, order_by=shares.account_id, rows=(None, None))
 
 
 def _listed(value: ColumnElement[Any]) -> Function[Any]:
