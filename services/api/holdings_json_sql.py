@@ -29,7 +29,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     FunctionFilter,
-    Label,
     Over,
     Select,
     Subquery,
@@ -38,7 +37,6 @@ from sqlalchemy import (
     collate,
     func,
     literal_column,
-    null,
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
@@ -95,30 +93,33 @@ def portfolio_holdings(held: Subquery) -> Select[str]:
     )
     size = func.abs(h.quantity, type_=h.quantity.type)
 
-    def over_line(aggregate: FunctionElement[Any] | FunctionFilter[Any], label: str) -> Label[Any]:
-        return _over_line(aggregate, h).label(label)
+    def over_line(aggregate: FunctionElement[Any] | FunctionFilter[Any]) -> Over[Any]:
+        return _over_line(aggregate, h)
 
+    weight = over_line(func.sum(size))
+    cost = over_line(func.sum(size * h.average_price))
     shares = (
         select(h.symbol, h.exchange, h.currency)
         .add_columns(
-            over_line(func.row_number(), "place"),
-            over_line(_listed(h.isin).filter(h.isin != literal_column("''")), "isins"),
-            over_line(func.first_value(h.asset_type), "asset_type"),
-            over_line(func.sum(h.quantity), "quantity"),
-            over_line(func.sum(size), "weight"),
-            over_line(func.sum(size * h.average_price), "cost"),
+            over_line(func.row_number()).label("place"),
+            over_line(_listed(h.isin).filter(h.isin != literal_column("''"))).label("isins"),
+            over_line(func.first_value(h.asset_type)).label("asset_type"),
+            over_line(func.sum(h.quantity)).label("quantity"),
+            weight.label("weight"),
+            cost.label("cost"),
+            # Here, where it is computed once per line (the query above repeats each expression
+            # wherever a column is used): the dearest part of a line.
+            _scaled_quotient(cost, weight, PRICE_PLACES).label("scaled_quotient"),
             # The freshest quote; the first listed of equally fresh ones.
             over_line(
-                _listed(h.last_price).filter(h.last_price.is_not(None), h.taken_at == h.freshest), "prices"
-            ),
-            over_line(func.string_agg(share, literal_column("','")), "accounts"),
+                _listed(h.last_price).filter(h.last_price.is_not(None), h.taken_at == h.freshest)
+            ).label("prices"),
+            over_line(func.string_agg(share, literal_column("','"))).label("accounts"),
         )
         .subquery("shares")
     )
     c = shares.c
-    average = case(
-        (c.weight == _number_constant(0), null()), else_=_rounded_quotient(c.cost, c.weight, PRICE_PLACES)
-    )
+    average = _rounded_quotient(c.cost, c.weight, c.scaled_quotient, PRICE_PLACES)
     line = _object(
         _string("symbol", c.symbol),
         _string("exchange", c.exchange),
@@ -189,17 +190,24 @@ def _listed(value: ColumnElement[Any]) -> Function[Any]:
     return func.array_agg(value, type_=ARRAY(value.type))
 
 
-def _rounded_quotient(top: ColumnElement[Any], bottom: ColumnElement[Any], places: int) -> ColumnElement[Any]:
-    """top / bottom (bottom > 0) rounded half-even to `places` decimal places, exactly: div and mod
-    on numeric are exact (both truncate towards zero)."""
-    scaled = top * _number_constant(10**places)
-    quotient = func.div(scaled, bottom)
-    remainder = func.mod(scaled, bottom)
+def _scaled_quotient(top: ColumnElement[Any], bottom: ColumnElement[Any], places: int) -> ColumnElement[Any]:
+    """top / bottom times 10**places, truncated towards zero (div on numeric is exact); NULL when
+    bottom is 0."""
+    return func.div(top * _number_constant(10**places), func.nullif(bottom, _number_constant(0)))
+
+
+def _rounded_quotient(
+    top: ColumnElement[Any], bottom: ColumnElement[Any], scaled_quotient: ColumnElement[Any], places: int
+) -> ColumnElement[Any]:
+    """top / bottom (bottom >= 0) rounded half-even to `places` decimal places, exactly, from its
+    `_scaled_quotient`; NULL when bottom is 0. The remainder by a product, exact too, not by a
+    second division."""
+    remainder = top * _number_constant(10**places) - scaled_quotient * bottom
     twice = _number_constant(2) * func.abs(remainder)
-    odd = func.mod(quotient, _number_constant(2)) != _number_constant(0)
+    odd = func.mod(scaled_quotient, _number_constant(2)) != _number_constant(0)
     away = (twice > bottom) | ((twice == bottom) & odd)
     step = func.sign(remainder) * case((away, _number_constant(1)), else_=_number_constant(0))
-    return (quotient + step) * literal_column(f"1e-{places}")
+    return (scaled_quotient + step) * literal_column(f"1e-{places}")
 
 
 def _number_constant(value: int) -> ColumnElement[Any]:
