@@ -82,9 +82,7 @@ def portfolio_holdings(held: Subquery) -> Select[str]:
     A line's values are window aggregates over its shares in account order: one sort of the rows for
     them all (the holdings statement's own ORDER BY), where an ordered aggregate (`array_agg(.. ORDER
     BY ..)`) sorts its group's input anew, per aggregate and per line (Postgres 15 and before)."""
-    freshest = _over_line(func.max(held.c.taken_at).filter(held.c.last_price.is_not(None)), held.c)
-    priced = select(held, freshest.label("freshest")).subquery("priced")
-    h = priced.c
+    h = held.c
     share = _object(
         ("account_id", '"%s"', h.account_id),
         _number("quantity", h.quantity),
@@ -96,6 +94,7 @@ def portfolio_holdings(held: Subquery) -> Select[str]:
     def over_line(aggregate: FunctionElement[Any] | FunctionFilter[Any]) -> Over[Any]:
         return _over_line(aggregate, h)
 
+    quoted = h.last_price.is_not(None)
     weight = over_line(func.sum(size))
     cost = over_line(func.sum(size * h.average_price))
     shares = (
@@ -110,16 +109,18 @@ def portfolio_holdings(held: Subquery) -> Select[str]:
             # Here, where it is computed once per line (the query above repeats each expression
             # wherever a column is used): the dearest part of a line.
             _scaled_quotient(cost, weight, PRICE_PLACES).label("scaled_quotient"),
-            # The freshest quote; the first listed of equally fresh ones.
-            over_line(
-                _listed(h.last_price).filter(h.last_price.is_not(None), h.taken_at == h.freshest)
-            ).label("prices"),
+            # The quotes, their times and the freshest time: the price is the first listed of the
+            # freshest quotes.
+            over_line(_listed(h.last_price).filter(quoted)).label("prices"),
+            over_line(_listed(h.taken_at).filter(quoted)).label("quoted_at"),
+            over_line(func.max(h.taken_at).filter(quoted)).label("freshest"),
             over_line(func.string_agg(share, literal_column("','"))).label("accounts"),
         )
         .subquery("shares")
     )
     c = shares.c
     average = _rounded_quotient(c.cost, c.weight, c.scaled_quotient, PRICE_PLACES)
+    last_price = c.prices[func.array_position(c.quoted_at, c.freshest)]
     line = _object(
         _string("symbol", c.symbol),
         _string("exchange", c.exchange),
@@ -128,8 +129,8 @@ def portfolio_holdings(held: Subquery) -> Select[str]:
         _string("asset_type", c.asset_type),
         _number("quantity", c.quantity),
         _optional_number("average_price", average),
-        _optional_number("last_price", c.prices[literal_column("1")]),
-        _optional_number("market_value", c.quantity * c.prices[literal_column("1")]),
+        _optional_number("last_price", last_price),
+        _optional_number("market_value", c.quantity * last_price),
         ("accounts", "[%s]", c.accounts),
     )
     in_code_points = [collate(column, "C") for column in (c.symbol, c.exchange, c.currency)]
