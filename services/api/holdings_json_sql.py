@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
-from sqlalchemy.sql.elements import KeyedColumnElement
+from sqlalchemy.sql.elements import Grouping, KeyedColumnElement
 from sqlalchemy.sql.functions import Function, FunctionElement
 
 from services.api.consolidation import PRICE_PLACES
@@ -97,6 +97,9 @@ def portfolio_holdings(held: Subquery) -> Select[str]:
     quoted = h.last_price.is_not(None)
     weight = over_line(func.sum(size))
     cost = over_line(func.sum(size * h.average_price))
+    prices = over_line(_listed(h.last_price).filter(quoted))
+    quoted_at = over_line(_listed(h.taken_at).filter(quoted))
+    freshest = over_line(func.max(h.taken_at).filter(quoted))
     shares = (
         select(h.symbol, h.exchange, h.currency)
         .add_columns(
@@ -106,21 +109,17 @@ def portfolio_holdings(held: Subquery) -> Select[str]:
             over_line(func.sum(h.quantity)).label("quantity"),
             weight.label("weight"),
             cost.label("cost"),
-            # Here, where it is computed once per line (the query above repeats each expression
-            # wherever a column is used): the dearest part of a line.
+            # Computed here once per line; the query above would repeat an expression wherever
+            # its column is used.
             _scaled_quotient(cost, weight, PRICE_PLACES).label("scaled_quotient"),
-            # The quotes, their times and the freshest time: the price is the first listed of the
-            # freshest quotes.
-            over_line(_listed(h.last_price).filter(quoted)).label("prices"),
-            over_line(_listed(h.taken_at).filter(quoted)).label("quoted_at"),
-            over_line(func.max(h.taken_at).filter(quoted)).label("freshest"),
+            # The first listed of the freshest quotes.
+            Grouping(prices)[func.array_position(quoted_at, freshest)].label("last_price"),
             over_line(func.string_agg(share, literal_column("','"))).label("accounts"),
         )
         .subquery("shares")
     )
     c = shares.c
     average = _rounded_quotient(c.cost, c.weight, c.scaled_quotient, PRICE_PLACES)
-    last_price = c.prices[func.array_position(c.quoted_at, c.freshest)]
     line = _object(
         _string("symbol", c.symbol),
         _string("exchange", c.exchange),
@@ -129,8 +128,8 @@ def portfolio_holdings(held: Subquery) -> Select[str]:
         _string("asset_type", c.asset_type),
         _number("quantity", c.quantity),
         _optional_number("average_price", average),
-        _optional_number("last_price", last_price),
-        _optional_number("market_value", c.quantity * last_price),
+        _optional_number("last_price", c.last_price),
+        _optional_number("market_value", c.quantity * c.last_price),
         ("accounts", "[%s]", c.accounts),
     )
     in_code_points = [collate(column, "C") for column in (c.symbol, c.exchange, c.currency)]
