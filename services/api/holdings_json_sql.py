@@ -28,6 +28,8 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    FunctionFilter,
+    Over,
     Select,
     Subquery,
     Text,
@@ -35,10 +37,12 @@ from sqlalchemy import (
     collate,
     func,
     literal_column,
-    null,
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
+from sqlalchemy.sql.elements import Grouping, KeyedColumnElement
+from sqlalchemy.sql.functions import Function, FunctionElement
 
 from services.api.consolidation import PRICE_PLACES
 
@@ -47,6 +51,7 @@ _NULL: ColumnElement[Any] = literal_column(
     "'null'"
 )  # untyped: JSON's null as a json value or as text, as needed
 
+Columns = ReadOnlyColumnCollection[str, KeyedColumnElement[Any]]
 Field = tuple[str, str, ColumnElement[Any]]
 """A JSON object's member: its key, how its value sits in the object's `format()` template
 (`%s`, or `"%s"` for a text that needs no escaping) and the value's expression."""
@@ -72,7 +77,11 @@ def account_holdings(held: Subquery) -> Select[str]:
 
 
 def portfolio_holdings(held: Subquery) -> Select[str]:
-    """As `account_holdings`, a portfolio's consolidated holdings response."""
+    """As `account_holdings`, a portfolio's consolidated holdings response.
+
+    A line's values are window aggregates over its shares in account order: one sort of the rows for
+    them all (the holdings statement's own ORDER BY), where an ordered aggregate (`array_agg(.. ORDER
+    BY ..)`) sorts its group's input anew, per aggregate and per line (Postgres 15 and before)."""
     h = held.c
     share = _object(
         ("account_id", '"%s"', h.account_id),
@@ -81,32 +90,41 @@ def portfolio_holdings(held: Subquery) -> Select[str]:
         _time("as_of", h.taken_at),
     )
     size = func.abs(h.quantity, type_=h.quantity.type)
-    lines = (
+
+    def over_line(aggregate: FunctionElement[Any] | FunctionFilter[Any]) -> Over[Any]:
+        return _over_line(aggregate, h)
+
+    quoted = h.last_price.is_not(None)
+    weight = over_line(func.sum(size))
+    cost = over_line(func.sum(size * h.average_price))
+    prices = over_line(_listed(h.last_price).filter(quoted))
+    quoted_at = over_line(_listed(h.taken_at).filter(quoted))
+    freshest = over_line(func.max(h.taken_at).filter(quoted))
+    shares = (
         select(h.symbol, h.exchange, h.currency)
         .add_columns(
-            _first(h.isin, h.account_id, where=h.isin != literal_column("''")).label("isin"),
-            _first(h.asset_type, h.account_id).label("asset_type"),
-            func.sum(h.quantity, type_=h.quantity.type).label("quantity"),
-            func.sum(size, type_=h.quantity.type).label("weight"),
-            func.sum(size * h.average_price, type_=h.quantity.type).label("cost"),
-            # The freshest quote; the first listed of equally fresh ones.
-            _first(h.last_price, h.taken_at.desc(), h.account_id, where=h.last_price.is_not(None)).label(
-                "last_price"
-            ),
-            func.string_agg(share, aggregate_order_by(literal_column("','"), h.account_id)).label("accounts"),
+            over_line(func.row_number()).label("place"),
+            over_line(_listed(h.isin).filter(h.isin != literal_column("''"))).label("isins"),
+            over_line(func.first_value(h.asset_type)).label("asset_type"),
+            over_line(func.sum(h.quantity)).label("quantity"),
+            weight.label("weight"),
+            cost.label("cost"),
+            # Computed here once per line; the query above would repeat an expression wherever
+            # its column is used.
+            _scaled_quotient(cost, weight, PRICE_PLACES).label("scaled_quotient"),
+            # The first listed of the freshest quotes.
+            Grouping(prices)[func.array_position(quoted_at, freshest)].label("last_price"),
+            over_line(func.string_agg(share, literal_column("','"))).label("accounts"),
         )
-        .group_by(h.symbol, h.exchange, h.currency)
-        .subquery("line")
+        .subquery("shares")
     )
-    c = lines.c
-    average = case(
-        (c.weight == _number_constant(0), null()), else_=_rounded_quotient(c.cost, c.weight, PRICE_PLACES)
-    )
+    c = shares.c
+    average = _rounded_quotient(c.cost, c.weight, c.scaled_quotient, PRICE_PLACES)
     line = _object(
         _string("symbol", c.symbol),
         _string("exchange", c.exchange),
         _string("currency", c.currency),
-        _optional_string("isin", c.isin),
+        _optional_string("isin", c.isins[literal_column("1")]),
         _string("asset_type", c.asset_type),
         _number("quantity", c.quantity),
         _optional_number("average_price", average),
@@ -115,7 +133,8 @@ def portfolio_holdings(held: Subquery) -> Select[str]:
         ("accounts", "[%s]", c.accounts),
     )
     in_code_points = [collate(column, "C") for column in (c.symbol, c.exchange, c.currency)]
-    return select(_array(line, *in_code_points)).select_from(lines)
+    # A line's every share carries its values: its first one stands for the line.
+    return select(_array(line, *in_code_points)).select_from(shares).where(c.place == literal_column("1"))
 
 
 def _array(element: ColumnElement[str], *order: ColumnElement[Any]) -> ColumnElement[str]:
@@ -157,27 +176,38 @@ def _time(key: str, moment: ColumnElement[Any]) -> Field:
     return key, '"%s"', func.replace(written, _text(".000000Z"), _text("Z"))
 
 
-def _first(
-    value: ColumnElement[Any], *order: ColumnElement[Any], where: ColumnElement[bool] | None = None
+def _over_line(aggregate: FunctionElement[Any] | FunctionFilter[Any], shares: Columns) -> Over[Any]:
+    """`aggregate` over all of a line's `shares` (columns symbol, exchange, currency and account_id)
+    in account order, the same on each of them. Every such window is the same one, so that one sort
+    serves them all."""
+    line = (shares.symbol, shares.exchange, shares.currency)
+    return aggregate.over(partition_by=line, order_by=shares.account_id, rows=(None, None))
+
+
+def _listed(value: ColumnElement[Any]) -> Function[Any]:
+    """array_agg of `value`: over a line's shares (a window in account order), its first element is
+    the value of the first share listed."""
+    return func.array_agg(value, type_=ARRAY(value.type))
+
+
+def _scaled_quotient(top: ColumnElement[Any], bottom: ColumnElement[Any], places: int) -> ColumnElement[Any]:
+    """top / bottom times 10**places, truncated towards zero (div on numeric is exact); NULL when
+    bottom is 0."""
+    return func.div(top * _number_constant(10**places), func.nullif(bottom, _number_constant(0)))
+
+
+def _rounded_quotient(
+    top: ColumnElement[Any], bottom: ColumnElement[Any], scaled_quotient: ColumnElement[Any], places: int
 ) -> ColumnElement[Any]:
-    """The aggregate: `value` of the group's first row in `order` (of those `where` holds)."""
-    values: ColumnElement[Any] = func.array_agg(aggregate_order_by(value, *order), type_=ARRAY(value.type))
-    if where is not None:
-        values = values.filter(where)
-    return values[literal_column("1")]
-
-
-def _rounded_quotient(top: ColumnElement[Any], bottom: ColumnElement[Any], places: int) -> ColumnElement[Any]:
-    """top / bottom (bottom > 0) rounded half-even to `places` decimal places, exactly: div and mod
-    on numeric are exact (both truncate towards zero)."""
-    scaled = top * _number_constant(10**places)
-    quotient = func.div(scaled, bottom)
-    remainder = func.mod(scaled, bottom)
+    """top / bottom (bottom >= 0) rounded half-even to `places` decimal places, exactly, from its
+    `_scaled_quotient`; NULL when bottom is 0. The remainder by a product, exact too, not by a
+    second division."""
+    remainder = top * _number_constant(10**places) - scaled_quotient * bottom
     twice = _number_constant(2) * func.abs(remainder)
-    odd = func.mod(quotient, _number_constant(2)) != _number_constant(0)
+    odd = func.mod(scaled_quotient, _number_constant(2)) != _number_constant(0)
     away = (twice > bottom) | ((twice == bottom) & odd)
     step = func.sign(remainder) * case((away, _number_constant(1)), else_=_number_constant(0))
-    return (quotient + step) * literal_column(f"1e-{places}")
+    return (scaled_quotient + step) * literal_column(f"1e-{places}")
 
 
 def _number_constant(value: int) -> ColumnElement[Any]:

@@ -79,4 +79,4 @@ def test_the_holdings_come_back_as_one_body_column_after_the_token_check(whole_p
     assert len(statement.selected_columns) == 6
     # A portfolio's lines in Python's (code-point) order, whatever the database's collation.
     compiled = _token_check_and_holdings(True, whole_portfolio, False).sql
-    assert ('line.symbol COLLATE "C"' in compiled) is whole_portfolio
+    assert ('shares.symbol COLLATE "C"' in compiled) is whole_portfolio
