@@ -13,7 +13,8 @@
 3. Seed's way: `update_or_create` per holding (a transaction with a SELECT, then an INSERT or UPDATE),
    as the seed's sync_holdings did, on a sample of the holdings.
 
-Writes bench/results/ledger.json.
+Writes bench/results/ledger.json. The ledger logs warnings only; BENCH_LEDGER_LOG_LEVEL=INFO (say)
+gives a line per batch it commits, with its time: where it stalled.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ async def ledger_run(
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "KAFKA_NAMESPACE": namespace,
         "CREDENTIALS_KEYS": CredentialCipher.generate_key(),
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": os.environ.get("BENCH_LEDGER_LOG_LEVEL", "WARNING"),
     }
     ledger = subprocess.Popen([sys.executable, "-m", "services.cli", "ledger"], env=env, cwd=tree)  # noqa: ASYNC220 - started once, polled below
     peak_rss, first_at, first_count, done = 0.0, 0.0, 0, False
