@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 
 import asyncpg
@@ -20,7 +22,8 @@ async def fresh_database(postgres: PostgresService, name: str, revision: str = "
         except asyncpg.InsufficientPrivilegeError:
             # FORCE may not end an autovacuum worker (it has no role: only a superuser may), and one
             # runs on a database a run has just filled; a plain DROP ends autovacuum workers itself.
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            # Nor a session of a service's role that a stopped process left closing: wait for it.
+            await _drop_once_unused(admin, name)
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
@@ -29,6 +32,18 @@ async def fresh_database(postgres: PostgresService, name: str, revision: str = "
     await upgrade_schema(engine, revision)
     await engine.dispose()
     return url
+
+
+async def _drop_once_unused(admin: asyncpg.Connection, name: str, *, within_s: float = 60.0) -> None:
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            return
+        except asyncpg.ObjectInUseError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)  # until the other sessions have closed
 
 
 async def create_accounts(url: str, count: int) -> list[uuid.UUID]:
