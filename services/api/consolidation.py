@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal, localcontext
+from fractions import Fraction
 from typing import NamedTuple
 
 from shared.numeric import EXACT
@@ -112,19 +113,11 @@ def _holding(key: tuple[str, str, str], group: list[Position]) -> ConsolidatedHo
 
 def rounded_quotient(numerator: Decimal, denominator: Decimal, places: int) -> Decimal:
     """`numerator / denominator` rounded half-even to `places` decimal places from the exact
-    quotient, not from one first rounded to a context's precision (as `(a / b).quantize(..)`
-    would), with exponent `-places` as quantize gives. The denominator is not zero."""
-    top, top_scale = numerator.as_integer_ratio()
-    bottom, bottom_scale = denominator.as_integer_ratio()
-    # The quotient times 10**places as the fraction top / bottom, with bottom > 0.
-    top *= bottom_scale * 10**places
-    bottom *= top_scale
-    if bottom < 0:
-        top, bottom = -top, -bottom
-    quotient, remainder = divmod(top, bottom)  # floored: 0 <= remainder < bottom
-    if 2 * remainder > bottom or (2 * remainder == bottom and quotient % 2):
-        quotient += 1
-    return Decimal(quotient).scaleb(-places, EXACT)
+    quotient (a Fraction; `round` of one rounds half to even), not from one first rounded to a
+    context's precision (as `(a / b).quantize(..)` would), with exponent `-places` as quantize
+    gives. The denominator is not zero."""
+    scaled = Fraction(numerator) / Fraction(denominator) * 10**places
+    return Decimal(round(scaled)).scaleb(-places, EXACT)
 
 
 def _by_account(position: Position) -> uuid.UUID:
