@@ -1,6 +1,6 @@
 """The browser layer: headless Chromium (Debian's) against the whole embedded system on a real port.
 
-One browser and one live system per session; each test signs up its own users (unique emails), so
+One browser and one live system for this package; each test signs up its own users (unique emails), so
 tests share no state. If Chromium cannot start, every test here fails saying what to install."""
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from tests.support.live_system import LiveSystem
 from tests.support.page_problems import page_problems
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSystem]:
+    # Per package, not session: its ledger, in a thread of this process, sets the process's metrics
+    # every second, and must have stopped before other layers' tests read them.
     system = LiveSystem(tmp_path_factory.mktemp("live") / "live.db")
     system.start()
     try:
@@ -26,7 +28,7 @@ def live_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSystem
         system.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[webdriver.Chrome]:
     try:
         chromium = start_chromium()

@@ -31,7 +31,10 @@ def test_a_new_user_adds_a_sim_account_and_watches_sync_now_reach_its_end(
     until(
         page, lambda b: "Created the portfolio" in b.find_element(By.ID, "status").text, what="the portfolio"
     )
-    chosen = page.find_element(By.CSS_SELECTOR, "#portfolio option:checked")
+    # The status is said before the choice is drawn again.
+    chosen = until(
+        page, lambda b: b.find_element(By.CSS_SELECTOR, "#portfolio option:checked"), what="the choice"
+    )
     assert chosen.text == "Long term <script>alert(1)</script>"  # as text, not markup
 
     label = "Main <b>sim</b>"
@@ -137,8 +140,9 @@ def test_a_schedule_is_changed_paused_and_the_account_removed_after_confirming(
     card.find_element(By.XPATH, ".//button[.='Remove account…']").click()
     confirm.find_element(By.XPATH, ".//button[.='Yes, remove Scheduled']").click()
     until(page, lambda b: b.find_element(By.ID, "status").text == "Removed Scheduled.", what="the removal")
+    # The status is said before the list is drawn again: wait for the redraw, not only the words.
+    until(page, lambda b: "has no accounts yet" in b.find_element(By.ID, "accounts").text, what="the redraw")
     assert card_of(page, "Scheduled") is None
-    assert "has no accounts yet" in page.find_element(By.ID, "accounts").text
 
 
 def _schedule(browser: webdriver.Chrome, saying: str) -> WebElement | None:

@@ -85,7 +85,11 @@ def test_a_held_statement_is_reviewed_side_by_side_and_accepted(
     )
     holdings = user.call("GET", f"/accounts/{account}/holdings")
     assert [(h["symbol"], h["quantity"]) for h in holdings] == [("AAPL", "15")]
-    assert "holds no snapshot for review" in page.find_element(By.ID, "review").text
+    until(
+        page,
+        lambda b: "holds no snapshot for review" in b.find_element(By.ID, "review").text,
+        what="the redraw",
+    )
 
 
 def test_a_broker_snapshot_held_as_empty_is_dismissed_from_the_review_page(

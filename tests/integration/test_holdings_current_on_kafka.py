@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from examples.subscribers.aiokafka_positions import Positions
@@ -19,6 +20,7 @@ from services.api.removal import remove_account
 from services.ledger.handlers import Ledger
 from shared import topics
 from shared.bus.kafka import KafkaBus, create_topics
+from shared.db.tables import OutboxMessage
 from shared.events import Holding, HoldingSnapshot, utc_now
 from tests.support.accounts import create_account
 from tests.support.infra import KafkaService
@@ -51,6 +53,20 @@ def _snapshot(account_id: uuid.UUID, minute: int, **quantities: int) -> HoldingS
             for symbol, q in quantities.items()
         ),
     )
+
+
+async def _all_relayed(ledger: Ledger, sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Wait until the outbox is empty. The last batch's relay runs in the background, and one that
+    Kafka refused (topics this new may have no leader yet) leaves its rows to the sweep, which a
+    running ledger does every second: wait for the first, do the second here."""
+    await ledger.relay.settle()
+
+    async def empty() -> bool:
+        await ledger.relay.publish_pending()
+        async with sessions() as session:
+            return not await session.scalar(select(func.count()).select_from(OutboxMessage))
+
+    await eventually(empty, what="every outbox message published")
 
 
 def _quantities(subscriber: Positions, account_id: uuid.UUID) -> dict[str, Decimal] | None:
@@ -89,9 +105,7 @@ async def test_a_subscriber_bootstraps_every_accounts_latest_positions_then_foll
             [_snapshot(a.id, minute, TCS=minute * 10 + i) for i, a in enumerate(accounts)]
         )
     await ledger.apply_batch([_snapshot(accounts[0].id, 4, TCS=31, INFY=5)])
-    # A relay right after a batch that Kafka refused (topics this new may have no leader yet) leaves
-    # its rows to the sweep, which a running ledger does every second: do it here.
-    await ledger.relay.publish_pending()
+    await _all_relayed(ledger, sessions)
 
     subscriber = Positions(kafka.bootstrap_servers, namespace=namespace)
     try:
@@ -103,7 +117,7 @@ async def test_a_subscriber_bootstraps_every_accounts_latest_positions_then_foll
         }
 
         await ledger.apply_batch([_snapshot(accounts[1].id, 5, WIPRO=7)])  # TCS closed, WIPRO opened
-        await ledger.relay.publish_pending()
+        await _all_relayed(ledger, sessions)
         async with sessions() as session:
             await remove_account(session, bus, accounts[2].id)
 
