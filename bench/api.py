@@ -16,7 +16,10 @@ Reads: /healthz; an account's holdings; a 10-account portfolio's; the same two a
 time within the history; a page of 50 transactions. Each read picks a random portfolio (its token)
 and account per request. Once with one API process, once with `--workers 2`. Figures are the run of
 median account-holdings ratio of `--runs` runs; the client's CPU is reported to show it is not the
-bottleneck, the API's CPU (in all, and per request) and peak RSS beside it.
+bottleneck, the API's CPU (in all, and per request) and peak RSS beside it. With one process,
+/healthz is measured again right before each read, and the read's ratio is to that rate: the
+machine's speed drifts within a run. The goals are judged on each read's median ratio (and median
+p99 at half rate) over the runs: `median_of_runs`.
 
 Goals (issue 13): account holdings >= 40% of /healthz's requests/s, a 10-account portfolio >= 25%,
 current or as-of, each with p99 < 50 ms at half its rate. Writes bench/results/api.json.
@@ -150,13 +153,25 @@ async def _until_serving(
     raise RuntimeError("the API did not start within a minute")
 
 
-async def measure(url: str, loaded: Loaded, workers: int, seconds: float) -> dict[str, object]:
+async def measure(
+    url: str, loaded: Loaded, workers: int, seconds: float, *, healthz_beside: bool
+) -> dict[str, object]:
+    """Each read saturated and at half its rate. With `healthz_beside`, /healthz is measured again
+    right before each read, so that a read's ratio compares two rates of the same minute: the
+    machine's speed drifts within a run more than the ratios the goals name."""
     port, metrics_port = _free_ports(1), _free_ports(workers)
     figures: dict[str, object] = {}
     with api_process(url, port, metrics_port, workers) as process:
         await _until_serving(port, metrics_port, process, workers)
         pids = _process_tree(process.pid)
-        for name, requests in reads(loaded, port).items():
+        all_reads = reads(loaded, port)
+        for name, requests in all_reads.items():
+            beside = {}
+            if healthz_beside and name != "healthz":
+                healthz = await run_load(
+                    HOST, port, all_reads["healthz"], connections=CONNECTIONS, seconds=seconds, warmup_s=1.0
+                )
+                beside = {"healthz_beside_per_s": round(healthz.per_s, 1)}
             cpu_before = sum(cpu_seconds(p) for p in pids)
             saturated = await run_load(
                 HOST, port, requests, connections=CONNECTIONS, seconds=seconds, warmup_s=1.0
@@ -173,6 +188,7 @@ async def measure(url: str, loaded: Loaded, workers: int, seconds: float) -> dic
             )
             figures[name] = {
                 **saturated.summary(),
+                **beside,
                 "api_cpu_percent": round(100 * api_cpu / (seconds + 1.0), 1),
                 # The CPU a request costs the API, less noisy on a shared machine than rates: the
                 # warm-up second is counted at the measured rate.
@@ -186,29 +202,45 @@ async def measure(url: str, loaded: Loaded, workers: int, seconds: float) -> dic
 
 
 def ratios(figures: dict[str, object]) -> dict[str, float]:
-    rate = {name: float(f["requests_per_s"]) for name, f in figures.items() if isinstance(f, dict)}
-    return {name: round(rate[name] / rate["healthz"], 3) for name in rate if name != "healthz"}
+    """Each read's requests/s over /healthz's: the /healthz measured beside it where there is one."""
+    alone = figures["healthz"]
+    assert isinstance(alone, dict)
+    shares = {}
+    for name, f in figures.items():
+        if isinstance(f, dict) and name != "healthz":
+            healthz = float(
+                f["healthz_beside_per_s"] if "healthz_beside_per_s" in f else alone["requests_per_s"]
+            )
+            shares[name] = round(float(f["requests_per_s"]) / healthz, 3)
+    return shares
 
 
-def goals_met(figures: dict[str, object]) -> dict[str, bool]:
-    shares = ratios(figures)
-    met = {}
-    for name, goal in GOALS.items():
-        half = figures[name]["at_half_rate"]  # type: ignore[index]
-        met[name] = shares[name] >= goal and float(half["p99_ms"]) < P99_GOAL_MS
-    return met
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def median_of_runs(measured: list[dict[str, object]]) -> dict[str, object]:
+    """Per read, the median over the runs of its ratio and of its p99 at half rate; the goals on them."""
+    singles = [m["one_worker"] for m in measured]
+    share = {name: _median([s["ratio_to_healthz"][name] for s in singles]) for name in GOALS}  # type: ignore[index]
+    p99 = {name: _median([float(s[name]["at_half_rate"]["p99_ms"]) for s in singles]) for name in GOALS}  # type: ignore[index]
+    return {
+        "ratio_to_healthz": share,
+        "p99_ms_at_half_rate": p99,
+        "goals_met": {name: share[name] >= goal and p99[name] < P99_GOAL_MS for name, goal in GOALS.items()},
+    }
 
 
 async def one_run(url: str, loaded: Loaded, seconds: float) -> dict[str, object]:
-    single = await measure(url, loaded, 1, seconds)
-    double = await measure(url, loaded, 2, seconds)
+    single = await measure(url, loaded, 1, seconds, healthz_beside=True)
+    double = await measure(url, loaded, 2, seconds, healthz_beside=False)
     gains = {
         name: round(float(double[name]["requests_per_s"]) / float(single[name]["requests_per_s"]), 2)  # type: ignore[index]
         for name in single
         if isinstance(single[name], dict)
     }
     return {
-        "one_worker": single | {"ratio_to_healthz": ratios(single), "goals_met": goals_met(single)},
+        "one_worker": single | {"ratio_to_healthz": ratios(single)},
         "two_workers": double | {"ratio_to_healthz": ratios(double)},
         "gain_two_workers": gains,
     }
@@ -238,10 +270,11 @@ async def main(accounts: int, seconds: float, runs: int) -> dict[str, object]:
         "connections": CONNECTIONS,
         "seconds_per_read": seconds,
         "goals": {"ratio_to_healthz": GOALS, "p99_ms_at_half_rate": f"< {P99_GOAL_MS}"},
+        "median_of_runs": median_of_runs(measured),
         **median,
         "runs": [
             {
-                "ratio_to_healthz": m["one_worker"]["ratio_to_healthz"],
+                "ratio_to_healthz": m["one_worker"]["ratio_to_healthz"],  # type: ignore[index]
                 "gain_two_workers": m["gain_two_workers"],
             }
             for m in measured
@@ -260,6 +293,6 @@ if __name__ == "__main__":
     outcome = asyncio.run(main(args.accounts, args.seconds, args.runs))
     RESULTS.write_text(json.dumps(outcome, indent=2) + "\n")
     print(json.dumps(outcome, indent=2))
-    ok = all(outcome["one_worker"]["goals_met"].values())  # type: ignore[index]
+    ok = all(outcome["median_of_runs"]["goals_met"].values())  # type: ignore[index]
     print("goals met" if ok else "GOALS MISSED")
     raise SystemExit(0 if ok else 1)
