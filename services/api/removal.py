@@ -42,10 +42,12 @@ import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, Delete, Select, delete, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import topics
 from shared.bus.port import MessageBus, OutgoingMessage
+from shared.db.errors import sqlstate_of
 from shared.db.tables import BrokerAccount, Credential, OutboxMessage, Portfolio, User
 from shared.events import AccountRemoved
 
@@ -98,6 +100,34 @@ async def _remove(
     deletion: Delete,
     *,
     locks: Sequence[Select[uuid.UUID]] = (),
+) -> None:
+    """`_remove_once`, again when Postgres broke a deadlock by failing it (or a serialization
+    failure): the documented remedy. The deletion takes row locks in the foreign keys' order,
+    account before schedule, while the scheduler locks a due schedule and then, inserting its sync
+    run, the account's key: when both meet, one of them is failed after `deadlock_timeout`. Retried,
+    the deletion finds the scheduler's run committed and deletes it too; AccountRemoved is published
+    again with the same event id, which the module's docstring says is harmless."""
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            await _remove_once(session, bus, accounts, deletion, locks=locks)
+            return
+        except DBAPIError as exc:
+            if attempt == _ATTEMPTS or sqlstate_of(exc) not in _RETRIED_SQLSTATES:
+                raise
+            log.info("removal retried", extra={"sqlstate": sqlstate_of(exc), "attempt": attempt})
+
+
+_ATTEMPTS = 3
+_RETRIED_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
+
+
+async def _remove_once(
+    session: AsyncSession,
+    bus: MessageBus,
+    accounts: ColumnElement[bool],
+    deletion: Delete,
+    *,
+    locks: Sequence[Select[uuid.UUID]],
 ) -> None:
     """Announce every account matching `accounts`, then run `deletion`, in one transaction."""
     try:

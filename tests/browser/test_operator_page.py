@@ -18,7 +18,7 @@ from shared import topics
 from shared.bus.port import OutgoingMessage
 from shared.events import utc_now
 from shared.fetcher_heartbeats import FetcherHeartbeat
-from tests.support.dashboard import sign_in, until
+from tests.support.dashboard import read, sign_in, until
 from tests.support.live_system import LiveSystem
 from tests.support.screenshots import screenshot
 from tests.support.waiting import eventually
@@ -48,10 +48,14 @@ def test_an_operator_sees_two_fetchers_and_every_panel_and_acts(
     assert SNAPSHOT_DLQ in _text(page, "dead-letters")
     assert "records not yet processed" in _text(page, "lag")
     assert "No stuck run" in _text(page, "stuck-runs")  # the scheduler requests them again at once
-    assert page.find_element(By.ID, "outcomes-chart").is_displayed()
-    controls = page.find_elements(By.CSS_SELECTOR, "#main :is(input, button, canvas, a)")
-    unnamed = [c for c in controls if c.is_displayed() and not c.accessible_name.strip()]
-    assert [c.get_attribute("outerHTML") for c in unnamed] == []
+    assert read(page, lambda b: b.find_element(By.ID, "outcomes-chart").is_displayed(), what="the chart")
+
+    def unnamed(b: webdriver.Chrome) -> list[str]:
+        controls = b.find_elements(By.CSS_SELECTOR, "#main :is(input, button, canvas, a)")
+        shown = [c for c in controls if c.is_displayed() and not c.accessible_name.strip()]
+        return [str(c.get_attribute("outerHTML")) for c in shown]
+
+    assert read(page, unnamed, what="the controls' names") == []
     screenshot(page, "operator")
     screenshot(page, "operator-phone", phone=True)
     page.execute_script("document.getElementById('outcomes-title').scrollIntoView()")
@@ -141,16 +145,20 @@ def _ok(response: httpx.Response) -> Any:
     return response.json() if response.content else None
 
 
+# The page redraws its panels every few seconds: each read is read again if a redraw interrupted it.
 def _rows(browser: webdriver.Chrome, panel: str, *, at_least: int = 1) -> list[list[str]] | None:
-    rows = [
-        [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
-        for row in browser.find_elements(By.CSS_SELECTOR, f"#{panel} tbody tr")
-    ]
+    def cells(b: webdriver.Chrome) -> list[list[str]]:
+        return [
+            [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+            for row in b.find_elements(By.CSS_SELECTOR, f"#{panel} tbody tr")
+        ]
+
+    rows = read(browser, cells, what=f"the {panel} panel")
     return rows if len(rows) >= at_least and len(rows[0]) > 1 else None
 
 
 def _text(browser: webdriver.Chrome, element_id: str) -> str:
-    return str(browser.find_element(By.ID, element_id).text)
+    return read(browser, lambda b: str(b.find_element(By.ID, element_id).text), what=f"#{element_id}")
 
 
 def _broker_state(browser: webdriver.Chrome, code: str) -> str:

@@ -43,6 +43,12 @@ def until(browser: webdriver.Chrome, condition: Callable[[webdriver.Chrome], T],
     return waiting.until(condition, message=f"waited for {what}")
 
 
+def read(browser: webdriver.Chrome, reading: Callable[[webdriver.Chrome], T], *, what: str) -> T:
+    """What `reading` returns (falsy or not), read again if the page redrew what it was reading
+    meanwhile (a stale element): pages that refresh themselves on a timer can do so mid-read."""
+    return until(browser, lambda b: (reading(b),), what=what)[0]
+
+
 # --- the accounts page ---------------------------------------------------------------------------
 
 
