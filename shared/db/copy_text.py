@@ -22,15 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from functools import partial
 from itertools import repeat
-from operator import attrgetter, is_, is_not
+from operator import attrgetter, is_
+from types import NoneType
 from typing import Any
 from uuid import UUID
 
 NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_not_null = partial(is_not, None)
 _uuid_int = attrgetter("int")
 _uuid_hex = "{:032x}".format
 
@@ -63,10 +62,13 @@ def copy_text(columns: Sequence[Sequence[Any]], datetimes: DatetimeTexts | None 
 def _texts(column: Sequence[Any], datetimes: DatetimeTexts) -> tuple[Sequence[str], int]:
     """The column's values as text, and how many backslashes they hold of their own making (one
     per NULL, two per bytes value)."""
-    if any(type(value) is bytes for value in column):
+    # The types present, in one C-speed pass: a generator over the values (`any(type(v) is bytes ...)`)
+    # resumed a Python frame per value, a third of the time of encoding a table of UUIDs and numbers.
+    types = set(map(type, column))
+    if bytes in types:
         texts = [_escaped(value) for value in column]
         return texts, sum(text.count("\\") for text in texts)
-    if not all(map(_not_null, column)):
+    if NoneType in types:
         nulls = sum(map(is_, column, repeat(None)))
         if nulls == len(column):
             return [NULL] * nulls, nulls
