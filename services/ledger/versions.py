@@ -138,9 +138,12 @@ def price_rows(
     """The prices of `positions` that moved since the instrument's newest row, as the batch planned
     it (`pending`, updated) or as committed (`memo`). An older time is always written: history."""
     rows = []
+    committed = memo.last.get
     for key, held in positions.items():
-        last = pending.get(key) or memo.last.get(key)
-        if last is None or at < last[0] or last[1] != held.last_price:
+        # `pending` is empty unless the batch planned prices (after a first batch, only those that
+        # moved): then not looked in.
+        last = (pending.get(key) if pending else None) or committed(key)
+        if last is None or last[1] != held.last_price or at < last[0]:
             rows.append((*key, at, held.last_price, source))
     _note(pending, rows)
     return rows
