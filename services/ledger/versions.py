@@ -69,39 +69,15 @@ def _version_values(held: HeldLike, quantity: Decimal | None) -> tuple[Any, ...]
 def content_hash(holdings: Iterable[Holding]) -> bytes:
     """A digest of the holdings but their prices, whatever their order (half a SHA-256: 16 bytes
     a snapshot row, and still no collision in the life of the universe). Stored: the definition may
-    not change (retention compares a snapshot's with the one before it, hashed by older code)."""
-    lines = []
-    for h in holdings:
-        key = (h.symbol, h.exchange, h.isin, h.currency, h.asset_type, h.quantity, h.average_price)
-        line = _LINES.get(key)
-        if line is None:
-            line = _line(h)
-            # Only nonzero numbers: equal ones then normalize alike, where 0 and -0 are equal but
-            # normalize to "0" and "-0".
-            if h.quantity and h.average_price:
-                if len(_LINES) >= _LINES_AT_MOST:
-                    _LINES.clear()
-                _LINES[key] = line
-        lines.append(line)
-    lines.sort()
-    return hashlib.sha256("\x1e".join(lines).encode()).digest()[:16]
-
-
-# Each holding's line of the content hash by what it is made of: an account's next snapshot repeats
-# all but a few of its holdings, and a line (two `normalize()`, seven values written) costs several
-# times the look-up: hashing a snapshot takes less than half as long. Equal keys make equal lines:
-# the numbers are normalized.
-_LINES: dict[tuple[Any, ...], str] = {}
-_LINES_AT_MOST = 200_000  # some 40 MB at most, the size of a few batches' decoded events
-
-
-def _line(h: Holding) -> str:
-    """`!s`: what the text would be anyway, but `format()` of a Decimal or an enum takes three times
+    not change (retention compares a snapshot's with the one before it, hashed by older code).
+    `!s`: what the text would be anyway, but `format()` of a Decimal or an enum takes three times
     as long as `str()`."""
-    return (
+    lines = sorted(
         f"{h.symbol}\x1f{h.exchange}\x1f{h.isin!s}\x1f{h.currency}\x1f{h.asset_type!s}\x1f"
         f"{h.quantity.normalize()!s}\x1f{h.average_price.normalize()!s}"
+        for h in holdings
     )
+    return hashlib.sha256("\x1e".join(lines).encode()).digest()[:16]
 
 
 Prices = dict[InstrumentKey, tuple[datetime, Decimal | None]]  # each instrument's newest row
