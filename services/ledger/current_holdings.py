@@ -21,8 +21,9 @@ from shared import topics
 from shared.events import utc_now
 
 # The start of a position's JSON, up to its quantity, by instrument and currency, as `to_json` writes
-# its strings: an account's positions repeat with each of its changes, and writing three strings
-# cost `to_json` three calls; one look-up instead makes a position's JSON take half as long.
+# its strings: an account's positions repeat with each of its changes, and three look-ups of each
+# string's JSON (a function call each) cost more than one: a snapshot's positions are written in
+# some 30% less time (13 against 18 µs for 20, measured alone).
 _STARTS: dict[tuple[InstrumentKey, str], str] = {}
 _STARTS_AT_MOST = 100_000  # some 10 MB
 
