@@ -497,7 +497,7 @@ def _current(plan: BatchPlan, account: AccountState, snapshot_id: uuid.UUID, now
 def _derived_row(
     account_id: uuid.UUID, snapshot_id: uuid.UUID, taken_at: datetime, trade: DerivedTrade
 ) -> tuple[Any, ...]:
-    # `_value_`, the attribute `.value` reads: `.value` is a descriptor in Python, some 0.3 µs each.
+    # `_value_`, the attribute `.value` reads: `.value` is a descriptor in Python (180 against 50 ns).
     return (
         account_id,
         trade.key[0],

@@ -58,7 +58,7 @@ def copy_text(columns: Sequence[Sequence[Any]], datetimes: DatetimeTexts | None 
 def _texts(column: Sequence[Any], datetimes: DatetimeTexts) -> tuple[Sequence[str], bool]:
     """The column's values as text, and whether one of them holds a character to escape."""
     # The types present, in one C-speed pass: a generator over the values (`any(type(v) is bytes ...)`)
-    # resumed a Python frame per value, a third of the time of encoding a table of UUIDs and numbers.
+    # resumed a Python frame per value (2,000 decimals: 45 against 145 µs, their `str()` 276).
     types = set(map(type, column))
     if bytes in types:
         return [_escaped(value) for value in column], False  # escaped already
