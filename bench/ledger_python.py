@@ -1,9 +1,10 @@
 """The ledger's Python per snapshot, without Kafka or Postgres: decoding, planning, COPY text.
 
-    .venv/bin/python bench/ledger_python.py [--accounts 300] [--repeats 4]
+    .venv/bin/python bench/ledger_python.py [--accounts 300] [--repeats 4] [--prices still|move]
 
 The bench-ledger workload (accounts x 10 successive snapshots of 20 holdings, each changing one
-position), with prices moving every sync as real ones do, goes through what the ledger's own Python
+position), with its prices unchanged as bench-ledger's are (`--prices still`, the default) or moving
+every sync as real ones do (`--prices move`), goes through what the ledger's own Python
 does with it in batches of 2,000: `decode_on_topic` of each message, `plan_batch`, and
 `LedgerStore.encode` (the COPY text). CPU µs per snapshot for each, the best of `--repeats` passes:
 on a shared machine this moves far less than bench-ledger's holdings/s, so two commits can be
@@ -40,7 +41,7 @@ START = datetime(2026, 10, 1, tzinfo=UTC)
 NOW = datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=UTC)
 
 
-def _messages(accounts: list[uuid.UUID]) -> list[bytes]:
+def _messages(accounts: list[uuid.UUID], *, prices_move: bool) -> list[bytes]:
     messages = []
     for n, account_id in itertools.product(range(SNAPSHOTS), accounts):
         number = len(messages) + 1
@@ -48,7 +49,7 @@ def _messages(accounts: list[uuid.UUID]) -> list[bytes]:
             account_id,
             n,
             START,
-            prices_move=True,
+            prices_move=prices_move,
             event_id=uuid.UUID(int=10**9 + number),
             occurred_at=START + timedelta(minutes=n, seconds=1),
             request_id=uuid.UUID(int=10**10 + number),
@@ -101,9 +102,9 @@ def one_pass(accounts: list[uuid.UUID], messages: list[bytes]) -> tuple[dict[str
     return spent, digest.hexdigest()[:16]
 
 
-def main(accounts_count: int, repeats: int) -> None:
+def main(accounts_count: int, repeats: int, prices: str) -> None:
     accounts = [uuid.UUID(int=10**6 + i) for i in range(accounts_count)]
-    messages = _messages(accounts)
+    messages = _messages(accounts, prices_move=prices == "move")
     best: dict[str, float] = {}
     digests = set()
     gc.disable()  # as the ledger does while a batch is in flight
@@ -114,7 +115,7 @@ def main(accounts_count: int, repeats: int) -> None:
         gc.collect()
     per = {k: round(v / len(messages) * 1e6, 1) for k, v in best.items()}
     print(
-        f"{len(messages)} snapshots, CPU µs per snapshot (best of {repeats}): {per}, "
+        f"{len(messages)} snapshots, prices {prices}, CPU µs per snapshot (best of {repeats}): {per}, "
         f"total {round(sum(per.values()), 1)}; digest {', '.join(sorted(digests))}"
     )
 
@@ -125,5 +126,6 @@ if __name__ == "__main__":
     )
     parser.add_argument("--accounts", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("--prices", choices=("still", "move"), default="still")
     args = parser.parse_args()
-    main(args.accounts, args.repeats)
+    main(args.accounts, args.repeats, args.prices)

@@ -16,14 +16,16 @@ from typing import Any
 from pydantic_core import to_json
 
 from services.ledger import ids
-from services.ledger.positions import HeldLike, Positions
+from services.ledger.positions import HeldLike, InstrumentKey, Positions
 from shared import topics
 from shared.events import utc_now
 
-# The JSON of strings that recur (symbols, exchanges, currencies), as `to_json` writes them: a string
-# costs `to_json` a call of its own, and an account's positions repeat with each of its changes.
-_QUOTED: dict[str, str] = {}
-_QUOTED_AT_MOST = 100_000  # a few MB
+# The start of a position's JSON, up to its quantity, by instrument and currency, as `to_json` writes
+# its strings: an account's positions repeat with each of its changes, and three look-ups of each
+# string's JSON (a function call each) cost more than one: a snapshot's positions are written in
+# some 30% less time (13 against 18 µs for 20, measured alone).
+_STARTS: dict[tuple[InstrumentKey, str], str] = {}
+_STARTS_AT_MOST = 100_000  # some 10 MB
 
 
 def outbox_row(
@@ -54,25 +56,24 @@ def outbox_row(
         "snapshot_id": snapshot_id,
         "as_of": as_of,
     }
-    listed = ",".join(
-        [_position(symbol, exchange, held) for (symbol, exchange), held in sorted(positions.items())]
-    )
+    listed = ",".join([_position(key, positions[key]) for key in sorted(positions)])
     payload = f'{to_json(fields).decode()[:-1]},"positions":[{listed}]}}'
     return (event_id, topics.HOLDINGS_CURRENT, str(account_id), payload, now, None)
 
 
-def _position(symbol: str, exchange: str, held: HeldLike) -> str:
-    last = "null" if held.last_price is None else f'"{held.last_price!s}"'
-    return (
-        f'{{"symbol":{_quoted(symbol)},"exchange":{_quoted(exchange)},"currency":{_quoted(held.currency)},'
-        f'"quantity":"{held.quantity!s}","average_price":"{held.average_price!s}","last_price":{last}}}'
+def _position(key: InstrumentKey, held: HeldLike) -> str:
+    start = _STARTS.get((key, held.currency)) or _start(key, held.currency)
+    last = held.last_price
+    if last is None:
+        return f'{start}{held.quantity!s}","average_price":"{held.average_price!s}","last_price":null}}'
+    return f'{start}{held.quantity!s}","average_price":"{held.average_price!s}","last_price":"{last!s}"}}'
+
+
+def _start(key: InstrumentKey, currency: str) -> str:
+    if len(_STARTS) >= _STARTS_AT_MOST:
+        _STARTS.clear()
+    symbol, exchange = (to_json(text).decode() for text in key)
+    start = _STARTS[(key, currency)] = (
+        f'{{"symbol":{symbol},"exchange":{exchange},"currency":{to_json(currency).decode()},"quantity":"'
     )
-
-
-def _quoted(text: str) -> str:
-    quoted = _QUOTED.get(text)
-    if quoted is None:
-        if len(_QUOTED) >= _QUOTED_AT_MOST:
-            _QUOTED.clear()
-        quoted = _QUOTED[text] = to_json(text).decode()
-    return quoted
+    return start

@@ -144,6 +144,9 @@ def derive_trades(
     return trades
 
 
+_CENT_MILLIONTHS = Decimal("0.00000001")  # a derived price's precision
+
+
 def _kind(old_qty: Decimal, new_qty: Decimal, delta: Decimal) -> TradeKind:
     if old_qty == 0:
         return TradeKind.OPENING
@@ -160,7 +163,7 @@ def _estimate_price(
         old_cost = was.average_price * was.quantity if was else ZERO
         price = (now.average_price * now.quantity - old_cost) / delta
         if price > 0:
-            return price.quantize(Decimal("0.00000001")), PriceSource.AVERAGE_COST
+            return price.quantize(_CENT_MILLIONTHS), PriceSource.AVERAGE_COST
     # Selling leaves the average cost unchanged: the market price is the best estimate there is.
     market = (now.last_price if now else None) or (was.last_price if was else None)
     return (market, PriceSource.LAST_PRICE) if market is not None else (None, None)

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from operator import attrgetter
 from typing import Any
 
 from services.ledger.positions import HeldLike, InstrumentKey
@@ -28,11 +27,6 @@ VERSION_COLUMNS = (
 PRICE_COLUMNS = ("symbol", "exchange", "at", "price", "source")
 
 
-# Everything of a position but its price: what a new version is written for (an attrgetter: no
-# Python frame for each of the two positions compared, a snapshot's every instrument).
-_terms = attrgetter("quantity", "average_price", "isin", "currency", "asset_type")
-
-
 def version_rows(
     account_id: uuid.UUID,
     valid_from: datetime,
@@ -45,9 +39,22 @@ def version_rows(
     changed positions, and a closing version (no quantity) for each one gone. `every`: all of
     `after`'s positions, changed or not (a replay rewriting the versions of one time)."""
     rows = []
+    # Anything of a position but its price differs: what a new version is written for. Compared one
+    # attribute at a time, in the loop, most likely to differ first: comparing two tuples of them (an
+    # `attrgetter` each), or calling a function to compare, cost three times as long, on each of a
+    # snapshot's unchanged positions.
+    get = before.get
     for key, now in after.items():
-        was = before.get(key)
-        if every or was is None or _terms(was) != _terms(now):
+        was = get(key)
+        if (
+            every
+            or was is None
+            or was.quantity != now.quantity
+            or was.average_price != now.average_price
+            or was.isin != now.isin
+            or was.currency != now.currency
+            or was.asset_type != now.asset_type
+        ):
             rows.append((account_id, *key, valid_from, *_version_values(now, now.quantity)))
     for key, was in before.items():
         if key not in after:
@@ -107,9 +114,12 @@ def price_rows(
     """The prices of `positions` that moved since the instrument's newest row, as the batch planned
     it (`pending`, updated) or as committed (`memo`). An older time is always written: history."""
     rows = []
+    committed = memo.last.get
     for key, held in positions.items():
-        last = pending.get(key) or memo.last.get(key)
-        if last is None or at < last[0] or last[1] != held.last_price:
+        # `pending` is empty unless the batch planned prices (after a first batch, only those that
+        # moved): then not looked in.
+        last = (pending.get(key) if pending else None) or committed(key)
+        if last is None or last[1] != held.last_price or at < last[0]:
             rows.append((*key, at, held.last_price, source))
     _note(pending, rows)
     return rows

@@ -13,25 +13,27 @@ time on each row it adds, and an aware datetime takes some 2 µs to write); ever
 
 The text format: one line per row, values separated by tabs, NULL written as `\\N`, and a backslash,
 tab, newline or carriage return inside a value escaped with a backslash. Values rarely hold any of
-those, so the rows are first joined as they are and the result checked: when it has exactly the tabs,
-newlines and backslashes the rows and NULLs account for, nothing needed escaping; otherwise every
-text value is escaped and the rows joined again.
+those, so each column's texts are checked (but columns of types whose text never holds them:
+numbers, UUIDs, times): when none holds one, the rows are joined as they are; otherwise every text
+value is escaped and the rows joined again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from functools import partial
+from decimal import Decimal
 from itertools import repeat
-from operator import attrgetter, is_, is_not
+from operator import attrgetter, is_
+from types import NoneType
 from typing import Any
 from uuid import UUID
 
 NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_not_null = partial(is_not, None)
 _uuid_int = attrgetter("int")
+# Types whose `str()` is only digits, letters, signs, points, colons and spaces: nothing to escape.
+_PLAIN = frozenset({Decimal, int, float, bool, UUID, datetime, NoneType})
 _uuid_hex = "{:032x}".format
 
 
@@ -45,37 +47,43 @@ def copy_text(columns: Sequence[Sequence[Any]], datetimes: DatetimeTexts | None 
     same objects are alive (one batch's tables), added to."""
     if not columns or not columns[0]:
         return b""
-    rows = len(columns[0])
     known = {} if datetimes is None else datetimes
-    texts, backslashes = zip(*(_texts(column, known) for column in columns), strict=True)
-    text = "\n".join(map("\t".join, zip(*texts, strict=True))) + "\n"
-    if (
-        text.count("\t") == rows * (len(columns) - 1)
-        and text.count("\n") == rows
-        and text.count("\\") == sum(backslashes)
-        and "\r" not in text
-    ):
-        return text.encode()
+    texts, special = zip(*(_texts(column, known) for column in columns), strict=True)
+    if not any(special):
+        return ("\n".join(map("\t".join, zip(*texts, strict=True))) + "\n").encode()
     escaped = [[_escaped(value) for value in column] for column in columns]
     return ("\n".join(map("\t".join, zip(*escaped, strict=True))) + "\n").encode()
 
 
-def _texts(column: Sequence[Any], datetimes: DatetimeTexts) -> tuple[Sequence[str], int]:
-    """The column's values as text, and how many backslashes they hold of their own making (one
-    per NULL, two per bytes value)."""
-    if any(type(value) is bytes for value in column):
-        texts = [_escaped(value) for value in column]
-        return texts, sum(text.count("\\") for text in texts)
-    if not all(map(_not_null, column)):
+def _texts(column: Sequence[Any], datetimes: DatetimeTexts) -> tuple[Sequence[str], bool]:
+    """The column's values as text, and whether one of them holds a character to escape."""
+    # The types present, in one C-speed pass: a generator over the values (`any(type(v) is bytes ...)`)
+    # resumed a Python frame per value (2,000 decimals: 45 against 145 µs, their `str()` 276).
+    types = set(map(type, column))
+    if bytes in types:
+        return [_escaped(value) for value in column], False  # escaped already
+    nulls = 0
+    if NoneType in types:
         nulls = sum(map(is_, column, repeat(None)))
         if nulls == len(column):
-            return [NULL] * nulls, nulls
-        return [NULL if value is None else str(value) for value in column], nulls
-    if type(column[0]) is UUID:
-        return list(map(_uuid_hex, map(_uuid_int, column))), 0
-    if type(column[0]) is datetime:
-        return _once_each(column, datetimes), 0
-    return list(map(str, column)), 0
+            return [NULL] * nulls, False
+        texts = [NULL if value is None else str(value) for value in column]
+    elif type(column[0]) is UUID:
+        texts = list(map(_uuid_hex, map(_uuid_int, column)))
+    elif type(column[0]) is datetime:
+        texts = _once_each(column, datetimes)
+    else:
+        texts = list(map(str, column))
+    return texts, not types <= _PLAIN and _special("".join(texts), nulls)
+
+
+def _special(joined: str, nulls: int) -> bool:
+    """Whether the texts of a column, joined, hold a character to escape; `nulls` of them are NULL,
+    a backslash each. `in` is a `memchr`: it looks through the 3 kB of a holdings.current message in
+    some 0.05 µs, where `count` takes 1 µs."""
+    if "\t" in joined or "\n" in joined or "\r" in joined:
+        return True
+    return joined.count("\\") != nulls if nulls else "\\" in joined
 
 
 def _once_each(column: Sequence[Any], known: DatetimeTexts) -> list[str]:

@@ -40,6 +40,12 @@ def test_a_literal_backslash_n_is_not_taken_for_null() -> None:
     assert copy_text(_rows(("x\\N", None))) == b"x\\\\N\t\\N\n"
 
 
+def test_a_backslash_beside_nulls_in_one_column_is_escaped() -> None:
+    # The column's NULLs hold a backslash each: only one more than those says a value holds one.
+    assert copy_text([["a\\b", None]]) == b"a\\\\b\n\\N\n"
+    assert copy_text([[None, "\\N"], [1, 2]]) == b"\\N\t1\n\\\\N\t2\n"
+
+
 def test_no_rows_is_nothing() -> None:
     assert copy_text([]) == b""
     assert copy_text([[], []]) == b""
