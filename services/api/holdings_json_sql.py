@@ -31,6 +31,7 @@ from sqlalchemy import (
     FunctionFilter,
     Over,
     Select,
+    SQLColumnExpression,
     Subquery,
     Text,
     case,
@@ -59,7 +60,8 @@ Field = tuple[str, str, ColumnElement[Any]]
 
 def account_holdings(held: Subquery) -> Select[str]:
     """One row, one column: an account's holdings response (`[]` for none) from `held`, the
-    holdings statement's rows (storage_history.holdings_of_owner's columns)."""
+    holdings statement's rows (storage_history.holdings_of_owner's columns, the time written by
+    `time_text`)."""
     h = held.c
     line = _object(
         _string("symbol", h.symbol),
@@ -71,7 +73,7 @@ def account_holdings(held: Subquery) -> Select[str]:
         _number("average_price", h.average_price),
         _optional_number("last_price", h.last_price),
         _optional_number("market_value", h.quantity * h.last_price),
-        _time("as_of", h.taken_at),
+        ("as_of", '"%s"', h.taken_at_text),
     )
     return select(_array(line, h.symbol, h.exchange, h.currency, h.account_id)).select_from(held)
 
@@ -87,7 +89,7 @@ def portfolio_holdings(held: Subquery) -> Select[str]:
         ("account_id", '"%s"', h.account_id),
         _number("quantity", h.quantity),
         _number("average_price", h.average_price),
-        _time("as_of", h.taken_at),
+        ("as_of", '"%s"', h.taken_at_text),
     )
     size = func.abs(h.quantity, type_=h.quantity.type)
 
@@ -168,12 +170,12 @@ def _optional_number(key: str, value: ColumnElement[Any]) -> Field:
     return key, "%s", func.coalesce(text, _NULL)
 
 
-def _time(key: str, moment: ColumnElement[Any]) -> Field:
-    """A time (never null) as pydantic's AwareDatetime is written in JSON: in UTC, with "Z", its
-    microseconds only when it has any."""
+def time_text(moment: SQLColumnExpression[Any]) -> ColumnElement[str]:
+    """A time (never null) as pydantic's AwareDatetime is written in JSON, without its quotes: in
+    UTC, with "Z", its microseconds only when it has any."""
     utc = func.timezone(_text("UTC"), moment)
     written = func.to_char(utc, _text('YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
-    return key, '"%s"', func.replace(written, _text(".000000Z"), _text("Z"))
+    return func.replace(written, _text(".000000Z"), _text("Z"), type_=Text)
 
 
 def _over_line(aggregate: FunctionElement[Any] | FunctionFilter[Any], shares: Columns) -> Over[Any]:
