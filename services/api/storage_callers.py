@@ -88,7 +88,9 @@ def token_check_and_holdings(counted: bool, whole_portfolio: bool, past: bool) -
     (then refused: it is counted). For the fast reads."""
     live = _live_token()
     owner = select(live.c.user_id).scalar_subquery()
-    held = holdings_of_owner(whole_portfolio, past, owner, holdings_json_sql.time_text).subquery("held")
+    holdings = holdings_of_owner(whole_portfolio, past, owner, holdings_json_sql.time_text)
+    # Unordered: the body orders its lines itself (one sort, not two).
+    held = holdings.order_by(None).subquery("held")
     response = holdings_json_sql.portfolio_holdings if whole_portfolio else holdings_json_sql.account_holdings
     body = response(held).subquery("body")
     return _read_token_check(live, counted).add_columns(*body.c).join(body, true())
