@@ -31,9 +31,11 @@ from sqlalchemy import (
     FunctionFilter,
     Over,
     Select,
+    SQLColumnExpression,
     Subquery,
     Text,
     case,
+    cast,
     collate,
     func,
     literal_column,
@@ -59,7 +61,8 @@ Field = tuple[str, str, ColumnElement[Any]]
 
 def account_holdings(held: Subquery) -> Select[str]:
     """One row, one column: an account's holdings response (`[]` for none) from `held`, the
-    holdings statement's rows (storage_history.holdings_of_owner's columns)."""
+    holdings statement's rows (storage_history.holdings_of_owner's columns, the time written by
+    `time_text`), in any order: the lines are ordered here, as that statement orders them."""
     h = held.c
     line = _object(
         _string("symbol", h.symbol),
@@ -71,7 +74,7 @@ def account_holdings(held: Subquery) -> Select[str]:
         _number("average_price", h.average_price),
         _optional_number("last_price", h.last_price),
         _optional_number("market_value", h.quantity * h.last_price),
-        _time("as_of", h.taken_at),
+        ("as_of", '"%s"', h.taken_at_text),
     )
     return select(_array(line, h.symbol, h.exchange, h.currency, h.account_id)).select_from(held)
 
@@ -80,14 +83,14 @@ def portfolio_holdings(held: Subquery) -> Select[str]:
     """As `account_holdings`, a portfolio's consolidated holdings response.
 
     A line's values are window aggregates over its shares in account order: one sort of the rows for
-    them all (the holdings statement's own ORDER BY), where an ordered aggregate (`array_agg(.. ORDER
-    BY ..)`) sorts its group's input anew, per aggregate and per line (Postgres 15 and before)."""
+    them all (`held` comes unordered), where an ordered aggregate (`array_agg(.. ORDER BY ..)`) sorts
+    its group's input anew, per aggregate and per line (Postgres 15 and before)."""
     h = held.c
     share = _object(
         ("account_id", '"%s"', h.account_id),
         _number("quantity", h.quantity),
         _number("average_price", h.average_price),
-        _time("as_of", h.taken_at),
+        ("as_of", '"%s"', h.taken_at_text),
     )
     size = func.abs(h.quantity, type_=h.quantity.type)
 
@@ -145,9 +148,11 @@ def _array(element: ColumnElement[str], *order: ColumnElement[Any]) -> ColumnEle
 
 def _object(*fields: Field) -> ColumnElement[str]:
     """A JSON object, its members in this order, compact (no spaces) as json.JSONEncoder's with
-    separators (",", ":") writes it."""
+    separators (",", ":") writes it. Its values as text: format() looks up a value's output function
+    whenever the type changes from the value before, every time it is called."""
     template = ",".join(f'"{key}":{value}' for key, value, _ in fields)
-    return func.format(_text("{" + template + "}"), *(expression for _, _, expression in fields), type_=Text)
+    values = (cast(expression, Text) for _, _, expression in fields)
+    return func.format(_text("{" + template + "}"), *values, type_=Text)
 
 
 def _string(key: str, column: ColumnElement[Any]) -> Field:
@@ -168,19 +173,20 @@ def _optional_number(key: str, value: ColumnElement[Any]) -> Field:
     return key, "%s", func.coalesce(text, _NULL)
 
 
-def _time(key: str, moment: ColumnElement[Any]) -> Field:
-    """A time (never null) as pydantic's AwareDatetime is written in JSON: in UTC, with "Z", its
-    microseconds only when it has any."""
+def time_text(moment: SQLColumnExpression[Any]) -> ColumnElement[str]:
+    """A time (never null) as pydantic's AwareDatetime is written in JSON, without its quotes: in
+    UTC, with "Z", its microseconds only when it has any."""
     utc = func.timezone(_text("UTC"), moment)
     written = func.to_char(utc, _text('YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
-    return key, '"%s"', func.replace(written, _text(".000000Z"), _text("Z"))
+    return func.replace(written, _text(".000000Z"), _text("Z"), type_=Text)
 
 
 def _over_line(aggregate: FunctionElement[Any] | FunctionFilter[Any], shares: Columns) -> Over[Any]:
     """`aggregate` over all of a line's `shares` (columns symbol, exchange, currency and account_id)
     in account order, the same on each of them. Every such window is the same one, so that one sort
-    serves them all."""
-    line = (shares.symbol, shares.exchange, shares.currency)
+    serves them all; its lines compared as code points (COLLATE "C": byte comparisons and abbreviated
+    keys, not the locale's strcoll), which tell the same lines apart as any deterministic collation."""
+    line = [collate(column, "C") for column in (shares.symbol, shares.exchange, shares.currency)]
     return aggregate.over(partition_by=line, order_by=shares.account_id, rows=(None, None))
 
 
@@ -201,13 +207,18 @@ def _rounded_quotient(
 ) -> ColumnElement[Any]:
     """top / bottom (bottom >= 0) rounded half-even to `places` decimal places, exactly, from its
     `_scaled_quotient`; NULL when bottom is 0. The remainder by a product, exact too, not by a
-    second division."""
+    second division, and computed once: a truncated quotient's remainder has the sign of `top`
+    (or is 0, and then nothing is added)."""
     remainder = top * _number_constant(10**places) - scaled_quotient * bottom
-    twice = _number_constant(2) * func.abs(remainder)
-    odd = func.mod(scaled_quotient, _number_constant(2)) != _number_constant(0)
-    away = (twice > bottom) | ((twice == bottom) & odd)
-    step = func.sign(remainder) * case((away, _number_constant(1)), else_=_number_constant(0))
-    return (scaled_quotient + step) * literal_column(f"1e-{places}")
+    # 1 past half-way, 0 a tie (to even: away when the quotient is odd), -1 short of it.
+    past_half = func.sign(_number_constant(2) * func.abs(remainder) - bottom)
+    odd = func.abs(func.mod(scaled_quotient, _number_constant(2)))
+    away = case(
+        {_number_constant(1): _number_constant(1), _number_constant(0): odd},
+        value=past_half,
+        else_=_number_constant(0),
+    )
+    return (scaled_quotient + func.sign(top) * away) * literal_column(f"1e-{places}")
 
 
 def _number_constant(value: int) -> ColumnElement[Any]:

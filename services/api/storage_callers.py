@@ -87,31 +87,34 @@ def token_check_and_holdings(counted: bool, whole_portfolio: bool, past: bool) -
     read; one row, none for no live token. A request over its rate limit still reads the holdings
     (then refused: it is counted). For the fast reads."""
     live = _live_token()
-    owner = select(ApiToken.user_id).join(live, live.c.token_id == ApiToken.id).scalar_subquery()
-    held = holdings_of_owner(whole_portfolio, past, owner).subquery("held")
+    owner = select(live.c.user_id).scalar_subquery()
+    holdings = holdings_of_owner(whole_portfolio, past, owner, holdings_json_sql.time_text)
+    # Unordered: the body orders its lines itself (one sort, not two).
+    held = holdings.order_by(None).subquery("held")
     response = holdings_json_sql.portfolio_holdings if whole_portfolio else holdings_json_sql.account_holdings
     body = response(held).subquery("body")
     return _read_token_check(live, counted).add_columns(*body.c).join(body, true())
 
 
 def _read_token_check(live: CTE, counted: bool) -> Select[*tuple[Any, ...]]:
-    columns = (ApiToken.user_id, ApiToken.id, ApiToken.last_used_at)
+    """The live token's columns from `live` itself: the token is read once, by its hash."""
+    columns = (live.c.user_id, live.c.token_id, live.c.last_used_at)
     if not counted:
-        return (
-            select(*columns, null(), null()).select_from(live).join(ApiToken, ApiToken.id == live.c.token_id)
-        )
+        return select(*columns, null(), null()).select_from(live)
     hit = _hit(live, writes=False)
-    return (
-        select(*columns, hit.c.hits, hit.c.window_start)
-        .select_from(live)
-        .join(ApiToken, ApiToken.id == live.c.token_id)
-        .outerjoin(hit, true())
-    )
+    return select(*columns, hit.c.hits, hit.c.window_start).select_from(live).outerjoin(hit, true())
 
 
 def _live_token() -> CTE:
+    """The live token with what the reads need of it (its user, last use and scope), so that they
+    need not look it up again by its id."""
     return (
-        select(ApiToken.id.label("token_id"), ApiToken.scope.label("scope"))
+        select(
+            ApiToken.id.label("token_id"),
+            ApiToken.user_id.label("user_id"),
+            ApiToken.last_used_at.label("last_used_at"),
+            ApiToken.scope.label("scope"),
+        )
         .where(
             ApiToken.token_hash == bindparam("token_hash"),
             ApiToken.revoked_at.is_(None),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from sqlalchemy import (
     ColumnElement,
     Row,
     Select,
+    SQLColumnExpression,
     Uuid,
     and_,
     bindparam,
@@ -44,6 +45,8 @@ from shared.db.tables import (
 )
 from shared.db.types import UtcDateTime
 
+TimeText = Callable[[SQLColumnExpression[Any]], ColumnElement[str]]
+"""How a statement writes a time as text (holdings_json_sql.time_text)."""
 Holdings = Sequence[Row[*tuple[Any, ...]]]
 """Rows whose columns are `consolidation.Position`'s fields in order: account_id, symbol, exchange,
 isin, currency, asset_type, quantity, average_price, last_price and the snapshot's time (taken_at)."""
@@ -90,22 +93,31 @@ def holdings_at_statement(whole_portfolio: bool, past: bool, *, lateral: bool) -
 
 
 def holdings_of_owner(
-    whole_portfolio: bool, past: bool, owner: ColumnElement[Any]
+    whole_portfolio: bool, past: bool, owner: ColumnElement[Any], time_text: TimeText
 ) -> Select[*tuple[Any, ...]]:
     """`holdings_at_statement` on Postgres for the owner `owner` says (a bind parameter, or the fast
     reads' token check: storage_callers.token_check_and_holdings), with bind parameters scope_id and
-    (`past`) at."""
-    return _holdings(_picked(whole_portfolio, past, owner, lateral=True))
+    (`past`) at, and one more column, `taken_at_text`: the snapshot's time as `time_text` writes
+    it, computed once per account (in `picked`) rather than once per position."""
+    return _holdings(_picked(whole_portfolio, past, owner, lateral=True, time_text=time_text))
 
 
-def _picked(whole_portfolio: bool, past: bool, owner: ColumnElement[Any], *, lateral: bool) -> CTE:
+def _picked(
+    whole_portfolio: bool,
+    past: bool,
+    owner: ColumnElement[Any],
+    *,
+    lateral: bool,
+    time_text: TimeText | None = None,
+) -> CTE:
     """The snapshot of each account of the scope that `owner` owns: its current one, or (`past`) its
-    newest valid one taken at or before `at`."""
+    newest valid one taken at or before `at`; with its time as `time_text` writes it if given
+    (column taken_at_text)."""
     scope = BrokerAccount.portfolio_id if whole_portfolio else BrokerAccount.id
     owned = BrokerAccount.portfolio_id.in_(select(Portfolio.id).where(Portfolio.user_id == owner))
     accounts = and_(scope == bindparam("scope_id", type_=Uuid()), owned)
     if not past:
-        return _picked_by(Snapshot.id == BrokerAccount.current_snapshot_id, accounts)
+        return _picked_by(Snapshot.id == BrokerAccount.current_snapshot_id, accounts, time_text)
     at = bindparam("at", type_=UtcDateTime())
     # The newest valid snapshot taken at or before `at` (late ones count; held and dismissed ones
     # never were the account's positions). Exactly one: a late snapshot may share its taken_at with
@@ -133,6 +145,7 @@ def _picked(whole_portfolio: bool, past: bool, owner: ColumnElement[Any], *, lat
     found = newest.lateral("newest")
     return (
         select(BrokerAccount.id.label("account_id"), found.c.id, found.c.taken_at, found.c.holdings_kept)
+        .add_columns(*_written(found.c.taken_at, time_text))
         .select_from(BrokerAccount)
         .join(found, true())
         .where(accounts)
@@ -140,9 +153,12 @@ def _picked(whole_portfolio: bool, past: bool, owner: ColumnElement[Any], *, lat
     )
 
 
-def _picked_by(chosen: ColumnElement[bool], accounts: ColumnElement[bool]) -> CTE:
+def _picked_by(
+    chosen: ColumnElement[bool], accounts: ColumnElement[bool], time_text: TimeText | None = None
+) -> CTE:
     return (
         select(BrokerAccount.id.label("account_id"), Snapshot.id, Snapshot.taken_at, Snapshot.holdings_kept)
+        .add_columns(*_written(Snapshot.taken_at, time_text))
         .select_from(BrokerAccount)
         .join(Snapshot, chosen)
         .where(accounts)
@@ -150,13 +166,18 @@ def _picked_by(chosen: ColumnElement[bool], accounts: ColumnElement[bool]) -> CT
     )
 
 
+def _written(taken_at: SQLColumnExpression[Any], time_text: TimeText | None) -> list[ColumnElement[Any]]:
+    return [] if time_text is None else [time_text(taken_at).label("taken_at_text")]
+
+
 def _holdings(picked: CTE) -> Select[*tuple[Any, ...]]:
-    """The holdings of each `picked` snapshot (columns account_id, id, taken_at, holdings_kept),
-    ordered by symbol, exchange, currency and account."""
+    """The holdings of each `picked` snapshot (columns account_id, id, taken_at, holdings_kept, and
+    taken_at_text if it has it, passed on last), ordered by symbol, exchange, currency and account."""
+    written = [picked.c.taken_at_text] if "taken_at_text" in picked.c else []
     h = SnapshotHolding
     kept = (
         select(picked.c.account_id, h.symbol, h.exchange, h.isin, h.currency, h.asset_type)
-        .add_columns(h.quantity, h.average_price, h.last_price, picked.c.taken_at)
+        .add_columns(h.quantity, h.average_price, h.last_price, picked.c.taken_at, *written)
         .join(h, h.snapshot_id == picked.c.id)
         .where(picked.c.holdings_kept)
     )
@@ -166,7 +187,7 @@ def _holdings(picked: CTE) -> Select[*tuple[Any, ...]]:
     )
     ranked = (
         select(picked.c.account_id, v.symbol, v.exchange, v.isin, v.currency, v.asset_type)
-        .add_columns(v.quantity, v.average_price, picked.c.taken_at, newest_first.label("rank"))
+        .add_columns(v.quantity, v.average_price, picked.c.taken_at, *written, newest_first.label("rank"))
         .join(v, and_(v.account_id == picked.c.account_id, v.valid_from <= picked.c.taken_at))
         .where(~picked.c.holdings_kept)
         .subquery("ranked")
@@ -175,7 +196,7 @@ def _holdings(picked: CTE) -> Select[*tuple[Any, ...]]:
     price = price_at(r.taken_at, symbol=r.symbol, exchange=r.exchange)
     versioned = (
         select(r.account_id, r.symbol, r.exchange, r.isin, r.currency, r.asset_type)
-        .add_columns(r.quantity, r.average_price, price, r.taken_at)
+        .add_columns(r.quantity, r.average_price, price, r.taken_at, *([r.taken_at_text] if written else []))
         .where(r.rank == 1, r.quantity.is_not(None))
     )
     both = union_all(kept, versioned).subquery()

@@ -67,7 +67,7 @@ def test_the_token_check_and_the_holdings_are_one_statement_with_each_value_in_p
     assert _argument_after(statement, arguments, "broker_accounts.id =") == account
     assert _argument_after(statement, arguments, "snapshots_1.taken_at <=") == at
     # The holdings' owner is the token's user, not a value given: no owner_id to give.
-    assert "portfolios.user_id = (SELECT api_tokens.user_id" in statement.sql
+    assert "portfolios.user_id = (SELECT caller.user_id \nFROM caller)" in statement.sql
     assert statement.sql.startswith("WITH caller AS")
 
 
