@@ -497,15 +497,14 @@ def _current(plan: BatchPlan, account: AccountState, snapshot_id: uuid.UUID, now
 def _derived_row(
     account_id: uuid.UUID, snapshot_id: uuid.UUID, taken_at: datetime, trade: DerivedTrade
 ) -> tuple[Any, ...]:
-    # `_value_`, the attribute `.value` reads: `.value` is a descriptor in Python (180 against 50 ns).
     return (
         account_id,
         trade.key[0],
         trade.key[1],
-        trade.kind._value_,
+        trade.kind.value,
         trade.quantity,
         trade.price,
-        trade.price_source._value_ if trade.price_source else None,
+        trade.price_source.value if trade.price_source else None,
         trade.currency,
         taken_at,
         "derived",
