@@ -40,9 +40,16 @@ async def _drop_once_unused(admin: asyncpg.Connection, name: str, *, within_s: f
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
             return
-        except asyncpg.ObjectInUseError:
+        except asyncpg.ObjectInUseError as exc:
             if time.monotonic() > deadline:
-                raise
+                sessions = await admin.fetch(
+                    "SELECT pid, usename, application_name, backend_type, state, left(query, 80) AS query "
+                    "FROM pg_stat_activity WHERE datname = $1",
+                    name,
+                )
+                raise RuntimeError(
+                    f"database {name} still in use after {within_s:.0f} s by: {[dict(s) for s in sessions]}"
+                ) from exc
             await asyncio.sleep(0.2)  # until the other sessions have closed
 
 
