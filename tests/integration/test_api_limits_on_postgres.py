@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from datetime import datetime
 
 import httpx
 import pytest
@@ -16,10 +17,14 @@ from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
 from shared.db.engine import create_engine
 from shared.settings import Settings
+from tests.support.rate_windows import fresh_windows  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
-async def two_apis(database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+async def two_apis(
+    database_url: str,
+    fresh_windows: datetime,  # noqa: F811  (the fixture imported above)
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
     key = CredentialCipher.generate_key()
     settings = Settings(
         database_url=database_url,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from services.api.guard import GuardedRoute, client_address
 from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
 from shared.settings import Settings
+from tests.support.rate_windows import fresh_windows  # noqa: F401  (fixtures)
 from tests.unit.api.conftest import Headers, new_account, new_portfolio, sign_up
 
 
@@ -29,7 +31,11 @@ def _client(
 
 @pytest.fixture
 async def tight(
-    settings: Settings, engine: AsyncEngine, bus: InMemoryBus, cipher: CredentialCipher
+    settings: Settings,
+    engine: AsyncEngine,
+    bus: InMemoryBus,
+    cipher: CredentialCipher,
+    fresh_windows: datetime,  # noqa: F811  (the fixture imported above)
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An API with small quotas and rate limits."""
     async with _client(
