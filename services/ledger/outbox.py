@@ -141,13 +141,18 @@ class OutboxRelay:
                     self._among(OutboxMessage.event_id, list(by_event)), OutboxMessage.in_doubt == false()
                 ),
             )
-            relayed = [
-                _Row(row_id, event_id, topic, key, payload, created_at, snapshot_id)
-                for row_id, event_id, *_ in held
-                for _, topic, key, payload, created_at, snapshot_id in [by_event[event_id]]
-            ]
-            await self._publish(relayed)
-            await self._delete(session, relayed)
+            # Straight from the batch's rows to messages: no object of our own per row in between.
+            taken = [(row_id, by_event[event_id]) for row_id, event_id, _ in held]
+            await self._publish(
+                [
+                    # Its Kafka timestamp is when it was committed: a sweep finds it again by that time.
+                    OutgoingMessage(topic, key, payload.encode(), created_at)
+                    for _, (_, topic, key, payload, created_at, _) in taken
+                ]
+            )
+            await self._delete(
+                session, [row_id for row_id, _ in taken], [row[5] for _, row in taken if row[5] is not None]
+            )
 
     async def publish_pending(self, *, older_than: timedelta = timedelta(0)) -> int:
         """Publish what has waited in the outbox longer than `older_than`, oldest first, each
@@ -176,9 +181,10 @@ class OutboxRelay:
                     return total  # nothing, or only rows waiting on an older one another pass holds
                 already = await self._already_published(relayed)
                 fresh = [row for row in relayed if row.event_id not in already]
-                await self._publish(fresh)
+                await self._publish([row.message() for row in fresh])
                 # Those a previous pass published too: they were announced, only not deleted.
-                await self._delete(session, relayed)
+                announced = [r.snapshot_id for r in relayed if r.snapshot_id is not None]
+                await self._delete(session, [r.id for r in relayed], announced)
             total += len(fresh)
 
     async def _mark_in_doubt(self, older_than: timedelta) -> None:
@@ -234,18 +240,17 @@ class OutboxRelay:
         )
         return list(await session.execute(select(taken).where(~waiting_before).order_by(taken.c.id)))
 
-    async def _publish(self, rows: Sequence[_Row]) -> None:
-        if rows:
-            await self._bus.publish([row.message() for row in rows])
+    async def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        if messages:
+            await self._bus.publish(messages)
             crash_point(LEDGER_AFTER_RELAY_ACK)  # acknowledged, not yet deleted: only tests arm it
 
-    async def _delete(self, session: AsyncSession, rows: Sequence[_Row]) -> None:
-        """Delete relayed rows and mark the snapshots they announce announced, in the pass's
+    async def _delete(self, session: AsyncSession, ids: list[int], announced: list[uuid.UUID]) -> None:
+        """Delete relayed rows (`ids`) and mark the snapshots they announce announced, in the pass's
         transaction: it commits only after Kafka acknowledged them."""
-        if not rows:
+        if not ids:
             return
-        relayed = delete(OutboxMessage).where(self._among(OutboxMessage.id, [r.id for r in rows]))
-        announced = [r.snapshot_id for r in rows if r.snapshot_id is not None]
+        relayed = delete(OutboxMessage).where(self._among(OutboxMessage.id, ids))
         if not announced:
             await session.execute(relayed)
             return

@@ -158,24 +158,33 @@ class KafkaBus:
     ) -> None:
         """Hand `messages` to the producer as record batches, each partition's in publish order and
         on the partition `send` would choose (`shared.bus.partitioner`); add each batch's answer to
-        `sent` as it goes."""
-        by_partition: dict[tuple[str, int], list[OutgoingMessage]] = {}
-        partitions: dict[str, list[int]] = {}
-        for m in messages:
-            topic = self._namespace + m.topic
+        `sent` as it goes. A publisher's messages often share a timestamp (the outbox's rows of one
+        batch): each distinct one is turned into Kafka's milliseconds once."""
+        by_partition: dict[tuple[str, int], list[tuple[bytes, bytes | None, int | None]]] = {}
+        partitions: dict[str, tuple[str, list[int]]] = {}
+        stamps: dict[int, int] = {}  # id() of a timestamp -> its milliseconds, while `messages` hold them
+        for topic, key, value, timestamp in messages:
             if topic not in partitions:
-                partitions[topic] = sorted(await producer.partitions_for(topic))
-            every = partitions[topic]
-            by_partition.setdefault((topic, partition(m.key.encode(), every, every)), []).append(m)
-        for (topic, number), group in by_partition.items():
+                every = sorted(await producer.partitions_for(self._namespace + topic))
+                partitions[topic] = (self._namespace + topic, every)
+            full_topic, every = partitions[topic]
+            ms = None
+            if timestamp is not None:
+                ms = stamps.get(id(timestamp))
+                if ms is None:
+                    ms = stamps[id(timestamp)] = _epoch_ms(timestamp)
+            encoded = key.encode()
+            by_partition.setdefault((full_topic, partition(encoded, every, every)), []).append(
+                (encoded, value or None, ms)
+            )
+        for (topic, number), records in by_partition.items():
             batch = producer.create_batch()
-            for m in group:
-                key, value, timestamp = m.key.encode(), m.value or None, _ms(m)
-                if batch.append(key=key, value=value, timestamp=timestamp) is None:
+            for record_key, record_value, ms in records:
+                if batch.append(key=record_key, value=record_value, timestamp=ms) is None:
                     # Full: send it, and start the next with this record (an empty batch takes any).
                     sent.append(await producer.send_batch(batch, topic, partition=number))
                     batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=timestamp)
+                    batch.append(key=record_key, value=record_value, timestamp=ms)
             sent.append(await producer.send_batch(batch, topic, partition=number))
 
     async def subscribe(

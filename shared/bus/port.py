@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from shared.events import Event
@@ -60,10 +60,11 @@ class PartitionLag:
         return max(0, self.end - self.committed)
 
 
-@dataclass(frozen=True, slots=True)
-class OutgoingMessage:
+class OutgoingMessage(NamedTuple):
     """`timestamp`: the record's time on the topic (Kafka's CreateTime); None: when it is published.
-    A publisher that sets it can find the record again by time (`MessageBus.published_since`)."""
+    A publisher that sets it can find the record again by time (`MessageBus.published_since`).
+    A named tuple: the outbox relay makes two for every snapshot the ledger applies, and a frozen
+    dataclass took twice as long to make (1.6 against 0.8 µs)."""
 
     topic: str
     key: str
