@@ -10,14 +10,23 @@ FROM unnest(...)` per table, chained as CTEs): one round trip. `insert_absent` a
 key is not stored yet, the lookup inside the INSERT: one round trip rather than two. SQLite (the
 embedded mode) has no arrays; it gets the plain forms (`insert_columns` and `insert_absent` are for
 Postgres only).
+
+An array of UUIDs, integers or numbers goes as one text, its literal (`{1,2,3}`), cast to the array
+on Postgres: asyncpg encodes a list value by value, with Python calls for each (a UUID's `bytes`, an
+abstract base class's isinstance check), 0.57 µs a UUID and 0.36 an integer where the literal takes
+0.1 to write and ~0.1 to send; the ledger's every batch sends a few such values per snapshot
+(accounts, outbox rows, snapshots). Other columns' arrays go as lists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from types import NoneType
 from typing import Any, cast
+from uuid import UUID
 
-from sqlalchemy import ColumnElement, Numeric, Table, any_, bindparam, text, update
+from sqlalchemy import ColumnElement, Integer, Numeric, Table, Text, Uuid, any_, bindparam, text, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -26,9 +35,13 @@ from shared.db.tables import Base
 
 def among(column: Any, values: Collection[Any], *, postgres: bool) -> ColumnElement[bool]:
     """`column IN values`, as `column = ANY(array)` on Postgres."""
-    if postgres:
-        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))  # type: ignore[no-any-return]
-    return column.in_(values)  # type: ignore[no-any-return]
+    if not postgres:
+        return column.in_(values)  # type: ignore[no-any-return]
+    array = postgresql.ARRAY(column.type)
+    literal = _array_literal(column.type, values)
+    if literal is None:
+        return column == any_(bindparam(None, list(values), type_=array))  # type: ignore[no-any-return]
+    return column == any_(sql_cast(bindparam(None, literal, type_=Text()), array))  # type: ignore[no-any-return]
 
 
 async def update_by_id(session: AsyncSession, model: type[Base], rows: Sequence[Mapping[str, Any]]) -> None:
@@ -102,7 +115,7 @@ async def insert_columns(
     all in one statement on Postgres. Foreign keys among them hold: Postgres checks them once the
     whole statement has run."""
     inserts = []
-    arrays: dict[str, list[Any]] = {}
+    arrays: dict[str, list[Any] | str] = {}
     dialect = session.get_bind().dialect
     for n, (model, names, columns) in enumerate(t for t in tables if t[2]):
         bound, rows_as_arrays = _unnested(model.__table__, names, columns, dialect, prefix=f"t{n}_")
@@ -140,21 +153,46 @@ def _by_column(names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[
 
 def _unnested(
     table: Any, names: Sequence[str], columns: Sequence[Sequence[Any]], dialect: Any, *, prefix: str = ""
-) -> tuple[dict[str, list[Any]], str]:
+) -> tuple[dict[str, list[Any] | str], str]:
     """The columns as one bound array each (named `prefix` + the column's name), and the FROM item
     `unnest(...) AS v(names)` that turns them back into rows on Postgres."""
-    arrays = {}
+    arrays: dict[str, list[Any] | str] = {}
     casts = []
     for name, values in zip(names, columns, strict=True):
         column_type, key = table.c[name].type, prefix + name
         array_type = f"{column_type.compile(dialect=dialect)}[]"
-        if isinstance(getattr(column_type, "impl_instance", column_type), Numeric):
-            # As text, which Postgres reads exactly: asyncpg's binary NUMERIC encoding stored
-            # 0.123456789012345678 as 0.123456789012345677.
-            arrays[key] = [None if value is None else str(value) for value in values]
-            casts.append(f"CAST(CAST(:{key} AS TEXT[]) AS {array_type})")
+        literal = _array_literal(column_type, values)
+        if literal is not None:
+            arrays[key] = literal
+            casts.append(f"CAST(CAST(:{key} AS TEXT) AS {array_type})")
             continue
         process = column_type.bind_processor(dialect)  # e.g. UtcDateTime refuses naive datetimes
         arrays[key] = list(map(process, values)) if process else list(values)
         casts.append(f"CAST(:{key} AS {array_type})")
     return arrays, f"unnest({', '.join(casts)}) AS v({', '.join(names)})"
+
+
+def _array_literal(column_type: Any, values: Collection[Any]) -> str | None:
+    """The values as Postgres's literal of an array of `column_type` (`{a,b,NULL}`), for numbers,
+    UUIDs and integers, whose texts need no quotes; None for any other type, or values of another
+    type than the column's. Numbers go as text whatever the driver: Postgres reads it exactly, where
+    asyncpg's binary NUMERIC encoding stored 0.123456789012345678 as 0.123456789012345677."""
+    kind = getattr(column_type, "impl_instance", column_type)
+    present = set(map(type, values))
+    types = present - {NoneType}
+    if isinstance(kind, Numeric):
+        text_of: Callable[[Any], str] = str
+    elif isinstance(kind, Uuid) and all(issubclass(t, UUID) for t in types):
+        text_of = _uuid_text
+    elif isinstance(kind, Integer) and types <= {int}:
+        text_of = str
+    else:
+        return None
+    if NoneType not in present:
+        return "{" + ",".join(map(text_of, values)) + "}"
+    return "{" + ",".join(["NULL" if value is None else text_of(value) for value in values]) + "}"
+
+
+def _uuid_text(value: UUID) -> str:
+    """32 hex digits, which Postgres reads as a UUID; twice as fast to write as `str()`."""
+    return f"{value.int:032x}"
