@@ -23,6 +23,7 @@ chooses how to look up the stored keys.)
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from operator import attrgetter
 from types import NoneType
 from typing import Any, cast
 from uuid import UUID
@@ -194,12 +195,13 @@ def _array_literal(column_type: Any, values: Collection[Any]) -> str | None:
     kind = getattr(column_type, "impl_instance", column_type)
     present = set(map(type, values))
     types = present - {NoneType}
-    if isinstance(kind, Numeric):
-        text_of: Callable[[Any], str] = str
-    elif isinstance(kind, Uuid) and all(issubclass(t, UUID) for t in types):
-        text_of = _uuid_text
-    elif isinstance(kind, Integer) and types <= {int}:
+    text_of: Callable[[Any], str]
+    if isinstance(kind, Numeric) or (isinstance(kind, Integer) and types <= {int}):
         text_of = str
+    elif isinstance(kind, Uuid) and all(issubclass(t, UUID) for t in types):
+        if NoneType not in present:  # at C speed: no Python call per value
+            return "{" + ",".join(map(_uuid_hex, map(_uuid_int, values))) + "}"
+        text_of = _uuid_text
     else:
         return None
     if NoneType not in present:
@@ -207,6 +209,9 @@ def _array_literal(column_type: Any, values: Collection[Any]) -> str | None:
     return "{" + ",".join(["NULL" if value is None else text_of(value) for value in values]) + "}"
 
 
+_uuid_int = attrgetter("int")
+_uuid_hex = "{:032x}".format  # 32 hex digits, which Postgres reads as a UUID; twice as fast as `str()`
+
+
 def _uuid_text(value: UUID) -> str:
-    """32 hex digits, which Postgres reads as a UUID; twice as fast to write as `str()`."""
-    return f"{value.int:032x}"
+    return _uuid_hex(value.int)
