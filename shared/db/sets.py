@@ -10,25 +10,14 @@ FROM unnest(...)` per table, chained as CTEs): one round trip. `insert_absent` a
 key is not stored yet, the lookup inside the INSERT: one round trip rather than two. SQLite (the
 embedded mode) has no arrays; it gets the plain forms (`insert_columns` and `insert_absent` are for
 Postgres only).
-
-The arrays `unnest` turns into rows: those of UUIDs, integers and numbers go as one text each, its
-literal (`{1,2,3}`), cast to the array once (a FROM item is evaluated once): asyncpg encodes a list
-value by value, with Python calls for each (a UUID's `bytes`, an abstract base class's isinstance
-check), 0.57 µs a UUID and 0.36 an integer, where the literal takes some 0.2 to write and 0.1 to
-send; the ledger's fence on its accounts sends a dozen values per snapshot. (`insert_absent` keeps
-lists: Postgres does not know a literal's length when it plans, and guesses 10 rows, where it
-chooses how to look up the stored keys.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
-from operator import attrgetter
-from types import NoneType
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
-from uuid import UUID
 
-from sqlalchemy import ColumnElement, Integer, Numeric, Table, Uuid, any_, bindparam, text, update
+from sqlalchemy import ColumnElement, Numeric, Table, any_, bindparam, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -36,10 +25,7 @@ from shared.db.tables import Base
 
 
 def among(column: Any, values: Collection[Any], *, postgres: bool) -> ColumnElement[bool]:
-    """`column IN values`, as `column = ANY(array)` on Postgres. The array goes as a list, not as a
-    literal (see the module's docstring): a cast of a bound text to an array is not folded into a
-    constant, and in a filter Postgres cast it again for every row it looked at (the outbox sweep's
-    `NOT event_id = ANY(...)`: a minute of CPU over 2,000 ids)."""
+    """`column IN values`, as `column = ANY(array)` on Postgres."""
     if postgres:
         return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))  # type: ignore[no-any-return]
     return column.in_(values)  # type: ignore[no-any-return]
@@ -116,7 +102,7 @@ async def insert_columns(
     all in one statement on Postgres. Foreign keys among them hold: Postgres checks them once the
     whole statement has run."""
     inserts = []
-    arrays: dict[str, list[Any] | str] = {}
+    arrays: dict[str, list[Any]] = {}
     dialect = session.get_bind().dialect
     for n, (model, names, columns) in enumerate(t for t in tables if t[2]):
         bound, rows_as_arrays = _unnested(model.__table__, names, columns, dialect, prefix=f"t{n}_")
@@ -138,9 +124,7 @@ async def insert_absent(
         return
     names = list(rows[0])
     table = model.__table__
-    arrays, rows_as_arrays = _unnested(
-        table, names, _by_column(names, rows), connection.dialect, literals=False
-    )
+    arrays, rows_as_arrays = _unnested(table, names, _by_column(names, rows), connection.dialect)
     same_key = " AND ".join(f"t.{n} = v.{n}" for n in key)
     statement = text(
         f"INSERT INTO {model.__tablename__} ({', '.join(names)}) "  # names from the table; values bound
@@ -155,29 +139,18 @@ def _by_column(names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[
 
 
 def _unnested(
-    table: Any,
-    names: Sequence[str],
-    columns: Sequence[Sequence[Any]],
-    dialect: Any,
-    *,
-    prefix: str = "",
-    literals: bool = True,
-) -> tuple[dict[str, list[Any] | str], str]:
+    table: Any, names: Sequence[str], columns: Sequence[Sequence[Any]], dialect: Any, *, prefix: str = ""
+) -> tuple[dict[str, list[Any]], str]:
     """The columns as one bound array each (named `prefix` + the column's name), and the FROM item
-    `unnest(...) AS v(names)` that turns them back into rows on Postgres. `literals`: those of
-    UUIDs, integers and numbers as their literal text (see the module's docstring)."""
-    arrays: dict[str, list[Any] | str] = {}
+    `unnest(...) AS v(names)` that turns them back into rows on Postgres."""
+    arrays = {}
     casts = []
     for name, values in zip(names, columns, strict=True):
         column_type, key = table.c[name].type, prefix + name
         array_type = f"{column_type.compile(dialect=dialect)}[]"
-        literal = _array_literal(column_type, values) if literals else None
-        if literal is not None:
-            arrays[key] = literal
-            casts.append(f"CAST(CAST(:{key} AS TEXT) AS {array_type})")
-            continue
         if isinstance(getattr(column_type, "impl_instance", column_type), Numeric):
-            # As text, which Postgres reads exactly (see `_array_literal`).
+            # As text, which Postgres reads exactly: asyncpg's binary NUMERIC encoding stored
+            # 0.123456789012345678 as 0.123456789012345677.
             arrays[key] = [None if value is None else str(value) for value in values]
             casts.append(f"CAST(CAST(:{key} AS TEXT[]) AS {array_type})")
             continue
@@ -185,33 +158,3 @@ def _unnested(
         arrays[key] = list(map(process, values)) if process else list(values)
         casts.append(f"CAST(:{key} AS {array_type})")
     return arrays, f"unnest({', '.join(casts)}) AS v({', '.join(names)})"
-
-
-def _array_literal(column_type: Any, values: Collection[Any]) -> str | None:
-    """The values as Postgres's literal of an array of `column_type` (`{a,b,NULL}`), for numbers,
-    UUIDs and integers, whose texts need no quotes; None for any other type, or values of another
-    type than the column's. Numbers go as text whatever the driver: Postgres reads it exactly, where
-    asyncpg's binary NUMERIC encoding stored 0.123456789012345678 as 0.123456789012345677."""
-    kind = getattr(column_type, "impl_instance", column_type)
-    present = set(map(type, values))
-    types = present - {NoneType}
-    text_of: Callable[[Any], str]
-    if isinstance(kind, Numeric) or (isinstance(kind, Integer) and types <= {int}):
-        text_of = str
-    elif isinstance(kind, Uuid) and all(issubclass(t, UUID) for t in types):
-        if NoneType not in present:  # at C speed: no Python call per value
-            return "{" + ",".join(map(_uuid_hex, map(_uuid_int, values))) + "}"
-        text_of = _uuid_text
-    else:
-        return None
-    if NoneType not in present:
-        return "{" + ",".join(map(text_of, values)) + "}"
-    return "{" + ",".join(["NULL" if value is None else text_of(value) for value in values]) + "}"
-
-
-_uuid_int = attrgetter("int")
-_uuid_hex = "{:032x}".format  # 32 hex digits, which Postgres reads as a UUID; twice as fast as `str()`
-
-
-def _uuid_text(value: UUID) -> str:
-    return _uuid_hex(value.int)
