@@ -1,0 +1,103 @@
+"""The ledger's one pass over a snapshot's positions decides what the separate functions it replaced
+for applied snapshots decide: the same moved instruments, versions and content hash, whatever
+content-hash lines the account kept."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from services.ledger.comparison import HashLines, compare
+from services.ledger.positions import HeldLike, InstrumentKey, moved, positions_of
+from services.ledger.versions import PriceMemo, content_hash, digest_of_lines, version_rows
+from shared.events import AssetType, Holding
+
+ACCOUNT = uuid.UUID(int=1)
+AT = datetime(2026, 12, 1, tzinfo=UTC)
+NUMBERS = [Decimal(t) for t in ("0", "-0", "0.00", "100", "100.0", "1E+2", "-5", "12.5", "12.50")]
+
+
+def _holding(symbol: str, rng: random.Random) -> Holding:
+    return Holding(
+        symbol=symbol,
+        exchange=rng.choice(["NSE", "BSE"]),
+        isin=rng.choice([None, "INE000A01020"]),
+        currency=rng.choice(["INR", "USD"]),
+        asset_type=rng.choice([AssetType.EQUITY, AssetType.ETF]),
+        quantity=rng.choice(NUMBERS),
+        average_price=rng.choice([n for n in NUMBERS if n >= 0]),
+        last_price=rng.choice([None, Decimal("1.5"), Decimal("2")]),
+    )
+
+
+def _lines(positions: dict[InstrumentKey, HeldLike]) -> HashLines:
+    return compare(ACCOUNT, {}, {}, positions, at=AT, source="sim", memo=PriceMemo(), pending={}).lines
+
+
+def _again(holding: Holding, rng: random.Random) -> Holding:
+    """The same position in a later snapshot: another object, its numbers maybe written otherwise
+    (equal), its price maybe moved."""
+    fields = {name: getattr(holding, name) for name in Holding.__dataclass_fields__}
+    same = [n for n in NUMBERS if n == holding.quantity]
+    return Holding(**{**fields, "quantity": rng.choice(same), "last_price": rng.choice([None, Decimal(3)])})
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_one_pass_decides_what_the_separate_functions_do(seed: int) -> None:
+    rng = random.Random(seed)
+    symbols = [f"S{i}" for i in range(6)]
+    earlier = {s: _holding(s, rng) for s in rng.sample(symbols, rng.randint(0, 6))}
+    before = positions_of(earlier.values())
+    after = positions_of(
+        _again(earlier[s], rng) if s in earlier and rng.random() < 0.7 else _holding(s, rng)
+        for s in rng.sample(symbols, rng.randint(0, 6))
+    )
+    for lines in ({}, _lines(before)):
+        compared = compare(ACCOUNT, before, lines, after, at=AT, source="sim", memo=PriceMemo(), pending={})
+        assert compared.moved == moved(before, after)
+        assert compared.versions == version_rows(ACCOUNT, AT, before, after)
+        assert digest_of_lines(compared.content_hash_lines()) == content_hash(after.values())
+        assert compared.same_instruments == (before.keys() == after.keys())
+
+
+def test_a_kept_line_is_taken_again_only_for_the_position_it_was_made_for() -> None:
+    def tcs(quantity: str) -> Holding:
+        return Holding(symbol="TCS", currency="INR", quantity=Decimal(quantity), average_price=Decimal(10))
+
+    made_for_another = _lines(positions_of([tcs("5")]))  # kept while the positions were replaced
+    before, after = positions_of([tcs("7")]), positions_of([tcs("7")])
+    compared = compare(
+        ACCOUNT, before, made_for_another, after, at=AT, source="sim", memo=PriceMemo(), pending={}
+    )
+    assert digest_of_lines(compared.content_hash_lines()) == content_hash(after.values())
+
+    zero, negative_zero = positions_of([tcs("0")]), positions_of([tcs("-0")])  # equal, hashed apart
+    compared = compare(
+        ACCOUNT, zero, _lines(zero), negative_zero, at=AT, source="sim", memo=PriceMemo(), pending={}
+    )
+    assert compared.versions == []
+    assert digest_of_lines(compared.content_hash_lines()) == content_hash(negative_zero.values())
+    assert content_hash(negative_zero.values()) != content_hash(zero.values())
+
+
+def test_prices_that_did_not_move_are_not_written_again_unless_older() -> None:
+    holdings = [
+        Holding(
+            symbol=s, currency="INR", quantity=Decimal(1), average_price=Decimal(1), last_price=Decimal(p)
+        )
+        for s, p in itertools.product(("A", "B"), ("3",))
+    ]
+    memo = PriceMemo()
+    memo.remember([("A", "", AT, Decimal(3), "sim")])
+    positions = positions_of(holdings)
+    rows = compare(ACCOUNT, {}, {}, positions, at=AT, source="sim", memo=memo, pending={}).prices
+    assert rows == [("B", "", AT, Decimal(3), "sim")]
+    pending = {("B", ""): (AT, Decimal(3))}
+    earlier = AT.replace(year=2025)
+    rows = compare(ACCOUNT, {}, {}, positions, at=earlier, source="sim", memo=memo, pending=pending).prices
+    assert rows == [("A", "", earlier, Decimal(3), "sim"), ("B", "", earlier, Decimal(3), "sim")]
