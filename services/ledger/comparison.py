@@ -4,24 +4,32 @@ content hash that applying it writes.
 
 Why one pass: an applied snapshot usually changes one or two of its twenty positions, and each of
 those things walked all twenty on its own (the review's two sets, `moved`, the versions, the prices,
-the hash's lines), each the first or a later trip through the decoded holdings. An unchanged
-position's content-hash line is taken from the account's previous one (`HashLines`) instead of
-being made again (two `normalize()` and an f-string). Pure: nothing here writes or keeps anything.
+the hash's lines), each the first or a later trip through the decoded holdings. And the content
+hash starts from the text hashed for the positions before (`Hashed`), with the lines of the
+positions that changed taken out and put in: an unchanged position's line (two `normalize()` and
+an f-string) is not made again, nor are twenty lines sorted. Pure: nothing here writes or keeps.
 """
 
 from __future__ import annotations
 
 import uuid
+from bisect import bisect_left, insort
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from services.ledger.positions import HeldLike, InstrumentKey
-from services.ledger.versions import PriceMemo, Prices, hash_line, version_row
+from services.ledger.versions import LINES_APART, PriceMemo, Prices, hash_line, hash_text, version_row
 
-# Each position's content-hash line, beside the very position object it was made for: a line is
-# taken again only for that object (`is`), so it is never a line of something else the account held.
-HashLines = dict[InstrumentKey, tuple[HeldLike, str]]
+Positions = Mapping[InstrumentKey, HeldLike]
+
+
+class Hashed(NamedTuple):
+    """Positions with the text their content hash digests (`versions.hash_text`): one string per
+    account, some 50 bytes a position, kept beside the positions."""
+
+    positions: Positions  # the very mapping the text is of: it is used for that one alone (`is`)
+    text: str
 
 
 class Comparison(NamedTuple):
@@ -29,17 +37,14 @@ class Comparison(NamedTuple):
     moved: list[InstrumentKey]  # quantity changed, opened or closed; sorted
     versions: list[tuple[Any, ...]]  # `VERSION_COLUMNS`: what takes `before` to the new positions
     prices: list[tuple[Any, ...]]  # `PRICE_COLUMNS`: those that moved (the batch's pending not told)
-    lines: HashLines  # the new positions'
-
-    def content_hash_lines(self) -> list[str]:
-        return [line for _, line in self.lines.values()]
+    hashed: Hashed  # the new positions'
 
 
 def compare(
     account_id: uuid.UUID,
-    before: Mapping[InstrumentKey, HeldLike],
-    lines: HashLines,
-    after: Mapping[InstrumentKey, HeldLike],
+    before: Positions,
+    hashed: Hashed | None,
+    after: Positions,
     *,
     at: datetime,
     source: str,
@@ -47,38 +52,45 @@ def compare(
     pending: Prices,
 ) -> Comparison:
     """`after` (positions taken `at`, prices reported by `source`) against `before`, whose
-    content-hash lines `lines` may hold. Prices: those that moved since the instrument's newest
-    row, as the batch planned it (`pending`) or as committed (`memo`); an older time is always
-    written (history)."""
+    content-hash text `hashed` may hold (if it is of `before`, not of positions before those). Prices: those
+    that moved since the instrument's newest row, as the batch planned it (`pending`) or as
+    committed (`memo`); an older time is always written (history)."""
     moved: list[InstrumentKey] = []
     versions: list[tuple[Any, ...]] = []
     prices: list[tuple[Any, ...]] = []
-    made: HashLines = {}
+    leaving: list[InstrumentKey] = []  # positions whose content-hash line leaves the text
+    coming: list[InstrumentKey] = []  # and whose line comes in
     found = 0
     was_at = before.get
-    line_of = lines.get
     committed = memo.last.get
     for key, now in after.items():
         was = was_at(key)
-        line = None
-        if was is None or was.quantity != now.quantity:
+        if was is None:
             moved.append(key)
             versions.append(version_row(account_id, key, at, now, now.quantity))
-        elif (
-            # Anything of a position but its price differs: a new version. One attribute at a time,
-            # most likely to differ first: two tuples of them compared cost three times as long.
-            was.average_price != now.average_price
-            or was.isin != now.isin
-            or was.currency != now.currency
-            or was.asset_type != now.asset_type
-        ):
-            versions.append(version_row(account_id, key, at, now, now.quantity))
-        elif (entry := line_of(key)) is not None and entry[0] is was and now.quantity and now.average_price:
-            # Equal decimals normalize alike, but for a zero's sign (`-0` and `0`): a zero is made again.
-            line = entry[1]
-        if was is not None:
+            coming.append(key)
+        else:
             found += 1
-        made[key] = (now, line or hash_line(key, now))
+            if was.quantity != now.quantity:
+                moved.append(key)
+                versions.append(version_row(account_id, key, at, now, now.quantity))
+                leaving.append(key)
+                coming.append(key)
+            elif (
+                # Anything of a position but its price differs: a new version. One attribute at a
+                # time, most likely to differ first: two tuples of them compared cost three times as long.
+                was.average_price != now.average_price
+                or was.isin != now.isin
+                or was.currency != now.currency
+                or was.asset_type != now.asset_type
+            ):
+                versions.append(version_row(account_id, key, at, now, now.quantity))
+                leaving.append(key)
+                coming.append(key)
+            elif not (now.quantity and now.average_price):
+                # Equal decimals normalize alike, but for a zero's sign (`-0` and `0`).
+                leaving.append(key)
+                coming.append(key)
         # `pending` is empty unless the batch planned prices (after a first batch, only those that
         # moved): then not looked in.
         last = (pending.get(key) if pending else None) or committed(key)
@@ -89,5 +101,35 @@ def compare(
             if key not in after:
                 moved.append(key)
                 versions.append(version_row(account_id, key, at, was, None))
+                leaving.append(key)
     moved.sort()
-    return Comparison(found == len(before) == len(after), moved, versions, prices, made)
+    text = _text(before, hashed, after, leaving, coming)
+    same = found == len(before) == len(after)
+    return Comparison(same, moved, versions, prices, Hashed(after, text))
+
+
+def _text(
+    before: Positions,
+    hashed: Hashed | None,
+    after: Positions,
+    leaving: list[InstrumentKey],
+    coming: list[InstrumentKey],
+) -> str:
+    """The content-hash text of `after`: `before`'s with the lines of `leaving` (as they were) taken
+    out and those of `coming` put in, where they sort; made whole if `before`'s is not known."""
+    lines: list[str]
+    if hashed is None or hashed.positions is not before:
+        return hash_text([hash_line(key, held) for key, held in after.items()])
+    if not hashed.text:
+        lines = []
+    elif hashed.text.count(LINES_APART) == len(before) - 1:  # no line holds the separator: split
+        if not leaving and not coming:
+            return hashed.text
+        lines = hashed.text.split(LINES_APART)
+    else:
+        return hash_text([hash_line(key, held) for key, held in after.items()])
+    for key in leaving:
+        del lines[bisect_left(lines, hash_line(key, before[key]))]
+    for key in coming:
+        insort(lines, hash_line(key, after[key]))
+    return LINES_APART.join(lines)

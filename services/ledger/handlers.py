@@ -159,7 +159,7 @@ class Ledger:
                     account.current_snapshot_id,
                     account.ledger_version,
                     account.positions,
-                    account.hash_lines,
+                    account.hashed,
                 )
         return functools.partial(self.write, plan, encoded)
 

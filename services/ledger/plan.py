@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.ledger import announcements, current_holdings
-from services.ledger.comparison import Comparison, HashLines, compare
+from services.ledger.comparison import Comparison, Hashed, compare
 from services.ledger.positions import (
     ZERO,
     DerivedTrade,
@@ -32,10 +32,10 @@ from services.ledger.versions import (
     PriceMemo,
     Prices,
     content_hash,
-    digest_of_lines,
     note_prices,
     version_rows,
 )
+from services.ledger.versions import digest as hash_digest
 from shared.db.tables import SnapshotStatus
 from shared.events import (
     Event,
@@ -82,8 +82,9 @@ class AccountState:
     # Positions the versions hold open that such a current snapshot does not list (versions a replay
     # left before it kept the closes of its time): the next versions written close them.
     strays: dict[InstrumentKey, Any] = field(default_factory=dict)
-    # The content-hash lines of `positions` (some of them: each says which position it was made for).
-    hash_lines: HashLines = field(default_factory=dict)
+    # The content-hash text of `positions` (used only if it is of these, not of earlier ones). A
+    # positions dict is never changed in place, only replaced, so what is kept of one stays true.
+    hashed: Hashed | None = None
     touched: bool = False
 
     def versioned(self) -> dict[InstrumentKey, Any]:
@@ -429,11 +430,9 @@ def _place(
         return SnapshotStatus.LATE, content_hash(snapshot.holdings)
     incoming = positions_of(snapshot.holdings)
     compared = _compare(plan, account, incoming, snapshot.taken_at, snapshot.broker, memo)
-    lines = compared.content_hash_lines()
     # An instrument listed twice is in the hash twice, but once in the positions.
-    digest = (
-        digest_of_lines(lines) if len(lines) == len(snapshot.holdings) else content_hash(snapshot.holdings)
-    )
+    listed_once = len(incoming) == len(snapshot.holdings)
+    digest = hash_digest(compared.hashed.text) if listed_once else content_hash(snapshot.holdings)
     reason = None
     if not compared.same_instruments:
         source = SnapshotSource.STATEMENT if snapshot.broker == STATEMENT_BROKER else SnapshotSource.BROKER
@@ -468,7 +467,7 @@ def _compare(
     return compare(
         account.id,
         account.positions,
-        account.hash_lines,
+        account.hashed,
         incoming,
         at=taken_at,
         source=source,
@@ -502,7 +501,7 @@ def _apply(
     note_prices(plan.pending_prices, compared.prices)
     account.versions_behind = False
     account.strays = {}
-    account.hash_lines = compared.lines
+    account.hashed = compared.hashed
     changes = quantity_changes(account.positions, incoming, keys)
     account.current_snapshot_id = snapshot_id
     account.positions = incoming

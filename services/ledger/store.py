@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, and_, delete, insert, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.ledger.comparison import HashLines
+from services.ledger.comparison import Hashed
 from services.ledger.correction_store import rederive_corrections
 from services.ledger.plan import AccountState, BatchPlan, RunState
 from services.ledger.positions import Held, HeldLike, InstrumentKey
@@ -122,13 +122,13 @@ class PositionsCache:
 
     def __init__(self, size: int = 5_000) -> None:
         self._entries: OrderedDict[
-            uuid.UUID, tuple[uuid.UUID, int, dict[InstrumentKey, HeldLike], HashLines]
+            uuid.UUID, tuple[uuid.UUID, int, dict[InstrumentKey, HeldLike], Hashed | None]
         ] = OrderedDict()
         self._size = size
 
     def get(
         self, account_id: uuid.UUID, snapshot_id: uuid.UUID, version: int
-    ) -> tuple[dict[InstrumentKey, HeldLike], HashLines] | None:
+    ) -> tuple[dict[InstrumentKey, HeldLike], Hashed | None] | None:
         entry = self._entries.get(account_id)
         if entry is None or entry[:2] != (snapshot_id, version):
             return None
@@ -141,9 +141,9 @@ class PositionsCache:
         snapshot_id: uuid.UUID,
         version: int,
         positions: dict[InstrumentKey, HeldLike],
-        hash_lines: HashLines,
+        hashed: Hashed | None,
     ) -> None:
-        self._entries[account_id] = (snapshot_id, version, positions, hash_lines)
+        self._entries[account_id] = (snapshot_id, version, positions, hashed)
         self._entries.move_to_end(account_id)
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)
@@ -234,7 +234,7 @@ class LedgerStore:
             if state.current_snapshot_id is not None:
                 cached = cache.get(state.id, state.current_snapshot_id, state.ledger_version)
                 if cached is not None:
-                    state.positions, state.hash_lines = dict(cached[0]), cached[1]
+                    state.positions, state.hashed = cached  # never changed in place: shared
                 elif state.versions_behind:
                     kept[state.current_snapshot_id] = state
                 else:

@@ -82,7 +82,7 @@ def content_hash(holdings: Iterable[Holding]) -> bytes:
     """A digest of the holdings but their prices, whatever their order (half a SHA-256: 16 bytes
     a snapshot row, and still no collision in the life of the universe). Stored: the definition may
     not change (retention compares a snapshot's with the one before it, hashed by older code)."""
-    return digest_of_lines([hash_line((h.symbol, h.exchange), h) for h in holdings])
+    return digest(hash_text([hash_line((h.symbol, h.exchange), h) for h in holdings]))
 
 
 def hash_line(key: InstrumentKey, held: HeldLike) -> str:
@@ -94,10 +94,17 @@ def hash_line(key: InstrumentKey, held: HeldLike) -> str:
     )
 
 
-def digest_of_lines(lines: list[str]) -> bytes:
-    """`content_hash` of the holdings whose `hash_line`s these are."""
+LINES_APART = "\x1e"
+
+
+def hash_text(lines: list[str]) -> str:
+    """What `content_hash` digests of the holdings whose `hash_line`s these are (sorted in place)."""
     lines.sort()
-    return hashlib.sha256("\x1e".join(lines).encode()).digest()[:16]
+    return LINES_APART.join(lines)
+
+
+def digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()[:16]
 
 
 Prices = dict[InstrumentKey, tuple[datetime, Decimal | None]]  # each instrument's newest row
