@@ -31,11 +31,11 @@ from services.ledger.positions import (
 from services.ledger.versions import (
     PriceMemo,
     Prices,
+    content_digest,
     content_hash,
     note_prices,
     version_rows,
 )
-from services.ledger.versions import digest as hash_digest
 from shared.db.tables import SnapshotStatus
 from shared.events import (
     Event,
@@ -432,7 +432,7 @@ def _place(
     compared = _compare(plan, account, incoming, snapshot.taken_at, snapshot.broker, memo)
     # An instrument listed twice is in the hash twice, but once in the positions.
     listed_once = len(incoming) == len(snapshot.holdings)
-    digest = hash_digest(compared.hashed.text) if listed_once else content_hash(snapshot.holdings)
+    digest = content_digest(compared.hashed.text) if listed_once else content_hash(snapshot.holdings)
     reason = None
     if not compared.same_instruments:
         source = SnapshotSource.STATEMENT if snapshot.broker == STATEMENT_BROKER else SnapshotSource.BROKER

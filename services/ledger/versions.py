@@ -82,7 +82,7 @@ def content_hash(holdings: Iterable[Holding]) -> bytes:
     """A digest of the holdings but their prices, whatever their order (half a SHA-256: 16 bytes
     a snapshot row, and still no collision in the life of the universe). Stored: the definition may
     not change (retention compares a snapshot's with the one before it, hashed by older code)."""
-    return digest(hash_text([hash_line((h.symbol, h.exchange), h) for h in holdings]))
+    return content_digest(hash_text([hash_line((h.symbol, h.exchange), h) for h in holdings]))
 
 
 def hash_line(key: InstrumentKey, held: HeldLike) -> str:
@@ -103,7 +103,8 @@ def hash_text(lines: list[str]) -> str:
     return LINES_APART.join(lines)
 
 
-def digest(text: str) -> bytes:
+def content_digest(text: str) -> bytes:
+    """`content_hash` of the holdings whose `hash_text` this is."""
     return hashlib.sha256(text.encode()).digest()[:16]
 
 

@@ -13,9 +13,11 @@ from decimal import Decimal
 import pytest
 
 from services.ledger.comparison import Comparison, Hashed, compare
+from services.ledger.plan import AccountState, BatchPlan, plan_batch
 from services.ledger.positions import HeldLike, InstrumentKey, moved, positions_of
-from services.ledger.versions import PriceMemo, content_hash, digest, version_rows
-from shared.events import AssetType, Holding
+from services.ledger.versions import PriceMemo, content_digest, content_hash, version_rows
+from shared.db.tables import SnapshotStatus
+from shared.events import AssetType, Holding, HoldingSnapshot
 
 ACCOUNT = uuid.UUID(int=1)
 AT = datetime(2026, 12, 1, tzinfo=UTC)
@@ -46,7 +48,7 @@ def _compare(
 
 
 def _hash_of(compared: Comparison) -> bytes:
-    return digest(compared.hashed.text)
+    return content_digest(compared.hashed.text)
 
 
 def _again(holding: Holding, rng: random.Random) -> Holding:
@@ -74,7 +76,7 @@ def test_one_pass_decides_what_the_separate_functions_do(seed: int) -> None:
         compared = compare(ACCOUNT, before, hashed, after, at=AT, source="sim", memo=PriceMemo(), pending={})
         assert compared.moved == moved(before, after)
         assert compared.versions == version_rows(ACCOUNT, AT, before, after)
-        assert digest(compared.hashed.text) == content_hash(after.values())
+        assert content_digest(compared.hashed.text) == content_hash(after.values())
         assert compared.hashed.positions is after
         assert compared.same_instruments == (before.keys() == after.keys())
 
@@ -108,3 +110,28 @@ def test_prices_that_did_not_move_are_not_written_again_unless_older() -> None:
     earlier = AT.replace(year=2025)
     rows = compare(ACCOUNT, {}, None, positions, at=earlier, source="sim", memo=memo, pending=pending).prices
     assert rows == [("A", "", earlier, Decimal(3), "sim"), ("B", "", earlier, Decimal(3), "sim")]
+
+
+def test_each_snapshot_row_keeps_the_content_hash_of_its_own_holdings_through_a_chain() -> None:
+    account = AccountState(
+        id=ACCOUNT, portfolio_id=ACCOUNT, current_snapshot_id=None, positions_as_of=None, positions={}
+    )
+    rng = random.Random(7)
+    earlier = {s: _holding(s, rng) for s in ("A", "B", "C", "D")}
+    for n in range(12):
+        listed = [_again(h, rng) if rng.random() < 0.8 else _holding(s, rng) for s, h in earlier.items()]
+        if n == 5:
+            listed.append(listed[0])  # an instrument listed twice: hashed twice, held once
+        if n == 8:
+            account.positions = dict(account.positions)  # loaded again: the kept text is not of these
+        snapshot = HoldingSnapshot(
+            account_id=ACCOUNT,
+            request_id=uuid.uuid4(),
+            broker="sim",
+            taken_at=AT.replace(minute=n),
+            holdings=tuple(listed),
+        )
+        plan = plan_batch([snapshot], {ACCOUNT: account}, {}, consumer="ledger")
+        assert plan.snapshots[0][BatchPlan.SNAPSHOT_COLUMNS.index("content_hash")] == content_hash(listed)
+        assert plan.snapshots[0][BatchPlan.SNAPSHOT_COLUMNS.index("status")] == SnapshotStatus.APPLIED
+        earlier = {h.symbol: h for h in listed}
