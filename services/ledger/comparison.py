@@ -7,7 +7,9 @@ those things walked all twenty on its own (the review's two sets, `moved`, the v
 the hash's lines), each the first or a later trip through the decoded holdings. And the content
 hash starts from the text hashed for the positions before (`Hashed`), with the lines of the
 positions that changed taken out and put in: an unchanged position's line (two `normalize()` and
-an f-string) is not made again, nor are twenty lines sorted. Pure: nothing here writes or keeps.
+an f-string) is not made again, nor are twenty lines sorted. Planning bench-ledger's snapshots
+(20 positions, one or two changing) took 0.86x the time and 0.79x the instructions with both
+(`bench/README.md`). Pure: nothing here writes or keeps anything.
 """
 
 from __future__ import annotations
