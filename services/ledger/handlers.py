@@ -155,7 +155,11 @@ class Ledger:
             # An account with strays is read again: the cache keeps positions alone.
             if account.current_snapshot_id is not None and not account.strays:
                 self._positions.remember(
-                    account.id, account.current_snapshot_id, account.ledger_version, account.positions
+                    account.id,
+                    account.current_snapshot_id,
+                    account.ledger_version,
+                    account.positions,
+                    account.hashed,
                 )
         return functools.partial(self.write, plan, encoded)
 

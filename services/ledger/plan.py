@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.ledger import announcements, current_holdings
+from services.ledger.comparison import Comparison, Hashed, compare
 from services.ledger.positions import (
     ZERO,
     DerivedTrade,
@@ -24,11 +25,17 @@ from services.ledger.positions import (
     PriceSource,
     TradeKind,
     derive_trades,
-    moved,
     positions_of,
     quantity_changes,
 )
-from services.ledger.versions import PriceMemo, Prices, content_hash, price_rows, version_rows
+from services.ledger.versions import (
+    PriceMemo,
+    Prices,
+    content_digest,
+    content_hash,
+    note_prices,
+    version_rows,
+)
 from shared.db.tables import SnapshotStatus
 from shared.events import (
     Event,
@@ -75,6 +82,9 @@ class AccountState:
     # Positions the versions hold open that such a current snapshot does not list (versions a replay
     # left before it kept the closes of its time): the next versions written close them.
     strays: dict[InstrumentKey, Any] = field(default_factory=dict)
+    # The content-hash text of `positions` (used only if it is of these, not of earlier ones). A
+    # positions dict is never changed in place, only replaced, so what is kept of one stays true.
+    hashed: Hashed | None = None
     touched: bool = False
 
     def versioned(self) -> dict[InstrumentKey, Any]:
@@ -344,7 +354,7 @@ def _snapshot(
         account.consecutive_failures = 0
         account.last_error = None
 
-    status = _place(plan, account, snapshot, now, memo)
+    status, digest = _place(plan, account, snapshot, now, memo)
     plan.outcomes[status] += 1
     kept = status != SnapshotStatus.APPLIED
     if kept:
@@ -360,7 +370,7 @@ def _snapshot(
             status,
             plan.announcements.pop(snapshot.event_id, None),
             kept,
-            content_hash(snapshot.holdings),
+            digest,
         )
     )
     plan.attempts.append(
@@ -414,13 +424,19 @@ def _replacement(
 
 def _place(
     plan: BatchPlan, account: AccountState, snapshot: HoldingSnapshot, now: datetime, memo: PriceMemo
-) -> str:
-    """Apply, hold or file the snapshot; return its status."""
+) -> tuple[str, bytes]:
+    """Apply, hold or file the snapshot; return its status and content hash."""
     if account.positions_as_of is not None and snapshot.taken_at <= account.positions_as_of:
-        return SnapshotStatus.LATE
+        return SnapshotStatus.LATE, content_hash(snapshot.holdings)
     incoming = positions_of(snapshot.holdings)
-    source = SnapshotSource.STATEMENT if snapshot.broker == STATEMENT_BROKER else SnapshotSource.BROKER
-    reason = suspicion(account.positions.keys(), incoming.keys(), source=source)
+    compared = _compare(plan, account, incoming, snapshot.taken_at, snapshot.broker, memo)
+    # An instrument listed twice is in the hash twice, but once in the positions.
+    listed_once = len(incoming) == len(snapshot.holdings)
+    digest = content_digest(compared.hashed.text) if listed_once else content_hash(snapshot.holdings)
+    reason = None
+    if not compared.same_instruments:
+        source = SnapshotSource.STATEMENT if snapshot.broker == STATEMENT_BROKER else SnapshotSource.BROKER
+        reason = suspicion(account.positions.keys(), incoming.keys(), source=source)
     if account.held_snapshot_id is not None:
         if reason is not None and confirms_held(incoming.keys(), (account.held_positions or {}).keys()):
             # The next sync says the same: the held snapshot was real after all.
@@ -434,11 +450,30 @@ def _place(
         account.held_taken_at = snapshot.taken_at
         account.held_positions = incoming
         account.held_reason = reason
-        return SnapshotStatus.HELD
+        return SnapshotStatus.HELD, digest
     net = _net_reported(snapshot, account.positions_as_of)
-    _apply(plan, account, snapshot.event_id, snapshot.taken_at, incoming, now, reported=net)
-    plan.prices += price_rows(memo, plan.pending_prices, snapshot.taken_at, incoming, snapshot.broker)
-    return SnapshotStatus.APPLIED
+    _apply(plan, account, snapshot.event_id, snapshot.taken_at, incoming, now, compared, reported=net)
+    return SnapshotStatus.APPLIED, digest
+
+
+def _compare(
+    plan: BatchPlan,
+    account: AccountState,
+    incoming: dict[InstrumentKey, HeldLike],
+    taken_at: datetime,
+    source: str,
+    memo: PriceMemo,
+) -> Comparison:
+    return compare(
+        account.id,
+        account.positions,
+        account.hashed,
+        incoming,
+        at=taken_at,
+        source=source,
+        memo=memo,
+        pending=plan.pending_prices,
+    )
 
 
 def _apply(
@@ -448,17 +483,25 @@ def _apply(
     taken_at: datetime,
     incoming: dict[InstrumentKey, HeldLike],
     now: datetime,
+    compared: Comparison,
     *,
     reported: dict[InstrumentKey, Decimal] | None = None,
 ) -> None:
-    keys = moved(account.positions, incoming)
+    """Make `incoming` (`compared` with the account's positions) the account's positions."""
+    keys = compared.moved
     for trade in derive_trades(account.positions, incoming, reported=reported, keys=keys):
         plan.derived.append(_derived_row(account.id, snapshot_id, taken_at, trade))
-    plan.versions += version_rows(
-        account.id, taken_at, account.versioned(), incoming, every=account.versions_behind
-    )
+    if account.versions_behind or account.strays:
+        plan.versions += version_rows(
+            account.id, taken_at, account.versioned(), incoming, every=account.versions_behind
+        )
+    else:
+        plan.versions += compared.versions
+    plan.prices += compared.prices
+    note_prices(plan.pending_prices, compared.prices)
     account.versions_behind = False
     account.strays = {}
+    account.hashed = compared.hashed
     changes = quantity_changes(account.positions, incoming, keys)
     account.current_snapshot_id = snapshot_id
     account.positions = incoming
@@ -541,8 +584,8 @@ def _accepted(
     _release_hold(account)
     plan.status_changes[snapshot_id] = SnapshotStatus.APPLIED
     if account.positions_as_of is None or taken_at > account.positions_as_of:
-        _apply(plan, account, snapshot_id, taken_at, incoming, now)
-        plan.prices += price_rows(memo, plan.pending_prices, taken_at, incoming, "accepted")
+        compared = _compare(plan, account, incoming, taken_at, "accepted", memo)
+        _apply(plan, account, snapshot_id, taken_at, incoming, now, compared)
 
 
 def _dismissed(plan: BatchPlan, account: AccountState, dismissed: SnapshotDismissed) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, and_, delete, insert, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.ledger.comparison import Hashed
 from services.ledger.correction_store import rederive_corrections
 from services.ledger.plan import AccountState, BatchPlan, RunState
 from services.ledger.positions import Held, HeldLike, InstrumentKey
@@ -110,7 +111,8 @@ def _new_snapshot(event: Event) -> bool:
 
 
 class PositionsCache:
-    """Each account's positions as of a snapshot, for the most recently used `size` accounts.
+    """Each account's positions as of a snapshot, with their content-hash lines, for the most
+    recently used `size` accounts.
 
     Valid only while the account still points at that snapshot at the ledger version the cache saw
     (the caller checks): a replay rewrites a snapshot's holdings without moving the pointer, so a
@@ -119,19 +121,19 @@ class PositionsCache:
     """
 
     def __init__(self, size: int = 5_000) -> None:
-        self._entries: OrderedDict[uuid.UUID, tuple[uuid.UUID, int, dict[InstrumentKey, HeldLike]]] = (
-            OrderedDict()
-        )
+        self._entries: OrderedDict[
+            uuid.UUID, tuple[uuid.UUID, int, dict[InstrumentKey, HeldLike], Hashed | None]
+        ] = OrderedDict()
         self._size = size
 
     def get(
         self, account_id: uuid.UUID, snapshot_id: uuid.UUID, version: int
-    ) -> dict[InstrumentKey, HeldLike] | None:
+    ) -> tuple[dict[InstrumentKey, HeldLike], Hashed | None] | None:
         entry = self._entries.get(account_id)
         if entry is None or entry[:2] != (snapshot_id, version):
             return None
         self._entries.move_to_end(account_id)
-        return entry[2]
+        return entry[2], entry[3]
 
     def remember(
         self,
@@ -139,8 +141,9 @@ class PositionsCache:
         snapshot_id: uuid.UUID,
         version: int,
         positions: dict[InstrumentKey, HeldLike],
+        hashed: Hashed | None,
     ) -> None:
-        self._entries[account_id] = (snapshot_id, version, positions)
+        self._entries[account_id] = (snapshot_id, version, positions, hashed)
         self._entries.move_to_end(account_id)
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)
@@ -231,7 +234,7 @@ class LedgerStore:
             if state.current_snapshot_id is not None:
                 cached = cache.get(state.id, state.current_snapshot_id, state.ledger_version)
                 if cached is not None:
-                    state.positions = dict(cached)
+                    state.positions, state.hashed = cached  # never changed in place: shared
                 elif state.versions_behind:
                     kept[state.current_snapshot_id] = state
                 else:

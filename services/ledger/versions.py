@@ -55,29 +55,57 @@ def version_rows(
             or was.currency != now.currency
             or was.asset_type != now.asset_type
         ):
-            rows.append((account_id, *key, valid_from, *_version_values(now, now.quantity)))
+            rows.append(version_row(account_id, key, valid_from, now, now.quantity))
     for key, was in before.items():
         if key not in after:
-            rows.append((account_id, *key, valid_from, *_version_values(was, None)))
+            rows.append(version_row(account_id, key, valid_from, was, None))
     return rows
 
 
-def _version_values(held: HeldLike, quantity: Decimal | None) -> tuple[Any, ...]:
-    return (held.isin, held.currency, str(held.asset_type), quantity, held.average_price)
+def version_row(
+    account_id: uuid.UUID, key: InstrumentKey, valid_from: datetime, held: HeldLike, quantity: Decimal | None
+) -> tuple[Any, ...]:
+    """`VERSION_COLUMNS` of a position as `held` says it from `valid_from`: closed if no `quantity`."""
+    return (
+        account_id,
+        *key,
+        valid_from,
+        held.isin,
+        held.currency,
+        str(held.asset_type),
+        quantity,
+        held.average_price,
+    )
 
 
 def content_hash(holdings: Iterable[Holding]) -> bytes:
     """A digest of the holdings but their prices, whatever their order (half a SHA-256: 16 bytes
     a snapshot row, and still no collision in the life of the universe). Stored: the definition may
-    not change (retention compares a snapshot's with the one before it, hashed by older code).
-    `!s`: what the text would be anyway, but `format()` of a Decimal or an enum takes three times
-    as long as `str()`."""
-    lines = sorted(
-        f"{h.symbol}\x1f{h.exchange}\x1f{h.isin!s}\x1f{h.currency}\x1f{h.asset_type!s}\x1f"
-        f"{h.quantity.normalize()!s}\x1f{h.average_price.normalize()!s}"
-        for h in holdings
+    not change (retention compares a snapshot's with the one before it, hashed by older code)."""
+    return content_digest(hash_text([hash_line((h.symbol, h.exchange), h) for h in holdings]))
+
+
+def hash_line(key: InstrumentKey, held: HeldLike) -> str:
+    """A position's part of the content hash. `!s`: what the text would be anyway, but `format()`
+    of a Decimal or an enum takes three times as long as `str()`."""
+    return (
+        f"{key[0]}\x1f{key[1]}\x1f{held.isin!s}\x1f{held.currency}\x1f{held.asset_type!s}\x1f"
+        f"{held.quantity.normalize()!s}\x1f{held.average_price.normalize()!s}"
     )
-    return hashlib.sha256("\x1e".join(lines).encode()).digest()[:16]
+
+
+LINES_APART = "\x1e"
+
+
+def hash_text(lines: list[str]) -> str:
+    """What `content_hash` digests of the holdings whose `hash_line`s these are (sorted in place)."""
+    lines.sort()
+    return LINES_APART.join(lines)
+
+
+def content_digest(text: str) -> bytes:
+    """`content_hash` of the holdings whose `hash_text` this is."""
+    return hashlib.sha256(text.encode()).digest()[:16]
 
 
 Prices = dict[InstrumentKey, tuple[datetime, Decimal | None]]  # each instrument's newest row
@@ -92,34 +120,14 @@ class PriceMemo:
         self._size = size
 
     def remember(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        _note(self.last, rows)
+        note_prices(self.last, rows)
         if len(self.last) > self._size:
             self.last.clear()  # rare: the cost is some prices written twice
 
 
-def _note(last: Prices, rows: Iterable[tuple[Any, ...]]) -> None:
+def note_prices(last: Prices, rows: Iterable[tuple[Any, ...]]) -> None:
+    """Keep in `last` each instrument's newest of `rows` (`PRICE_COLUMNS`)."""
     for symbol, exchange, at, price, _ in rows:
         was = last.get((symbol, exchange))
         if was is None or at >= was[0]:
             last[(symbol, exchange)] = (at, price)
-
-
-def price_rows(
-    memo: PriceMemo,
-    pending: Prices,
-    at: datetime,
-    positions: Mapping[InstrumentKey, HeldLike],
-    source: str,
-) -> list[tuple[Any, ...]]:
-    """The prices of `positions` that moved since the instrument's newest row, as the batch planned
-    it (`pending`, updated) or as committed (`memo`). An older time is always written: history."""
-    rows = []
-    committed = memo.last.get
-    for key, held in positions.items():
-        # `pending` is empty unless the batch planned prices (after a first batch, only those that
-        # moved): then not looked in.
-        last = (pending.get(key) if pending else None) or committed(key)
-        if last is None or last[1] != held.last_price or at < last[0]:
-            rows.append((*key, at, held.last_price, source))
-    _note(pending, rows)
-    return rows
