@@ -1,0 +1,119 @@
+"""The ledger's decoding of `holdings.snapshots`: msgspec first, the model for anything it refuses.
+
+The ledger decodes a hundred thousand holdings a second, and pydantic spent some 85 µs on a snapshot
+of twenty (bench/README.md, "Ledger"). msgspec decodes the same JSON into `Struct`s in a fraction
+of that. What it gives is what the model gives, or nothing: every field is typed and constrained as
+the model declares it, the model's own number check (`check_fit`) is run on the result, and a
+message the lean path does not accept in every respect is decoded by the model, whose verdict and
+reason stand (`tests/unit/test_snapshot_decoding_matches_model.py` proves both on the same inputs).
+
+What the caller gets: a `HoldingSnapshot` built with `model_construct` (no validation: done here),
+whose `holdings` and `trades` are NOT `Holding`s and `ReportedTrade`s but `SnapshotHolding` and
+`SnapshotTrade` structs: the same field names, types and values, read-only. The ledger only reads
+their attributes (`services.ledger.positions.HeldLike`); a snapshot the model decoded holds the
+dataclasses. All of a lean snapshot's fields count as set (`model_fields_set`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated
+
+import msgspec
+from msgspec import Meta, Struct
+
+from shared.events import (
+    AssetType,
+    Holding,
+    HoldingSnapshot,
+    ReportedTrade,
+    TradeSide,
+    decode_event,
+)
+from shared.numeric import check_fit
+
+_Aware = Annotated[datetime, Meta(tz=True)]  # a naive time is refused, as `AwareDatetime` refuses it
+
+if TYPE_CHECKING:
+    _DecimalText = Decimal
+else:
+    # pydantic reads a decimal written as a JSON number through a float (`1.50` becomes 1.5), where
+    # msgspec would keep its text: a number here decodes to a float that no value satisfies, so the
+    # message is refused and left to the model. A string becomes a Decimal as the model makes it.
+    _DecimalText = Decimal | Annotated[float, Meta(gt=0, lt=0)]
+
+
+class SnapshotHolding(Struct, frozen=True, kw_only=True, gc=False):
+    """A `Holding` as the lean path decodes it: its fields, constraints and defaults."""
+
+    symbol: Annotated[str, Meta(min_length=1, max_length=64)]
+    exchange: Annotated[str, Meta(max_length=32)] = ""
+    isin: Annotated[str, Meta(max_length=12)] | None = None
+    currency: Annotated[str, Meta(min_length=3, max_length=3)]
+    asset_type: AssetType = AssetType.EQUITY
+    quantity: _DecimalText
+    average_price: _DecimalText
+    last_price: _DecimalText | None = None
+
+
+class SnapshotTrade(Struct, frozen=True, kw_only=True, gc=False):
+    """A `ReportedTrade` as the lean path decodes it."""
+
+    trade_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    symbol: Annotated[str, Meta(min_length=1, max_length=64)]
+    exchange: Annotated[str, Meta(max_length=32)] = ""
+    side: TradeSide
+    quantity: _DecimalText
+    price: _DecimalText
+    currency: Annotated[str, Meta(min_length=3, max_length=3)]
+    executed_at: _Aware
+
+
+class _Snapshot(Struct, kw_only=True, gc=False):
+    """A `HoldingSnapshot`'s fields; `event_id` and `occurred_at` are required here (the model would
+    make them up: such a message is left to it)."""
+
+    event_id: uuid.UUID
+    schema_version: int = 1
+    occurred_at: _Aware
+    account_id: uuid.UUID
+    request_id: uuid.UUID
+    broker: str
+    taken_at: _Aware
+    holdings: tuple[SnapshotHolding, ...]
+    attempt: Annotated[int, Meta(ge=1)] = 1
+    fetcher_id: str | None = None
+    started_at: _Aware | None = None
+    duration_ms: Annotated[int, Meta(ge=0)] | None = None
+    trades: tuple[SnapshotTrade, ...] = ()
+    replaces: uuid.UUID | None = None
+
+
+_DECODER = msgspec.json.Decoder(_Snapshot)
+_FIELDS = _Snapshot.__struct_fields__
+_TRADE_PRICES = ("price",)
+
+
+class LeanSnapshots:
+    """How the ledger decodes `holdings.snapshots` (an `EventDecoder` for its consumer)."""
+
+    @staticmethod
+    def decode(raw: bytes) -> HoldingSnapshot:
+        """One message, decoded as `decode_event(HoldingSnapshot, raw)` decodes it: the same values,
+        or the model's own `EventDecodeError`."""
+        try:
+            return _lean(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError):
+            return decode_event(HoldingSnapshot, raw)
+
+
+def _lean(raw: bytes) -> HoldingSnapshot:
+    snapshot = _DECODER.decode(raw)
+    check_fit(snapshot.holdings, Holding._NUMBERS, field="holdings", at_least_zero=Holding._PRICES)
+    if snapshot.trades:
+        check_fit(snapshot.trades, ReportedTrade._NUMBERS, field="trades", at_least_zero=_TRADE_PRICES)
+        if not all(trade.quantity > 0 for trade in snapshot.trades):  # finite: checked just above
+            raise ValueError("a trade's quantity is not above zero")
+    return HoldingSnapshot.model_construct(**msgspec.structs.asdict(snapshot))
