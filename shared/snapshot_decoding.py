@@ -16,6 +16,7 @@ dataclasses. All of a lean snapshot's fields count as set (`model_fields_set`).
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -91,6 +92,10 @@ class _Snapshot(Struct, kw_only=True, gc=False):
     replaces: uuid.UUID | None = None
 
 
+# msgspec rounds a time's fraction beyond microseconds, pydantic truncates it: a time written with
+# more than six digits of fraction is the model's to decode (so is a message with any escape, which
+# could spell such a time: the fetcher writes none but in the rare string that needs one).
+_FINER_THAN_MICROSECONDS = re.compile(rb"\.[0-9]{7}(?<=:[0-9][0-9]\.[0-9]{7})")
 _DECODER = msgspec.json.Decoder(_Snapshot)
 _FIELDS = _Snapshot.__struct_fields__
 _TRADE_PRICES = ("price",)
@@ -110,6 +115,10 @@ class LeanSnapshots:
 
 
 def _lean(raw: bytes) -> HoldingSnapshot:
+    if b"\\" in raw or _FINER_THAN_MICROSECONDS.search(raw):
+        raise ValueError("an escape, or a time finer than microseconds")
+    if not raw.isascii():
+        raw.decode()  # msgspec does not check the UTF-8 of what it skips (a field the model ignores)
     snapshot = _DECODER.decode(raw)
     check_fit(snapshot.holdings, Holding._NUMBERS, field="holdings", at_least_zero=Holding._PRICES)
     if snapshot.trades:
