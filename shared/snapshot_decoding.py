@@ -46,7 +46,7 @@ else:
     _DecimalText = Decimal | Annotated[float, Meta(gt=0, lt=0)]
 
 
-class SnapshotHolding(Struct, frozen=True, kw_only=True, gc=False):
+class SnapshotHolding(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
     """A `Holding` as the lean path decodes it: its fields, constraints and defaults."""
 
     symbol: Annotated[str, Meta(min_length=1, max_length=64)]
@@ -59,7 +59,7 @@ class SnapshotHolding(Struct, frozen=True, kw_only=True, gc=False):
     last_price: _DecimalText | None = None
 
 
-class SnapshotTrade(Struct, frozen=True, kw_only=True, gc=False):
+class SnapshotTrade(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
     """A `ReportedTrade` as the lean path decodes it."""
 
     trade_id: Annotated[str, Meta(min_length=1, max_length=64)]
@@ -72,7 +72,7 @@ class SnapshotTrade(Struct, frozen=True, kw_only=True, gc=False):
     executed_at: _Aware
 
 
-class _Snapshot(Struct, kw_only=True, gc=False):
+class _Snapshot(Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
     """A `HoldingSnapshot`'s fields; `event_id` and `occurred_at` are required here (the model would
     make them up: such a message is left to it)."""
 
@@ -110,15 +110,13 @@ class LeanSnapshots:
         or the model's own `EventDecodeError`."""
         try:
             return _lean(raw)
-        except (msgspec.ValidationError, msgspec.DecodeError, ValueError):
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError, RecursionError):
             return decode_event(HoldingSnapshot, raw)
 
 
 def _lean(raw: bytes) -> HoldingSnapshot:
     if b"\\" in raw or _FINER_THAN_MICROSECONDS.search(raw):
         raise ValueError("an escape, or a time finer than microseconds")
-    if not raw.isascii():
-        raw.decode()  # msgspec does not check the UTF-8 of what it skips (a field the model ignores)
     snapshot = _DECODER.decode(raw)
     check_fit(snapshot.holdings, Holding._NUMBERS, field="holdings", at_least_zero=Holding._PRICES)
     if snapshot.trades:

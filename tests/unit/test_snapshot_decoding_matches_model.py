@@ -140,9 +140,8 @@ def _valid() -> list[dict[str, Any]]:
 
 
 def _dump(message: Any) -> bytes:
-    return json.dumps(message, ensure_ascii=False).encode(
-        "utf-8", "surrogatepass"
-    )  # a lone surrogate: bytes not UTF-8
+    """As the fetcher writes it (no spaces), a lone surrogate written as is: bytes not UTF-8."""
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
 
 
 def test_valid_snapshots_are_decoded_alike_and_by_the_lean_path() -> None:
@@ -378,6 +377,8 @@ def _texts(valid: bytes) -> Iterator[bytes]:
     yield valid.replace(b"{", b"[", 1)
     for junk in [b"01", b"nan", b"[1,]", b'"a\tb"', b"{'a': 1}", b'"\\x"', b"1.", b"-", b"tru", b'"\\ud800"']:
         yield valid.replace(b'"broker":', b'"unknown":' + junk + b',"broker":')
+    for depth in (3, 200, 300, 10_000):  # the model's parser refuses nesting deeper than about 250
+        yield valid.replace(b'"broker":', b'"unknown":' + b"[" * depth + b"]" * depth + b',"broker":')
     yield b""
     yield b"null"
     yield b"[]"
