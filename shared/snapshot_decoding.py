@@ -73,8 +73,9 @@ class SnapshotTrade(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 
 class _Snapshot(Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
-    """A `HoldingSnapshot`'s fields; `event_id` and `occurred_at` are required here (the model would
-    make them up: such a message is left to it)."""
+    """A `HoldingSnapshot`'s fields. `event_id` and `occurred_at` are required here (the model makes
+    them up), and a field none of these structs knows is refused (the model ignores it, but msgspec
+    would skip it without the model parser's limit on nesting): such messages are left to the model."""
 
     event_id: uuid.UUID
     schema_version: int = 1
@@ -97,7 +98,6 @@ class _Snapshot(Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
 # could spell such a time: the fetcher writes none but in the rare string that needs one).
 _FINER_THAN_MICROSECONDS = re.compile(rb"\.[0-9]{7}(?<=:[0-9][0-9]\.[0-9]{7})")
 _DECODER = msgspec.json.Decoder(_Snapshot)
-_FIELDS = _Snapshot.__struct_fields__
 _TRADE_PRICES = ("price",)
 
 
@@ -110,7 +110,7 @@ class LeanSnapshots:
         or the model's own `EventDecodeError`."""
         try:
             return _lean(raw)
-        except (msgspec.ValidationError, msgspec.DecodeError, ValueError, RecursionError):
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError):
             return decode_event(HoldingSnapshot, raw)
 
 
