@@ -80,11 +80,11 @@ def _compare(raws: list[bytes]) -> Counter[str]:
     path decoded itself)."""
     seen: Counter[str] = Counter()
     for raw in raws:
-        model, lean = _verdict(_model, raw), _verdict(LeanSnapshots.decode, raw)
+        model, lean = _verdict(_model, raw), _verdict(LeanSnapshots().decode, raw)
         assert lean == model, raw
         seen[model[0]] += 1
         if model[0] == "accepted":
-            holdings = LeanSnapshots.decode(raw).holdings
+            holdings = LeanSnapshots().decode(raw).holdings
             seen["lean"] += bool(holdings) and type(holdings[0]) is SnapshotHolding
     return seen
 
@@ -422,3 +422,18 @@ def test_the_lean_schema_names_exactly_the_models_fields_with_their_defaults(
     assert {k: v for k, v in lean.items() if k not in made_up} == {
         k: v for k, v in declared.items() if k not in made_up
     }
+
+
+def test_holdings_share_their_strings_as_the_models_do() -> None:
+    """The ledger keeps decoded holdings as positions: a string each would cost 200 bytes a holding."""
+    raw = _dump(_valid()[-2])  # twenty holdings, an ISIN each
+    decode = LeanSnapshots().decode
+    before, after = decode(raw).holdings, decode(raw).holdings
+    assert type(after[0]) is SnapshotHolding
+    for name in ("symbol", "exchange", "currency", "isin"):
+        assert all(
+            getattr(a, name) is getattr(b, name) is not None for a, b in zip(before, after, strict=True)
+        )
+    forgetful = LeanSnapshots(texts_at_most=10).decode
+    before = forgetful(raw).holdings  # more than 10 texts: forgotten before the next snapshot
+    assert forgetful(raw).holdings[-1].symbol is not before[-1].symbol
