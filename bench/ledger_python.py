@@ -5,7 +5,8 @@
 The bench-ledger workload (accounts x 10 successive snapshots of 20 holdings, each changing one
 position), with its prices unchanged as bench-ledger's are (`--prices still`, the default) or moving
 every sync as real ones do (`--prices move`), goes through what the ledger's own Python
-does with it in batches of 2,000: `decode_on_topic` of each message, `plan_batch`, and
+does with it in batches of 2,000: `decode_on_topic` of each message (as the ledger decodes them:
+`LeanSnapshots`, shared/snapshot_decoding.py), `plan_batch`, and
 `LedgerStore.encode` (the COPY text). CPU µs per snapshot for each, the best of `--repeats` passes:
 on a shared machine this moves far less than bench-ledger's holdings/s, so two commits can be
 compared by running each in turn (this script, from the other commit's checkout:
@@ -33,7 +34,8 @@ from services.ledger import ids
 from services.ledger.plan import AccountState, plan_batch
 from services.ledger.store import LedgerStore
 from services.ledger.versions import PriceMemo
-from shared.events import HoldingSnapshot, decode_on_topic
+from shared.events import decode_on_topic
+from shared.snapshot_decoding import LeanSnapshots
 
 SNAPSHOTS = 10
 BATCH = 2000
@@ -79,10 +81,11 @@ def one_pass(accounts: list[uuid.UUID], messages: list[bytes]) -> tuple[dict[str
     store = LedgerStore(SimpleNamespace(get_bind=lambda: postgres), consumer="ledger")  # type: ignore[arg-type]
     memo = PriceMemo()
     spent = dict.fromkeys(("decode", "plan", "encode"), 0.0)
+    snapshots = LeanSnapshots()
     digest = hashlib.sha256()
     for start in range(0, len(messages), BATCH):
         began = time.process_time()
-        events = [decode_on_topic(HoldingSnapshot, raw) for raw in messages[start : start + BATCH]]
+        events = [decode_on_topic(snapshots, raw) for raw in messages[start : start + BATCH]]
         decoded = time.process_time()
         batch: dict[uuid.UUID, Any] = {e.account_id: states[e.account_id] for e in events}
         for state in batch.values():

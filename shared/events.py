@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass as dataclass_std
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Protocol, Self, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -39,6 +39,7 @@ __all__ = [
     "CurrentPosition",
     "Event",
     "EventDecodeError",
+    "EventDecoder",
     "FailureKind",
     "Holding",
     "HoldingSnapshot",
@@ -426,10 +427,21 @@ class OneOf:
                 return model
         return self.models[0]
 
+    def decode(self, raw: bytes) -> Event:
+        return decode_event(self.model_for(raw), raw)
 
-def decode_on_topic(expected: type[Event] | OneOf, raw: bytes) -> Event:
+
+class EventDecoder(Protocol):
+    """What a consumer decodes a topic's messages with, when not simply by a model's
+    `decode_event`: a `OneOf`, or a lean decoder that gives what the model would
+    (`shared.snapshot_decoding`)."""
+
+    def decode(self, raw: bytes) -> Event: ...
+
+
+def decode_on_topic(expected: type[Event] | EventDecoder, raw: bytes) -> Event:
     """Decode a message of a topic that carries `expected`."""
-    return decode_event(expected.model_for(raw) if isinstance(expected, OneOf) else expected, raw)
+    return decode_event(expected, raw) if isinstance(expected, type) else expected.decode(raw)
 
 
 HOLDINGS_CHANGES_EVENTS = OneOf((HoldingsChanged, AccountRemoved))

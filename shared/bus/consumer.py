@@ -40,7 +40,7 @@ from shared.bus.port import (
     Subscription,
 )
 from shared.db.errors import is_transient_db_error
-from shared.events import Event, EventDecodeError, OneOf, decode_on_topic
+from shared.events import Event, EventDecodeError, EventDecoder, decode_on_topic
 from shared.metrics import CONSUMED_RECORDS, CONSUMER_LAG, DEAD_LETTERS
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class _Stopped(Exception):
 class EventConsumer:
     bus: MessageBus
     group: str
-    event_types: Mapping[str, type[Event] | OneOf]  # what each topic carries
+    event_types: Mapping[str, type[Event] | EventDecoder]  # what each topic carries, how decoded
     handler: BatchHandler
     is_transient: Callable[[BaseException], bool] = is_transient_db_error
     max_records: int = 500

@@ -1,0 +1,148 @@
+"""The ledger's decoding of `holdings.snapshots`: msgspec first, the model for anything it refuses.
+
+The ledger decodes a hundred thousand holdings a second, and pydantic spent some 85 µs on a snapshot
+of twenty (bench/README.md, "Ledger"). msgspec decodes the same JSON into `Struct`s in a fraction
+of that. What it gives is what the model gives, or nothing: every field is typed and constrained as
+the model declares it, the model's own number check (`check_fit`) is run on the result, and a
+message the lean path does not accept in every respect is decoded by the model, whose verdict and
+reason stand (`tests/unit/test_snapshot_decoding_matches_model.py` proves both on the same inputs).
+
+What the caller gets: a `HoldingSnapshot` built with `model_construct` (no validation: done here),
+whose `holdings` and `trades` are NOT `Holding`s and `ReportedTrade`s but `SnapshotHolding` and
+`SnapshotTrade` structs: the same field names, types and values, read-only. The ledger only reads
+their attributes (`services.ledger.positions.HeldLike`); a snapshot the model decoded holds the
+dataclasses. All of a lean snapshot's fields count as set (`model_fields_set`).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated
+
+import msgspec
+from msgspec import Meta, Struct
+from msgspec.structs import force_setattr
+
+from shared.events import (
+    AssetType,
+    Holding,
+    HoldingSnapshot,
+    ReportedTrade,
+    TradeSide,
+    decode_event,
+)
+from shared.numeric import check_fit
+
+_Aware = Annotated[datetime, Meta(tz=True)]  # a naive time is refused, as `AwareDatetime` refuses it
+
+if TYPE_CHECKING:
+    _DecimalText = Decimal
+else:
+    # pydantic reads a decimal written as a JSON number through a float (`1.50` becomes 1.5), where
+    # msgspec would keep its text: a number here decodes to a float that no value satisfies, so the
+    # message is refused and left to the model. A string becomes a Decimal as the model makes it.
+    _DecimalText = Decimal | Annotated[float, Meta(gt=0, lt=0)]
+
+
+class SnapshotHolding(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
+    """A `Holding` as the lean path decodes it: its fields, constraints and defaults."""
+
+    symbol: Annotated[str, Meta(min_length=1, max_length=64)]
+    exchange: Annotated[str, Meta(max_length=32)] = ""
+    isin: Annotated[str, Meta(max_length=12)] | None = None
+    currency: Annotated[str, Meta(min_length=3, max_length=3)]
+    asset_type: AssetType = AssetType.EQUITY
+    quantity: _DecimalText
+    average_price: _DecimalText
+    last_price: _DecimalText | None = None
+
+
+class SnapshotTrade(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
+    """A `ReportedTrade` as the lean path decodes it."""
+
+    trade_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    symbol: Annotated[str, Meta(min_length=1, max_length=64)]
+    exchange: Annotated[str, Meta(max_length=32)] = ""
+    side: TradeSide
+    quantity: _DecimalText
+    price: _DecimalText
+    currency: Annotated[str, Meta(min_length=3, max_length=3)]
+    executed_at: _Aware
+
+
+class _Snapshot(Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
+    """A `HoldingSnapshot`'s fields. `event_id` and `occurred_at` are required here (the model makes
+    them up), and a field none of these structs knows is refused (the model ignores it, but msgspec
+    would skip it without the model parser's limit on nesting): such messages are left to the model."""
+
+    event_id: uuid.UUID
+    schema_version: int = 1
+    occurred_at: _Aware
+    account_id: uuid.UUID
+    request_id: uuid.UUID
+    broker: str
+    taken_at: _Aware
+    holdings: tuple[SnapshotHolding, ...]
+    attempt: Annotated[int, Meta(ge=1)] = 1
+    fetcher_id: str | None = None
+    started_at: _Aware | None = None
+    duration_ms: Annotated[int, Meta(ge=0)] | None = None
+    trades: tuple[SnapshotTrade, ...] = ()
+    replaces: uuid.UUID | None = None
+
+
+# msgspec rounds a time's fraction beyond microseconds, pydantic truncates it: a time written with
+# more than six digits of fraction is the model's to decode (so is a message with any escape, which
+# could spell such a time: the fetcher writes none but in the rare string that needs one).
+_FINER_THAN_MICROSECONDS = re.compile(rb"\.[0-9]{7}(?<=:[0-9][0-9]\.[0-9]{7})")
+_DECODER = msgspec.json.Decoder(_Snapshot)
+_TRADE_PRICES = ("price",)
+
+
+@dataclass
+class LeanSnapshots:
+    """How the ledger decodes `holdings.snapshots` (an `EventDecoder` for its consumer).
+
+    A holding's strings are shared with the earlier holdings' equal ones, as pydantic's string cache
+    shares them: the ledger keeps each account's latest holdings as its positions, and a string of
+    its own per field cost 200 bytes a holding (peak RSS +25 MB over 500,000 holdings). Bounded
+    like pydantic's cache: forgotten all at once when full."""
+
+    texts_at_most: int = 100_000
+    _texts: dict[str | None, str | None] = field(default_factory=dict, init=False)
+
+    def decode(self, raw: bytes) -> HoldingSnapshot:
+        """One message, decoded as `decode_event(HoldingSnapshot, raw)` decodes it: the same values,
+        or the model's own `EventDecodeError`."""
+        try:
+            snapshot = _checked(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError):
+            return decode_event(HoldingSnapshot, raw)
+        self._share_texts(snapshot.holdings)
+        return HoldingSnapshot.model_construct(**msgspec.structs.asdict(snapshot))
+
+    def _share_texts(self, holdings: tuple[SnapshotHolding, ...]) -> None:
+        if len(self._texts) > self.texts_at_most:
+            self._texts.clear()
+        shared = self._texts.setdefault
+        for h in holdings:
+            force_setattr(h, "symbol", shared(h.symbol, h.symbol))
+            force_setattr(h, "exchange", shared(h.exchange, h.exchange))
+            force_setattr(h, "currency", shared(h.currency, h.currency))
+            force_setattr(h, "isin", shared(h.isin, h.isin))
+
+
+def _checked(raw: bytes) -> _Snapshot:
+    if b"\\" in raw or _FINER_THAN_MICROSECONDS.search(raw):
+        raise ValueError("an escape, or a time finer than microseconds")
+    snapshot = _DECODER.decode(raw)
+    check_fit(snapshot.holdings, Holding._NUMBERS, field="holdings", at_least_zero=Holding._PRICES)
+    if snapshot.trades:
+        check_fit(snapshot.trades, ReportedTrade._NUMBERS, field="trades", at_least_zero=_TRADE_PRICES)
+        if not all(trade.quantity > 0 for trade in snapshot.trades):  # finite: checked just above
+            raise ValueError("a trade's quantity is not above zero")
+    return snapshot
