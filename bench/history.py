@@ -363,6 +363,9 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                         "peak_rss_mb": round(run["peak_rss_mb"], 1),
                         "cpu_s_per_100k_holdings": round(run["cpu_s_per_100k_holdings"], 2),
                         "holdings_rows": await _holding_rows(postgres),
+                        # What Postgres did beside the ledger, while it was measured.
+                        "autovacuum_busy_share": round(run["autovacuum_busy_share"], 2),
+                        "checkpoints": int(run["checkpoints"]),
                     }
                 raw = await raw_limit(postgres, args.ingest_accounts, args.ingest_snapshots)
                 for layout in ingest:

@@ -37,7 +37,7 @@ import asyncpg
 from aiokafka.partitioner import DefaultPartitioner
 from bench_accounts import create_accounts, fresh_database
 from machine import cpu_seconds, machine_probe, peak_rss_mb, run_facts
-from sqlalchemy import String, Uuid, func, select
+from sqlalchemy import String, Uuid, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -88,6 +88,15 @@ def _partition(key: str) -> int:
     """The partition the bus's producer sends `key` to (Kafka's default partitioner)."""
     every = list(range(PARTITIONS))
     return int(DefaultPartitioner()(key.encode(), every, every))
+
+
+# Is an autovacuum worker busy in this database: sampled with each poll, so a run can say what share
+# of it shared the 2 cores with autovacuum (a layout that inserts 20 rows a snapshot sets it off).
+_AUTOVACUUM_BUSY = text(
+    "SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' "
+    "AND datname = current_database() AND state = 'active'"
+)
+_CHECKPOINTS = text("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
 
 
 async def _stored(session: AsyncSession) -> int:
@@ -143,6 +152,7 @@ async def ledger_run(
     }
     ledger = subprocess.Popen([sys.executable, "-m", "services.cli", "ledger"], env=env, cwd=tree)  # noqa: ASYNC220 - started once, polled below
     peak_rss, first_at, first_count, done = 0.0, 0.0, 0, False
+    polls, autovacuum_polls, checkpoints = 0, 0, 0
     last_report = time.monotonic()
     lasts = list(last_in_partition.values())
     try:
@@ -156,6 +166,10 @@ async def ledger_run(
                 if not first_at:
                     first_count = await _stored(session)
                     first_at = time.monotonic() if first_count else 0.0
+                    checkpoints = await session.scalar(_CHECKPOINTS) or 0
+                else:
+                    polls += 1
+                    autovacuum_polls += bool(await session.scalar(_AUTOVACUUM_BUSY))
                 done = await session.scalar(select(func.count()).where(Snapshot.id.in_(lasts))) == len(lasts)
                 if time.monotonic() - last_report > 5:
                     stored = await _stored(session)
@@ -163,6 +177,8 @@ async def ledger_run(
                     last_report = time.monotonic()
             await asyncio.sleep(0.05)  # sampling interval
         finished = time.monotonic()
+        async with sessions() as session:
+            checkpoints = (await session.scalar(_CHECKPOINTS) or 0) - checkpoints
         peak_rss = max(peak_rss, peak_rss_mb(ledger.pid))  # the kernel's high-water mark
         cpu = cpu_seconds(ledger.pid)  # its startup included: a second or so
     finally:
@@ -177,6 +193,8 @@ async def ledger_run(
         "holdings_per_s": holdings / (finished - first_at),
         "peak_rss_mb": peak_rss,
         "cpu_s_per_100k_holdings": cpu / (total * HOLDINGS) * 100_000,
+        "autovacuum_busy_share": autovacuum_polls / polls if polls else 0.0,
+        "checkpoints": checkpoints,
     }
 
 

@@ -17,7 +17,7 @@ from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
 from shared.db.engine import create_engine
 from shared.settings import Settings
-from tests.support.rate_windows import fresh_windows  # noqa: F401  (fixtures)
+from tests.support.api_window_clock import fresh_windows  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from services.api.guard import GuardedRoute, client_address
 from shared.bus.memory import InMemoryBus
 from shared.credentials import CredentialCipher
 from shared.settings import Settings
-from tests.support.rate_windows import fresh_windows  # noqa: F401  (fixtures)
+from tests.support.api_window_clock import fresh_windows  # noqa: F401  (fixtures)
 from tests.unit.api.conftest import Headers, new_account, new_portfolio, sign_up
 
 
