@@ -119,17 +119,16 @@ def _text(
 ) -> str:
     """The content-hash text of `after`: `before`'s with the lines of `leaving` (as they were) taken
     out and those of `coming` put in, where they sort; made whole if `before`'s is not known."""
-    lines: list[str]
-    if hashed is None or hashed.positions is not before:
+    # The text splits back into its lines only if no line holds the separator.
+    if (
+        hashed is None
+        or hashed.positions is not before
+        or (hashed.text and hashed.text.count(LINES_APART) != len(before) - 1)
+    ):
         return hash_text([hash_line(key, held) for key, held in after.items()])
-    if not hashed.text:
-        lines = []
-    elif hashed.text.count(LINES_APART) == len(before) - 1:  # no line holds the separator: split
-        if not leaving and not coming:
-            return hashed.text
-        lines = hashed.text.split(LINES_APART)
-    else:
-        return hash_text([hash_line(key, held) for key, held in after.items()])
+    if not leaving and not coming:
+        return hashed.text
+    lines = hashed.text.split(LINES_APART) if hashed.text else []
     for key in leaving:
         del lines[bisect_left(lines, hash_line(key, before[key]))]
     for key in coming:
