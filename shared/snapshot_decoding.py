@@ -21,7 +21,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Iterable
+from operator import eq
+from typing import TYPE_CHECKING, Annotated, cast
 
 import msgspec
 from msgspec import Meta, Struct
@@ -99,33 +101,98 @@ class _Snapshot(Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
 # more than six digits of fraction is the model's to decode (so is a message with any escape, which
 # could spell such a time: the fetcher writes none but in the rare string that needs one).
 _FINER_THAN_MICROSECONDS = re.compile(rb"\.[0-9]{7}(?<=:[0-9][0-9]\.[0-9]{7})")
-_DECODER = msgspec.json.Decoder(_Snapshot)
 _TRADE_PRICES = ("price",)
+
+
+class _Listed(_Snapshot, kw_only=True, forbid_unknown_fields=True, gc=False):
+    """A snapshot with its holdings left as their JSON text, each decoded on its own (or not)."""
+
+    holdings: tuple[msgspec.Raw, ...]
+
+
+_LISTED = msgspec.json.Decoder(_Listed)
+_HOLDINGS = msgspec.json.Decoder(tuple[SnapshotHolding, ...])
+# An account's latest holdings, each with its text (which holds the whole message it came in).
+_Latest = tuple[tuple[msgspec.Raw, ...], tuple[SnapshotHolding, ...]]
+_NONE: _Latest = ((), ())
 
 
 @dataclass
 class LeanSnapshots:
     """How the ledger decodes `holdings.snapshots` (an `EventDecoder` for its consumer).
 
+    A holding whose JSON is byte for byte the one the account's previous snapshot listed at the same
+    place is not decoded again: that snapshot's decoded holding is reused, the very object. Between
+    two syncs most positions do not change, and when their prices do not move either (out of
+    trading hours; bench-ledger's workload) a snapshot of twenty holdings decodes in 0.6 of the time
+    (38 against 63 µs); when every price moves, in 1.1 of it (holdings found changed are decoded in
+    a second pass). The same bytes decode to the same values, so reusing them changes nothing of
+    what is decoded; and the ledger, which keeps each account's latest holdings as its positions,
+    then finds an unchanged position to be the same object (`is`). Kept to compare with: each
+    account's latest message and holdings, some 250 bytes a holding, for `holdings_at_most`
+    holdings (forgotten all at once when more).
+
     A holding's strings are shared with the earlier holdings' equal ones, as pydantic's string cache
-    shares them: the ledger keeps each account's latest holdings as its positions, and a string of
-    its own per field cost 200 bytes a holding (peak RSS +25 MB over 500,000 holdings). Bounded
-    like pydantic's cache: forgotten all at once when full."""
+    shares them: a string of its own per field cost 200 bytes a holding (peak RSS +25 MB over
+    500,000 holdings). Bounded like pydantic's cache: forgotten all at once when full."""
 
     texts_at_most: int = 100_000
+    holdings_at_most: int = 200_000
     _texts: dict[str | None, str | None] = field(default_factory=dict, init=False)
+    _latest: dict[uuid.UUID, _Latest] = field(default_factory=dict, init=False)
+    _latest_holdings: int = field(default=0, init=False)
 
     def decode(self, raw: bytes) -> HoldingSnapshot:
         """One message, decoded as `decode_event(HoldingSnapshot, raw)` decodes it: the same values,
         or the model's own `EventDecodeError`."""
         try:
-            snapshot = _checked(raw)
+            snapshot, holdings = self._checked(raw)
         except (msgspec.ValidationError, msgspec.DecodeError, ValueError):
             return decode_event(HoldingSnapshot, raw)
-        self._share_texts(snapshot.holdings)
-        return HoldingSnapshot.model_construct(**msgspec.structs.asdict(snapshot))
+        fields = msgspec.structs.asdict(snapshot)
+        fields["holdings"] = holdings
+        return HoldingSnapshot.model_construct(**fields)
 
-    def _share_texts(self, holdings: tuple[SnapshotHolding, ...]) -> None:
+    def _checked(self, raw: bytes) -> tuple[_Listed, tuple[SnapshotHolding, ...]]:
+        if b"\\" in raw or _FINER_THAN_MICROSECONDS.search(raw):
+            raise ValueError("an escape, or a time finer than microseconds")
+        snapshot = _LISTED.decode(raw)
+        holdings = self._holdings(snapshot.account_id, snapshot.holdings)
+        if snapshot.trades:
+            check_fit(snapshot.trades, ReportedTrade._NUMBERS, field="trades", at_least_zero=_TRADE_PRICES)
+            if not all(trade.quantity > 0 for trade in snapshot.trades):  # finite: checked just above
+                raise ValueError("a trade's quantity is not above zero")
+        return snapshot, holdings
+
+    def _holdings(self, account_id: uuid.UUID, texts: tuple[msgspec.Raw, ...]) -> tuple[SnapshotHolding, ...]:
+        """The holdings of `texts`: where one is the text the account's previous snapshot listed at
+        the same place (brokers list holdings in an order of their own, the same each time), that
+        snapshot's holding; the others decoded (in one call: a call each cost a fifth more when
+        every price moves) and checked. Then they are the account's latest."""
+        was_texts, was = self._latest.get(account_id, _NONE)
+        same = list(map(eq, texts, was_texts))  # as far as both go
+        holdings: list[SnapshotHolding | None] = [*was[: len(same)], *[None] * (len(texts) - len(same))]
+        new = [i for i, held in enumerate(holdings) if held is None or not same[i]]
+        if new:
+            decoded = _HOLDINGS.decode(b"[" + b",".join([texts[i] for i in new]) + b"]")
+            check_fit(decoded, Holding._NUMBERS, field="holdings", at_least_zero=Holding._PRICES)
+            self._share_texts(decoded)
+            for i, holding in zip(new, decoded, strict=True):
+                holdings[i] = holding
+        made = cast(tuple[SnapshotHolding, ...], tuple(holdings))
+        self._remember(account_id, texts, made)
+        return made
+
+    def _remember(
+        self, account_id: uuid.UUID, texts: tuple[msgspec.Raw, ...], holdings: tuple[SnapshotHolding, ...]
+    ) -> None:
+        if self._latest_holdings > self.holdings_at_most:
+            self._latest.clear()
+            self._latest_holdings = 0
+        self._latest_holdings += len(holdings) - len(self._latest.get(account_id, _NONE)[1])
+        self._latest[account_id] = (texts, holdings)
+
+    def _share_texts(self, holdings: Iterable[SnapshotHolding]) -> None:
         if len(self._texts) > self.texts_at_most:
             self._texts.clear()
         shared = self._texts.setdefault
@@ -134,15 +201,3 @@ class LeanSnapshots:
             force_setattr(h, "exchange", shared(h.exchange, h.exchange))
             force_setattr(h, "currency", shared(h.currency, h.currency))
             force_setattr(h, "isin", shared(h.isin, h.isin))
-
-
-def _checked(raw: bytes) -> _Snapshot:
-    if b"\\" in raw or _FINER_THAN_MICROSECONDS.search(raw):
-        raise ValueError("an escape, or a time finer than microseconds")
-    snapshot = _DECODER.decode(raw)
-    check_fit(snapshot.holdings, Holding._NUMBERS, field="holdings", at_least_zero=Holding._PRICES)
-    if snapshot.trades:
-        check_fit(snapshot.trades, ReportedTrade._NUMBERS, field="trades", at_least_zero=_TRADE_PRICES)
-        if not all(trade.quantity > 0 for trade in snapshot.trades):  # finite: checked just above
-            raise ValueError("a trade's quantity is not above zero")
-    return snapshot

@@ -79,9 +79,13 @@ def _compare(raws: list[bytes]) -> Counter[str]:
     """Assert that both decoders agree on each of `raws`; count how each ended (and how many the lean
     path decoded itself)."""
     seen: Counter[str] = Counter()
+    # Also decoded one after the other by one decoder, as the ledger's: where a message lists a
+    # holding as the same account's previous one listed it there, that holding is reused.
+    remembering = LeanSnapshots()
     for raw in raws:
         model, lean = _verdict(_model, raw), _verdict(LeanSnapshots().decode, raw)
         assert lean == model, raw
+        assert _verdict(remembering.decode, raw) == model, raw
         seen[model[0]] += 1
         if model[0] == "accepted":
             holdings = LeanSnapshots().decode(raw).holdings
@@ -436,4 +440,31 @@ def test_holdings_share_their_strings_as_the_models_do() -> None:
         )
     forgetful = LeanSnapshots(texts_at_most=10).decode
     before = forgetful(raw).holdings  # more than 10 texts: forgotten before the next snapshot
-    assert forgetful(raw).holdings[-1].symbol is not before[-1].symbol
+    another_account = _dump(_valid()[-2] | {"account_id": str(uuid.UUID(int=8))})
+    assert forgetful(another_account).holdings[-1].symbol is not before[-1].symbol
+
+
+def test_a_holding_listed_as_the_accounts_previous_snapshot_listed_it_is_that_holding() -> None:
+    """Not decoded again: the ledger then finds an unchanged position to be the same object."""
+    first = _valid()[-2]  # twenty holdings
+    second = first | {"holdings": [*first["holdings"]]}
+    second["holdings"][3] = first["holdings"][3] | {"quantity": "7"}
+    decoder = LeanSnapshots()
+    before, after = decoder.decode(_dump(first)).holdings, decoder.decode(_dump(second)).holdings
+    assert [a is b for a, b in zip(before, after, strict=True)] == [i != 3 for i in range(20)]
+    assert after[3].quantity == Decimal(7)
+    assert _verdict(LeanSnapshots().decode, _dump(second)) == _verdict(_model, _dump(second))
+    # Another account, or a holding moved to another place in the list: decoded.
+    elsewhere = second | {"account_id": str(uuid.UUID(int=8))}
+    assert not any(a is b for a, b in zip(after, decoder.decode(_dump(elsewhere)).holdings, strict=True))
+    shifted = second | {"holdings": second["holdings"][1:]}
+    assert not any(a is b for a, b in zip(after[1:], decoder.decode(_dump(shifted)).holdings, strict=True))
+
+
+def test_the_holdings_kept_to_compare_with_are_bounded() -> None:
+    decoder = LeanSnapshots(holdings_at_most=30)  # one account's twenty, but not two accounts'
+    message = _valid()[-2]
+    accounts = [message | {"account_id": str(uuid.UUID(int=n))} for n in (8, 9)]
+    first = [decoder.decode(_dump(m)).holdings for m in accounts]
+    assert decoder.decode(_dump(accounts[1])).holdings[0] is first[1][0]  # 40 kept when it was told
+    assert decoder.decode(_dump(accounts[0])).holdings[0] is not first[0][0]  # over 30: forgotten
