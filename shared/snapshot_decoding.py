@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from collections.abc import Iterable
 from operator import eq
 from typing import TYPE_CHECKING, Annotated, cast
 
