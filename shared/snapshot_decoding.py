@@ -88,7 +88,7 @@ class _Snapshot(Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
     request_id: uuid.UUID
     broker: str
     taken_at: _Aware
-    holdings: tuple[SnapshotHolding, ...]
+    holdings: tuple[msgspec.Raw, ...]  # each `SnapshotHolding`'s JSON: see `LeanSnapshots`
     attempt: Annotated[int, Meta(ge=1)] = 1
     fetcher_id: str | None = None
     started_at: _Aware | None = None
@@ -104,13 +104,7 @@ _FINER_THAN_MICROSECONDS = re.compile(rb"\.[0-9]{7}(?<=:[0-9][0-9]\.[0-9]{7})")
 _TRADE_PRICES = ("price",)
 
 
-class _Listed(_Snapshot, kw_only=True, forbid_unknown_fields=True, gc=False):
-    """A snapshot with its holdings left as their JSON text, each decoded on its own (or not)."""
-
-    holdings: tuple[msgspec.Raw, ...]
-
-
-_LISTED = msgspec.json.Decoder(_Listed)
+_SNAPSHOT = msgspec.json.Decoder(_Snapshot)
 _HOLDINGS = msgspec.json.Decoder(tuple[SnapshotHolding, ...])
 # An account's latest holdings, each with its text (which holds the whole message it came in).
 _Latest = tuple[tuple[msgspec.Raw, ...], tuple[SnapshotHolding, ...]]
@@ -153,10 +147,10 @@ class LeanSnapshots:
         fields["holdings"] = holdings
         return HoldingSnapshot.model_construct(**fields)
 
-    def _checked(self, raw: bytes) -> tuple[_Listed, tuple[SnapshotHolding, ...]]:
+    def _checked(self, raw: bytes) -> tuple[_Snapshot, tuple[SnapshotHolding, ...]]:
         if b"\\" in raw or _FINER_THAN_MICROSECONDS.search(raw):
             raise ValueError("an escape, or a time finer than microseconds")
-        snapshot = _LISTED.decode(raw)
+        snapshot = _SNAPSHOT.decode(raw)
         holdings = self._holdings(snapshot.account_id, snapshot.holdings)
         if snapshot.trades:
             check_fit(snapshot.trades, ReportedTrade._NUMBERS, field="trades", at_least_zero=_TRADE_PRICES)
