@@ -141,7 +141,8 @@ class LeanSnapshots:
         or the model's own `EventDecodeError`."""
         try:
             snapshot, holdings = self._checked(raw)
-        except (msgspec.ValidationError, msgspec.DecodeError, ValueError):
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError, RecursionError):
+            # RecursionError: a holding nested deeper than msgspec skips over (as `Raw`) unparsed.
             return decode_event(HoldingSnapshot, raw)
         fields = msgspec.structs.asdict(snapshot)
         fields["holdings"] = holdings

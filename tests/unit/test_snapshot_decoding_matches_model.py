@@ -461,6 +461,15 @@ def test_a_holding_listed_as_the_accounts_previous_snapshot_listed_it_is_that_ho
     assert not any(a is b for a, b in zip(after[1:], decoder.decode(_dump(shifted)).holdings, strict=True))
 
 
+@pytest.mark.parametrize("depth", [10, 1_000, 100_000])
+def test_a_holding_nested_deep_is_refused_alike(depth: int) -> None:
+    nested = _dump(_valid()[-2]).replace(
+        b'"holdings":[', b'"holdings":[' + b"[" * depth + b"]" * depth + b",", 1
+    )
+    assert _verdict(LeanSnapshots().decode, nested) == _verdict(_model, nested)
+    assert _verdict(LeanSnapshots().decode, nested)[0] == "refused"
+
+
 def test_the_holdings_kept_to_compare_with_are_bounded() -> None:
     decoder = LeanSnapshots(holdings_at_most=30)  # one account's twenty, but not two accounts'
     message = _valid()[-2]
