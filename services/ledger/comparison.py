@@ -67,7 +67,11 @@ def compare(
     committed = memo.last.get
     for key, now in after.items():
         was = was_at(key)
-        if was is None:
+        if was is now:
+            # The very object the account held (the decoder keeps an unchanged holding's): nothing
+            # of it can differ, only its instrument's price may have moved since (another account's).
+            found += 1
+        elif was is None:
             moved.append(key)
             versions.append(version_row(account_id, key, at, now, now.quantity))
             coming.append(key)

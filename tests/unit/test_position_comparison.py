@@ -52,8 +52,10 @@ def _hash_of(compared: Comparison) -> bytes:
 
 
 def _again(holding: Holding, rng: random.Random) -> Holding:
-    """The same position in a later snapshot: another object, its numbers maybe written otherwise
-    (equal), its price maybe moved."""
+    """The same position in a later snapshot: the very object (the decoder keeps an unchanged
+    holding's), or another, its numbers maybe written otherwise (equal), its price maybe moved."""
+    if rng.random() < 0.3:
+        return holding
     fields = {name: getattr(holding, name) for name in Holding.__dataclass_fields__}
     same = [n for n in NUMBERS if n == holding.quantity]
     return Holding(**{**fields, "quantity": rng.choice(same), "last_price": rng.choice([None, Decimal(3)])})
@@ -110,6 +112,26 @@ def test_prices_that_did_not_move_are_not_written_again_unless_older() -> None:
     earlier = AT.replace(year=2025)
     rows = compare(ACCOUNT, {}, None, positions, at=earlier, source="sim", memo=memo, pending=pending).prices
     assert rows == [("A", "", earlier, Decimal(3), "sim"), ("B", "", earlier, Decimal(3), "sim")]
+
+
+def test_the_very_object_held_changes_nothing_but_its_price_is_still_looked_at() -> None:
+    """The decoder keeps an unchanged holding's object: nothing of the position can differ, but the
+    instrument's price series is every account's, and another account's snapshot moved it since."""
+    held = Holding(
+        symbol="TCS", currency="INR", quantity=Decimal(-0), average_price=Decimal(1), last_price=Decimal(3)
+    )
+    before = positions_of([held])
+    after = positions_of([held])
+    memo = PriceMemo()
+    memo.remember([("TCS", "", AT.replace(minute=1), Decimal(4), "sim")])
+    kept = _hashed(before)
+    later = AT.replace(minute=2)
+    compared = compare(ACCOUNT, before, kept, after, at=later, source="sim", memo=memo, pending={})
+    assert (compared.moved, compared.versions, compared.same_instruments) == ([], [], True)
+    assert compared.prices == [("TCS", "", later, Decimal(3), "sim")]
+    assert compared.hashed.text == kept.text
+    memo.remember(compared.prices)
+    assert compare(ACCOUNT, before, kept, after, at=later, source="sim", memo=memo, pending={}).prices == []
 
 
 def test_each_snapshot_row_keeps_the_content_hash_of_its_own_holdings_through_a_chain() -> None:
