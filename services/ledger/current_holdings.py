@@ -17,6 +17,7 @@ from typing import Any
 from pydantic_core import to_json
 
 from services.ledger import ids
+from services.ledger.comparison import Hashed
 from services.ledger.positions import HeldLike, InstrumentKey, Positions
 from shared import topics
 from shared.events import utc_now
@@ -28,15 +29,6 @@ from shared.events import utc_now
 _STARTS: dict[tuple[InstrumentKey, str], str] = {}
 _STARTS_AT_MOST = 100_000  # some 10 MB
 
-# Each account's last row's positions and their text (the fragments joined), by the account's key
-# (`str()` of its id, made for the row anyway: a string caches its hash, a UUID's is Python code):
-# the positions of an account's next row are mostly the very same objects (the decoder keeps an
-# unchanged holding's, the plan keeps the positions dict), and a fragment of the same object is the
-# same text, so only those of the new objects are made. Some 2.5 KB an account of 20 positions (the
-# text; the positions are the account's current ones, kept alive by the ledger's positions cache
-# anyway), so bounded by as many accounts as that cache.
-_LISTED: dict[str, tuple[Positions, str]] = {}
-_LISTED_AT_MOST = 5_000  # some 13 MB
 _APART = ',{"symbol":'  # between two fragments: inside one, `{"` can only start it (a string escapes `"`)
 
 
@@ -48,6 +40,7 @@ def outbox_row(
     as_of: datetime,
     positions: Positions,
     now: datetime,
+    listed: str | None = None,
 ) -> tuple[Any, ...]:
     """`BatchPlan.OUTBOX_COLUMNS` of a CurrentHoldings of the account's complete positions, sorted by
     instrument. No snapshot: the HoldingsChanged beside it is the announcement.
@@ -57,7 +50,8 @@ def outbox_row(
     cost more than the rest of a change (tens of microseconds each); even an unvalidated
     `model_construct` and `model_dump` of the event around them cost a third of the row. The
     positions, the last field, are written as text (a decimal as its `str()`, as `to_json` writes
-    it): a dict of six values per position for `to_json` cost more than the rest of the row."""
+    it): a dict of six values per position for `to_json` cost more than the rest of the row.
+    `listed`: the positions' part as `listed` made it, if it did."""
     event_id = ids.uuid4()
     fields = {  # `CurrentHoldings`'s fields in its order, as `model_dump_json` writes them
         "event_id": event_id,
@@ -68,23 +62,25 @@ def outbox_row(
         "snapshot_id": snapshot_id,
         "as_of": as_of,
     }
-    account_key = str(account_id)
-    listed = _listed(account_key, positions)
+    if listed is None:
+        listed = _whole(positions)
     payload = f'{to_json(fields).decode()[:-1]},"positions":[{listed}]}}'
-    return (event_id, topics.HOLDINGS_CURRENT, account_key, payload, now, None)
+    return (event_id, topics.HOLDINGS_CURRENT, str(account_id), payload, now, None)
 
 
-def _listed(account_key: str, positions: Positions) -> str:
-    """The positions' fragments, sorted by instrument, joined: those of the objects the account's
-    last row listed, under the same instruments, taken from its text."""
-    kept = _LISTED.get(account_key)
-    text = None if kept is None else _spliced(*kept, positions)
-    if text is None:
-        text = ",".join([_position(key, positions[key]) for key in sorted(positions)])
-    if kept is None and len(_LISTED) >= _LISTED_AT_MOST:
-        _LISTED.clear()
-    _LISTED[account_key] = (positions, text)
-    return text
+def listed(positions: Positions, before: Hashed | None) -> str:
+    """The positions' part of their row: each position's JSON, sorted by instrument, joined. Those
+    of the very objects the positions `before` held, at the same place, are taken from the text
+    written for them (`Hashed.listed`), if it was: the decoder keeps an unchanged holding's object,
+    and the same object under the same instrument is the same text."""
+    text = None
+    if before is not None and before.listed is not None:
+        text = _spliced(before.positions, before.listed, positions)
+    return _whole(positions) if text is None else text
+
+
+def _whole(positions: Positions) -> str:
+    return ",".join([_position(key, positions[key]) for key in sorted(positions)])
 
 
 def _spliced(was: Positions, text: str, positions: Positions) -> str | None:

@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 
 from services.ledger import announcements, current_holdings
+from services.ledger.comparison import Hashed
 from services.ledger.plan import BatchPlan
 from services.ledger.positions import Held, HeldLike, InstrumentKey, QuantityChange
 from shared import topics
@@ -95,14 +96,16 @@ def _held(rng: random.Random) -> Held:
 
 @pytest.mark.parametrize("seed", range(60))
 def test_an_accounts_successive_current_holdings_are_what_the_model_writes(seed: int) -> None:
-    """A row's positions that are the very objects the account's last row listed are not written
-    again but taken from that row: whatever else changed (numbers written otherwise, positions
-    closed, opened, in another order, an object under another instrument), each row is the model's."""
+    """A row's positions that are the very objects the positions before held are not written again
+    but taken from the text written for those: whatever else changed (numbers written otherwise,
+    positions closed, opened, in another order, an object under another instrument), each row is
+    the model's."""
     rng = random.Random(seed)
     # One symbol holds what stands between two positions' JSON in the text a row is taken from.
     symbols = [*ODD_SYMBOLS, 'x,{"symbol":"y', *(f"S{i}" for i in range(8))]
     account_id = uuid.uuid4()
     positions: dict[InstrumentKey, HeldLike] = {}
+    before = None
     for _ in range(30):
         step = rng.random()
         if step < 0.1:
@@ -126,10 +129,14 @@ def test_an_accounts_successive_current_holdings_are_what_the_model_writes(seed:
                 rng.shuffle(listed)
                 later = dict(listed)
             positions = later
-        _assert_written_as_the_model(account_id, positions)
+        listed = current_holdings.listed(positions, before)
+        _assert_written_as_the_model(account_id, positions, listed)
+        before = Hashed(positions, "", listed if rng.random() < 0.9 else None)  # None: no row for them
 
 
-def _assert_written_as_the_model(account_id: uuid.UUID, positions: dict[InstrumentKey, HeldLike]) -> None:
+def _assert_written_as_the_model(
+    account_id: uuid.UUID, positions: dict[InstrumentKey, HeldLike], listed: str | None = None
+) -> None:
     portfolio_id, snapshot_id = uuid.uuid4(), uuid.uuid4()
     row = _row_fields(
         current_holdings.outbox_row(
@@ -139,6 +146,7 @@ def _assert_written_as_the_model(account_id: uuid.UUID, positions: dict[Instrume
             as_of=TAKEN,
             positions=positions,
             now=NOW,
+            listed=listed,
         )
     )
     written = CurrentHoldings.model_validate_json(str(row["payload"]))

@@ -12,10 +12,12 @@ from decimal import Decimal
 
 import pytest
 
+from services.ledger import current_holdings
 from services.ledger.comparison import Comparison, Hashed, compare
 from services.ledger.plan import AccountState, BatchPlan, plan_batch
 from services.ledger.positions import HeldLike, InstrumentKey, moved, positions_of
 from services.ledger.versions import PriceMemo, content_digest, content_hash, version_rows
+from shared import topics
 from shared.db.tables import SnapshotStatus
 from shared.events import AssetType, Holding, HoldingSnapshot
 
@@ -157,3 +159,34 @@ def test_each_snapshot_row_keeps_the_content_hash_of_its_own_holdings_through_a_
         assert plan.snapshots[0][BatchPlan.SNAPSHOT_COLUMNS.index("content_hash")] == content_hash(listed)
         assert plan.snapshots[0][BatchPlan.SNAPSHOT_COLUMNS.index("status")] == SnapshotStatus.APPLIED
         earlier = {h.symbol: h for h in listed}
+
+
+def test_holdings_current_is_the_positions_whichever_objects_stay_through_a_chain() -> None:
+    """The ledger's own chain: a snapshot whose holdings are all the very objects held writes no
+    row and keeps the text of the last one; a later row takes from it the positions not replaced."""
+    account = AccountState(
+        id=ACCOUNT, portfolio_id=ACCOUNT, current_snapshot_id=None, positions_as_of=None, positions={}
+    )
+
+    def held(symbol: str, quantity: str) -> Holding:
+        return Holding(symbol=symbol, currency="INR", quantity=Decimal(quantity), average_price=Decimal(2))
+
+    a, b, c, d = held("A", "1"), held("B", "2"), held("C", "5"), held("D", "7")
+    chain = [[a, b, c, d], [a, b, c, d], [a, held("B", "3"), c, d], [a, b, held("C", "5.0"), held("D", "8")]]
+    rows = []
+    for n, listed in enumerate(chain):
+        snapshot = HoldingSnapshot(
+            account_id=ACCOUNT,
+            request_id=uuid.uuid4(),
+            broker="sim",
+            taken_at=AT.replace(minute=n),
+            holdings=tuple(listed),
+        )
+        plan = plan_batch([snapshot], {ACCOUNT: account}, {}, consumer="ledger")
+        rows += [row[3] for row in plan.outbox if row[1] == topics.HOLDINGS_CURRENT]
+        whole = current_holdings.listed(account.positions, None)
+        assert account.hashed is not None
+        assert account.hashed.listed == whole  # kept through the snapshot that wrote no row
+        if n != 1:
+            assert rows[-1].endswith(f',"positions":[{whole}]}}')
+    assert len(rows) == 3
