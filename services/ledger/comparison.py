@@ -43,6 +43,7 @@ class Comparison(NamedTuple):
     versions: list[tuple[Any, ...]]  # `VERSION_COLUMNS`: what takes `before` to the new positions
     prices: list[tuple[Any, ...]]  # `PRICE_COLUMNS`: those that moved (the batch's pending not told)
     hashed: Hashed  # the new positions'
+    reused: int  # positions that are the very objects held before (the decoder keeps unchanged ones)
 
 
 def compare(
@@ -119,7 +120,7 @@ def compare(
     if same == len(before) == len(after) and hashed is not None and hashed.positions is before:
         listed = hashed.listed  # every position the very object held: the same JSON
     same_instruments = found == len(before) == len(after)
-    return Comparison(same_instruments, moved, versions, prices, Hashed(after, text, listed))
+    return Comparison(same_instruments, moved, versions, prices, Hashed(after, text, listed), same)
 
 
 def _text(

@@ -518,14 +518,23 @@ def _apply(
         )
         plan.outbox.append(row)
         plan.announcements[snapshot_id] = row[0]
-        _current(plan, account, snapshot_id, now, was)
+        _current(plan, account, snapshot_id, now, was, keep=compared.reused > 0)
 
 
 def _current(
-    plan: BatchPlan, account: AccountState, snapshot_id: uuid.UUID, now: datetime, before: Hashed | None
+    plan: BatchPlan,
+    account: AccountState,
+    snapshot_id: uuid.UUID,
+    now: datetime,
+    before: Hashed | None,
+    *,
+    keep: bool = False,
 ) -> None:
     """The account's complete current positions for `holdings.current`, in the outbox after what
-    changed them. `before`: the positions' before, with the text of their own row if written."""
+    changed them. `before`: the positions before, with the text of their own row if it was kept.
+    `keep` the text for the next row: only where some of the positions are the objects held before
+    (some 2.5 KB an account of 20 in the positions cache), so that an account whose prices move
+    every sync (a new object for every position) keeps none it could not use."""
     if account.positions_as_of is None:
         return  # no snapshot applied: nothing current to say
     listed = current_holdings.listed(account.positions, before)
@@ -541,7 +550,7 @@ def _current(
         )
     )
     hashed = account.hashed
-    if hashed is not None and hashed.positions is account.positions:
+    if keep and hashed is not None and hashed.positions is account.positions:
         account.hashed = Hashed(hashed.positions, hashed.text, listed)
 
 
