@@ -28,10 +28,13 @@ Positions = Mapping[InstrumentKey, HeldLike]
 
 class Hashed(NamedTuple):
     """Positions with the text their content hash digests (`versions.hash_text`): one string per
-    account, some 50 bytes a position, kept beside the positions."""
+    account, some 50 bytes a position, kept beside the positions; and, once a `holdings.current`
+    row listed them, its positions' text (`current_holdings.listed`, some 120 bytes a position):
+    the next row takes from it the JSON of the positions that are still the same objects."""
 
-    positions: Positions  # the very mapping the text is of: it is used for that one alone (`is`)
+    positions: Positions  # the very mapping the texts are of: they are used for that one alone (`is`)
     text: str
+    listed: str | None = None
 
 
 class Comparison(NamedTuple):
@@ -40,6 +43,7 @@ class Comparison(NamedTuple):
     versions: list[tuple[Any, ...]]  # `VERSION_COLUMNS`: what takes `before` to the new positions
     prices: list[tuple[Any, ...]]  # `PRICE_COLUMNS`: those that moved (the batch's pending not told)
     hashed: Hashed  # the new positions'
+    reused: int  # positions that are the very objects held before (the decoder keeps unchanged ones)
 
 
 def compare(
@@ -63,11 +67,17 @@ def compare(
     leaving: list[InstrumentKey] = []  # positions whose content-hash line leaves the text
     coming: list[InstrumentKey] = []  # and whose line comes in
     found = 0
+    same = 0  # positions that are the very objects held
     was_at = before.get
     committed = memo.last.get
     for key, now in after.items():
         was = was_at(key)
-        if was is None:
+        if was is now:
+            # The very object the account held (the decoder keeps an unchanged holding's): nothing
+            # of it can differ, only its instrument's price may have moved since (another account's).
+            found += 1
+            same += 1
+        elif was is None:
             moved.append(key)
             versions.append(version_row(account_id, key, at, now, now.quantity))
             coming.append(key)
@@ -106,8 +116,11 @@ def compare(
                 leaving.append(key)
     moved.sort()
     text = _text(before, hashed, after, leaving, coming)
-    same = found == len(before) == len(after)
-    return Comparison(same, moved, versions, prices, Hashed(after, text))
+    listed = None
+    if same == len(before) == len(after) and hashed is not None and hashed.positions is before:
+        listed = hashed.listed  # every position the very object held: the same JSON
+    same_instruments = found == len(before) == len(after)
+    return Comparison(same_instruments, moved, versions, prices, Hashed(after, text, listed), same)
 
 
 def _text(

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from operator import is_not
 from typing import Any
 
 from pydantic_core import to_json
 
 from services.ledger import ids
+from services.ledger.comparison import Hashed
 from services.ledger.positions import HeldLike, InstrumentKey, Positions
 from shared import topics
 from shared.events import utc_now
@@ -27,6 +29,8 @@ from shared.events import utc_now
 _STARTS: dict[tuple[InstrumentKey, str], str] = {}
 _STARTS_AT_MOST = 100_000  # some 10 MB
 
+_APART = ',{"symbol":'  # between two fragments: inside one, `{"` can only start it (a string escapes `"`)
+
 
 def outbox_row(
     *,
@@ -36,6 +40,7 @@ def outbox_row(
     as_of: datetime,
     positions: Positions,
     now: datetime,
+    listed: str | None = None,
 ) -> tuple[Any, ...]:
     """`BatchPlan.OUTBOX_COLUMNS` of a CurrentHoldings of the account's complete positions, sorted by
     instrument. No snapshot: the HoldingsChanged beside it is the announcement.
@@ -45,7 +50,8 @@ def outbox_row(
     cost more than the rest of a change (tens of microseconds each); even an unvalidated
     `model_construct` and `model_dump` of the event around them cost a third of the row. The
     positions, the last field, are written as text (a decimal as its `str()`, as `to_json` writes
-    it): a dict of six values per position for `to_json` cost more than the rest of the row."""
+    it): a dict of six values per position for `to_json` cost more than the rest of the row.
+    `listed`: the positions' part as `listed` made it, if it did."""
     event_id = ids.uuid4()
     fields = {  # `CurrentHoldings`'s fields in its order, as `model_dump_json` writes them
         "event_id": event_id,
@@ -56,9 +62,55 @@ def outbox_row(
         "snapshot_id": snapshot_id,
         "as_of": as_of,
     }
-    listed = ",".join([_position(key, positions[key]) for key in sorted(positions)])
+    if listed is None:
+        listed = _whole(positions)
     payload = f'{to_json(fields).decode()[:-1]},"positions":[{listed}]}}'
     return (event_id, topics.HOLDINGS_CURRENT, str(account_id), payload, now, None)
+
+
+def listed(positions: Positions, before: Hashed | None) -> str:
+    """The positions' part of their row: each position's JSON, sorted by instrument, joined. Those
+    of the very objects the positions `before` held, at the same place, are taken from the text
+    written for them (`Hashed.listed`), if it was: the decoder keeps an unchanged holding's object,
+    and the same object under the same instrument is the same text."""
+    text = None
+    if before is not None and before.listed is not None:
+        text = _spliced(before.positions, before.listed, positions)
+    return _whole(positions) if text is None else text
+
+
+def _whole(positions: Positions) -> str:
+    return ",".join([_position(key, positions[key]) for key in sorted(positions)])
+
+
+def _spliced(was: Positions, text: str, positions: Positions) -> str | None:
+    """`text` (the fragments of `was`) with the fragments of the positions that are not the very
+    objects `was` holds made again, each in place of the one it replaces (found by its start: an
+    instrument's is in the text once); None unless the instruments are `was`'s in the same order, or
+    if many changed. Compared by place (insertion order), not by instrument: a dict look-up hashes
+    the instrument's tuple, a good part of what making the fragment again would cost."""
+    if was is positions:
+        return text
+    if len(was) != len(positions):
+        return None
+    differ = list(map(is_not, positions.values(), was.values()))
+    count = differ.count(True)
+    if count * 4 > len(differ):  # every price moved, say: made whole, not spliced
+        return None
+    keys = list(positions)
+    if keys != list(was):
+        return None
+    if count:
+        then = list(was.values())
+        place = -1
+        for _ in range(count):
+            place = differ.index(True, place + 1)
+            key = keys[place]
+            begin = text.index(_STARTS.get((key, then[place].currency)) or _start(key, then[place].currency))
+            end = text.find(_APART, begin)
+            made = _position(key, positions[key])
+            text = f"{text[:begin]}{made}{text[end:]}" if end >= 0 else f"{text[:begin]}{made}"
+    return text
 
 
 def _position(key: InstrumentKey, held: HeldLike) -> str:

@@ -3,6 +3,7 @@ through the models: it must be byte for byte what the models write, whatever the
 
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -10,6 +11,7 @@ from decimal import Decimal
 import pytest
 
 from services.ledger import announcements, current_holdings
+from services.ledger.comparison import Hashed
 from services.ledger.plan import BatchPlan
 from services.ledger.positions import Held, HeldLike, InstrumentKey, QuantityChange
 from shared import topics
@@ -78,7 +80,64 @@ def test_current_holdings_are_what_the_model_writes() -> None:
         )
         for i, symbol in enumerate(reversed(ODD_SYMBOLS))
     }
-    account_id, portfolio_id, snapshot_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    _assert_written_as_the_model(uuid.uuid4(), positions)
+
+
+def _held(rng: random.Random) -> Held:
+    return Held(
+        quantity=rng.choice(NUMBERS),
+        average_price=rng.choice(NUMBERS).copy_abs(),
+        last_price=rng.choice([None, Decimal("1240.10"), Decimal("1240.1")]),
+        currency=rng.choice(["INR", "USD"]),
+        isin=None,
+        asset_type="equity",
+    )
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_an_accounts_successive_current_holdings_are_what_the_model_writes(seed: int) -> None:
+    """A row's positions that are the very objects the positions before held are not written again
+    but taken from the text written for those: whatever else changed (numbers written otherwise,
+    positions closed, opened, in another order, an object under another instrument), each row is
+    the model's."""
+    rng = random.Random(seed)
+    # One symbol holds what stands between two positions' JSON in the text a row is taken from.
+    symbols = [*ODD_SYMBOLS, 'x,{"symbol":"y', *(f"S{i}" for i in range(8))]
+    account_id = uuid.uuid4()
+    positions: dict[InstrumentKey, HeldLike] = {}
+    before = None
+    for _ in range(30):
+        step = rng.random()
+        if step < 0.1:
+            pass  # the same positions again
+        elif step < 0.2 and positions:  # the same objects, one of them under another instrument
+            keys = list(positions)
+            keys[rng.randrange(len(keys))] = (rng.choice(symbols), "BSE")
+            positions = dict(zip(keys, positions.values(), strict=True))
+        else:
+            later: dict[InstrumentKey, HeldLike] = {}
+            for key, held in positions.items():
+                kept = rng.random()
+                if kept < 0.85:
+                    later[key] = held
+                elif kept < 0.95:
+                    later[key] = _held(rng)  # maybe equal numbers, written otherwise
+            for symbol in rng.sample(symbols, rng.randint(0, 2)):
+                later.setdefault((symbol, rng.choice(["", "NSE"])), _held(rng))
+            if rng.random() < 0.15:
+                listed = list(later.items())
+                rng.shuffle(listed)
+                later = dict(listed)
+            positions = later
+        listed = current_holdings.listed(positions, before)
+        _assert_written_as_the_model(account_id, positions, listed)
+        before = Hashed(positions, "", listed if rng.random() < 0.9 else None)  # None: no row for them
+
+
+def _assert_written_as_the_model(
+    account_id: uuid.UUID, positions: dict[InstrumentKey, HeldLike], listed: str | None = None
+) -> None:
+    portfolio_id, snapshot_id = uuid.uuid4(), uuid.uuid4()
     row = _row_fields(
         current_holdings.outbox_row(
             account_id=account_id,
@@ -87,6 +146,7 @@ def test_current_holdings_are_what_the_model_writes() -> None:
             as_of=TAKEN,
             positions=positions,
             now=NOW,
+            listed=listed,
         )
     )
     written = CurrentHoldings.model_validate_json(str(row["payload"]))

@@ -12,10 +12,12 @@ from decimal import Decimal
 
 import pytest
 
+from services.ledger import current_holdings
 from services.ledger.comparison import Comparison, Hashed, compare
 from services.ledger.plan import AccountState, BatchPlan, plan_batch
 from services.ledger.positions import HeldLike, InstrumentKey, moved, positions_of
 from services.ledger.versions import PriceMemo, content_digest, content_hash, version_rows
+from shared import topics
 from shared.db.tables import SnapshotStatus
 from shared.events import AssetType, Holding, HoldingSnapshot
 
@@ -52,8 +54,10 @@ def _hash_of(compared: Comparison) -> bytes:
 
 
 def _again(holding: Holding, rng: random.Random) -> Holding:
-    """The same position in a later snapshot: another object, its numbers maybe written otherwise
-    (equal), its price maybe moved."""
+    """The same position in a later snapshot: the very object (the decoder keeps an unchanged
+    holding's), or another, its numbers maybe written otherwise (equal), its price maybe moved."""
+    if rng.random() < 0.3:
+        return holding
     fields = {name: getattr(holding, name) for name in Holding.__dataclass_fields__}
     same = [n for n in NUMBERS if n == holding.quantity]
     return Holding(**{**fields, "quantity": rng.choice(same), "last_price": rng.choice([None, Decimal(3)])})
@@ -112,6 +116,26 @@ def test_prices_that_did_not_move_are_not_written_again_unless_older() -> None:
     assert rows == [("A", "", earlier, Decimal(3), "sim"), ("B", "", earlier, Decimal(3), "sim")]
 
 
+def test_the_very_object_held_changes_nothing_but_its_price_is_still_looked_at() -> None:
+    """The decoder keeps an unchanged holding's object: nothing of the position can differ, but the
+    instrument's price series is every account's, and another account's snapshot moved it since."""
+    held = Holding(
+        symbol="TCS", currency="INR", quantity=Decimal(-0), average_price=Decimal(1), last_price=Decimal(3)
+    )
+    before = positions_of([held])
+    after = positions_of([held])
+    memo = PriceMemo()
+    memo.remember([("TCS", "", AT.replace(minute=1), Decimal(4), "sim")])
+    kept = _hashed(before)
+    later = AT.replace(minute=2)
+    compared = compare(ACCOUNT, before, kept, after, at=later, source="sim", memo=memo, pending={})
+    assert (compared.moved, compared.versions, compared.same_instruments) == ([], [], True)
+    assert compared.prices == [("TCS", "", later, Decimal(3), "sim")]
+    assert compared.hashed.text == kept.text
+    memo.remember(compared.prices)
+    assert compare(ACCOUNT, before, kept, after, at=later, source="sim", memo=memo, pending={}).prices == []
+
+
 def test_each_snapshot_row_keeps_the_content_hash_of_its_own_holdings_through_a_chain() -> None:
     account = AccountState(
         id=ACCOUNT, portfolio_id=ACCOUNT, current_snapshot_id=None, positions_as_of=None, positions={}
@@ -135,3 +159,41 @@ def test_each_snapshot_row_keeps_the_content_hash_of_its_own_holdings_through_a_
         assert plan.snapshots[0][BatchPlan.SNAPSHOT_COLUMNS.index("content_hash")] == content_hash(listed)
         assert plan.snapshots[0][BatchPlan.SNAPSHOT_COLUMNS.index("status")] == SnapshotStatus.APPLIED
         earlier = {h.symbol: h for h in listed}
+
+
+def test_holdings_current_is_the_positions_whichever_objects_stay_through_a_chain() -> None:
+    """The ledger's own chain: a row's text is kept once some positions are the objects held before;
+    a snapshot of the very objects held writes no row and keeps it; a later row takes from it the
+    positions not replaced; positions all new (prices moved, say) keep none."""
+    account = AccountState(
+        id=ACCOUNT, portfolio_id=ACCOUNT, current_snapshot_id=None, positions_as_of=None, positions={}
+    )
+
+    def held(symbol: str, quantity: str) -> Holding:
+        return Holding(symbol=symbol, currency="INR", quantity=Decimal(quantity), average_price=Decimal(2))
+
+    a, b, c, d = held("A", "1"), held("B", "3"), held("C", "5"), held("D", "7")
+    chain = [
+        [held("A", "1"), held("B", "2"), c, d],
+        [a, b, c, d],
+        [a, b, c, d],
+        [a, held("B", "2"), held("C", "5.0"), held("D", "8")],
+        [held("A", "1"), held("B", "2"), held("C", "5"), held("D", "9")],
+    ]
+    rows = []
+    for n, listed in enumerate(chain):
+        snapshot = HoldingSnapshot(
+            account_id=ACCOUNT,
+            request_id=uuid.uuid4(),
+            broker="sim",
+            taken_at=AT.replace(minute=n),
+            holdings=tuple(listed),
+        )
+        plan = plan_batch([snapshot], {ACCOUNT: account}, {}, consumer="ledger")
+        rows += [row[3] for row in plan.outbox if row[1] == topics.HOLDINGS_CURRENT]
+        whole = current_holdings.listed(account.positions, None)
+        assert account.hashed is not None
+        assert account.hashed.listed == (whole if n in (1, 2, 3) else None)  # 2 wrote no row
+        if n != 2:
+            assert rows[-1].endswith(f',"positions":[{whole}]}}')
+    assert len(rows) == 4
