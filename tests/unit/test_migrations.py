@@ -3,12 +3,15 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Uuid, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db.engine import assert_schema_current, upgrade_schema
+from shared.db.engine import MIGRATIONS, SCHEMA_HEAD, SchemaOutOfDate, assert_schema_current, upgrade_schema
 from shared.db.tables import Base, BrokerAccount
 from shared.db.types import UtcDateTime
 
@@ -20,6 +23,27 @@ async def test_the_migrations_build_exactly_the_tables_the_models_describe(engin
     async with engine.connect() as conn:
         assert await conn.run_sync(differences) == [], "models changed without a migration"
     await assert_schema_current(engine)
+
+
+def test_the_schema_services_require_is_the_newest_migration() -> None:
+    """A new migration must move `SCHEMA_HEAD` too (services check it without Alembic)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD
+
+
+async def test_a_service_refuses_a_database_behind_the_migrations(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = '0015'"))
+    with pytest.raises(SchemaOutOfDate) as refused:
+        await assert_schema_current(engine)
+    assert str(refused.value) == (
+        f"database schema is at 0015, this code needs {SCHEMA_HEAD}: run `portfolio-sync db upgrade`"
+    )
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP TABLE alembic_version"))
+    with pytest.raises(SchemaOutOfDate, match="at nothing"):
+        await assert_schema_current(engine)
 
 
 async def test_upgrading_past_0003_points_each_account_at_the_snapshot_its_positions_came_from(
