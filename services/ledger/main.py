@@ -46,7 +46,7 @@ async def run_ledger(
         max_records=ledger.batch_size,
         # Preparing a batch of 2,000 waits some 0.1 s on its reads (dedupe, accounts, runs) with
         # nothing else to do; decoding 2,000 snapshots takes 0.3-0.4 s of the GIL: the default of
-        # 500 (a quarter) fills that wait, for some 8 MB more at the memory peak (bench/README.md).
+        # 500 (a quarter) fills that wait, for some 12 MB more at the memory peak (bench/README.md).
         decode_ahead=decode_ahead,
     )
     await asyncio.gather(consumer.run(stop), ledger.relay.run(stop))
