@@ -15,7 +15,8 @@ being written, batch N+1 is fetched, decoded and prepared, as if N had already t
 run one at a time and in order; N's offsets are committed when N's write returns. When a write
 fails, whatever was prepared on top of it is void: the handler is told to `forget` it, and both
 batches are handled again one at a time (prepare, then write), with the retries and dead-lettering
-above.
+above. With `decode_ahead`, batch N+2 is fetched, and its first records decoded, while N+1 is
+prepared: that fills the time preparing spends waiting on its reads.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class OneStep:
 class _Batch:
     records: list[Record]  # everything fetched, dead-lettered ones included: all are committed
     decoded: list[tuple[Record, Event]]  # the records that decoded (let go of once prepared)
+    undecoded: list[Record]  # the records not decoded yet (fetched ahead: see `decode_ahead`)
     outcomes: Counter[str]  # what its handling came to, for its log line
     started: float  # when it was fetched (perf_counter)
 
@@ -107,6 +109,11 @@ class EventConsumer:
     poll_timeout_s: float = 0.5
     max_backoff_s: float = 30.0
     listener: AssignmentListener | None = None  # told of every rebalance of `group`
+    decode_ahead: int = 0
+    """How many records of the next batch to decode while this one is prepared (the next batch is
+    then fetched meanwhile too; 0: fetched once this one is prepared). Preparing waits on reads, and
+    decoding fills those waits; beside planning it gains nothing (both hold the GIL), and what is
+    decoded ahead is held while this batch is planned: so only a part, about what the waits take."""
     handled: int = field(default=0, init=False)
     _lag_reported: set[tuple[str, int]] = field(default_factory=set, init=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
@@ -118,9 +125,15 @@ class EventConsumer:
         )
         log.info("consuming", extra={"group": self.group, "topics": list(self.event_types)})
         writing: _Writing | None = None
+        upcoming: asyncio.Task[_Batch] | None = None
         try:
             while not stop.is_set():
-                batch = await self._next(subscription)
+                if upcoming is None:
+                    batch = await self._next(subscription)
+                else:
+                    batch = await self._decode_rest(await upcoming)
+                if self.decode_ahead:
+                    upcoming = asyncio.create_task(self._next(subscription, decode=self.decode_ahead))
                 write = await self._prepare(batch) if batch.decoded else None
                 if write is not None:
                     # The write holds what it needs of them: they are not kept while the previous
@@ -145,6 +158,10 @@ class EventConsumer:
         except _Stopped:
             log.info("stopped with a batch not yet durable; it will be delivered again")
         finally:
+            if upcoming is not None and not upcoming.done():
+                upcoming.cancel()  # fetched, never committed: delivered again
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await upcoming
             if writing is not None and not writing.task.done():
                 writing.task.cancel()  # cancelled (not stopped): its transaction rolls back
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -152,21 +169,34 @@ class EventConsumer:
             self._report_lag({})  # another member reports these partitions now
             await subscription.close()
 
-    async def _next(self, subscription: Subscription) -> _Batch:
+    async def _next(self, subscription: Subscription, *, decode: int | None = None) -> _Batch:
+        """The next batch, its first `decode` records decoded (all of them by default)."""
         records = await self._retrying(
             "fetch", lambda: subscription.fetch(max_records=self.max_records, timeout_s=self.poll_timeout_s)
         )
         self._report_lag(await self._retrying("lag", subscription.lag))
+        batch = _Batch(
+            records, [], records[decode:] if decode is not None else [], Counter(), time.perf_counter()
+        )
+        return await self._decode_part(batch, records[:decode])
+
+    async def _decode_rest(self, batch: _Batch) -> _Batch:
+        undecoded, batch.undecoded = batch.undecoded, []
+        return await self._decode_part(batch, undecoded)
+
+    async def _decode_part(self, batch: _Batch, records: list[Record]) -> _Batch:
+        """Decode `records` of `batch` into it; dead-letter those that do not decode."""
+        if not records:
+            return batch
         # In a worker thread: decoding a batch takes tens of milliseconds of CPU, and meanwhile the
         # event loop keeps the previous batch's write going (the GIL changes hands every millisecond:
         # see shared.runtime).
-        started = time.perf_counter()
         decoded, malformed = await asyncio.to_thread(self._decode, records)
-        outcomes: Counter[str] = Counter()
+        batch.decoded += decoded
         for record, reason in malformed:
             await self._dead_letter(record, reason)
-            outcomes["dead_lettered"] += 1
-        return _Batch(records, decoded, outcomes, started)
+            batch.outcomes["dead_lettered"] += 1
+        return batch
 
     def _report_lag(self, lags: dict[tuple[str, int], int]) -> None:
         """Set the lag gauge of every partition held; drop those of partitions no longer held."""

@@ -227,6 +227,117 @@ async def test_a_prepared_batchs_events_are_let_go_of_while_the_previous_batch_i
     assert handler.written == [e.event_id for e in requests]
 
 
+async def test_decoding_ahead_hands_every_record_over_once_in_order_and_dead_letters_the_malformed(
+    bus: InMemoryBus,
+) -> None:
+    requests = _one_account(7)
+    key = requests[0].key
+    messages = [OutgoingMessage.of(TOPIC, e) for e in requests]
+    # Batches of three, the first of each decoded ahead: one malformed record decoded ahead (the
+    # second batch's first), one with the rest of its batch (the third's second).
+    messages.insert(3, OutgoingMessage(TOPIC, key, b"{broken ahead"))
+    messages.insert(7, OutgoingMessage(TOPIC, key, b"{broken later"))
+    await bus.publish(messages)
+    handler = Recording()
+    handler.release.set()
+    consumer = EventConsumer(
+        bus=bus,
+        group="unit",
+        event_types={TOPIC: SyncRequested},
+        handler=handler,
+        max_records=3,
+        decode_ahead=1,
+    )
+
+    async def all_seen() -> bool:
+        return len(handler.written) == 7 and len(bus.records(dead_letters(TOPIC))) == 2
+
+    await _run_until(consumer, all_seen, "seven written and two dead-lettered")
+    assert handler.written == [e.event_id for e in requests]  # in order, once each
+    letters = [DeadLetter.model_validate_json(r.value) for r in bus.records(dead_letters(TOPIC))]
+    assert sorted(letter.original_value() for letter in letters) == [b"{broken ahead", b"{broken later"]
+    heir = await bus.subscribe([TOPIC], group="unit")
+    assert await heir.fetch(max_records=10, timeout_s=0.1) == [], "every offset was committed"
+
+
+class _CountedFetches:
+    """A subscription that tells when it has been asked to fetch a second time."""
+
+    def __init__(self, inner: Subscription) -> None:
+        self.inner = inner
+        self.fetches = 0
+        self.second_fetch = asyncio.Event()
+
+    async def fetch(self, *, max_records: int, timeout_s: float) -> list[Record]:
+        self.fetches += 1
+        if self.fetches == 2:
+            self.second_fetch.set()
+        return await self.inner.fetch(max_records=max_records, timeout_s=timeout_s)
+
+    async def commit(self, records: Sequence[Record]) -> None:
+        await self.inner.commit(records)
+
+    def assignment(self) -> frozenset[tuple[str, int]]:
+        return self.inner.assignment()
+
+    async def lag(self) -> dict[tuple[str, int], int]:
+        return await self.inner.lag()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class _CountingBus(InMemoryBus):
+    subscription: _CountedFetches
+
+    async def subscribe(  # type: ignore[override]
+        self, topics: Sequence[str], *, group: str, listener: AssignmentListener | None = None
+    ) -> Subscription:
+        self.subscription = _CountedFetches(await super().subscribe(topics, group=group, listener=listener))
+        return self.subscription
+
+
+class AwaitsTheNextFetch(Recording):
+    """Prepares its first batch only once the consumer has asked for the next one (or 5 s passed)."""
+
+    def __init__(self, bus: _CountingBus) -> None:
+        super().__init__()
+        self.bus = bus
+        self.next_fetched_while_preparing: bool | None = None
+
+    async def prepare(self, events: Sequence[Event]) -> Write:
+        if self.next_fetched_while_preparing is None:
+            try:
+                await asyncio.wait_for(self.bus.subscription.second_fetch.wait(), 5)
+                self.next_fetched_while_preparing = True
+            except TimeoutError:
+                self.next_fetched_while_preparing = False
+        return await super().prepare(events)
+
+
+async def test_with_decode_ahead_the_next_batch_is_fetched_while_this_one_is_prepared() -> None:
+    bus = _CountingBus()
+    requests = _one_account(4)
+    await bus.publish([OutgoingMessage.of(TOPIC, e) for e in requests])
+    handler = AwaitsTheNextFetch(bus)
+    handler.release.set()
+    consumer = EventConsumer(
+        bus=bus,
+        group="unit",
+        event_types={TOPIC: SyncRequested},
+        handler=handler,
+        max_records=2,
+        decode_ahead=1,
+    )
+
+    async def all_written() -> bool:
+        return len(handler.written) == 4
+
+    await _run_until(consumer, all_written, "all four written")
+    assert handler.next_fetched_while_preparing is True
+    assert handler.written == [e.event_id for e in requests]
+
+
 async def test_a_wrapped_57p03_is_waited_out_not_dead_lettered(bus: InMemoryBus) -> None:
     # As the ledger saw it under a Postgres restart: asyncpg's error wrapped as a plain DBAPIError.
     shutting_down = asyncpg.exceptions.CannotConnectNowError("the database system is shutting down")
