@@ -147,6 +147,7 @@ class LeanSnapshots:
     texts_at_most: int = 100_000
     holdings_at_most: int = 200_000
     _texts: dict[str | None, str | None] = field(default_factory=dict, init=False)
+    _numbers: dict[Decimal, Decimal] = field(default_factory=dict, init=False)
     # By the account id's text in the message: a hint of where to look, read before decoding. Equal
     # texts decode to equal holdings whichever account they come from.
     _latest: dict[bytes, _Latest] = field(default_factory=dict, init=False)
@@ -196,6 +197,7 @@ class LeanSnapshots:
         new = [i for i, held in enumerate(holdings) if held is None or not same[i]]
         if new:
             decoded = self._decoded(_HOLDINGS.decode(b"[" + b",".join([texts[i] for i in new]) + b"]"))
+            self._share_numbers(decoded)
             for i, holding in zip(new, decoded, strict=True):
                 holdings[i] = holding
         made = cast(tuple[SnapshotHolding, ...], tuple(holdings))
@@ -222,6 +224,25 @@ class LeanSnapshots:
         self._latest_holdings += len(holdings) - len(self._latest.get(account, _NONE)[1])
         self._latest[account] = (texts, holdings)
 
+    def _share_numbers(self, holdings: Iterable[SnapshotHolding]) -> None:
+        """A quantity or last price equal to an earlier holding's, and written alike (`100` is not
+        `100.0`), becomes that holding's decimal: the same instrument's price is the
+        same for every account that holds it, and quantities are round numbers. A decimal is 104
+        bytes, some 40% of a kept holding. Only the holdings a comparison found changed: an account
+        decoded whole (every price moving) keeps no texts to compare with either, and sharing would
+        cost it some 10 µs a snapshot."""
+        if len(self._numbers) > self.texts_at_most:
+            self._numbers.clear()
+        shared = self._numbers.setdefault
+        for h in holdings:
+            quantity = shared(h.quantity, h.quantity)
+            if quantity is not h.quantity and _written_alike(quantity, h.quantity):
+                force_setattr(h, "quantity", quantity)
+            if h.last_price is not None:
+                price = shared(h.last_price, h.last_price)
+                if price is not h.last_price and _written_alike(price, h.last_price):
+                    force_setattr(h, "last_price", price)
+
     def _share_texts(self, holdings: Iterable[SnapshotHolding]) -> None:
         if len(self._texts) > self.texts_at_most:
             self._texts.clear()
@@ -241,3 +262,9 @@ def _account_text(raw: bytes) -> bytes:
     this is the key's); empty when it has none."""
     at = raw.find(_ACCOUNT)
     return b"" if at < 0 else raw[at + len(_ACCOUNT) : raw.find(b'"', at + len(_ACCOUNT))]
+
+
+def _written_alike(a: Decimal, b: Decimal) -> bool:
+    """Of two equal decimals, whether `str()` writes them alike: the same exponent, and for a zero
+    the same sign (`-0` equals `0`)."""
+    return a.same_quantum(b) and a.is_signed() == b.is_signed()

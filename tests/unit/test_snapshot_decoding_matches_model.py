@@ -473,6 +473,34 @@ def test_a_holding_listed_as_the_accounts_previous_snapshot_listed_it_is_that_ho
     assert not any(a is b for a, b in zip(after[1:], decoder.decode(_dump(shifted)).holdings, strict=True))
 
 
+def test_quantities_and_prices_are_shared_across_accounts_where_written_alike() -> None:
+    """A decimal is 104 bytes: equal ones are one object, unless `str()` would write them otherwise."""
+    message = _valid()[-2]
+    holding = message["holdings"][0] | {"last_price": "1240.10"}
+    written = [("100", "1240.10"), ("100", "1240.10"), ("100.0", "1240.1"), ("-0", "0"), ("0", "-0")]
+    decoder = LeanSnapshots()
+    decoded = [
+        decoder.decode(
+            _dump(
+                message
+                | {
+                    "account_id": str(uuid.UUID(int=n)),
+                    "holdings": [holding | {"quantity": q, "last_price": p}],
+                }
+            )
+        ).holdings[0]
+        for n, (q, p) in enumerate(written, start=8)
+    ]
+    assert [(str(h.quantity), str(h.last_price)) for h in decoded] == written
+    assert decoded[1].quantity is decoded[0].quantity and decoded[1].last_price is decoded[0].last_price
+    assert (
+        decoded[2].quantity is not decoded[0].quantity and decoded[2].last_price is not decoded[0].last_price
+    )
+    assert (
+        decoded[4].quantity is not decoded[3].quantity and decoded[4].last_price is not decoded[3].last_price
+    )
+
+
 def test_an_account_whose_every_holding_changed_is_decoded_whole_for_a_while() -> None:
     """Comparing a snapshot whose prices all moved costs more than decoding it: an account found so
     is decoded whole for its next few snapshots, then compared again."""
