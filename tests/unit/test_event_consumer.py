@@ -260,18 +260,13 @@ async def test_decoding_ahead_hands_every_record_over_once_in_order_and_dead_let
     assert await heir.fetch(max_records=10, timeout_s=0.1) == [], "every offset was committed"
 
 
-class _CountedFetches:
-    """A subscription that tells when it has been asked to fetch a second time."""
+class _Wrapped:
+    """A subscription that passes everything to `inner`; subclasses change what a test watches."""
 
     def __init__(self, inner: Subscription) -> None:
         self.inner = inner
-        self.fetches = 0
-        self.second_fetch = asyncio.Event()
 
     async def fetch(self, *, max_records: int, timeout_s: float) -> list[Record]:
-        self.fetches += 1
-        if self.fetches == 2:
-            self.second_fetch.set()
         return await self.inner.fetch(max_records=max_records, timeout_s=timeout_s)
 
     async def commit(self, records: Sequence[Record]) -> None:
@@ -285,6 +280,21 @@ class _CountedFetches:
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+class _CountedFetches(_Wrapped):
+    """A subscription that tells when it has been asked to fetch a second time."""
+
+    def __init__(self, inner: Subscription) -> None:
+        super().__init__(inner)
+        self.fetches = 0
+        self.second_fetch = asyncio.Event()
+
+    async def fetch(self, *, max_records: int, timeout_s: float) -> list[Record]:
+        self.fetches += 1
+        if self.fetches == 2:
+            self.second_fetch.set()
+        return await self.inner.fetch(max_records=max_records, timeout_s=timeout_s)
 
 
 class _CountingBus(InMemoryBus):
@@ -365,16 +375,13 @@ async def test_a_wrapped_57p03_is_waited_out_not_dead_lettered(bus: InMemoryBus)
     assert [e.event_id for e in handled] == [request.event_id]
 
 
-class _RevokedOnce:
+class _RevokedOnce(_Wrapped):
     """A subscription whose first commit races a rebalance (the partitions went to another member)."""
 
     def __init__(self, inner: Subscription, error: Exception) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.error: Exception | None = error
         self.failed_commits = 0
-
-    async def fetch(self, *, max_records: int, timeout_s: float) -> list[Record]:
-        return await self.inner.fetch(max_records=max_records, timeout_s=timeout_s)
 
     async def commit(self, records: Sequence[Record]) -> None:
         if self.error is not None:
@@ -382,15 +389,6 @@ class _RevokedOnce:
             self.failed_commits += 1
             raise error
         await self.inner.commit(records)
-
-    def assignment(self) -> frozenset[tuple[str, int]]:
-        return self.inner.assignment()
-
-    async def lag(self) -> dict[tuple[str, int], int]:
-        return await self.inner.lag()
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 class _RebalancingBus(InMemoryBus):

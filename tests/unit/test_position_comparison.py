@@ -148,17 +148,22 @@ def test_each_snapshot_row_keeps_the_content_hash_of_its_own_holdings_through_a_
             listed.append(listed[0])  # an instrument listed twice: hashed twice, held once
         if n == 8:
             account.positions = dict(account.positions)  # loaded again: the kept text is not of these
-        snapshot = HoldingSnapshot(
-            account_id=ACCOUNT,
-            request_id=uuid.uuid4(),
-            broker="sim",
-            taken_at=AT.replace(minute=n),
-            holdings=tuple(listed),
-        )
-        plan = plan_batch([snapshot], {ACCOUNT: account}, {}, consumer="ledger")
+        plan = _planned(account, listed, minute=n)
         assert plan.snapshots[0][BatchPlan.SNAPSHOT_COLUMNS.index("content_hash")] == content_hash(listed)
         assert plan.snapshots[0][BatchPlan.SNAPSHOT_COLUMNS.index("status")] == SnapshotStatus.APPLIED
         earlier = {h.symbol: h for h in listed}
+
+
+def _planned(account: AccountState, listed: list[Holding], *, minute: int) -> BatchPlan:
+    """The plan of the account's snapshot listing `listed`, taken at `minute` past `AT`."""
+    snapshot = HoldingSnapshot(
+        account_id=ACCOUNT,
+        request_id=uuid.uuid4(),
+        broker="sim",
+        taken_at=AT.replace(minute=minute),
+        holdings=tuple(listed),
+    )
+    return plan_batch([snapshot], {ACCOUNT: account}, {}, consumer="ledger")
 
 
 def test_holdings_current_is_the_positions_whichever_objects_stay_through_a_chain() -> None:
@@ -182,14 +187,7 @@ def test_holdings_current_is_the_positions_whichever_objects_stay_through_a_chai
     ]
     rows = []
     for n, listed in enumerate(chain):
-        snapshot = HoldingSnapshot(
-            account_id=ACCOUNT,
-            request_id=uuid.uuid4(),
-            broker="sim",
-            taken_at=AT.replace(minute=n),
-            holdings=tuple(listed),
-        )
-        plan = plan_batch([snapshot], {ACCOUNT: account}, {}, consumer="ledger")
+        plan = _planned(account, listed, minute=n)
         rows += [row[3] for row in plan.outbox if row[1] == topics.HOLDINGS_CURRENT]
         whole = current_holdings.listed(account.positions, None)
         assert account.hashed is not None
