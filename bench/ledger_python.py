@@ -1,6 +1,6 @@
 """The ledger's Python per snapshot, without Kafka or Postgres: decoding, planning, COPY text.
 
-    .venv/bin/python bench/ledger_python.py [--accounts 300] [--repeats 4] [--prices still|move] [--reuse]
+    .venv/bin/python bench/ledger_python.py [--accounts 300] [--repeats 4] [--prices still|move]
 
 The bench-ledger workload (accounts x 10 successive snapshots of 20 holdings, each changing one
 position), with its prices unchanged as bench-ledger's are (`--prices still`, the default) or moving
@@ -12,9 +12,7 @@ on a shared machine this moves far less than bench-ledger's holdings/s, so two c
 compared by running each in turn (this script, from the other commit's checkout:
 `cd OTHER && PYTHONPATH=. .venv/bin/python PATH/bench/ledger_python.py`). Ids and clocks are fixed,
 so that `digest` (of the COPY text and the outbox rows) is the same for two commits that write the
-same rows. `--reuse`: each decoded holding whose JSON is the one the account's previous snapshot
-listed is replaced by that snapshot's decoded object, as a decoder that reuses them would leave it
-(done between decoding and planning, timed in neither).
+same rows.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-import msgspec
 from ledger import bench_snapshot
 
 from services.ledger import ids
@@ -71,20 +68,7 @@ def _fixed_ids_and_clocks() -> None:
             module.utc_now = lambda: NOW
 
 
-def _reusing(events: list[Any], listed: dict[uuid.UUID, dict[bytes, Any]]) -> None:
-    """Each event's holdings, those whose JSON the account's previous snapshot (`listed`) listed
-    replaced by its objects."""
-    for event in events:
-        before = listed.get(event.account_id, {})
-        raws = [msgspec.json.encode(held) for held in event.holdings]
-        holdings = tuple(before.get(raw, held) for raw, held in zip(raws, event.holdings, strict=True))
-        event.__dict__["holdings"] = holdings
-        listed[event.account_id] = dict(zip(raws, holdings, strict=True))
-
-
-def one_pass(
-    accounts: list[uuid.UUID], messages: list[bytes], *, reuse: bool = False
-) -> tuple[dict[str, float], str]:
+def one_pass(accounts: list[uuid.UUID], messages: list[bytes]) -> tuple[dict[str, float], str]:
     """CPU seconds of each step over all `messages`, and the digest of what they would write."""
     _fixed_ids_and_clocks()
     states = {
@@ -99,14 +83,10 @@ def one_pass(
     spent = dict.fromkeys(("decode", "plan", "encode"), 0.0)
     snapshots = LeanSnapshots()
     digest = hashlib.sha256()
-    listed: dict[uuid.UUID, dict[bytes, Any]] = {}
     for start in range(0, len(messages), BATCH):
         began = time.process_time()
         events = [decode_on_topic(snapshots, raw) for raw in messages[start : start + BATCH]]
         decoded = time.process_time()
-        if reuse:
-            _reusing(events, listed)
-        planning = time.process_time()
         batch: dict[uuid.UUID, Any] = {e.account_id: states[e.account_id] for e in events}
         for state in batch.values():
             state.touched = False
@@ -114,7 +94,7 @@ def one_pass(
         made = time.process_time()
         encoded = store.encode(planned)
         spent["decode"] += decoded - began
-        spent["plan"] += made - planning
+        spent["plan"] += made - decoded
         spent["encode"] += time.process_time() - made
         memo.remember(planned.prices)
         for _, _, pieces in encoded:
@@ -125,21 +105,20 @@ def one_pass(
     return spent, digest.hexdigest()[:16]
 
 
-def main(accounts_count: int, repeats: int, prices: str, reuse: bool) -> None:
+def main(accounts_count: int, repeats: int, prices: str) -> None:
     accounts = [uuid.UUID(int=10**6 + i) for i in range(accounts_count)]
     messages = _messages(accounts, prices_move=prices == "move")
     best: dict[str, float] = {}
     digests = set()
     gc.disable()  # as the ledger does while a batch is in flight
     for _ in range(repeats):
-        spent, digest = one_pass(accounts, messages, reuse=reuse)
+        spent, digest = one_pass(accounts, messages)
         best = {k: min(v, best.get(k, v)) for k, v in spent.items()}
         digests.add(digest)
         gc.collect()
     per = {k: round(v / len(messages) * 1e6, 1) for k, v in best.items()}
     print(
-        f"{len(messages)} snapshots, prices {prices}{', holdings reused' if reuse else ''}, "
-        f"CPU µs per snapshot (best of {repeats}): {per}, "
+        f"{len(messages)} snapshots, prices {prices}, CPU µs per snapshot (best of {repeats}): {per}, "
         f"total {round(sum(per.values()), 1)}; digest {', '.join(sorted(digests))}"
     )
 
@@ -151,6 +130,5 @@ if __name__ == "__main__":
     parser.add_argument("--accounts", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--prices", choices=("still", "move"), default="still")
-    parser.add_argument("--reuse", action="store_true", help="unchanged holdings keep their objects")
     args = parser.parse_args()
-    main(args.accounts, args.repeats, args.prices, args.reuse)
+    main(args.accounts, args.repeats, args.prices)
